@@ -1,0 +1,80 @@
+// The boundary between server/ and runtime/: plain structs only (DESIGN.md
+// invariant 1). No JSON, LSP or Asio type appears here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ghostd::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Priority : int { kInteractive = 0, kPrefetch = 1, kBackground = 2 };
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0 = greedy
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  uint64_t seed = 0;
+};
+
+struct StopCriteria {
+  int max_new_tokens = 64;
+  std::vector<int32_t> stop_token_ids;  // the model's eos/eot tokens and FIM stops
+};
+
+// One decode job. `document_id` keys KV reuse across requests on a document.
+struct CompletionJob {
+  std::vector<int32_t> prompt;
+  std::string document_id;
+  Priority priority = Priority::kInteractive;
+  Clock::time_point deadline = Clock::time_point::max();
+  SamplingParams sampling;
+  StopCriteria stop;
+  bool use_draft = true;  // speculative decoding where a draft is loaded
+};
+
+enum class JobStatus { kFinished, kCancelled, kExpired, kFailed };
+
+inline const char* job_status_name(JobStatus s) {
+  switch (s) {
+    case JobStatus::kFinished: return "finished";
+    case JobStatus::kCancelled: return "cancelled";
+    case JobStatus::kExpired: return "expired";
+    case JobStatus::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+struct JobMetrics {
+  int prompt_tokens = 0;
+  int reused_tokens = 0;  // prompt tokens served from the prefix cache
+  int generated_tokens = 0;
+  int draft_proposed = 0;
+  int draft_accepted = 0;
+  int max_batch_size = 0;  // largest batch this job ran in
+  double queue_ms = 0;     // submit -> first scheduled
+  double ttft_ms = 0;      // submit -> first token
+  double total_ms = 0;     // submit -> terminal
+};
+
+struct JobResult {
+  JobStatus status = JobStatus::kFinished;
+  std::string error;  // set when status == kFailed
+  std::vector<int32_t> tokens;
+  JobMetrics metrics;
+};
+
+// Callbacks run on the engine thread; they must be cheap and must not block
+// (post to your own executor). `on_tokens` may return false to stop the job
+// early (it then finishes with status kFinished).
+struct JobCallbacks {
+  std::function<bool(const std::vector<int32_t>& new_tokens)> on_tokens;
+  std::function<void(JobResult)> on_done;  // called exactly once
+};
+
+}  // namespace ghostd::runtime
