@@ -78,3 +78,21 @@ struct JobCallbacks {
 };
 
 }  // namespace ghostd::runtime
+
+namespace ghostd::runtime {
+
+using JobId = uint64_t;
+
+// What the server needs from an engine. Implementations are thread-safe:
+// submit and cancel may be called from any thread.
+class EngineInterface {
+ public:
+  virtual ~EngineInterface() = default;
+  // Queues a job; callbacks run on the engine thread. Never blocks on decoding.
+  virtual JobId submit(CompletionJob job, JobCallbacks callbacks) = 0;
+  // Cancels a queued or running job; its on_done reports kCancelled (unless it
+  // already ended). Unknown or finished ids are ignored.
+  virtual void cancel(JobId id) = 0;
+};
+
+}  // namespace ghostd::runtime
