@@ -1,0 +1,227 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/cpu/gemm.h"
+#include "runtime/cpu/thread_pool.h"
+
+namespace ghostd::runtime {
+
+namespace {
+
+// Host-memory backend. Ops run on the calling (engine) thread plus the pool.
+// Thread-safety: single owner thread, like every Backend.
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& opts)
+      : pool_(opts.threads), kernels_(cpu::select_kernels()) {
+    spdlog::debug("cpu backend: {} threads, {} kernels", pool_.size(), kernels_.isa);
+  }
+
+  std::string name() const override { return std::string("cpu-") + kernels_.isa; }
+
+  Result<Buffer> alloc(size_t bytes) override {
+    size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) return Error{"cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes"};
+    return Buffer(p, bytes, [](void*, void* ptr) { std::free(ptr); }, nullptr);
+  }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  Status synchronize() override { return {}; }
+  size_t free_memory() const override { return 0; }
+
+  Result<Weight> load_weight(const TensorView& t) override {
+    if (t.shape.empty() || t.shape.size() > 2)
+      return Error{"tensor " + t.name + ": expected 1 or 2 dimensions"};
+    Weight w;
+    w.dtype = t.dtype;
+    w.rows = t.shape.size() == 2 ? t.shape[0] : 1;
+    w.cols = t.shape.back();
+    w.data = t.data;
+    if (w.dtype == DType::kQ8_0 && w.cols % 32 != 0)
+      return Error{"tensor " + t.name + ": Q8_0 rows must be a multiple of 32 elements"};
+    return w;
+  }
+
+  void embedding(const Weight& table, const int32_t* ids, int n, float* out) override {
+    const int64_t dim = table.cols;
+    for (int i = 0; i < n; ++i) {
+      // Ids are validated against the vocabulary by the model before this op.
+      Weight row = table;
+      row.rows = 1;
+      row.data = row_address(table, ids[i]);
+      float* dst = out + i * dim;
+      std::fill(dst, dst + dim, 0.0f);
+      unit_row(row, dst);
+    }
+  }
+
+  void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps, float* out) override {
+    std::vector<float> weight(dim);
+    unit_row(w, weight.data());
+    for (int r = 0; r < rows; ++r) {
+      const float* xr = x + static_cast<int64_t>(r) * dim;
+      float* o = out + static_cast<int64_t>(r) * dim;
+      double ss = 0;  // double: the norm must not depend on summation luck
+      for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+      float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
+      for (int i = 0; i < dim; ++i) o[i] = (xr[i] * inv) * weight[i];
+    }
+  }
+
+  void matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out) override {
+    const int64_t n = w.rows;
+    // Split output columns across threads; 16-column grain keeps chunks
+    // cache-line aligned in the output.
+    pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) { kernels_.gemm(x, rows, w, b, e, out, n); });
+    if (bias && *bias) {
+      std::vector<float> bv(n);
+      unit_row(*bias, bv.data());
+      for (int r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) out[r * n + j] += bv[j];
+    }
+  }
+
+  void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions,
+            const float* inv_freq) override {
+    const int half = head_dim / 2;
+    std::vector<float> cs(half), sn(half);
+    for (int r = 0; r < rows; ++r) {
+      for (int i = 0; i < half; ++i) {
+        // HF computes the angle in float32: position * inv_freq.
+        float angle = static_cast<float>(positions[r]) * inv_freq[i];
+        cs[i] = std::cos(angle);
+        sn[i] = std::sin(angle);
+      }
+      for (int h = 0; h < n_heads; ++h) {
+        float* v = x + (static_cast<int64_t>(r) * n_heads + h) * head_dim;
+        for (int i = 0; i < half; ++i) {
+          float a = v[i], b = v[i + half];
+          v[i] = a * cs[i] - b * sn[i];
+          v[i + half] = b * cs[i] + a * sn[i];
+        }
+      }
+    }
+  }
+
+  void kv_store(const float* k, const float* v, const BatchView& batch, int kv_dim,
+                KvLayerView layer) override {
+    for (int t = 0; t < batch.num_tokens; ++t) {
+      int64_t slot = batch.slots[t];
+      std::memcpy(layer.k + slot * kv_dim, k + static_cast<int64_t>(t) * kv_dim, kv_dim * sizeof(float));
+      std::memcpy(layer.v + slot * kv_dim, v + static_cast<int64_t>(t) * kv_dim, kv_dim * sizeof(float));
+    }
+  }
+
+  void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
+                 KvLayerView layer, float* out) override {
+    const int hd = shape.head_dim, nh = shape.n_heads, group = shape.n_heads / shape.n_kv_heads;
+    const int64_t kv_dim = static_cast<int64_t>(shape.n_kv_heads) * hd;
+    const int64_t q_dim = static_cast<int64_t>(nh) * hd;
+    // One work item per (token, head): each is computed the same way whatever
+    // the batch, which keeps batched decoding exact.
+    pool_.parallel_for(static_cast<int64_t>(batch.num_tokens) * nh, 1, [&](int64_t b, int64_t e) {
+      std::vector<float> scores;
+      for (int64_t item = b; item < e; ++item) {
+        const int t = static_cast<int>(item / nh), h = static_cast<int>(item % nh);
+        const int s = batch.token_seq[t];
+        const int n_ctx = batch.positions[t] + 1;
+        const int32_t* table = batch.block_tables + batch.block_table_start[s];
+        const float* qv = q + t * q_dim + static_cast<int64_t>(h) * hd;
+        const int64_t head_off = static_cast<int64_t>(h / group) * hd;
+        scores.resize(n_ctx);
+        float mx = -INFINITY;
+        for (int p = 0; p < n_ctx; ++p) {
+          int64_t slot = static_cast<int64_t>(table[p / batch.block_size]) * batch.block_size + p % batch.block_size;
+          float sc = kernels_.dot(qv, layer.k + slot * kv_dim + head_off, hd) * shape.scale;
+          scores[p] = sc;
+          mx = std::max(mx, sc);
+        }
+        float sum = 0;
+        for (int p = 0; p < n_ctx; ++p) {
+          scores[p] = std::exp(scores[p] - mx);
+          sum += scores[p];
+        }
+        float* o = out + t * q_dim + static_cast<int64_t>(h) * hd;
+        std::fill(o, o + hd, 0.0f);
+        const float inv = 1.0f / sum;
+        for (int p = 0; p < n_ctx; ++p) {
+          int64_t slot = static_cast<int64_t>(table[p / batch.block_size]) * batch.block_size + p % batch.block_size;
+          kernels_.axpy(scores[p] * inv, layer.v + slot * kv_dim + head_off, o, hd);
+        }
+      }
+    });
+  }
+
+  void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
+    for (int64_t i = 0; i < n; ++i) {
+      float g = gate[i];
+      out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+    }
+  }
+
+  void add(float* x, const float* y, int64_t n) override {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+  }
+
+  void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) override {
+    for (int i = 0; i < n; ++i)
+      std::memcpy(out + static_cast<int64_t>(i) * dim, x + static_cast<int64_t>(rows[i]) * dim, dim * sizeof(float));
+  }
+
+  void copy_kv_block(KvLayerView layer, int src_block, int dst_block, int block_size,
+                     int kv_dim) override {
+    const size_t n = static_cast<size_t>(block_size) * kv_dim;
+    std::memcpy(layer.k + dst_block * n, layer.k + src_block * n, n * sizeof(float));
+    std::memcpy(layer.v + dst_block * n, layer.v + src_block * n, n * sizeof(float));
+  }
+
+ private:
+  static const void* row_address(const Weight& w, int64_t r) {
+    auto* base = static_cast<const std::byte*>(w.data);
+    return base + dtype_bytes(w.dtype, w.cols) * r;
+  }
+
+  // Converts a one-row weight to float.
+  void unit_row(const Weight& w, float* dst) {
+    const int64_t n = w.cols;
+    switch (w.dtype) {
+      case DType::kF32: std::memcpy(dst, w.data, n * sizeof(float)); return;
+      case DType::kBF16:
+        for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+        return;
+      case DType::kF16:
+        for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+        return;
+      case DType::kQ8_0: {
+        auto* p = static_cast<const uint8_t*>(w.data);
+        for (int64_t b = 0; b < n / 32; ++b, p += 34) {
+          uint16_t d16;
+          std::memcpy(&d16, p, 2);
+          float d = f16_to_f32(d16);
+          for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(p[2 + j]));
+        }
+        return;
+      }
+    }
+  }
+
+  cpu::ThreadPool pool_;
+  cpu::Kernels kernels_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
+
+}  // namespace ghostd::runtime

@@ -1,0 +1,80 @@
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "runtime/cpu/gemm.h"
+
+namespace ghostd::runtime::cpu {
+
+namespace {
+
+// Loads weight row n, elements [k, k + count), as floats.
+inline void load_row(const Weight& w, int64_t n, float* dst) {
+  const int64_t cols = w.cols;
+  switch (w.dtype) {
+    case DType::kF32:
+      std::memcpy(dst, static_cast<const float*>(w.data) + n * cols, cols * sizeof(float));
+      break;
+    case DType::kBF16: {
+      auto* p = static_cast<const uint16_t*>(w.data) + n * cols;
+      for (int64_t k = 0; k < cols; ++k) dst[k] = bf16_to_f32(p[k]);
+      break;
+    }
+    case DType::kF16: {
+      auto* p = static_cast<const uint16_t*>(w.data) + n * cols;
+      for (int64_t k = 0; k < cols; ++k) dst[k] = f16_to_f32(p[k]);
+      break;
+    }
+    case DType::kQ8_0: {
+      auto* p = static_cast<const uint8_t*>(w.data) + n * (cols / 32) * 34;
+      for (int64_t b = 0; b < cols / 32; ++b, p += 34) {
+        uint16_t d16;
+        std::memcpy(&d16, p, 2);
+        float d = f16_to_f32(d16);
+        for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(p[2 + j]));
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+float dot_generic(const float* a, const float* b, int n) {
+  float acc[8] = {};
+  int k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[k + j] * b[k + j];
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; k < n; ++k) s += a[k] * b[k];
+  return s;
+}
+
+void axpy_generic(float a, const float* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void gemm_generic(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
+                  float* out, int64_t out_stride) {
+  const int cols = static_cast<int>(w.cols);
+  float* row = static_cast<float*>(std::malloc(sizeof(float) * cols));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    load_row(w, n, row);
+    for (int r = 0; r < rows; ++r) out[r * out_stride + n] = dot_generic(x + static_cast<int64_t>(r) * cols, row, cols);
+  }
+  std::free(row);
+}
+
+Kernels select_kernels() {
+  const char* env = std::getenv("GHOSTD_CPU_ISA");
+  std::string_view want = env ? env : "";
+  bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+              __builtin_cpu_supports("f16c");
+  if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, "generic"};
+  if (want == "avx2" || !avx512 || !avx2) return {gemm_avx2, dot_avx2, axpy_avx2, "avx2"};
+  return {gemm_avx512, dot_avx2, axpy_avx2, "avx512"};
+}
+
+}  // namespace ghostd::runtime::cpu

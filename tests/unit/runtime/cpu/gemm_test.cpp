@@ -1,0 +1,114 @@
+#include "runtime/cpu/gemm.h"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using namespace ghostd::runtime;
+using namespace ghostd::runtime::cpu;
+
+namespace {
+
+struct Packed {
+  std::vector<uint8_t> bytes;
+  std::vector<float> dequant;  // what the kernel should see
+};
+
+uint16_t to_f16(float f) {
+  // Small exact values only (test data is chosen representable).
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t s = (u >> 16) & 0x8000;
+  int e = static_cast<int>((u >> 23) & 0xff) - 127 + 15;
+  uint32_t m = (u >> 13) & 0x3ff;
+  if ((u & 0x7fffffff) == 0) return static_cast<uint16_t>(s);
+  return static_cast<uint16_t>(s | (e << 10) | m);
+}
+
+Packed pack(DType d, const std::vector<float>& w, int cols) {
+  Packed p;
+  if (d == DType::kF32) {
+    p.bytes.resize(w.size() * 4);
+    std::memcpy(p.bytes.data(), w.data(), p.bytes.size());
+    p.dequant = w;
+  } else if (d == DType::kBF16 || d == DType::kF16) {
+    p.bytes.resize(w.size() * 2);
+    for (size_t i = 0; i < w.size(); ++i) {
+      uint16_t h = d == DType::kBF16 ? f32_to_bf16(w[i]) : to_f16(w[i]);
+      std::memcpy(&p.bytes[2 * i], &h, 2);
+      p.dequant.push_back(d == DType::kBF16 ? bf16_to_f32(h) : f16_to_f32(h));
+    }
+  } else {
+    for (size_t b = 0; b < w.size() / 32; ++b) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(w[b * 32 + j]));
+      uint16_t d16 = to_f16(amax > 0 ? std::ldexp(1.0f, static_cast<int>(std::ceil(std::log2(amax / 127)))) : 1.0f);
+      float dd = f16_to_f32(d16);
+      p.bytes.push_back(d16 & 0xff);
+      p.bytes.push_back(d16 >> 8);
+      for (int j = 0; j < 32; ++j) {
+        int q = static_cast<int>(std::lround(w[b * 32 + j] / dd));
+        q = std::max(-127, std::min(127, q));
+        p.bytes.push_back(static_cast<uint8_t>(static_cast<int8_t>(q)));
+        p.dequant.push_back(dd * q);
+      }
+    }
+  }
+  (void)cols;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("gemm kernels match a double-precision reference and are batch-invariant") {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<GemmFn> impls{gemm_generic};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) impls.push_back(gemm_avx2);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) impls.push_back(gemm_avx512);
+  for (DType d : {DType::kF32, DType::kBF16, DType::kF16, DType::kQ8_0}) {
+    for (int cols : {32, 96, 200, 256}) {
+      if (d == DType::kQ8_0 && cols % 32) continue;
+      const int n = 37, rows = 7;
+      std::vector<float> wf(static_cast<size_t>(n) * cols), x(static_cast<size_t>(rows) * cols);
+      for (auto& v : wf) v = std::round(u(rng) * 64) / 64;  // exact in f16 and bf16
+      for (auto& v : x) v = u(rng);
+      Packed p = pack(d, wf, cols);
+      Weight w{d, n, cols, p.bytes.data()};
+      for (GemmFn g : impls) {
+        std::vector<float> out(static_cast<size_t>(rows) * n), one(n);
+        g(x.data(), rows, w, 0, 20, out.data(), n);
+        g(x.data(), rows, w, 20, n, out.data(), n);
+        for (int r = 0; r < rows; ++r) {
+          g(x.data() + static_cast<size_t>(r) * cols, 1, w, 0, n, one.data(), n);
+          for (int j = 0; j < n; ++j) {
+            double ref = 0;
+            for (int k = 0; k < cols; ++k) ref += static_cast<double>(x[r * cols + k]) * p.dequant[j * cols + k];
+            CHECK(out[r * n + j] == doctest::Approx(ref).epsilon(1e-4).scale(cols));
+            // A row computed alone gives the same bits as inside a batch.
+            CHECK(std::memcmp(&out[r * n + j], &one[j], sizeof(float)) == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("dot and axpy kernels agree with the reference") {
+  std::vector<float> a(77), b(77), y(77, 1.0f), y2(77, 1.0f);
+  for (int i = 0; i < 77; ++i) {
+    a[i] = std::sin(i * 0.3f);
+    b[i] = std::cos(i * 0.7f);
+  }
+  double ref = 0;
+  for (int i = 0; i < 77; ++i) ref += static_cast<double>(a[i]) * b[i];
+  CHECK(dot_generic(a.data(), b.data(), 77) == doctest::Approx(ref).epsilon(1e-5));
+  Kernels k = select_kernels();
+  CHECK(k.dot(a.data(), b.data(), 77) == doctest::Approx(ref).epsilon(1e-5));
+  k.axpy(0.5f, a.data(), y.data(), 77);
+  axpy_generic(0.5f, a.data(), y2.data(), 77);
+  for (int i = 0; i < 77; ++i) CHECK(y[i] == doctest::Approx(y2[i]));
+}
