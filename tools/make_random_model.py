@@ -8,7 +8,7 @@ that ghostd can load, tokenize and generate with it, and the PyTorch
 reference in tests/reference can check its logits.
 
 Weights are scaled so a random model stays numerically sane and its logits
-are informative: embedding rows of norm ~3, projections with std
+are informative: embedding rows of norm ~3 (~1 when tied), projections with std
 1/sqrt(fan_in) (attention scores and MLP outputs of order 1), norm weights
 near 1, so logits have a spread of a few units and argmax depends on input.
 
@@ -174,7 +174,12 @@ def make_weights(a, gen):
     def norm_w(n):
         return 1.0 + normal(n, std=0.1)
 
-    w = {"model.embed_tokens.weight": normal(v, h, std=3.0 / math.sqrt(h)), "model.norm.weight": norm_w(h)}
+    # Tied: a large embedding would make every token predict itself (x . e_x
+    # dominates), so greedy decoding would just repeat; keep it small and
+    # restore the logit spread through the final norm's weight instead.
+    emb_std, final_scale = (1.0, 3.0) if a.tied else (3.0, 1.0)
+    w = {"model.embed_tokens.weight": normal(v, h, std=emb_std / math.sqrt(h)),
+         "model.norm.weight": final_scale * norm_w(h)}
     qkv_bias = a.arch == "qwen2" or a.attention_bias
     for i in range(a.layers):
         p = f"model.layers.{i}."
