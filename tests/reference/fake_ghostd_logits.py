@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Stand-in for ghostd_logits (same command line and GLOG output), computed
 by the reference in float32. Lets ctest exercise run_reference.py end to end
-before, or independently of, the real tool. For a GGUF --model it reads the
-HF directory `model` next to it (the one the GGUF was converted from)."""
+before, or independently of, the real tool. For a GGUF --model X.gguf it reads
+X-dequant, the HF directory make_random_gguf.py --dequant-out wrote."""
 import argparse
 import os
 import sys
@@ -22,7 +22,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--batch", type=int, default=1, help="accepted; the reference has no batching")
     a = ap.parse_args()
-    model_dir = os.path.join(os.path.dirname(a.model), "model") if a.model.endswith(".gguf") else a.model
+    model_dir = a.model[:-len(".gguf")] + "-dequant" if a.model.endswith(".gguf") else a.model
     m = ReferenceModel(model_dir, torch.float32)
     toks = [int(t) for t in a.tokens.split()]
     for _ in range(a.steps):

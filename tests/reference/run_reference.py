@@ -46,6 +46,13 @@ VARIANTS = {
     "qwen2_mha_untied_bf16": (
         ["--arch", "qwen2", *_SMALL, "--kv-heads", "4", "--untied", "--dtype", "bf16",
          "--rope-theta", "1000000", "--seed", "5"], 20, [], None),
+    # GGUF: llama's Q/K rows permuted as llama.cpp does, tokenizer in tokenizer.ggml.*.
+    "gguf_llama_gqa_untied_q8_0": (
+        ["--arch", "llama", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32", "--seed", "6"], 24,
+        [], "q8_0"),
+    "gguf_qwen2_bias_tied_f16": (
+        ["--arch", "qwen2", *_SMALL, "--kv-heads", "2", "--tied", "--dtype", "f32",
+         "--rope-theta", "1000000", "--seed", "7"], 24, [], "f16"),
 }
 
 
@@ -63,11 +70,13 @@ def run_variant(name, ghostd_logits, work):
     hf = os.path.join(work, "model")
     t0 = time.time()
     make_random_model.main([*gen_args, "--out", hf])
-    model_arg = hf
+    model_arg, ref_dir = hf, hf
     if gguf_type:
         import make_random_gguf
         model_arg = os.path.join(work, f"model-{gguf_type}.gguf")
-        make_random_gguf.main(["--hf", hf, "--out", model_arg, "--type", gguf_type])
+        # The reference reads the weights exactly as the GGUF stores them.
+        ref_dir = model_arg[:-len(".gguf")] + "-dequant"
+        make_random_gguf.main(["--hf", hf, "--out", model_arg, "--type", gguf_type, "--dequant-out", ref_dir])
     vocab = int(gen_args[gen_args.index("--vocab") + 1])
     # Ordinary ids only (the last 9 are special tokens), from a per-variant seed.
     rng = np.random.default_rng(sum(map(ord, name)))
@@ -83,7 +92,7 @@ def run_variant(name, ghostd_logits, work):
         print(f"FAIL: ghostd_logits exited with status {proc.returncode}", file=sys.stderr)
         return 1
     print(f"ghostd_logits took {time.time() - t0:.1f}s", flush=True)
-    cmp_args = ["--model", hf, "--glog", out, "--steps", str(STEPS), "--expect-tokens", " ".join(map(str, prompt))]
+    cmp_args = ["--model", ref_dir, "--glog", out, "--steps", str(STEPS), "--expect-tokens", " ".join(map(str, prompt))]
     if gguf_type:
         cmp_args += ["--weights", gguf_type]
     return compare_logits.main(cmp_args)
