@@ -185,16 +185,18 @@ class ReferenceModel:
         rot = cos.shape[-1]
         q = torch.cat((apply_rope(q[..., :rot], cos, sin), q[..., rot:]), dim=-1)
         k = torch.cat((apply_rope(k[..., :rot], cos, sin), k[..., rot:]), dim=-1)
-        # GQA: query head h reads kv head h // (nh / nkv) (HF's repeat_kv).
-        group = nh // nkv
-        k = k.repeat_interleave(group, dim=0)
-        v = v.repeat_interleave(group, dim=0)
+        k, v = self._expand_kv(k, nh // nkv), self._expand_kv(v, nh // nkv)
         scores = (q @ k.transpose(1, 2)) / math.sqrt(hd)
         causal = torch.ones(t, t, dtype=torch.bool).triu(1)
         scores = scores.masked_fill(causal, float("-inf"))
         out = torch.softmax(scores, dim=-1) @ v  # [nh, t, hd]
         out = out.transpose(0, 1).reshape(t, nh * hd)
         return self._linear(out, p + "o_proj", self.o_bias)
+
+    @staticmethod
+    def _expand_kv(t, group):
+        """GQA: query head h reads kv head h // group (HF's repeat_kv)."""
+        return t.repeat_interleave(group, dim=0)
 
     def _mlp(self, x, p):
         gate = self._linear(x, p + "gate_proj", self.mlp_bias)

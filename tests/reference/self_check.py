@@ -130,6 +130,30 @@ def check_gguf(base, work):
     return not problems
 
 
+def check_tokenizer(base):
+    """The generated tokenizer.json is consistent and round-trips text exactly."""
+    try:
+        from reference_tokenizer import ReferenceTokenizer
+    except ImportError:
+        print("[skip] tokenizer check: no python3-regex")
+        return True
+    tok = ReferenceTokenizer(os.path.join(base, "tokenizer.json"))
+    problems = tok.validate()
+    texts = ["def main():\n    return self.model(x)  # h\u00e9llo 123\n",
+             "<|fim_prefix|>int x = 42;<|fim_suffix|>\n<|fim_middle|>", "\u65e5\u672c \U0001f642\r\n\t\tend"]
+    n_ids = 0
+    for t in texts:
+        ids = tok.encode(t)
+        n_ids += len(ids)
+        if tok.decode(ids) != t:
+            problems.append(f"round trip of {t!r} gives {tok.decode(ids)!r}")
+    print(f"[{'ok' if not problems else 'UNEXPECTED'}] tokenizer.json: {len(tok.id_to_tok)} ids, "
+          f"{len(tok.ranks)} merges, {sum(map(len, texts))} chars -> {n_ids} ids round-trip")
+    for p in problems[:10]:
+        print("      " + p)
+    return not problems
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", help="scratch directory (default: a temporary one)")
@@ -173,6 +197,13 @@ def main(argv=None):
         t, lg = glog_from(bad, prompt, STEPS)
         cases.append((name, t, lg, False))
 
+    class RoundRobinGqa(ReferenceModel):
+        @staticmethod
+        def _expand_kv(t, group):
+            return t.repeat(group, 1, 1)  # query head h reads kv head h % n_kv: wrong
+    t, lg = glog_from(RoundRobinGqa(base, torch.float32), prompt, STEPS)
+    cases.append(("GQA query heads mapped round-robin", t, lg, False))
+
     ok = True
     atol, rtol = compare_logits.TOLERANCES["bf16"]
     for i, (name, t, lg, should_pass) in enumerate(cases):
@@ -192,6 +223,7 @@ def main(argv=None):
         if passed != should_pass:
             print("\n".join(lines))
     ok &= check_gguf(base, work)
+    ok &= check_tokenizer(base)
     # The command-line entry point on the honest file, end to end.
     rc = compare_logits.main(["--model", base, "--glog", os.path.join(work, "case0.glog"), "--steps", str(STEPS),
                               "--expect-tokens", " ".join(map(str, prompt))])
