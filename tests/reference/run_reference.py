@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""ctest driver: random model -> ghostd_logits -> compare with the reference.
+
+  run_reference.py --list
+  run_reference.py --variant NAME --ghostd-logits PATH --work DIR
+
+Each variant generates a tiny random-weight checkpoint into DIR (from a fixed
+seed, so a failure reproduces), runs `ghostd_logits --model DIR/model
+--tokens "..." --steps 8 --out DIR/ghostd.glog [--batch B]`, and checks the
+file with compare_logits. Exit status: 0 pass, 1 mismatch or ghostd failure,
+77 skipped (no torch).
+"""
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+STEPS = 8
+SKIP = 77
+
+_SMALL = ["--hidden", "64", "--layers", "2", "--heads", "4", "--intermediate", "160", "--vocab", "384"]
+
+# name -> (make_random_model args, prompt length, extra ghostd_logits args, gguf type or None)
+VARIANTS = {
+    "llama_gqa_untied_f32": (
+        ["--arch", "llama", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32", "--seed", "1"], 24, [], None),
+    "llama_gqa_untied_f32_batch4": (
+        ["--arch", "llama", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32", "--seed", "1"], 24,
+        ["--batch", "4"], None),
+    "llama_tied_bf16_llama3": (
+        ["--arch", "llama", "--hidden", "128", "--layers", "2", "--heads", "4", "--kv-heads", "1",
+         "--intermediate", "256", "--vocab", "512", "--tied", "--dtype", "bf16", "--rope-theta", "500000",
+         "--rope-scaling", "llama3:8", "--max-pos", "256", "--seed", "2"], 40, [], None),
+    "qwen2_bias_tied_f16": (
+        ["--arch", "qwen2", "--hidden", "96", "--layers", "3", "--heads", "6", "--kv-heads", "2",
+         "--intermediate", "192", "--vocab", "448", "--tied", "--dtype", "f16", "--rope-theta", "1000000",
+         "--seed", "3"], 32, [], None),
+    "llama_linear_sharded": (
+        ["--arch", "llama", *_SMALL, "--layers", "3", "--kv-heads", "2", "--untied", "--dtype", "f32",
+         "--rope-scaling", "linear:4", "--shards", "2", "--seed", "4"], 28, [], None),
+    "qwen2_mha_untied_bf16": (
+        ["--arch", "qwen2", *_SMALL, "--kv-heads", "4", "--untied", "--dtype", "bf16",
+         "--rope-theta", "1000000", "--seed", "5"], 20, [], None),
+    # GGUF: llama's Q/K rows permuted as llama.cpp does, tokenizer in tokenizer.ggml.*.
+    "gguf_llama_gqa_untied_q8_0": (
+        ["--arch", "llama", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32", "--seed", "6"], 24,
+        [], "q8_0"),
+    "gguf_qwen2_bias_tied_f16": (
+        ["--arch", "qwen2", *_SMALL, "--kv-heads", "2", "--tied", "--dtype", "f32",
+         "--rope-theta", "1000000", "--seed", "7"], 24, [], "f16"),
+}
+
+
+def run_variant(name, ghostd_logits, work):
+    import numpy as np
+    sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import compare_logits
+    import make_random_model
+
+    gen_args, prompt_len, extra, gguf_type = VARIANTS[name]
+    if os.path.exists(work):
+        shutil.rmtree(work)
+    os.makedirs(work)
+    hf = os.path.join(work, "model")
+    t0 = time.time()
+    make_random_model.main([*gen_args, "--out", hf])
+    model_arg, ref_dir = hf, hf
+    if gguf_type:
+        import make_random_gguf
+        model_arg = os.path.join(work, f"model-{gguf_type}.gguf")
+        # The reference reads the weights exactly as the GGUF stores them.
+        ref_dir = model_arg[:-len(".gguf")] + "-dequant"
+        make_random_gguf.main(["--hf", hf, "--out", model_arg, "--type", gguf_type, "--dequant-out", ref_dir])
+    vocab = int(gen_args[gen_args.index("--vocab") + 1])
+    # Ordinary ids only (the last 9 are special tokens), from a per-variant seed.
+    rng = np.random.default_rng(sum(map(ord, name)))
+    prompt = rng.integers(0, vocab - len(make_random_model.SPECIAL_TOKENS), size=prompt_len).tolist()
+    out = os.path.join(work, "ghostd.glog")
+    cmd = [ghostd_logits, "--model", model_arg, "--tokens", " ".join(map(str, prompt)),
+           "--steps", str(STEPS), "--out", out, *extra]
+    print(f"variant {name}: model generated in {time.time() - t0:.1f}s\n$ {shlex.join(cmd)}", flush=True)
+    t0 = time.time()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    print(proc.stdout, end="")
+    if proc.returncode != 0:
+        print(f"FAIL: ghostd_logits exited with status {proc.returncode}", file=sys.stderr)
+        return 1
+    print(f"ghostd_logits took {time.time() - t0:.1f}s", flush=True)
+    cmp_args = ["--model", ref_dir, "--glog", out, "--steps", str(STEPS), "--expect-tokens", " ".join(map(str, prompt))]
+    if gguf_type:
+        cmp_args += ["--weights", gguf_type]
+    return compare_logits.main(cmp_args)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--list", action="store_true", help="print the variant names, one a line")
+    ap.add_argument("--variant", choices=sorted(VARIANTS))
+    ap.add_argument("--ghostd-logits", help="path to the ghostd_logits executable")
+    ap.add_argument("--work", help="scratch directory for this variant (recreated)")
+    a = ap.parse_args(argv)
+    if a.list:
+        print("\n".join(VARIANTS))
+        return 0
+    if not (a.variant and a.ghostd_logits and a.work):
+        ap.error("--variant, --ghostd-logits and --work are required")
+    try:
+        import torch
+        torch.set_num_threads(1)  # tiny models; leave the other core to ghostd
+    except ImportError:
+        print(f"SKIP: {sys.executable} cannot import torch (install python3-torch)")
+        return SKIP
+    return run_variant(a.variant, a.ghostd_logits, a.work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+#!/usr/bin/python3
+"""Convert an HF checkpoint (typically from make_random_model.py) to GGUF v3.
+
+Writes llama.cpp's tensor names and metadata for the `llama` and `qwen2`
+architectures, tensors in F32, F16, BF16 or Q8_0 (1-D tensors such as norms
+and biases stay F32, as llama.cpp keeps them), the tokenizer as
+tokenizer.ggml.* (BPE "gpt2" model, pre "qwen2"), and for llama the Q/K row
+permutation llama.cpp applies so its interleaved-pair rope equals HF's
+rotate_half rope.
+
+--dequant-out DIR also writes an HF directory holding exactly the weights the
+GGUF stores, dequantized to F32 and un-permuted, so the PyTorch reference can
+compute the logits the GGUF should give.
+
+Example:
+  /usr/bin/python3 tools/make_random_gguf.py --hf /tmp/m --out /tmp/m.gguf --type q8_0 --dequant-out /tmp/m-q8
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pylib"))
+sys.path.insert(0, os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                                 "reference")))
+from safetensors_io import write_safetensors  # noqa: E402
+
+ALIGNMENT = 32
+# gguf metadata value types
+U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
+# ggml tensor types and llama.cpp file types
+GGML = {"f32": 0, "f16": 1, "q8_0": 8, "bf16": 30}
+FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}
+TOKEN_NORMAL, TOKEN_CONTROL = 1, 3
+QK8_0 = 32
+
+
+def _str(s):
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def _value(vtype, v):
+    if vtype == STRING:
+        return _str(v)
+    if vtype == BOOL:
+        return struct.pack("<?", bool(v))
+    fmt = {U8: "B", I8: "b", U16: "H", I16: "h", U32: "I", I32: "i", F32: "f", U64: "Q", I64: "q", F64: "d"}[vtype]
+    return struct.pack("<" + fmt, v)
+
+
+def _kv(key, vtype, v, elem=None):
+    out = _str(key) + struct.pack("<I", vtype)
+    if vtype == ARRAY:
+        out += struct.pack("<IQ", elem, len(v)) + b"".join(_value(elem, x) for x in v)
+    else:
+        out += _value(vtype, v)
+    return out
+
+
+def llama_permute(w, n_head):
+    """llama.cpp's convert permutation: rotate_half pairs (i, i+d/2) become (2i, 2i+1)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def llama_unpermute(w, n_head):
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def quantize_q8_0(w):
+    """Rows of float32 -> (bytes, dequantized float32) in ggml's block_q8_0 layout."""
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, QK8_0)
+    amax = np.abs(x).max(axis=1)
+    d = amax / 127.0
+    inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1), 0.0).astype(np.float32)
+    xs = x * inv[:, None]
+    # ggml rounds with roundf (halves away from zero); numpy's round is half-to-even.
+    q = (np.sign(xs) * np.floor(np.abs(xs) + 0.5)).astype(np.int8)
+    d16 = d.astype(np.float16)
+    blocks = np.empty(x.shape[0], dtype=[("d", "<f2"), ("qs", "i1", (QK8_0,))])
+    blocks["d"] = d16
+    blocks["qs"] = q
+    deq = d16.astype(np.float32)[:, None] * q.astype(np.float32)
+    return blocks.tobytes(), deq.reshape(w.shape)
+
+
+def encode_tensor(t, qtype):
+    """torch tensor -> (ggml type, bytes, dequantized float32 tensor)."""
+    if t.dim() == 1 or qtype == "f32":
+        a = t.to(torch.float32)
+        return GGML["f32"], a.numpy().astype("<f4").tobytes(), a
+    if qtype == "f16":
+        a = t.to(torch.float16)
+        return GGML["f16"], a.numpy().astype("<f2").tobytes(), a.to(torch.float32)
+    if qtype == "bf16":
+        a = t.to(torch.bfloat16)
+        return GGML["bf16"], a.view(torch.int16).numpy().astype("<i2").tobytes(), a.to(torch.float32)
+    if t.shape[-1] % QK8_0:
+        raise SystemExit(f"q8_0 needs rows that are a multiple of {QK8_0}, got shape {tuple(t.shape)}")
+    data, deq = quantize_q8_0(t.to(torch.float32).numpy())
+    return GGML["q8_0"], data, torch.from_numpy(deq)
+
+
+def load_hf(hf):
+    from reference_model import load_config, load_weights
+    return load_config(hf), load_weights(hf)
+
+
+def rope_factors_llama3(cfg, head_dim):
+    """llama.cpp's rope_freqs.weight for llama3 scaling: divisor per frequency."""
+    s = cfg["rope_scaling"]
+    theta = float(cfg.get("rope_theta", 10000.0))
+    factor, low, high = float(s["factor"]), float(s["low_freq_factor"]), float(s["high_freq_factor"])
+    old = float(s["original_max_position_embeddings"])
+    out = []
+    for i in range(0, head_dim, 2):
+        wavelen = 2 * math.pi * theta ** (i / head_dim)
+        if wavelen < old / high:
+            out.append(1.0)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def convert(hf, qtype):
+    """Returns (metadata bytes list, [(name, hf_name or None, torch tensor)], arch, cfg, tokenizer bits)."""
+    cfg, w = load_hf(hf)
+    arch = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}[cfg["architectures"][0]]
+    n_head = cfg["num_attention_heads"]
+    n_kv = cfg.get("num_key_value_heads") or n_head
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
+    tensors = []  # (gguf name, hf name, tensor as stored in GGUF before encoding, permute heads or 0)
+
+    def add(gname, hname, perm_heads=0):
+        if hname not in w:
+            return
+        t = w[hname]
+        if perm_heads:
+            t = llama_permute(t, perm_heads)
+        tensors.append((gname, hname, t, perm_heads))
+
+    add("token_embd.weight", "model.embed_tokens.weight")
+    for i in range(cfg["num_hidden_layers"]):
+        p, g = f"model.layers.{i}.", f"blk.{i}."
+        perm_q, perm_k = (n_head, n_kv) if arch == "llama" else (0, 0)
+        add(g + "attn_norm.weight", p + "input_layernorm.weight")
+        for proj, gn, ph in (("q", "attn_q", perm_q), ("k", "attn_k", perm_k), ("v", "attn_v", 0),
+                             ("o", "attn_output", 0)):
+            add(g + gn + ".weight", p + f"self_attn.{proj}_proj.weight", ph)
+            add(g + gn + ".bias", p + f"self_attn.{proj}_proj.bias", ph)
+        add(g + "ffn_norm.weight", p + "post_attention_layernorm.weight")
+        add(g + "ffn_gate.weight", p + "mlp.gate_proj.weight")
+        add(g + "ffn_up.weight", p + "mlp.up_proj.weight")
+        add(g + "ffn_down.weight", p + "mlp.down_proj.weight")
+    add("output_norm.weight", "model.norm.weight")
+    add("output.weight", "lm_head.weight")
+
+    scaling = cfg.get("rope_scaling") or {}
+    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+    if rope_type == "llama3":
+        tensors.append(("rope_freqs.weight", None, rope_factors_llama3(cfg, head_dim), 0))
+
+    with open(os.path.join(hf, "tokenizer.json"), encoding="utf-8") as f:
+        tok = json.load(f)
+    id_to_tok = {i: s for s, i in tok["model"]["vocab"].items()}
+    control = set()
+    for a in tok.get("added_tokens", []):
+        id_to_tok[a["id"]] = a["content"]
+        if a.get("special"):
+            control.add(a["id"])
+    vocab = cfg["vocab_size"]
+    tokens = [id_to_tok.get(i, f"[PAD{i}]") for i in range(vocab)]
+    types = [TOKEN_CONTROL if i in control else TOKEN_NORMAL for i in range(vocab)]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    with open(os.path.join(hf, "generation_config.json")) as f:
+        gen = json.load(f)
+
+    kv = [
+        _kv("general.architecture", STRING, arch),
+        _kv("general.name", STRING, os.path.basename(os.path.normpath(hf))),
+        _kv("general.file_type", U32, FILE_TYPE[qtype]),
+        _kv("general.alignment", U32, ALIGNMENT),
+        _kv(f"{arch}.vocab_size", U32, vocab),
+        _kv(f"{arch}.context_length", U32, cfg["max_position_embeddings"]),
+        _kv(f"{arch}.embedding_length", U32, cfg["hidden_size"]),
+        _kv(f"{arch}.block_count", U32, cfg["num_hidden_layers"]),
+        _kv(f"{arch}.feed_forward_length", U32, cfg["intermediate_size"]),
+        _kv(f"{arch}.attention.head_count", U32, n_head),
+        _kv(f"{arch}.attention.head_count_kv", U32, n_kv),
+        _kv(f"{arch}.attention.key_length", U32, head_dim),
+        _kv(f"{arch}.attention.value_length", U32, head_dim),
+        _kv(f"{arch}.attention.layer_norm_rms_epsilon", F32, float(cfg.get("rms_norm_eps", 1e-6))),
+        _kv(f"{arch}.rope.freq_base", F32, float(cfg.get("rope_theta", 10000.0))),
+        _kv(f"{arch}.rope.dimension_count", U32, head_dim),
+    ]
+    if rope_type == "linear":
+        kv += [_kv(f"{arch}.rope.scaling.type", STRING, "linear"),
+               _kv(f"{arch}.rope.scaling.factor", F32, float(scaling["factor"]))]
+    elif rope_type not in ("default", "llama3"):
+        raise SystemExit(f"{hf}: rope_scaling {rope_type!r} not supported by this converter")
+    kv += [
+        _kv("tokenizer.ggml.model", STRING, "gpt2"),
+        _kv("tokenizer.ggml.pre", STRING, "qwen2"),
+        _kv("tokenizer.ggml.tokens", ARRAY, tokens, STRING),
+        _kv("tokenizer.ggml.token_type", ARRAY, types, I32),
+        _kv("tokenizer.ggml.merges", ARRAY, merges, STRING),
+        _kv("tokenizer.ggml.bos_token_id", U32, int(gen["bos_token_id"])),
+        _kv("tokenizer.ggml.eos_token_id", U32, int(gen["eos_token_id"])),
+        _kv("tokenizer.ggml.padding_token_id", U32, int(gen["eos_token_id"])),
+        _kv("tokenizer.ggml.add_bos_token", BOOL, False),
+    ]
+    return kv, tensors, cfg
+
+
+def write_gguf(path, kv, encoded):
+    """encoded: [(name, shape (torch order), ggml type, bytes)]."""
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(encoded), len(kv)) + b"".join(kv)
+    offset = 0
+    infos, blobs = [], []
+    for name, shape, gtype, data in encoded:
+        ne = list(reversed(shape))  # ggml lists the innermost (contiguous) dimension first
+        infos.append(_str(name) + struct.pack("<I", len(ne)) + struct.pack(f"<{len(ne)}Q", *ne)
+                     + struct.pack("<IQ", gtype, offset))
+        pad = (-len(data)) % ALIGNMENT
+        blobs.append(data + b"\0" * pad)
+        offset += len(data) + pad
+    head += b"".join(infos)
+    head += b"\0" * ((-len(head)) % ALIGNMENT)
+    with open(path, "wb") as f:
+        f.write(head)
+        for b in blobs:
+            f.write(b)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hf", required=True, help="HF model directory")
+    ap.add_argument("--out", required=True, help="GGUF file to write")
+    ap.add_argument("--type", choices=sorted(GGML), default="f32", help="type of the 2-D weights")
+    ap.add_argument("--dequant-out", help="also write the stored weights, dequantized to F32, as an HF directory")
+    a = ap.parse_args(argv)
+    kv, tensors, cfg = convert(a.hf, a.type)
+    encoded, dequant = [], {}
+    for gname, hname, t, perm in tensors:
+        gtype, data, deq = encode_tensor(t, a.type)
+        encoded.append((gname, list(t.shape), gtype, data))
+        if hname is not None:
+            dequant[hname] = llama_unpermute(deq, perm) if perm else deq
+    write_gguf(a.out, kv, encoded)
+    if a.dequant_out:
+        if os.path.exists(a.dequant_out):
+            shutil.rmtree(a.dequant_out)
+        os.makedirs(a.dequant_out)
+        for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(a.hf, f), a.dequant_out)
+        write_safetensors(os.path.join(a.dequant_out, "model.safetensors"),
+                          {k: v.contiguous() for k, v in dequant.items()}, {"format": "pt"})
+
+
+if __name__ == "__main__":
+    main()
