@@ -320,9 +320,12 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
         jobs[next_id] = j;
         h.sched.submit(next_id++, j, h.now);
       }
-      if (!jobs.empty() && rng() % 10 == 0) {
-        JobId victim = 1 + rng() % (next_id - 1);
-        h.sched.cancel(victim);
+      if (rng() % 8 == 0) {
+        std::vector<JobId> live;
+        for (auto& [id, job] : jobs) {
+          if (h.sched.tokens(id) != nullptr) live.push_back(id);
+        }
+        if (!live.empty()) h.sched.cancel(live[rng() % live.size()]);
       }
       // Drafts: sometimes right, sometimes wrong.
       for (auto& [id, job] : jobs) {
@@ -339,13 +342,22 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
       evictions += static_cast<int>(p.evicted.size());
       pauses += static_cast<int>(p.paused.size());
       for (auto& s : p.seqs) verifies += s.num_draft > 0;
+      // A step is filled in priority order: a class never follows a lower one.
+      for (size_t i = 1; i < p.seqs.size(); ++i) {
+        CHECK(jobs[p.seqs[i - 1].id].priority <= jobs[p.seqs[i].id].priority);
+      }
       CHECK(p.num_tokens <= cfg.max_batch_tokens);
       CHECK(static_cast<int>(p.seqs.size()) <= cfg.max_batch_seqs);
     }
     h.run_all(100000);
     CHECK(h.results.size() == jobs.size());
+    std::map<JobStatus, int> by_status;
+    long prompt_tokens = 0, reused_tokens = 0;
     for (auto& [id, job] : jobs) {
       const JobResult& r = h.results[id];
+      ++by_status[r.status];
+      prompt_tokens += r.metrics.prompt_tokens;
+      reused_tokens += r.metrics.reused_tokens;
       auto ref = reference(job);
       // Every job ends once; what it produced is a prefix of the solo greedy run.
       CHECK(r.tokens.size() <= ref.size());
@@ -355,10 +367,47 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
     }
     MESSAGE("seed " << seed << ": " << jobs.size() << " jobs, " << h.steps << " steps, "
                     << evictions << " evictions, " << pauses << " pauses, " << verifies
-                    << " verify steps");
+                    << " verify steps; finished " << by_status[JobStatus::kFinished]
+                    << ", cancelled " << by_status[JobStatus::kCancelled] << ", expired "
+                    << by_status[JobStatus::kExpired] << ", failed " << by_status[JobStatus::kFailed]
+                    << "; prompt tokens reused " << reused_tokens << "/" << prompt_tokens);
+    CHECK(by_status[JobStatus::kFinished] > static_cast<int>(jobs.size()) / 3);
     CHECK(evictions > 0);
     CHECK(pauses > 0);
     CHECK(verifies > 0);
     h.check_no_leaks();
   }
+}
+
+TEST_CASE("stop, cancel during a step, failed step and drain each end a job exactly once") {
+  Harness h(32, 4);
+  for (JobId id = 1; id <= 4; ++id) h.sched.submit(id, make_job(seq_tokens(6, static_cast<int>(id)), 20), h.now);
+  h.step();
+  h.sched.stop(1);  // e.g. the token callback returned false
+  StepPlan p = h.sched.schedule(h.now);
+  REQUIRE(p.ended.size() == 1);
+  CHECK(p.ended[0].result.status == JobStatus::kFinished);
+  CHECK(p.ended[0].result.tokens.size() == 1);
+  // Job 2 is cancelled while the step is in flight: its tokens are dropped.
+  h.sched.cancel(2);
+  auto sampled = h.dev.run(p, h.sched, h.pool);
+  CommitResult r = h.sched.commit(p, sampled, h.now);
+  for (auto& u : r.updates) CHECK(u.id != 2);
+  REQUIRE(h.sched.validate().ok());
+  p = h.sched.schedule(h.now);
+  REQUIRE(p.ended.size() == 1);
+  CHECK(p.ended[0].id == 2);
+  CHECK(p.ended[0].result.status == JobStatus::kCancelled);
+  // The forward of this step fails: its jobs fail, the rest are untouched.
+  REQUIRE(p.seqs.size() == 2);
+  auto failed = h.sched.fail_step(p, "cpu backend: out of memory", h.now);
+  CHECK(failed.size() == 2);
+  for (auto& e : failed) CHECK(e.result.error == "cpu backend: out of memory");
+  h.sched.submit(5, make_job(seq_tokens(6, 5), 20), h.now);
+  h.step();
+  auto drained = h.sched.drain(JobStatus::kCancelled, h.now);
+  REQUIRE(drained.size() == 1);
+  CHECK(drained[0].id == 5);
+  CHECK(h.sched.num_jobs() == 0);
+  h.check_no_leaks();
 }
