@@ -142,8 +142,11 @@ int PrefixCache::insert(std::span<const int32_t> tokens, std::span<const BlockId
       ++num_nodes_;
       ++added;
     }
-    // An already cached chain keeps its block; the caller's copy is identical KV.
     touch(nodes_[c], doc);
+    // Same tokens cached in another block (two jobs prefilled it at once): stop
+    // here. Extending the chain under a block the caller does not hold would
+    // let a held node hang below an unheld one, which eviction could not free.
+    if (nodes_[c].block != blocks[b]) break;
     parent = c;
     h = hh;
   }

@@ -14,6 +14,10 @@
 // adds one reference per returned block for the caller; eviction releases the
 // node's reference, which frees the block unless a sequence still holds it.
 //
+// Path invariant: whoever holds a cached node holds all its ancestors (match
+// takes the whole path; insert only chains blocks the caller holds). So a node
+// nobody but the cache holds has a subtree eviction can fully free.
+//
 // Retention: the `retained_documents` most recently active documents are
 // evicted last; among the rest (and then among those) least recently used
 // leaves go first. A node records the documents that used it, so documents
@@ -63,7 +67,8 @@ class PrefixCache {
 
   // Caches the full blocks of a sequence: blocks[i] holds tokens
   // [i * block_size, (i + 1) * block_size). Only whole blocks are cached;
-  // blocks that are already cached (same chain) are touched, not duplicated.
+  // blocks that are already cached (same chain) are touched, not duplicated;
+  // insertion stops at a chain cached under a different block.
   // Returns the number of newly cached blocks.
   int insert(std::span<const int32_t> tokens, std::span<const BlockId> blocks,
              std::string_view document_id);

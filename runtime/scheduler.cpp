@@ -278,6 +278,7 @@ CommitResult Scheduler::commit(const StepPlan& plan, std::span<const std::vector
     }
     if (!s.samples) {
       assert(out.empty());
+      cache_blocks(job);  // chunk by chunk, so concurrent jobs on the document share it
       continue;
     }
     assert(!out.empty() && static_cast<int>(out.size()) <= s.num_draft + 1);

@@ -209,3 +209,20 @@ TEST_CASE("documents that share context share blocks") {
   cache.clear();
   CHECK(pool.num_free() == 32);
 }
+
+TEST_CASE("a chain cached twice in different blocks is not extended under the other copy") {
+  BlockPool pool(16, kBs);
+  PrefixCache cache(pool);
+  Seq a, b;
+  fill(pool, a, iota(8));
+  fill(pool, b, iota(12));  // same first 8 tokens, computed separately
+  CHECK(cache.insert(a.tokens, a.blocks.blocks(), "a") == 2);
+  CHECK(cache.insert(b.tokens, b.blocks.blocks(), "b") == 0);
+  REQUIRE(check_accounting(pool, cache, {&a, &b}).ok());
+  a.blocks.release(pool);
+  // Every cached block is now held by the cache alone: all can be evicted.
+  CHECK(cache.num_evictable() == 2);
+  CHECK(cache.evict(16) == 2);
+  b.blocks.release(pool);
+  CHECK(pool.num_free() == 16);
+}

@@ -306,6 +306,7 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
     std::vector<std::vector<int32_t>> docs;
     for (int d = 0; d < 5; ++d) docs.push_back(seq_tokens(40, d + 11));
     int evictions = 0, pauses = 0, verifies = 0;
+    std::vector<JobId> whole_pool_jobs;
     for (int step = 0; step < 3000; ++step) {
       if (rng() % 3 == 0) {
         int d = static_cast<int>(rng() % docs.size());
@@ -317,13 +318,21 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
         if (rng() % 4 == 0) j.stop.stop_token_ids = {static_cast<int32_t>(rng() % kVocab)};
         if (rng() % 5 == 0) j.deadline = h.now + std::chrono::milliseconds(rng() % 40);
         if (rng() % 50 == 0) j.stop.max_new_tokens = 200;  // can never fit
+        if (rng() % 100 == 0) {  // needs the whole pool: must still finish
+          j.priority = Priority::kInteractive;
+          j.stop.max_new_tokens = 160 - static_cast<int>(j.prompt.size());
+          j.stop.stop_token_ids.clear();
+          j.deadline = Clock::time_point::max();
+          whole_pool_jobs.push_back(next_id);
+        }
         jobs[next_id] = j;
         h.sched.submit(next_id++, j, h.now);
       }
       if (rng() % 8 == 0) {
         std::vector<JobId> live;
         for (auto& [id, job] : jobs) {
-          if (h.sched.tokens(id) != nullptr) live.push_back(id);
+          bool whole = std::count(whole_pool_jobs.begin(), whole_pool_jobs.end(), id) > 0;
+          if (h.sched.tokens(id) != nullptr && !whole) live.push_back(id);
         }
         if (!live.empty()) h.sched.cancel(live[rng() % live.size()]);
       }
@@ -372,6 +381,10 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
                     << by_status[JobStatus::kExpired] << ", failed " << by_status[JobStatus::kFailed]
                     << "; prompt tokens reused " << reused_tokens << "/" << prompt_tokens);
     CHECK(by_status[JobStatus::kFinished] > static_cast<int>(jobs.size()) / 3);
+    for (JobId id : whole_pool_jobs) {
+      CHECK(h.results[id].status == JobStatus::kFinished);
+    }
+    MESSAGE(whole_pool_jobs.size() << " jobs needing the whole pool");
     CHECK(evictions > 0);
     CHECK(pauses > 0);
     CHECK(verifies > 0);
