@@ -14,7 +14,9 @@ constexpr size_t kDocsPerNode = 4;  // enough to tell "shared by active docs" ap
 PrefixCache::PrefixCache(BlockPool& pool, Config config, HashFn hash)
     : pool_(pool), config_(config), hash_(std::move(hash)) {}
 
-PrefixCache::~PrefixCache() { clear(); }
+PrefixCache::~PrefixCache() {
+  clear();
+}
 
 uint64_t PrefixCache::default_hash(uint64_t parent, std::span<const int32_t> tokens) {
   // splitmix64-style mixing of each token into the parent's hash.
@@ -35,8 +37,8 @@ int32_t PrefixCache::find_child(int32_t parent, uint64_t hash,
   for (auto it = lo; it != hi; ++it) {
     const Node& n = nodes_[it->second];
     // The hash only narrows the search; identity is (parent node, tokens).
-    if (n.parent == parent && std::equal(n.tokens.begin(), n.tokens.end(), tokens.begin(),
-                                         tokens.end())) {
+    if (n.parent == parent &&
+        std::equal(n.tokens.begin(), n.tokens.end(), tokens.begin(), tokens.end())) {
       return it->second;
     }
   }
@@ -286,7 +288,8 @@ Status PrefixCache::validate() const {
     }
     if (hash_(parent_hash, n.tokens) != n.hash) return make_error(where + " has a stale hash");
     auto [lo, hi] = by_hash_.equal_range(n.hash);
-    if (std::none_of(lo, hi, [&](const auto& kv) { return kv.second == static_cast<int32_t>(i); })) {
+    if (std::none_of(lo, hi,
+                     [&](const auto& kv) { return kv.second == static_cast<int32_t>(i); })) {
       return make_error(where + " is missing from the hash index");
     }
     for (int32_t c : n.children) {

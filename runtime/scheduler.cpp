@@ -14,9 +14,12 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 
 int state_rank(SeqState s) {
   switch (s) {
-    case SeqState::kRunning: return 0;
-    case SeqState::kPaused: return 1;
-    case SeqState::kWaiting: return 2;
+    case SeqState::kRunning:
+      return 0;
+    case SeqState::kPaused:
+      return 1;
+    case SeqState::kWaiting:
+      return 2;
   }
   return 3;
 }
@@ -27,7 +30,9 @@ Scheduler::Scheduler(SchedulerConfig config, BlockPool& pool, PrefixCache* cache
   assert(config_.max_batch_tokens > 0 && config_.max_batch_seqs > 0);
 }
 
-Scheduler::~Scheduler() { (void)drain(JobStatus::kCancelled, Clock::now()); }
+Scheduler::~Scheduler() {
+  (void)drain(JobStatus::kCancelled, Clock::now());
+}
 
 void Scheduler::submit(JobId id, const CompletionJob& job, Clock::time_point now) {
   assert(!jobs_.contains(id));
@@ -92,7 +97,8 @@ const std::vector<int32_t>* Scheduler::tokens(JobId id) const {
 
 void Scheduler::cache_blocks(const Job& job) {
   if (cache_ == nullptr || job.blocks.empty()) return;
-  std::span<const int32_t> computed(job.tokens.data(), static_cast<size_t>(job.blocks.num_tokens()));
+  std::span<const int32_t> computed(job.tokens.data(),
+                                    static_cast<size_t>(job.blocks.num_tokens()));
   cache_->insert(computed, job.blocks.blocks(), job.document_id);
 }
 
@@ -354,7 +360,8 @@ Status Scheduler::validate() const {
     }
     if (computed > static_cast<int>(job.tokens.size()) - 1) {
       return make_error(where + ": KV covers " + std::to_string(computed) + " of " +
-                        std::to_string(job.tokens.size()) + " tokens, expected at most all but one");
+                        std::to_string(job.tokens.size()) +
+                        " tokens, expected at most all but one");
     }
     if (static_cast<int>(job.blocks.blocks().size()) != (computed + bs - 1) / bs) {
       return make_error(where + ": block table size does not match its token count");

@@ -58,12 +58,12 @@ enum class SeqState { kWaiting, kRunning, kPaused };
 // One sequence of a step: maps onto the model's SequenceInput.
 struct StepSequence {
   JobId id = 0;
-  std::vector<int32_t> tokens;        // fed this step; with drafts: [last, d1..dk]
-  int32_t start_pos = 0;              // position of tokens[0]
-  std::vector<BlockId> block_table;   // covers [0, start_pos + tokens.size())
-  bool all_logits = false;            // verify: a logits row per token
-  int32_t num_draft = 0;              // k when verifying
-  bool samples = false;               // a token is sampled (decode, verify, last prefill chunk)
+  std::vector<int32_t> tokens;       // fed this step; with drafts: [last, d1..dk]
+  int32_t start_pos = 0;             // position of tokens[0]
+  std::vector<BlockId> block_table;  // covers [0, start_pos + tokens.size())
+  bool all_logits = false;           // verify: a logits row per token
+  int32_t num_draft = 0;             // k when verifying
+  bool samples = false;              // a token is sampled (decode, verify, last prefill chunk)
 };
 
 struct EndedJob {

@@ -13,7 +13,8 @@ using ghostd::runtime::SequenceBlocks;
 namespace {
 std::vector<BlockId> held_by(std::initializer_list<const SequenceBlocks*> seqs) {
   std::vector<BlockId> held;
-  for (const SequenceBlocks* s : seqs) held.insert(held.end(), s->blocks().begin(), s->blocks().end());
+  for (const SequenceBlocks* s : seqs)
+    held.insert(held.end(), s->blocks().begin(), s->blocks().end());
   return held;
 }
 }  // namespace
@@ -127,8 +128,12 @@ TEST_CASE("random append/truncate/share keeps pool accounting") {
     auto& s = seqs[rng() % seqs.size()];
     switch (rng() % 4) {
       case 0:
-      case 1: (void)s.append(pool, static_cast<int>(rng() % 9), copies); break;
-      case 2: s.truncate(pool, s.num_tokens() == 0 ? 0 : static_cast<int>(rng() % s.num_tokens())); break;
+      case 1:
+        (void)s.append(pool, static_cast<int>(rng() % 9), copies);
+        break;
+      case 2:
+        s.truncate(pool, s.num_tokens() == 0 ? 0 : static_cast<int>(rng() % s.num_tokens()));
+        break;
       case 3: {  // share a prefix of another sequence
         auto& src = seqs[rng() % seqs.size()];
         if (&src == &s || src.num_tokens() == 0) break;

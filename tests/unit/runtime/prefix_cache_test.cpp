@@ -28,7 +28,8 @@ Status check_accounting(const BlockPool& pool, const PrefixCache& cache,
   GHOSTD_TRY_STATUS(cache.validate());
   std::vector<BlockId> held;
   cache.collect_held(held);
-  for (const Seq* s : seqs) held.insert(held.end(), s->blocks.blocks().begin(), s->blocks.blocks().end());
+  for (const Seq* s : seqs)
+    held.insert(held.end(), s->blocks.blocks().begin(), s->blocks.blocks().end());
   return pool.validate(held);
 }
 
@@ -53,12 +54,12 @@ TEST_CASE("match returns the longest cached prefix, whole and partial blocks") {
     int expect_blocks;
   };
   std::vector<Case> cases = {
-      {iota(10), 8, 2},                       // both full blocks; the tail is not cached
-      {iota(8), 8, 2},                        // exact
-      {iota(6), 6, 2},                        // second block partially
-      {{0, 1, 2, 3, 4, 5, 99, 7, 8}, 6, 2},   // diverges inside block 2
-      {{0, 1, 2, 99, 4, 5, 6, 7}, 3, 1},      // diverges inside block 1: partial first block
-      {{99, 1, 2, 3}, 0, 0},                  // nothing
+      {iota(10), 8, 2},                      // both full blocks; the tail is not cached
+      {iota(8), 8, 2},                       // exact
+      {iota(6), 6, 2},                       // second block partially
+      {{0, 1, 2, 3, 4, 5, 99, 7, 8}, 6, 2},  // diverges inside block 2
+      {{0, 1, 2, 99, 4, 5, 6, 7}, 3, 1},     // diverges inside block 1: partial first block
+      {{99, 1, 2, 3}, 0, 0},                 // nothing
       {{}, 0, 0},
   };
   for (const Case& c : cases) {
@@ -125,7 +126,9 @@ TEST_CASE("hash collisions never return a wrong prefix") {
     // The longest prefix shared with any inserted sequence (brute force).
     int best = 0;
     for (auto& s : seqs) {
-      int len = static_cast<int>(std::mismatch(query.begin(), query.end(), s.tokens.begin(), s.tokens.end()).first - query.begin());
+      int len = static_cast<int>(
+          std::mismatch(query.begin(), query.end(), s.tokens.begin(), s.tokens.end()).first -
+          query.begin());
       best = std::max(best, len);
     }
     CHECK(m.n_tokens == best);

@@ -16,7 +16,9 @@ constexpr int kVocab = 50;
 
 // The fake model's greedy next token depends only on (position, token), so a
 // job's output is the same however it is batched, paused or recomputed.
-int32_t next_token(int pos, int32_t tok) { return (tok * 7 + pos * 3 + 1) % kVocab; }
+int32_t next_token(int pos, int32_t tok) {
+  return (tok * 7 + pos * 3 + 1) % kVocab;
+}
 
 std::vector<int32_t> reference(const CompletionJob& job) {
   std::vector<int32_t> all = job.prompt, out;
@@ -52,7 +54,9 @@ struct FakeDevice {
       REQUIRE(static_cast<int>(s.block_table.size()) == (s.start_pos + fed + bs - 1) / bs);
       for (int p = 0; p < s.start_pos; ++p) {
         int32_t got = kv[s.block_table[p / bs]][p % bs];
-        if (got != (*toks)[p]) FAIL("job " << s.id << " reads token " << got << " at " << p << ", expected " << (*toks)[p]);
+        if (got != (*toks)[p])
+          FAIL("job " << s.id << " reads token " << got << " at " << p << ", expected "
+                      << (*toks)[p]);
       }
       for (int j = 0; j < fed - s.num_draft; ++j) REQUIRE(s.tokens[j] == (*toks)[s.start_pos + j]);
       for (int j = 0; j < fed; ++j) {
@@ -64,7 +68,8 @@ struct FakeDevice {
       }
       std::vector<int32_t> out;
       if (s.samples) {
-        int32_t pred = next_token(s.start_pos + fed - s.num_draft - 1, s.tokens[fed - s.num_draft - 1]);
+        int32_t pred =
+            next_token(s.start_pos + fed - s.num_draft - 1, s.tokens[fed - s.num_draft - 1]);
         for (int j = 1; j <= s.num_draft && s.tokens[j] == pred; ++j) {
           out.push_back(pred);
           pred = next_token(s.start_pos + j, s.tokens[j]);
@@ -77,8 +82,8 @@ struct FakeDevice {
   }
 };
 
-CompletionJob make_job(std::vector<int32_t> prompt, int max_new, Priority prio = Priority::kInteractive,
-                       std::string doc = "doc") {
+CompletionJob make_job(std::vector<int32_t> prompt, int max_new,
+                       Priority prio = Priority::kInteractive, std::string doc = "doc") {
   CompletionJob j;
   j.prompt = std::move(prompt);
   j.stop.max_new_tokens = max_new;
@@ -378,8 +383,9 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
                     << evictions << " evictions, " << pauses << " pauses, " << verifies
                     << " verify steps; finished " << by_status[JobStatus::kFinished]
                     << ", cancelled " << by_status[JobStatus::kCancelled] << ", expired "
-                    << by_status[JobStatus::kExpired] << ", failed " << by_status[JobStatus::kFailed]
-                    << "; prompt tokens reused " << reused_tokens << "/" << prompt_tokens);
+                    << by_status[JobStatus::kExpired] << ", failed "
+                    << by_status[JobStatus::kFailed] << "; prompt tokens reused " << reused_tokens
+                    << "/" << prompt_tokens);
     CHECK(by_status[JobStatus::kFinished] > static_cast<int>(jobs.size()) / 3);
     for (JobId id : whole_pool_jobs) {
       CHECK(h.results[id].status == JobStatus::kFinished);
@@ -394,7 +400,8 @@ TEST_CASE("randomized stress: submits, cancels, deadlines, drafts under memory p
 
 TEST_CASE("stop, cancel during a step, failed step and drain each end a job exactly once") {
   Harness h(32, 4);
-  for (JobId id = 1; id <= 4; ++id) h.sched.submit(id, make_job(seq_tokens(6, static_cast<int>(id)), 20), h.now);
+  for (JobId id = 1; id <= 4; ++id)
+    h.sched.submit(id, make_job(seq_tokens(6, static_cast<int>(id)), 20), h.now);
   h.step();
   h.sched.stop(1);  // e.g. the token callback returned false
   StepPlan p = h.sched.schedule(h.now);
