@@ -158,8 +158,9 @@ Result<PreTokenizer> PreTokenizer::create(std::vector<SplitStep> steps, bool add
     compiled->step = std::move(steps[i]);
     // MATCH_INVALID_UTF: invalid bytes in the text never match instead of
     // failing the whole match, so arbitrary bytes still tokenize.
-    uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
-    if (compiled->step.literal) options |= PCRE2_LITERAL;
+    // (PCRE2 rejects UCP together with LITERAL; a literal needs no classes.)
+    const uint32_t options = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF |
+                             (compiled->step.literal ? PCRE2_LITERAL : PCRE2_UCP);
     int err = 0;
     PCRE2_SIZE err_offset = 0;
     const auto& pattern = compiled->step.pattern;
