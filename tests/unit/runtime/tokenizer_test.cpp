@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 using ghostd::runtime::StreamDecoder;
 using ghostd::runtime::Tokenizer;
@@ -272,4 +273,19 @@ TEST_CASE("from_vocab rejects bad specs") {
   auto ok = Tokenizer::from_vocab(spec);
   REQUIRE(ok.ok());
   CHECK(ok->encode("abab") == std::vector<int32_t>{2, 2});
+}
+
+TEST_CASE("long words and whitespace runs stay fast and round-trip") {
+  const Tokenizer tok = load_gguf_vocab("gpt-2");
+  std::mt19937 rng(7);
+  std::string word(200000, 'a');
+  for (auto& c : word) c = static_cast<char>('a' + rng() % 26);
+  const std::string spaces(200000, ' ');
+  const std::string mixed = "x" + spaces + "y\n" + std::string(50000, '\n') + "z";
+  for (const std::string* text : {&std::as_const(word), &spaces, &mixed}) {
+    const auto ids = tok.encode(*text);
+    CAPTURE(text->size());
+    CHECK(ids.size() <= text->size());  // gpt-2 has no multi-space tokens
+    CHECK(tok.decode(ids) == *text);
+  }
 }
