@@ -289,3 +289,36 @@ TEST_CASE("long words and whitespace runs stay fast and round-trip") {
     CHECK(tok.decode(ids) == *text);
   }
 }
+
+TEST_CASE("starcoder FIM markers are special tokens found by content") {
+  const Tokenizer tok = load_gguf_vocab("starcoder");
+  const auto prefix = tok.find_token("<fim_prefix>");
+  const auto suffix = tok.find_token("<fim_suffix>");
+  REQUIRE(prefix.has_value());
+  REQUIRE(suffix.has_value());
+  CHECK(tok.is_special(*prefix));
+  CHECK(tok.bos_id() == 0);
+  CHECK(tok.eos_id() == 0);
+  const std::string prompt = "<fim_prefix>def f():\n    <fim_suffix>\n<fim_middle>";
+  const auto ids = tok.encode(prompt);
+  CHECK(ids.front() == *prefix);
+  CHECK(ids.back() == *tok.find_token("<fim_middle>"));
+  CHECK(tok.decode(ids) == prompt);
+  CHECK(tok.decode(ids, /*skip_special=*/true) == "def f():\n    \n");
+  CHECK(tok.encode(prompt, /*parse_special=*/false).front() != *prefix);
+}
+
+TEST_CASE("from_vocab: control tokens are special, user-defined tokens always split out") {
+  VocabSpec spec;
+  spec.tokens = {"a", "b", "ab", "<ctl>", "<usr>"};
+  spec.token_types = {1, 1, 1, 3, 4};
+  spec.merges = {"a b"};
+  spec.pre = "gpt-2";
+  auto tok = Tokenizer::from_vocab(spec);
+  REQUIRE(tok.ok());
+  CHECK(tok->encode("ab<ctl>ab") == std::vector<int32_t>{2, 3, 2});
+  CHECK(tok->encode("ab<usr>ab", false) == std::vector<int32_t>{2, 4, 2});
+  CHECK(tok->is_special(3));
+  CHECK_FALSE(tok->is_special(4));
+  CHECK(tok->find_token("<usr>") == 4);
+}
