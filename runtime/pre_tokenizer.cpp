@@ -204,7 +204,7 @@ Result<PreTokenizer> PreTokenizer::from_gguf_name(std::string_view name) {
     steps = {isolated(R"([\r\n])"), isolated(kDeepSeekLlmLetters), isolated(kDeepSeekPunct),
              isolated(R"(\s+$)"), isolated(kCjk), isolated(R"(\p{N}+)")};
   } else {
-    return Error{"tokenizer.ggml.pre: unknown pre-tokenizer '" + std::string(name) +
+    return Error{"unknown pre-tokenizer '" + std::string(name) +
                  "' (expected gpt-2, starcoder, qwen2, llama-bpe, deepseek-coder or deepseek-llm)"};
   }
   return create(std::move(steps));

@@ -218,6 +218,10 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
     const auto& a = tok.added_[i];
     if (a.content.empty()) return Error{origin + ": added token " + std::to_string(a.id) + ": empty content"};
     tok.bytes_[a.id] = a.content;
+    // Added tokens come only from the added-token split, never from BPE.
+    if (auto it = tok.bytes_to_id_.find(a.content); it != tok.bytes_to_id_.end() && it->second == a.id) {
+      tok.bytes_to_id_.erase(it);
+    }
     tok.special_[a.id] = a.special ? 1 : 0;
     tok.added_to_id_[a.content] = a.id;
     tok.added_by_first_[static_cast<unsigned char>(a.content[0])].push_back(i);
