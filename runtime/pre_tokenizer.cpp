@@ -72,10 +72,19 @@ struct PreTokenizer::Compiled {
     return true;
   }
 
-  // Splits one piece as Hugging Face's Split pre-tokenizer does.
-  void split(std::string_view text, pcre2_match_data* data, std::vector<Segment>& segs,
-             std::vector<std::string_view>& out) const {
-    segs.clear();
+  // Splits one piece as Hugging Face's Split pre-tokenizer does, passing each
+  // resulting piece to `emit` in order.
+  template <class Emit>
+  void split(std::string_view text, pcre2_match_data* data, Emit&& emit) const {
+    const bool fast = step.behavior == SplitBehavior::kIsolated && !step.invert;
+    std::vector<Segment> segs;  // only the rarer behaviors need the whole list
+    auto add = [&](size_t b, size_t e, bool match) {
+      if (fast) {
+        emit(text.substr(b, e - b));
+      } else {
+        segs.push_back({b, e, match != step.invert});
+      }
+    };
     size_t pos = 0;
     size_t search = 0;
     size_t begin = 0;
@@ -88,22 +97,20 @@ struct PreTokenizer::Compiled {
         }
         continue;
       }
-      if (begin > pos) segs.push_back({pos, begin, false});
-      segs.push_back({begin, end, true});
+      if (begin > pos) add(pos, begin, false);
+      add(begin, end, true);
       pos = search = end;
     }
-    if (pos < text.size()) segs.push_back({pos, text.size(), false});
-    if (step.invert) {
-      for (auto& s : segs) s.match = !s.match;
-    }
-    auto emit = [&](size_t b, size_t e) { out.push_back(text.substr(b, e - b)); };
+    if (pos < text.size()) add(pos, text.size(), false);
+    if (fast) return;
+    auto out = [&](size_t b, size_t e) { emit(text.substr(b, e - b)); };
     switch (step.behavior) {
       case SplitBehavior::kIsolated:
-        for (const auto& s : segs) emit(s.begin, s.end);
+        for (const auto& s : segs) out(s.begin, s.end);
         break;
       case SplitBehavior::kRemoved:
         for (const auto& s : segs) {
-          if (!s.match) emit(s.begin, s.end);
+          if (!s.match) out(s.begin, s.end);
         }
         break;
       case SplitBehavior::kContiguous:
@@ -122,7 +129,7 @@ struct PreTokenizer::Compiled {
           }
           prev_match = s.match;
         }
-        for (const auto& s : merged) emit(s.begin, s.end);
+        for (const auto& s : merged) out(s.begin, s.end);
         break;
       }
       case SplitBehavior::kMergedWithNext: {
@@ -136,7 +143,7 @@ struct PreTokenizer::Compiled {
           }
           next_match = it->match;
         }
-        for (auto it = merged.rbegin(); it != merged.rend(); ++it) emit(it->begin, it->end);
+        for (auto it = merged.rbegin(); it != merged.rend(); ++it) out(it->begin, it->end);
         break;
       }
     }
@@ -158,8 +165,9 @@ Result<PreTokenizer> PreTokenizer::create(std::vector<SplitStep> steps, bool add
     compiled->step = std::move(steps[i]);
     // MATCH_INVALID_UTF: invalid bytes in the text never match instead of
     // failing the whole match, so arbitrary bytes still tokenize.
-    uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
-    if (compiled->step.literal) options |= PCRE2_LITERAL;
+    // (PCRE2 rejects UCP together with LITERAL; a literal needs no classes.)
+    const uint32_t options = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF |
+                             (compiled->step.literal ? PCRE2_LITERAL : PCRE2_UCP);
     int err = 0;
     PCRE2_SIZE err_offset = 0;
     const auto& pattern = compiled->step.pattern;
@@ -196,33 +204,35 @@ Result<PreTokenizer> PreTokenizer::from_gguf_name(std::string_view name) {
     steps = {isolated(R"([\r\n])"), isolated(kDeepSeekLlmLetters), isolated(kDeepSeekPunct),
              isolated(R"(\s+$)"), isolated(kCjk), isolated(R"(\p{N}+)")};
   } else {
-    return Error{"tokenizer.ggml.pre: unknown pre-tokenizer '" + std::string(name) +
+    return Error{"unknown pre-tokenizer '" + std::string(name) +
                  "' (expected gpt-2, starcoder, qwen2, llama-bpe, deepseek-coder or deepseek-llm)"};
   }
   return create(std::move(steps));
 }
 
+void PreTokenizer::run(size_t first_step, std::string_view text, PieceFn fn, void* ctx,
+                       void* match_data) const {
+  if (first_step == steps_.size()) {
+    if (!text.empty()) fn(ctx, text);
+    return;
+  }
+  // Depth first: each piece goes through the later steps before the next
+  // piece is cut, so no list of all pieces is ever built.
+  auto* data = static_cast<pcre2_match_data*>(match_data);
+  steps_[first_step]->split(text, data, [&](std::string_view piece) {
+    run(first_step + 1, piece, fn, ctx, match_data);
+  });
+}
+
+void PreTokenizer::visit(std::string_view text, PieceFn fn, void* ctx) const {
+  // One match data per call keeps concurrent calls independent; nested steps
+  // share it because each reads its match before the next search.
+  MatchData data(pcre2_match_data_create(1, nullptr));
+  run(0, text, fn, ctx, data.get());
+}
+
 void PreTokenizer::split(std::string_view text, std::vector<std::string_view>& pieces) const {
-  if (steps_.empty()) {
-    if (!text.empty()) pieces.push_back(text);
-    return;
-  }
-  // One match data per call keeps concurrent calls independent.
-  uint32_t ovector_pairs = 1;
-  MatchData data(pcre2_match_data_create(ovector_pairs, nullptr));
-  std::vector<Segment> segs;
-  if (steps_.size() == 1) {
-    steps_[0]->split(text, data.get(), segs, pieces);
-    return;
-  }
-  std::vector<std::string_view> cur{text};
-  std::vector<std::string_view> next;
-  for (const auto& step : steps_) {
-    next.clear();
-    for (auto piece : cur) step->split(piece, data.get(), segs, next);
-    std::swap(cur, next);
-  }
-  pieces.insert(pieces.end(), cur.begin(), cur.end());
+  for_each_piece(text, [&](std::string_view piece) { pieces.push_back(piece); });
 }
 
 }  // namespace ghostd::runtime

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "runtime/result.h"
@@ -45,6 +46,13 @@ class PreTokenizer {
   // Appends the pieces of `text` (views into it) to `pieces`. Invalid UTF-8
   // never matches a pattern, so with Isolated steps every byte lands in a piece.
   void split(std::string_view text, std::vector<std::string_view>& pieces) const;
+  // Calls f(std::string_view piece) for each piece in order, without building
+  // a list (the fast path for encoding).
+  template <class F>
+  void for_each_piece(std::string_view text, F&& f) const {
+    visit(text, [](void* ctx, std::string_view piece) { (*static_cast<std::remove_reference_t<F>*>(ctx))(piece); },
+          &f);
+  }
 
   // ByteLevel(add_prefix_space): the caller prepends ' ' to each text segment
   // that does not start with one.
@@ -53,6 +61,9 @@ class PreTokenizer {
 
  private:
   struct Compiled;
+  using PieceFn = void (*)(void* ctx, std::string_view piece);
+  void visit(std::string_view text, PieceFn fn, void* ctx) const;
+  void run(size_t first_step, std::string_view text, PieceFn fn, void* ctx, void* match_data) const;
   std::vector<std::unique_ptr<Compiled>> steps_;
   bool add_prefix_space_ = false;
 };

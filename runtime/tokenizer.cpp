@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 namespace ghostd::runtime {
@@ -67,9 +68,6 @@ uint64_t pair_key(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
 
-constexpr size_t kCacheShards = 16;
-constexpr size_t kCacheShardEntries = 16384;
-constexpr size_t kMaxCachedWord = 128;
 
 }  // namespace
 
@@ -103,13 +101,51 @@ bool byte_level_decode(std::string_view text, std::string& out) {
   return ok;
 }
 
-// Bounded word -> ids cache, sharded so that threads rarely share a lock.
+// Bounded word -> ids cache: a direct-mapped table of one-cache-line entries
+// (a hit costs one memory access), split into locked shards so that threads
+// rarely share a lock. A collision simply overwrites the older word.
 struct Tokenizer::Cache {
+  static constexpr size_t kKeyMax = 22;
+  static constexpr size_t kIdsMax = 8;
+  static constexpr size_t kShards = 64;
+  static constexpr size_t kSlotsPerShard = 1024;
+  struct alignas(64) Entry {
+    uint64_t hash = 0;
+    uint8_t len = 0;  // 0: empty
+    uint8_t count = 0;
+    char key[kKeyMax];
+    int32_t ids[kIdsMax];
+  };
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
+    std::vector<Entry> slots = std::vector<Entry>(kSlotsPerShard);
   };
-  std::array<Shard, kCacheShards> shards;
+  std::array<Shard, kShards> shards;
+
+  static bool cacheable(std::string_view word) { return word.size() <= kKeyMax; }
+
+  bool find(std::string_view word, uint64_t hash, std::vector<int32_t>& out) {
+    auto& shard = shards[hash % kShards];
+    std::lock_guard lock(shard.mu);
+    const Entry& e = shard.slots[(hash / kShards) % kSlotsPerShard];
+    if (e.hash != hash || e.len != word.size() || std::memcmp(e.key, word.data(), word.size()) != 0) {
+      return false;
+    }
+    out.insert(out.end(), e.ids, e.ids + e.count);
+    return true;
+  }
+
+  void put(std::string_view word, uint64_t hash, std::span<const int32_t> ids) {
+    if (ids.size() > kIdsMax) return;
+    auto& shard = shards[hash % kShards];
+    std::lock_guard lock(shard.mu);
+    Entry& e = shard.slots[(hash / kShards) % kSlotsPerShard];
+    e.hash = hash;
+    e.len = static_cast<uint8_t>(word.size());
+    e.count = static_cast<uint8_t>(ids.size());
+    std::memcpy(e.key, word.data(), word.size());
+    std::copy(ids.begin(), ids.end(), e.ids);
+  }
 };
 
 // Per-call buffers, so concurrent encode() calls share nothing mutable but the cache.
@@ -130,7 +166,6 @@ struct Tokenizer::Scratch {
   };
   std::string normalized;
   std::string prefixed;
-  std::vector<std::string_view> pieces;
   std::vector<Symbol> symbols;
   std::vector<Candidate> heap;
 };
@@ -183,6 +218,10 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
     const auto& a = tok.added_[i];
     if (a.content.empty()) return Error{origin + ": added token " + std::to_string(a.id) + ": empty content"};
     tok.bytes_[a.id] = a.content;
+    // Added tokens come only from the added-token split, never from BPE.
+    if (auto it = tok.bytes_to_id_.find(a.content); it != tok.bytes_to_id_.end() && it->second == a.id) {
+      tok.bytes_to_id_.erase(it);
+    }
     tok.special_[a.id] = a.special ? 1 : 0;
     tok.added_to_id_[a.content] = a.id;
     tok.added_by_first_[static_cast<unsigned char>(a.content[0])].push_back(i);
@@ -262,9 +301,7 @@ void Tokenizer::encode_segment(std::string_view text, Scratch& scratch,
     scratch.prefixed.append(text);
     text = scratch.prefixed;
   }
-  scratch.pieces.clear();
-  pre_.split(text, scratch.pieces);
-  for (auto piece : scratch.pieces) encode_word(piece, scratch, out);
+  pre_.for_each_piece(text, [&](std::string_view piece) { encode_word(piece, scratch, out); });
 }
 
 void Tokenizer::encode_word(std::string_view word, Scratch& scratch,
@@ -281,24 +318,15 @@ void Tokenizer::encode_word(std::string_view word, Scratch& scratch,
       return;
     }
   }
-  if (word.size() > kMaxCachedWord) {
+  if (!Cache::cacheable(word)) {
     bpe(word, scratch, out);
     return;
   }
-  const size_t hash = StringHash{}(word);
-  auto& shard = cache_->shards[hash % kCacheShards];
-  {
-    std::lock_guard lock(shard.mu);
-    if (auto it = shard.map.find(word); it != shard.map.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
-  }
+  const uint64_t hash = StringHash{}(word);
+  if (cache_->find(word, hash, out)) return;
   const size_t first = out.size();
   bpe(word, scratch, out);
-  std::lock_guard lock(shard.mu);
-  if (shard.map.size() >= kCacheShardEntries) shard.map.clear();  // bounded: start over
-  shard.map.emplace(std::string(word), std::vector<int32_t>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
+  cache_->put(word, hash, std::span<const int32_t>(out).subspan(first));
 }
 
 // Applies merges lowest rank first (leftmost on ties), as Hugging Face does,

@@ -1,6 +1,9 @@
 // Byte-level BPE tokenizer (GPT-2 family: GPT-2, Llama-3, Qwen2, StarCoder2,
 // DeepSeek-Coder), loaded from a Hugging Face tokenizer.json or from a GGUF
 // vocabulary. Encoding matches Hugging Face's encode(add_special_tokens=False).
+// Not modelled (none of the target tokenizers needs them): added tokens'
+// `single_word` and `normalized` (matching is always on the raw text),
+// Unicode (non-ASCII) whitespace for lstrip/rstrip, BPE dropout/byte_fallback.
 #pragma once
 
 #include <array>

@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 using ghostd::runtime::StreamDecoder;
 using ghostd::runtime::Tokenizer;
@@ -272,4 +273,52 @@ TEST_CASE("from_vocab rejects bad specs") {
   auto ok = Tokenizer::from_vocab(spec);
   REQUIRE(ok.ok());
   CHECK(ok->encode("abab") == std::vector<int32_t>{2, 2});
+}
+
+TEST_CASE("long words and whitespace runs stay fast and round-trip") {
+  const Tokenizer tok = load_gguf_vocab("gpt-2");
+  std::mt19937 rng(7);
+  std::string word(200000, 'a');
+  for (auto& c : word) c = static_cast<char>('a' + rng() % 26);
+  const std::string spaces(200000, ' ');
+  const std::string mixed = "x" + spaces + "y\n" + std::string(50000, '\n') + "z";
+  for (const std::string* text : {&std::as_const(word), &spaces, &mixed}) {
+    const auto ids = tok.encode(*text);
+    CAPTURE(text->size());
+    CHECK(ids.size() <= text->size());  // gpt-2 has no multi-space tokens
+    CHECK(tok.decode(ids) == *text);
+  }
+}
+
+TEST_CASE("starcoder FIM markers are special tokens found by content") {
+  const Tokenizer tok = load_gguf_vocab("starcoder");
+  const auto prefix = tok.find_token("<fim_prefix>");
+  const auto suffix = tok.find_token("<fim_suffix>");
+  REQUIRE(prefix.has_value());
+  REQUIRE(suffix.has_value());
+  CHECK(tok.is_special(*prefix));
+  CHECK(tok.bos_id() == 0);
+  CHECK(tok.eos_id() == 0);
+  const std::string prompt = "<fim_prefix>def f():\n    <fim_suffix>\n<fim_middle>";
+  const auto ids = tok.encode(prompt);
+  CHECK(ids.front() == *prefix);
+  CHECK(ids.back() == *tok.find_token("<fim_middle>"));
+  CHECK(tok.decode(ids) == prompt);
+  CHECK(tok.decode(ids, /*skip_special=*/true) == "def f():\n    \n");
+  CHECK(tok.encode(prompt, /*parse_special=*/false).front() != *prefix);
+}
+
+TEST_CASE("from_vocab: control tokens are special, user-defined tokens always split out") {
+  VocabSpec spec;
+  spec.tokens = {"a", "b", "ab", "<ctl>", "<usr>"};
+  spec.token_types = {1, 1, 1, 3, 4};
+  spec.merges = {"a b"};
+  spec.pre = "gpt-2";
+  auto tok = Tokenizer::from_vocab(spec);
+  REQUIRE(tok.ok());
+  CHECK(tok->encode("ab<ctl>ab") == std::vector<int32_t>{2, 3, 2});
+  CHECK(tok->encode("ab<usr>ab", false) == std::vector<int32_t>{2, 4, 2});
+  CHECK(tok->is_special(3));
+  CHECK_FALSE(tok->is_special(4));
+  CHECK(tok->find_token("<usr>") == 4);
 }
