@@ -111,7 +111,9 @@ Status parse_rope_object(const json& obj, const std::string& file, const std::st
 
 Status read_token_ids(const JsonFields& f, ModelConfig* c, bool* have_bos, bool* have_eos) {
   if (const json* b = f.get("bos_token_id"); b != nullptr && !*have_bos) {
-    if (!b->is_number_integer()) return Error{f.file() + ": field 'bos_token_id' is " + b->dump() + ", expected an integer"};
+    if (!b->is_number_integer() || b->get<int64_t>() < 0 || b->get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+      return Error{f.file() + ": field 'bos_token_id' is " + b->dump() + ", expected a token id"};
+    }
     c->bos_token_id = b->get<int32_t>();
     *have_bos = true;
   }
@@ -333,5 +335,7 @@ Result<ModelConfig> config_from_gguf(const GgufFile& gguf) {
   }
   return c;
 }
+
+#undef GHOSTD_ASSIGN
 
 }  // namespace ghostd::runtime
