@@ -1,9 +1,48 @@
+// ghostd: the language-server daemon (default) and its developer commands.
 #include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+#include <string_view>
 
 #include "runtime/log.h"
+#include "server/cli_commands.h"
+#include "server/version.h"
 
-int main() {
-  ghostd::runtime::setup_logging("info");
-  std::puts("ghostd: not yet wired");
-  return 0;
+namespace {
+
+void print_help() {
+  std::printf(
+      "ghostd %s: AI code completions over the Language Server Protocol\n\n"
+      "usage:\n"
+      "  ghostd [serve] [options]          run the language server (stdio; see docs/configuration.md)\n"
+      "  ghostd generate --model PATH --prompt TEXT [-n N] [--temperature T] [--top-k K]\n"
+      "                  [--top-p P] [--seed S] [--threads N]\n"
+      "  ghostd tokenize --model PATH [--decode] [--no-special]   (text or ids on stdin)\n"
+      "  ghostd --version | --help\n\n"
+      "--model takes a Hugging Face directory or a GGUF file.\n"
+      "Environment: GHOSTD_LOG=trace|debug|info|warn|error (logs go to stderr).\n",
+      ghostd::server::version());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* level = std::getenv("GHOSTD_LOG");
+  ghostd::runtime::setup_logging(level ? level : "info");
+  std::string_view cmd = argc > 1 ? argv[1] : "serve";
+  std::span<char*> rest(argv + std::min(argc, 2), argv + argc);
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    print_help();
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::printf("ghostd %s\n", ghostd::server::version());
+    return 0;
+  }
+  if (cmd == "generate") return ghostd::server::run_generate(rest);
+  if (cmd == "tokenize") return ghostd::server::run_tokenize(rest);
+  std::fprintf(stderr, "ghostd: unknown command '%s' (try --help)\n", argv[1]);
+  return 2;
 }
