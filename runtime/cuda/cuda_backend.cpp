@@ -289,6 +289,24 @@ int cuda_device_count() {
   return n;
 }
 
+Result<CudaDeviceInfo> cuda_device_info(int device) {
+  if (device < 0 || device >= cuda_device_count())
+    return Error{"cuda: no CUDA device " + std::to_string(device)};
+  cudaDeviceProp props{};
+  if (cudaError_t e = cudaGetDeviceProperties(&props, device); e != cudaSuccess)
+    return Error{"cuda: device properties: " + cuda_error_string(e)};
+  CudaDeviceInfo info;
+  info.name = props.name;
+  info.multiprocessors = props.multiProcessorCount;
+  info.total_memory = props.totalGlobalMem;
+  int clock_khz = 0, bus_bits = 0;
+  if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device) == cudaSuccess)
+    info.peak_bandwidth_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+  cudaGetLastError();
+  return info;
+}
+
 Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
   const int count = cuda_device_count();
   if (device < 0 || device >= count)

@@ -4,7 +4,9 @@
 // only compiled and linked when GHOSTD_HAVE_CUDA is defined.
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <string>
 
 #include "runtime/backend.h"
 #include "runtime/result.h"
@@ -13,6 +15,16 @@ namespace ghostd::runtime {
 
 // Visible CUDA devices; 0 when there is no device or no usable driver.
 int cuda_device_count();
+
+struct CudaDeviceInfo {
+  std::string name;
+  int multiprocessors = 0;
+  size_t total_memory = 0;
+  double peak_bandwidth_gbs = 0;  // DRAM clock x bus width x 2 (DDR), as reported
+};
+
+// What the benchmarks and logs need to know about `device`.
+Result<CudaDeviceInfo> cuda_device_info(int device);
 
 // A backend on `device`, or an Error naming why none could be made (no such
 // device, driver or cuBLAS failure). Weights are copied to the device by
