@@ -57,7 +57,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
   const int bs = 16, per_seq = (prompt + decode + bs - 1) / bs;
   auto kv = KvStorage::create(m.backend(), c, per_seq * batch, bs);
   if (!kv) die(kv.error().message);
-  std::vector<std::vector<int32_t>> toks(batch), tables(batch);
+  std::vector<std::vector<int32_t> > toks(batch), tables(batch);
   for (int s = 0; s < batch; ++s) {
     for (int i = 0; i < prompt; ++i)
       toks[s].push_back(static_cast<int32_t>((seed + s * 131u + i * 7919u) % c.vocab_size));
@@ -92,7 +92,8 @@ std::vector<float> prompt_logits(Model& m, const std::vector<int32_t>& prompt) {
   for (int b = 0; b < blocks; ++b) table[b] = b;
   SequenceInput in{prompt, 0, table, false};
   std::vector<float> logits;
-  if (auto st = m.forward(std::span<const SequenceInput>(&in, 1), *kv, logits); !st) die(st.message());
+  if (auto st = m.forward(std::span<const SequenceInput>(&in, 1), *kv, logits); !st)
+    die(st.message());
   return logits;
 }
 
@@ -116,8 +117,10 @@ bool check_against_cpu(const std::string& path, Model& gpu_model) {
   };
   const bool same = arg(got) == arg(want);
   const bool ok = same && worst <= 0.02 * scale + 1e-3;
-  std::printf("check vs cpu (24-token prompt): max |cuda - cpu| = %.4g, max |logit| = %.4g, argmax %s: %s\n",
-              worst, scale, same ? "same" : "DIFFERS", ok ? "PASS" : "FAIL");
+  std::printf(
+      "check vs cpu (24-token prompt): max |cuda - cpu| = %.4g, max |logit| = %.4g, argmax %s: "
+      "%s\n",
+      worst, scale, same ? "same" : "DIFFERS", ok ? "PASS" : "FAIL");
   return ok;
 }
 
@@ -130,22 +133,31 @@ int main(int argc, char** argv) {
   double peak = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--model") model = argv[i + 1];
-    else if (k == "--device") device = std::atoi(argv[i + 1]);
-    else if (k == "--prompt") prompt = std::atoi(argv[i + 1]);
-    else if (k == "--decode") decode = std::atoi(argv[i + 1]);
-    else if (k == "--reps") reps = std::atoi(argv[i + 1]);
-    else if (k == "--long") long_prompt = std::atoi(argv[i + 1]);
-    else if (k == "--check") check = std::atoi(argv[i + 1]);
-    else if (k == "--peak-gbs") peak = std::atof(argv[i + 1]);
+    if (k == "--model")
+      model = argv[i + 1];
+    else if (k == "--device")
+      device = std::atoi(argv[i + 1]);
+    else if (k == "--prompt")
+      prompt = std::atoi(argv[i + 1]);
+    else if (k == "--decode")
+      decode = std::atoi(argv[i + 1]);
+    else if (k == "--reps")
+      reps = std::atoi(argv[i + 1]);
+    else if (k == "--long")
+      long_prompt = std::atoi(argv[i + 1]);
+    else if (k == "--check")
+      check = std::atoi(argv[i + 1]);
+    else if (k == "--peak-gbs")
+      peak = std::atof(argv[i + 1]);
   }
   if (model.empty()) {
-    std::fprintf(stderr,
-                 "usage: bench_gpu_forward --model PATH [--device 0] [--prompt 128] [--decode 64] "
-                 "[--reps 5] [--long 0] [--check 1] [--peak-gbs 0]\n"
-                 "no model? make a 1.5B Qwen2-shaped one: python3 tools/make_random_model.py --arch qwen2 "
-                 "--out DIR --hidden 1536 --layers 28 --heads 12 --kv-heads 2 --intermediate 8960 "
-                 "--vocab 151936 --dtype bf16 --tied\n");
+    std::fprintf(
+        stderr,
+        "usage: bench_gpu_forward --model PATH [--device 0] [--prompt 128] [--decode 64] "
+        "[--reps 5] [--long 0] [--check 1] [--peak-gbs 0]\n"
+        "no model? make a 1.5B Qwen2-shaped one: python3 tools/make_random_model.py --arch qwen2 "
+        "--out DIR --hidden 1536 --layers 28 --heads 12 --kv-heads 2 --intermediate 8960 "
+        "--vocab 151936 --dtype bf16 --tied\n");
     return 2;
   }
   if (cuda_device_count() == 0) {
@@ -162,17 +174,19 @@ int main(int argc, char** argv) {
   if (!loaded) die(loaded.error().message);
   Model& m = *loaded->model;
   size_t weight_bytes = 0;
-  for (const auto& name : loaded->weights->names()) weight_bytes += loaded->weights->find(name)->nbytes;
+  for (const auto& name : loaded->weights->names())
+    weight_bytes += loaded->weights->find(name)->nbytes;
   std::printf("device %s: %d SMs, %.1f GiB, peak DRAM %.0f GB/s\n", info->name.c_str(),
               info->multiprocessors, info->total_memory / double(1 << 30), peak);
-  std::printf("model %s: %.1f MB of weights, loaded in %.2f s, prompt %d, decode %d, median of %d\n",
-              model.c_str(), weight_bytes / 1e6,
-              std::chrono::duration<double>(Clock::now() - t_load).count(), prompt, decode, reps);
+  std::printf(
+      "model %s: %.1f MB of weights, loaded in %.2f s, prompt %d, decode %d, median of %d\n",
+      model.c_str(), weight_bytes / 1e6,
+      std::chrono::duration<double>(Clock::now() - t_load).count(), prompt, decode, reps);
   bool ok = true;
   if (check) ok = check_against_cpu(model, m);
 
-  std::printf("%-6s %8s %14s %14s %10s %12s %8s\n", "batch", "prompt", "prefill tok/s", "decode tok/s",
-              "step ms", "weight GB/s", "of peak");
+  std::printf("%-6s %8s %14s %14s %10s %12s %8s\n", "batch", "prompt", "prefill tok/s",
+              "decode tok/s", "step ms", "weight GB/s", "of peak");
   double base = 0;
   auto row = [&](int batch, int p, int d, int r) {
     std::vector<double> pre, dec, ms;
@@ -184,8 +198,8 @@ int main(int argc, char** argv) {
       ms.push_back(f.decode_step_ms);
     }
     const double step = median(ms), gbs = weight_bytes / (step * 1e-3) / 1e9;
-    std::printf("%-6d %8d %14.1f %14.1f %10.3f %12.1f %7.1f%%\n", batch, p, median(pre), median(dec), step,
-                gbs, 100.0 * gbs / peak);
+    std::printf("%-6d %8d %14.1f %14.1f %10.3f %12.1f %7.1f%%\n", batch, p, median(pre),
+                median(dec), step, gbs, 100.0 * gbs / peak);
     return median(dec);
   };
   base = row(1, prompt, decode, reps);

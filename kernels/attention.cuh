@@ -16,7 +16,7 @@ namespace ghostd::kernels {
 inline constexpr int kAttentionMaxHeadDim = 256;
 
 struct AttentionArgs {
-  const float* q = nullptr;  // [num_tokens, n_heads * head_dim]
+  const float* q = nullptr;              // [num_tokens, n_heads * head_dim]
   const int32_t* positions = nullptr;    // token t attends to positions 0..positions[t]
   const int32_t* token_seq = nullptr;    // sequence of each token
   const int32_t* table_start = nullptr;  // block table offsets per sequence
@@ -54,7 +54,7 @@ inline constexpr int kAttentionUnroll = 4;  // positions per warp step (loads in
 // J = ceil(head_dim / 32): lane l holds elements l, l + 32, ... of q and of
 // its output accumulator.
 template <int J>
-__global__ void __launch_bounds__(kAttentionWarps * kWarp)
+__global__ void __launch_bounds__(kAttentionWarps* kWarp)
     paged_attention_kernel(AttentionArgs a, int splits, float* __restrict__ out,
                            float* __restrict__ partial) {
   __shared__ float sm_m[kAttentionWarps], sm_l[kAttentionWarps];
@@ -78,13 +78,15 @@ __global__ void __launch_bounds__(kAttentionWarps * kWarp)
     acc[j] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
-  for (int p0 = begin + warp * kAttentionUnroll; p0 < end; p0 += kAttentionWarps * kAttentionUnroll) {
+  for (int p0 = begin + warp * kAttentionUnroll; p0 < end;
+       p0 += kAttentionWarps * kAttentionUnroll) {
     const float* vrow[kAttentionUnroll];
     float s[kAttentionUnroll];
 #pragma unroll
     for (int u = 0; u < kAttentionUnroll; ++u) {
       const int p = min(p0 + u, end - 1);  // clamped rows are read but masked
-      const int64_t slot = static_cast<int64_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
+      const int64_t slot =
+          static_cast<int64_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
       const float* krow = a.k_pool + slot * kv_dim + head_off;
       vrow[u] = a.v_pool + slot * kv_dim + head_off;
       float d = 0.0f;

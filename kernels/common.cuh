@@ -23,17 +23,27 @@ inline unsigned grid_for(int64_t n, int threads) {
 }
 
 // Element of a weight as float; T is float, __half or __nv_bfloat16.
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_float(__half v) {
+  return __half2float(v);
+}
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
 
 // Round-to-nearest-even conversions from float (the activation casts).
 template <class T>
 __device__ __forceinline__ T from_float(float v);
 template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
+__device__ __forceinline__ float from_float<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
+}
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
@@ -78,10 +88,14 @@ namespace ghostd::kernels {
 template <class F>
 cudaError_t dispatch_dtype(runtime::DType dtype, F&& f) {
   switch (dtype) {
-    case runtime::DType::kF32: return f(float{});
-    case runtime::DType::kF16: return f(__half{});
-    case runtime::DType::kBF16: return f(__nv_bfloat16{});
-    default: return cudaErrorInvalidValue;
+    case runtime::DType::kF32:
+      return f(float{});
+    case runtime::DType::kF16:
+      return f(__half{});
+    case runtime::DType::kBF16:
+      return f(__nv_bfloat16{});
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 

@@ -16,7 +16,8 @@ cudaError_t embedding(const void* table, runtime::DType dtype, const int32_t* id
   });
 }
 
-cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream) {
+cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out,
+                     cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   silu_mul_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(gate, up, n, out);
   return cudaGetLastError();

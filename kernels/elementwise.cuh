@@ -14,7 +14,8 @@ namespace ghostd::kernels {
 cudaError_t embedding(const void* table, runtime::DType dtype, const int32_t* ids, int n, int dim,
                       float* out, cudaStream_t stream);
 // out = silu(gate) * up.
-cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream);
+cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out,
+                     cudaStream_t stream);
 // x += y.
 cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream);
 // out[r, :] += float(bias[:]); out: [rows, n].

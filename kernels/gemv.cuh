@@ -14,11 +14,12 @@ namespace ghostd::kernels {
 
 inline constexpr int kGemvMaxRows = 8;
 
-// x: [rows, k] float, w: [n, k] in `dtype`, out: [rows, n] float.
+// x: [rows, k] float, w: [n, k] in `dtype`, out: [rows, n] float; `bias`
+// ([n] in `bias_dtype`, F32/F16/BF16) is added when not null.
 // cudaErrorNotSupported (nothing launched) when rows > kGemvMaxRows, k is not
 // a multiple of 8 or a pointer is not 16-byte aligned: use the GEMM path.
 cudaError_t gemv(const float* x, int rows, const void* w, runtime::DType dtype, int64_t n, int k,
-                 float* out, cudaStream_t stream);
+                 const void* bias, runtime::DType bias_dtype, float* out, cudaStream_t stream);
 
 }  // namespace ghostd::kernels
 
@@ -53,9 +54,22 @@ __device__ __forceinline__ void unpack16(const uint4& u, float (&f)[8], __half) 
   }
 }
 
+// Element i of a vector whose dtype is only known at run time (epilogues).
+__device__ __forceinline__ float load_as_float(const void* p, runtime::DType d, int64_t i) {
+  switch (d) {
+    case runtime::DType::kF16:
+      return __half2float(static_cast<const __half*>(p)[i]);
+    case runtime::DType::kBF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    default:
+      return static_cast<const float*>(p)[i];
+  }
+}
+
 template <class T, int R>
 __global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w, int64_t n_out,
-                            int k, float* __restrict__ out) {
+                            int k, const void* __restrict__ bias, runtime::DType bias_dtype,
+                            float* __restrict__ out) {
   constexpr int V = 16 / sizeof(T);  // weights per 16-byte load
   const int lane = threadIdx.x % kWarp;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
@@ -68,8 +82,10 @@ __global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w
   for (int c = lane * V; c < k; c += kWarp * V) {
     const uint4 raw = __ldg(reinterpret_cast<const uint4*>(wr + c));
     float wf[V];
-    if constexpr (V == 4) unpack16(raw, wf);
-    else unpack16(raw, wf, T{});
+    if constexpr (V == 4)
+      unpack16(raw, wf);
+    else
+      unpack16(raw, wf, T{});
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const float4* xr = reinterpret_cast<const float4*>(x + static_cast<int64_t>(r) * k + c);
@@ -83,10 +99,12 @@ __global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w
       }
     }
   }
+  // The bias is added after the sum, as the CPU reference does.
+  const float b = bias != nullptr && lane == 0 ? load_as_float(bias, bias_dtype, n) : 0.0f;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const float s = warp_sum(acc[r]);
-    if (lane == 0) out[static_cast<int64_t>(r) * n_out + n] = s;
+    if (lane == 0) out[static_cast<int64_t>(r) * n_out + n] = bias != nullptr ? s + b : s;
   }
 }
 

@@ -20,8 +20,8 @@ namespace ghostd::kernels {
 
 template <class T = float>
 __global__ void kv_store_kernel(const T* __restrict__ k, const T* __restrict__ v,
-                                const int32_t* __restrict__ slots, int kv_dim, T* __restrict__ k_pool,
-                                T* __restrict__ v_pool) {
+                                const int32_t* __restrict__ slots, int kv_dim,
+                                T* __restrict__ k_pool, T* __restrict__ v_pool) {
   const int64_t src = static_cast<int64_t>(blockIdx.x) * kv_dim;
   const int64_t dst = static_cast<int64_t>(slots[blockIdx.x]) * kv_dim;
   for (int c = threadIdx.x; c < kv_dim; c += blockDim.x) {

@@ -24,7 +24,9 @@ using cuda::cuda_error_string;
 using cuda::DeviceMemory;
 using cuda::Stream;
 
-size_t element_bytes(DType d) { return d == DType::kF32 ? 4 : 2; }
+size_t element_bytes(DType d) {
+  return d == DType::kF32 ? 4 : 2;
+}
 
 // One GPU, one stream: ops are queued in order on the stream and return at
 // once; failures are recorded and reported by the next synchronize().
@@ -50,10 +52,11 @@ class CudaBackend final : public Backend {
     void* p = nullptr;
     if (cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1)); e != cudaSuccess) {
       cudaGetLastError();  // an allocation failure is not sticky: clear it
-      return Error{"cuda backend: cannot allocate " + std::to_string(bytes) + " bytes: " +
-                   cuda_error_string(e)};
+      return Error{"cuda backend: cannot allocate " + std::to_string(bytes) +
+                   " bytes: " + cuda_error_string(e)};
     }
-    return Buffer(p, bytes, [](void*, void* ptr) { cudaFree(ptr); }, nullptr);
+    return Buffer(
+        p, bytes, [](void*, void* ptr) { cudaFree(ptr); }, nullptr);
   }
 
   void upload(void* dst, const void* src, size_t bytes) override {
@@ -113,8 +116,10 @@ class CudaBackend final : public Backend {
     if (t.dtype == DType::kQ8_0) {
       DeviceMemory raw;
       e = DeviceMemory::allocate(stored, raw);
-      if (e == cudaSuccess) e = cudaMemcpyAsync(raw.get(), t.data, stored, cudaMemcpyDefault, stream_.get());
-      if (e == cudaSuccess) e = kernels::dequantize_q8_0_to_f16(raw.get(), n, mem.get(), stream_.get());
+      if (e == cudaSuccess)
+        e = cudaMemcpyAsync(raw.get(), t.data, stored, cudaMemcpyDefault, stream_.get());
+      if (e == cudaSuccess)
+        e = kernels::dequantize_q8_0_to_f16(raw.get(), n, mem.get(), stream_.get());
       if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());  // before raw is freed
       w.dtype = DType::kF16;
     } else {
@@ -136,7 +141,8 @@ class CudaBackend final : public Backend {
           "embedding");
   }
 
-  void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps, float* out) override {
+  void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps,
+                float* out) override {
     check(kernels::rms_norm(x, w.data, w.dtype, rows, dim, eps, out, stream_.get()), "rms_norm");
   }
 
@@ -144,10 +150,16 @@ class CudaBackend final : public Backend {
     if (rows <= 0) return;
     const int64_t n = w.rows;
     const int k = static_cast<int>(w.cols);
-    cudaError_t e = kernels::gemv(x, rows, w.data, w.dtype, n, k, out, stream_.get());
-    if (e == cudaErrorNotSupported) gemm(x, rows, w, out);
-    else check(e, "matmul (gemv)");
-    if (bias && *bias)
+    const bool has_bias = bias && *bias;
+    // Decode-sized batches: the fused gemv (bias in its epilogue); else cuBLAS.
+    cudaError_t e = kernels::gemv(x, rows, w.data, w.dtype, n, k, has_bias ? bias->data : nullptr,
+                                  has_bias ? bias->dtype : DType::kF32, out, stream_.get());
+    if (e != cudaErrorNotSupported) {
+      check(e, "matmul (gemv)");
+      return;
+    }
+    gemm(x, rows, w, out);
+    if (has_bias)
       check(kernels::add_bias(out, bias->data, bias->dtype, rows, n, stream_.get()), "matmul bias");
   }
 
@@ -250,8 +262,8 @@ class CudaBackend final : public Backend {
     mem = DeviceMemory();
     if (cudaError_t e = DeviceMemory::allocate(bytes + bytes / 4, mem); e != cudaSuccess) {
       cudaGetLastError();
-      fail(std::string(what) + ": cannot allocate " + std::to_string(bytes) + " bytes: " +
-           cuda_error_string(e));
+      fail(std::string(what) + ": cannot allocate " + std::to_string(bytes) +
+           " bytes: " + cuda_error_string(e));
       return false;
     }
     return true;
@@ -313,7 +325,8 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
     return Error{"cuda backend: no CUDA device " + std::to_string(device) + " (" +
                  std::to_string(count) + " visible)"};
   if (cudaError_t e = cudaSetDevice(device); e != cudaSuccess)
-    return Error{"cuda backend: cannot use device " + std::to_string(device) + ": " + cuda_error_string(e)};
+    return Error{"cuda backend: cannot use device " + std::to_string(device) + ": " +
+                 cuda_error_string(e)};
   cudaDeviceProp props{};
   if (cudaError_t e = cudaGetDeviceProperties(&props, device); e != cudaSuccess)
     return Error{"cuda backend: device properties: " + cuda_error_string(e)};

@@ -43,14 +43,18 @@ std::vector<std::byte> weight_bytes(DType dtype, int64_t rows, int64_t cols, uin
   std::vector<std::byte> out(dtype_bytes(dtype, rows * cols));
   auto* u16 = reinterpret_cast<uint16_t*>(out.data());
   switch (dtype) {
-    case DType::kF32: std::memcpy(out.data(), f.data(), f.size() * 4); break;
+    case DType::kF32:
+      std::memcpy(out.data(), f.data(), f.size() * 4);
+      break;
     case DType::kF16:
       for (size_t i = 0; i < f.size(); ++i) u16[i] = f32_to_f16(f[i]);
       break;
     case DType::kBF16:
       for (size_t i = 0; i < f.size(); ++i) u16[i] = f32_to_bf16(f[i]);
       break;
-    case DType::kQ8_0: quantize_row_q8_0(f.data(), out.data(), rows * cols); break;
+    case DType::kQ8_0:
+      quantize_row_q8_0(f.data(), out.data(), rows * cols);
+      break;
   }
   return out;
 }
@@ -62,7 +66,10 @@ struct Mirror {
   Buffer c, g;
   size_t bytes;
   Mirror(Backend& cpu_be, Backend& gpu_be, const void* src, size_t n_bytes)
-      : cpu(cpu_be), gpu(gpu_be), c(cpu_be.alloc(n_bytes).value()), g(gpu_be.alloc(n_bytes).value()),
+      : cpu(cpu_be),
+        gpu(gpu_be),
+        c(cpu_be.alloc(n_bytes).value()),
+        g(gpu_be.alloc(n_bytes).value()),
         bytes(n_bytes) {
     if (src) {
       cpu.upload(c.get(), src, bytes);
@@ -127,7 +134,9 @@ struct Fixture {
   }
 };
 
-const char* dname(DType d) { return dtype_name(d); }
+const char* dname(DType d) {
+  return dtype_name(d);
+}
 
 }  // namespace
 
@@ -254,7 +263,8 @@ TEST_CASE("cuda rope matches the cpu backend up to 32K positions") {
     std::vector<float> inv(hd / 2);
     for (int i = 0; i < hd / 2; ++i) inv[i] = std::pow(1000000.0f, -2.0f * i / hd);
     auto x = randv(size_t(rows) * heads * hd, 11);
-    Mirror mx = Mirror::of(cpu, gpu, x), mp = Mirror::of(cpu, gpu, pos), mf = Mirror::of(cpu, gpu, inv);
+    Mirror mx = Mirror::of(cpu, gpu, x), mp = Mirror::of(cpu, gpu, pos),
+           mf = Mirror::of(cpu, gpu, inv);
     cpu.rope(mx.cf(), rows, heads, hd, mp.ci(), mf.cf());
     gpu.rope(mx.gf(), rows, heads, hd, mp.gi(), mf.gf());
     CAPTURE(hd);
@@ -298,7 +308,8 @@ void run_attention(Fixture& f, const AttnCase& c) {
   const int T = static_cast<int>(positions.size());
   const size_t pool = size_t(next_block) * c.block_size * kv_dim;
   auto kp = randv(pool, 21), vp = randv(pool, 22);
-  auto q = randv(size_t(T) * q_dim, 23), k = randv(size_t(T) * kv_dim, 24), v = randv(size_t(T) * kv_dim, 25);
+  auto q = randv(size_t(T) * q_dim, 23), k = randv(size_t(T) * kv_dim, 24),
+       v = randv(size_t(T) * kv_dim, 25);
   Mirror K = Mirror::of(cpu, gpu, kp), V = Mirror::of(cpu, gpu, vp), mq = Mirror::of(cpu, gpu, q),
          mk = Mirror::of(cpu, gpu, k), mv = Mirror::of(cpu, gpu, v);
   Mirror mpos = Mirror::of(cpu, gpu, positions), mslot = Mirror::of(cpu, gpu, slots),
@@ -306,8 +317,10 @@ void run_attention(Fixture& f, const AttnCase& c) {
          mfirst = Mirror::of(cpu, gpu, first), mtst = Mirror::of(cpu, gpu, tstart),
          mtab = Mirror::of(cpu, gpu, tables), out(cpu, gpu, nullptr, size_t(T) * q_dim * 4);
   const int S = static_cast<int>(c.cached.size());
-  BatchView bc{T, S, c.block_size, mpos.ci(), mslot.ci(), mts.ci(), mlen.ci(), mfirst.ci(), mtst.ci(), mtab.ci()};
-  BatchView bg{T, S, c.block_size, mpos.gi(), mslot.gi(), mts.gi(), mlen.gi(), mfirst.gi(), mtst.gi(), mtab.gi()};
+  BatchView bc{T,        S,         c.block_size, mpos.ci(), mslot.ci(),
+               mts.ci(), mlen.ci(), mfirst.ci(),  mtst.ci(), mtab.ci()};
+  BatchView bg{T,        S,         c.block_size, mpos.gi(), mslot.gi(),
+               mts.gi(), mlen.gi(), mfirst.gi(),  mtst.gi(), mtab.gi()};
   AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
   cpu.kv_store(mk.cf(), mv.cf(), bc, kv_dim, {K.cf(), V.cf()});
   gpu.kv_store(mk.gf(), mv.gf(), bg, kv_dim, {K.gf(), V.gf()});
@@ -360,8 +373,16 @@ TEST_CASE("cuda backend reports op failures through synchronize, then recovers")
   if (f.skip) return;
   Backend& gpu = *f.gpu;
   Buffer q = gpu.alloc(4096).value();
-  BatchView b{1, 1, 16, q.as<int32_t>(), q.as<int32_t>(), q.as<int32_t>(), q.as<int32_t>(), q.as<int32_t>(),
-              q.as<int32_t>(), q.as<int32_t>()};
+  BatchView b{1,
+              1,
+              16,
+              q.as<int32_t>(),
+              q.as<int32_t>(),
+              q.as<int32_t>(),
+              q.as<int32_t>(),
+              q.as<int32_t>(),
+              q.as<int32_t>(),
+              q.as<int32_t>()};
   gpu.attention(q.as<float>(), b, {1, 1, 512, 1.0f}, {q.as<float>(), q.as<float>()}, q.as<float>());
   Status st = gpu.synchronize();
   REQUIRE_FALSE(st.ok());
