@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,18 +47,100 @@ double median(std::vector<double> v) {
   std::exit(1);
 }
 
+// Forwards every op to the CUDA backend; while `profiling`, waits for each op
+// and adds its wall time (launch + kernel) to a per-op total. Errors an inner
+// synchronize returns are kept for the model's own synchronize.
+// Thread-safety: single owner thread, like every Backend.
+class TimingBackend final : public Backend {
+ public:
+  explicit TimingBackend(std::unique_ptr<Backend> inner) : in_(std::move(inner)) {}
+  bool profiling = false;
+  struct Total {
+    int calls = 0;
+    double seconds = 0;
+  };
+  std::map<std::string, Total> totals;
+
+  std::string name() const override { return in_->name(); }
+  Result<Buffer> alloc(size_t bytes) override { return in_->alloc(bytes); }
+  void upload(void* d, const void* s, size_t n) override {
+    timed("upload", [&] { in_->upload(d, s, n); });
+  }
+  void download(void* d, const void* s, size_t n) override {
+    timed("download", [&] { in_->download(d, s, n); });
+  }
+  void fill_zero(void* d, size_t n) override { in_->fill_zero(d, n); }
+  Status synchronize() override {
+    Status st = in_->synchronize();
+    if (!st.ok()) return st;
+    return std::exchange(held_, Status());
+  }
+  size_t free_memory() const override { return in_->free_memory(); }
+  Result<Weight> load_weight(const TensorView& t) override { return in_->load_weight(t); }
+  void embedding(const Weight& t, const int32_t* ids, int n, float* out) override {
+    timed("embedding", [&] { in_->embedding(t, ids, n, out); });
+  }
+  void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps, float* out) override {
+    timed("rms_norm", [&] { in_->rms_norm(x, w, rows, dim, eps, out); });
+  }
+  void matmul(const float* x, int rows, const Weight& w, const Weight* b, float* out) override {
+    const std::string op = "matmul " + std::to_string(w.rows) + "x" + std::to_string(w.cols);
+    timed(op.c_str(), [&] { in_->matmul(x, rows, w, b, out); });
+  }
+  void rope(float* x, int rows, int nh, int hd, const int32_t* pos, const float* f) override {
+    timed("rope", [&] { in_->rope(x, rows, nh, hd, pos, f); });
+  }
+  void kv_store(const float* k, const float* v, const BatchView& b, int kv_dim,
+                KvLayerView l) override {
+    timed("kv_store", [&] { in_->kv_store(k, v, b, kv_dim, l); });
+  }
+  void attention(const float* q, const BatchView& b, const AttentionShape& s, KvLayerView l,
+                 float* out) override {
+    timed("attention", [&] { in_->attention(q, b, s, l, out); });
+  }
+  void silu_mul(const float* g, const float* u, int64_t n, float* out) override {
+    timed("silu_mul", [&] { in_->silu_mul(g, u, n, out); });
+  }
+  void add(float* x, const float* y, int64_t n) override {
+    timed("add", [&] { in_->add(x, y, n); });
+  }
+  void gather_rows(const float* x, const int32_t* r, int n, int dim, float* out) override {
+    timed("gather_rows", [&] { in_->gather_rows(x, r, n, dim, out); });
+  }
+  void copy_kv_block(KvLayerView l, int s, int d, int bs, int kv_dim) override {
+    in_->copy_kv_block(l, s, d, bs, kv_dim);
+  }
+
+ private:
+  template <class F>
+  void timed(const char* op, F&& f) {
+    if (!profiling) return f();
+    const auto t0 = Clock::now();
+    f();
+    Status st = in_->synchronize();
+    if (!st.ok() && held_.ok()) held_ = st;
+    Total& t = totals[op];
+    ++t.calls;
+    t.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  std::unique_ptr<Backend> in_;
+  Status held_;
+};
+
 struct Figures {
   double prefill_tps, decode_tps, decode_step_ms;
 };
 
 // `batch` sequences prefill `prompt` tokens each, then decode `decode` steps
 // together. Each forward ends with the logits on the host (a sync).
-Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
+// With `profile`, only the decode steps are profiled.
+Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed,
+                 TimingBackend* profile = nullptr) {
   const ModelConfig& c = m.config();
   const int bs = 16, per_seq = (prompt + decode + bs - 1) / bs;
   auto kv = KvStorage::create(m.backend(), c, per_seq * batch, bs);
   if (!kv) die(kv.error().message);
-  std::vector<std::vector<int32_t> > toks(batch), tables(batch);
+  std::vector<std::vector<int32_t>> toks(batch), tables(batch);
   for (int s = 0; s < batch; ++s) {
     for (int i = 0; i < prompt; ++i)
       toks[s].push_back(static_cast<int32_t>((seed + s * 131u + i * 7919u) % c.vocab_size));
@@ -68,6 +151,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
   for (int s = 0; s < batch; ++s) in[s] = {toks[s], 0, tables[s], false};
   auto t0 = Clock::now();
   if (auto st = m.forward(in, *kv, logits); !st) die(st.message());
+  if (profile) profile->profiling = true;
   auto t1 = Clock::now();
   std::vector<int32_t> next(batch);
   for (int d = 0; d < decode; ++d) {
@@ -78,6 +162,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
     if (auto st = m.forward(in, *kv, logits); !st) die(st.message());
   }
   auto t2 = Clock::now();
+  if (profile) profile->profiling = false;
   const double pre = std::chrono::duration<double>(t1 - t0).count();
   const double dec = std::chrono::duration<double>(t2 - t1).count();
   return {batch * prompt / pre, batch * decode / dec, dec / decode * 1e3};
@@ -167,10 +252,11 @@ int main(int argc, char** argv) {
   auto info = cuda_device_info(device);
   if (!info) die(info.error().message);
   if (peak <= 0) peak = info->peak_bandwidth_gbs;
-  auto backend = make_cuda_backend(device);
-  if (!backend) die(backend.error().message);
+  auto cuda = make_cuda_backend(device);
+  if (!cuda) die(cuda.error().message);
+  TimingBackend backend(std::move(*cuda));
   const auto t_load = Clock::now();
-  auto loaded = load_model(model, **backend, false);
+  auto loaded = load_model(model, backend, false);
   if (!loaded) die(loaded.error().message);
   Model& m = *loaded->model;
   size_t weight_bytes = 0;
@@ -206,6 +292,27 @@ int main(int argc, char** argv) {
   const double b8 = row(8, prompt, decode, reps);
   std::printf("batch 8 decode throughput = %.2fx batch 1\n", b8 / base);
   if (long_prompt > 0) row(1, long_prompt, 16, 1);
+
+  // Where a batch-1 decode step goes: each op waited for, so the sum is
+  // above the real (pipelined) step time; launch-bound ops show up as many
+  // calls of a few microseconds.
+  const int steps = 8;
+  run_once(m, 1, prompt, steps, 7, &backend);
+  std::vector<std::pair<double, std::string>> ops;
+  double sum = 0;
+  for (const auto& [op, t] : backend.totals) {
+    ops.push_back({t.seconds, op});
+    sum += t.seconds;
+  }
+  std::sort(ops.rbegin(), ops.rend());
+  std::printf("decode op profile (batch 1, prompt %d, %d steps, each op synchronized):\n",
+              prompt, steps);
+  std::printf("  %-22s %8s %12s %8s\n", "op", "calls", "us/call", "share");
+  for (const auto& [sec, op] : ops) {
+    const auto& t = backend.totals[op];
+    std::printf("  %-22s %8d %12.2f %7.1f%%\n", op.c_str(), t.calls, 1e6 * sec / t.calls,
+                100.0 * sec / sum);
+  }
   return ok ? 0 : 1;
 }
 
