@@ -352,8 +352,10 @@ TEST_CASE("cuda kv_store, paged attention and copy_kv_block match the cpu backen
       {{0, 33, 700}, {1, 1, 1}, 8, 8, 64, 16},
       // chunked prefill next to a decode; head_dim 80 (not a multiple of 32)
       {{100, 7}, {37, 1}, 4, 2, 80, 8},
-      // prefill of 300 tokens: enough (token, head) items for the unsplit path
+      // prefills with enough blocks for the unsplit path: GQA group of 7
+      // heads per block, and one head per block (MHA)
       {{0}, {300}, 14, 2, 64, 16},
+      {{20}, {100}, 4, 4, 64, 16},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     CAPTURE(i);
