@@ -46,7 +46,7 @@ NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   step "configure"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGHOSTD_CUDA=ON \
     -DGHOSTD_CUDA_ARCHITECTURES=90a -DCMAKE_CUDA_COMPILER="$NVCC" -DGHOSTD_BENCH=ON \
-    "${CMAKE_DEPS[@]}" || fail configure
+    ${CMAKE_DEPS[@]+"${CMAKE_DEPS[@]}"} || fail configure
   step "build ghostd_unit bench_gpu_forward (-j$JOBS)"
   ninja -C "$BUILD" -j"$JOBS" ghostd_unit || fail "build ghostd_unit"
   ninja -C "$BUILD" -j"$JOBS" bench_gpu_forward || fail "build bench_gpu_forward"
@@ -77,7 +77,11 @@ grep -q '^FAILED' "$OUT/tests.log" && status=1
       MODEL=
     fi
   fi
-  if [ -n "$MODEL" ] && [ -x "$BUILD/bench/bench_gpu_forward" ]; then
+  if [ -z "$MODEL" ]; then
+    :
+  elif [ ! -x "$BUILD/bench/bench_gpu_forward" ]; then
+    fail "bench_gpu_forward was not built"
+  else
     step "bench_gpu_forward on $MODEL"
     timeout 300 "$BUILD/bench/bench_gpu_forward" --model "$MODEL" --prompt 128 --decode 64 --reps 3 \
       --long 2048 --check 1 || fail "bench_gpu_forward"
