@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check: configure and build ghostd with the CUDA backend
 # (Release), run the GPU-labelled unit tests and the backend op-consistency
-# test, then the GPU forward benchmark (with a CUDA-vs-CPU logits check) on a
-# model. Logs go to $OUT (at most 8 files). Aims at ~5 minutes on 16 cores.
+# test, the op benchmark (bench_gpu_ops, no model needed), then the GPU
+# forward benchmark (with a CUDA-vs-CPU logits check) on a model. Logs go to $OUT (at most 8 files). Aims at ~5 minutes on 16 cores.
 #
 #   OUT=/some/dir bench/gpu_check.sh [MODEL_DIR]
 #
@@ -47,8 +47,9 @@ NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGHOSTD_CUDA=ON \
     -DGHOSTD_CUDA_ARCHITECTURES=90a -DCMAKE_CUDA_COMPILER="$NVCC" -DGHOSTD_BENCH=ON \
     ${CMAKE_DEPS[@]+"${CMAKE_DEPS[@]}"} || fail configure
-  step "build ghostd_unit bench_gpu_forward (-j$JOBS)"
+  step "build ghostd_unit bench_gpu_ops bench_gpu_forward (-j$JOBS)"
   ninja -C "$BUILD" -j"$JOBS" ghostd_unit || fail "build ghostd_unit"
+  ninja -C "$BUILD" -j"$JOBS" bench_gpu_ops || fail "build bench_gpu_ops"
   ninja -C "$BUILD" -j"$JOBS" bench_gpu_forward || fail "build bench_gpu_forward"
 } 2>&1 | tee "$OUT/build.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
@@ -61,6 +62,16 @@ grep -q '^FAILED' "$OUT/build.log" && status=1
   (cd "$BUILD" && timeout 120 ctest -R 'unit\.runtime\.backend_ops' --output-on-failure -V) || fail "backend_ops"
 } 2>&1 | tee "$OUT/tests.log"
 grep -q '^FAILED' "$OUT/tests.log" && status=1
+
+{
+  step "bench_gpu_ops (Qwen2-1.5B shapes, no model)"
+  if [ -x "$BUILD/bench/bench_gpu_ops" ]; then
+    timeout 120 "$BUILD/bench/bench_gpu_ops" --iters 50 || fail "bench_gpu_ops"
+  else
+    fail "bench_gpu_ops was not built"
+  fi
+} 2>&1 | tee "$OUT/ops.log"
+grep -q '^FAILED' "$OUT/ops.log" && status=1
 
 {
   if [ -z "$MODEL" ]; then
