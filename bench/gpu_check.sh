@@ -2,7 +2,8 @@
 # The one prepared GPU check: configure and build ghostd with the CUDA backend
 # (Release), run the GPU-labelled unit tests and the backend op-consistency
 # test, the op benchmark (bench_gpu_ops, no model needed), then the GPU
-# forward benchmark (with a CUDA-vs-CPU logits check) on a model. Logs go to $OUT (at most 8 files). Aims at ~5 minutes on 16 cores.
+# forward benchmark (with a CUDA-vs-CPU logits check) on a model. Logs go to
+# $OUT (5 files). Aims at ~5 minutes on 16 cores.
 #
 #   OUT=/some/dir bench/gpu_check.sh [MODEL_DIR]
 #
