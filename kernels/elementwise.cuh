@@ -49,10 +49,10 @@ __global__ void add_bias_kernel(float* __restrict__ out, const T* __restrict__ b
     out[i] += to_float(bias[i % n]);
 }
 
-// Same formula as the CPU reference: (g / (1 + exp(-g))) * up.
+// Same formula as the CPU reference: (g / (1 + exp(-g))) * up. out may
+// alias gate (the model computes in place), hence no __restrict__.
 template <class T = float>
-__global__ void silu_mul_kernel(const T* __restrict__ gate, const T* __restrict__ up, int64_t n,
-                                T* __restrict__ out) {
+__global__ void silu_mul_kernel(const T* gate, const T* up, int64_t n, T* out) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
