@@ -201,6 +201,11 @@ TEST_CASE("cuda embedding, rms_norm and elementwise ops match the cpu backend") 
   cpu.silu_mul(mg.cf(), mu.cf(), n, mo.cf());
   gpu.silu_mul(mg.gf(), mu.gf(), n, mo.gf());
   expect_close(mo.gpu_floats(), mo.cpu_floats(), 1e-6, 1e-7, "silu_mul");
+  // In place, as the model calls it (out == gate).
+  Mirror mgi = Mirror::of(cpu, gpu, g);
+  cpu.silu_mul(mgi.cf(), mu.cf(), n, mgi.cf());
+  gpu.silu_mul(mgi.gf(), mu.gf(), n, mgi.gf());
+  expect_close(mgi.gpu_floats(), mgi.cpu_floats(), 1e-6, 1e-7, "silu_mul in place");
   cpu.add(mg.cf(), mu.cf(), n);
   gpu.add(mg.gf(), mu.gf(), n);
   expect_close(mg.gpu_floats(), mg.cpu_floats(), 0, 0, "add");
