@@ -29,7 +29,10 @@ size_t element_bytes(DType d) {
 }
 
 // One GPU, one stream: ops are queued in order on the stream and return at
-// once; failures are recorded and reported by the next synchronize().
+// once; failures are recorded and reported by the next synchronize(). Memory
+// ops (alloc, upload, download, fill_zero, synchronize, load_weight) make the
+// device current for the calling thread; kernel ops rely on that, which a
+// forward step's leading uploads guarantee.
 // Thread-safety: single owner thread, like every Backend.
 class CudaBackend final : public Backend {
  public:
@@ -60,21 +63,25 @@ class CudaBackend final : public Backend {
   }
 
   void upload(void* dst, const void* src, size_t bytes) override {
+    cudaSetDevice(device_);
     if (bytes) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_.get()), "upload");
   }
 
   void download(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;
+    cudaSetDevice(device_);
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_.get()), "download");
     // The caller reads dst next.
     check(cudaStreamSynchronize(stream_.get()), "download");
   }
 
   void fill_zero(void* dst, size_t bytes) override {
+    cudaSetDevice(device_);
     if (bytes) check(cudaMemsetAsync(dst, 0, bytes, stream_.get()), "fill_zero");
   }
 
   Status synchronize() override {
+    cudaSetDevice(device_);
     check(cudaStreamSynchronize(stream_.get()), "synchronize");
     check(cudaGetLastError(), "synchronize");
     if (error_.empty()) return {};
