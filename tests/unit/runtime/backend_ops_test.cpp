@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#ifdef GHOSTD_HAVE_CUDA
+#include "runtime/cuda/cuda_backend.h"
+#endif
 
 using namespace ghostd::runtime;
 
@@ -16,6 +19,15 @@ namespace {
 std::vector<std::unique_ptr<Backend>> all_backends() {
   std::vector<std::unique_ptr<Backend>> v;
   v.push_back(make_cpu_backend({.threads = 2}));
+#ifdef GHOSTD_HAVE_CUDA
+  // Weights below are loaded from backend memory; the CUDA backend's
+  // load_weight copies from host or device pointers alike.
+  if (cuda_device_count() > 0) {
+    auto cuda = make_cuda_backend(0);
+    REQUIRE_MESSAGE(cuda.ok(), (cuda.ok() ? "" : cuda.error().message));
+    v.push_back(std::move(*cuda));
+  }
+#endif
   return v;
 }
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The one prepared GPU check: configure and build ghostd with the CUDA backend
+# (Release), run the GPU-labelled unit tests and the backend op-consistency
+# test, the op benchmark (bench_gpu_ops, no model needed), then the GPU
+# forward benchmark (with a CUDA-vs-CPU logits check) on a model. Logs go to
+# $OUT (5 files). Aims at ~5 minutes on 16 cores.
+#
+#   OUT=/some/dir bench/gpu_check.sh [MODEL_DIR]
+#
+# Dependencies come from a carried prefix `.gpu-deps` (made on the build host
+# by /work/shared/tools/gpu-deps.sh .gpu-deps); without one, system packages
+# are used. Without MODEL_DIR (or $GHOSTD_MODEL) a random 1.5B Qwen2-shaped
+# bf16 checkpoint is generated with tools/make_random_model.py (needs torch).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu-check-out}
+mkdir -p "$OUT"
+BUILD=${BUILD:-$ROOT/build-gpu}
+JOBS=${JOBS:-$(nproc)}
+MODEL=${1:-${GHOSTD_MODEL:-}}
+status=0
+step() { printf '\n==== %s (%s)\n' "$*" "$(date +%T)"; }
+fail() { echo "FAILED: $*"; status=1; }
+
+{
+  step "environment"
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.memory,driver_version --format=csv || true
+  command -v nvcc && nvcc --version | tail -2
+  cmake --version | head -1
+  python3 -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo "no torch"
+  git log --oneline -1 2>/dev/null || true
+} 2>&1 | tee "$OUT/env.log"
+
+DEPS=$ROOT/.gpu-deps
+CMAKE_DEPS=()
+if [ -d "$DEPS/usr" ]; then
+  LIB=$DEPS/usr/lib/x86_64-linux-gnu
+  CMAKE_DEPS=(-DCMAKE_PREFIX_PATH="$DEPS/usr" -DCMAKE_INCLUDE_PATH="$DEPS/usr/include"
+              -DCMAKE_LIBRARY_PATH="$LIB")
+  export LD_LIBRARY_PATH=$LIB:${LD_LIBRARY_PATH:-}
+  export PKG_CONFIG_PATH=$LIB/pkgconfig:$DEPS/usr/share/pkgconfig
+fi
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+
+{
+  step "configure"
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGHOSTD_CUDA=ON \
+    -DGHOSTD_CUDA_ARCHITECTURES=90a -DCMAKE_CUDA_COMPILER="$NVCC" -DGHOSTD_BENCH=ON \
+    ${CMAKE_DEPS[@]+"${CMAKE_DEPS[@]}"} || fail configure
+  step "build ghostd_unit bench_gpu_ops bench_gpu_forward (-j$JOBS)"
+  ninja -C "$BUILD" -j"$JOBS" ghostd_unit || fail "build ghostd_unit"
+  ninja -C "$BUILD" -j"$JOBS" bench_gpu_ops || fail "build bench_gpu_ops"
+  ninja -C "$BUILD" -j"$JOBS" bench_gpu_forward || fail "build bench_gpu_forward"
+} 2>&1 | tee "$OUT/build.log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+grep -q '^FAILED' "$OUT/build.log" && status=1
+
+{
+  step "ctest -L gpu"
+  (cd "$BUILD" && timeout 300 ctest -L gpu --output-on-failure -V) || fail "ctest -L gpu"
+  step "backend op-consistency test (cpu + cuda)"
+  (cd "$BUILD" && timeout 120 ctest -R 'unit\.runtime\.backend_ops' --output-on-failure -V) || fail "backend_ops"
+} 2>&1 | tee "$OUT/tests.log"
+grep -q '^FAILED' "$OUT/tests.log" && status=1
+
+{
+  step "bench_gpu_ops (Qwen2-1.5B shapes, no model)"
+  if [ -x "$BUILD/bench/bench_gpu_ops" ]; then
+    timeout 120 "$BUILD/bench/bench_gpu_ops" --iters 50 || fail "bench_gpu_ops"
+  else
+    fail "bench_gpu_ops was not built"
+  fi
+} 2>&1 | tee "$OUT/ops.log"
+grep -q '^FAILED' "$OUT/ops.log" && status=1
+
+{
+  if [ -z "$MODEL" ]; then
+    MODEL=${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b
+    if [ -f "$MODEL/config.json" ]; then
+      echo "reusing $MODEL"
+    elif [ -f tools/make_random_model.py ]; then
+      step "generate a random 1.5B Qwen2-shaped bf16 model"
+      timeout 240 python3 tools/make_random_model.py --arch qwen2 --out "$MODEL" --hidden 1536 \
+        --layers 28 --heads 12 --kv-heads 2 --intermediate 8960 --vocab 151936 --dtype bf16 --tied \
+        || { fail "make_random_model"; MODEL=; }
+    else
+      echo "no model given and no tools/make_random_model.py: benchmark skipped"
+      MODEL=
+    fi
+  fi
+  if [ -z "$MODEL" ]; then
+    :
+  elif [ ! -x "$BUILD/bench/bench_gpu_forward" ]; then
+    fail "bench_gpu_forward was not built"
+  else
+    step "bench_gpu_forward on $MODEL"
+    timeout 300 "$BUILD/bench/bench_gpu_forward" --model "$MODEL" --prompt 128 --decode 64 --reps 3 \
+      --long 2048 --check 1 || fail "bench_gpu_forward"
+  fi
+} 2>&1 | tee "$OUT/bench.log"
+grep -q '^FAILED' "$OUT/bench.log" && status=1
+
+step "done: status $status" | tee -a "$OUT/env.log"
+exit $status

@@ -1,0 +1,185 @@
+// CUDA backend op timings on Qwen2-1.5B shapes, no model needed: matmul
+// (gemv path at 1 and 8 rows, cuBLAS at 128 and 2048 rows) as weight GB/s and
+// TFLOP/s, paged attention for decode at several context lengths (KV GB/s),
+// and the small ops' per-call time. Each figure is `iters` back-to-back calls
+// then one synchronize, so launch overhead hides behind kernels that run
+// longer than a launch.
+//
+//   bench_gpu_ops [--device 0] [--iters 50] [--peak-gbs 0]
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#ifdef GHOSTD_HAVE_CUDA
+#include "runtime/cuda/cuda_backend.h"
+#endif
+
+using namespace ghostd::runtime;
+
+#ifndef GHOSTD_HAVE_CUDA
+int main() {
+  std::printf("bench_gpu_ops: built without CUDA (GHOSTD_CUDA=OFF): skipped\n");
+  return 77;
+}
+#else
+
+namespace {
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "bench_gpu_ops: %s\n", what.c_str());
+  std::exit(1);
+}
+
+Buffer alloc_random(Backend& be, size_t floats, uint32_t seed, float scale = 0.5f) {
+  auto b = be.alloc(floats * sizeof(float));
+  if (!b) die(b.error().message);
+  // A cheap LCG: the values only need to be varied and bounded.
+  std::vector<float> v(floats);
+  uint32_t r = seed * 2654435761u + 1;
+  for (auto& x : v) {
+    r = r * 1664525u + 1013904223u;
+    x = scale * (static_cast<float>(r >> 8) / 8388608.0f - 1.0f);
+  }
+  be.upload(b->get(), v.data(), v.size() * sizeof(float));
+  return std::move(*b);
+}
+
+// Seconds per call of `op`, median-free: one warm-up call, then `iters` calls.
+double time_op(Backend& be, int iters, const std::function<void()>& op) {
+  op();
+  if (auto st = be.synchronize(); !st) die(st.message());
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) op();
+  if (auto st = be.synchronize(); !st) die(st.message());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int device = 0, iters = 50;
+  double peak = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "--device")
+      device = std::atoi(argv[i + 1]);
+    else if (k == "--iters")
+      iters = std::atoi(argv[i + 1]);
+    else if (k == "--peak-gbs")
+      peak = std::atof(argv[i + 1]);
+  }
+  if (cuda_device_count() == 0) {
+    std::printf("bench_gpu_ops: no CUDA device: skipped\n");
+    return 77;
+  }
+  auto info = cuda_device_info(device);
+  if (!info) die(info.error().message);
+  if (peak <= 0) peak = info->peak_bandwidth_gbs;
+  auto made = make_cuda_backend(device);
+  if (!made) die(made.error().message);
+  Backend& be = **made;
+  std::printf("device %s, peak DRAM %.0f GB/s, %d iterations per figure\n", info->name.c_str(),
+              peak, iters);
+
+  // Matmul: bf16 weights [n, k] as in Qwen2-1.5B.
+  struct Shape {
+    const char* name;
+    int n, k;
+  };
+  const Shape shapes[] = {{"q/o 1536x1536", 1536, 1536},
+                          {"k/v 256x1536", 256, 1536},
+                          {"gate/up 8960x1536", 8960, 1536},
+                          {"down 1536x8960", 1536, 8960},
+                          {"lm_head 151936x1536", 151936, 1536}};
+  const int max_rows = 2048;
+  Buffer x = alloc_random(be, size_t(max_rows) * 8960, 1);
+  auto out_buf = be.alloc(size_t(max_rows) * 151936 * sizeof(float));
+  if (!out_buf) die(out_buf.error().message);
+  Buffer out = std::move(*out_buf);
+  std::printf("\n%-22s %6s %10s %10s %9s %9s\n", "matmul (bf16)", "rows", "us/call", "GB/s",
+              "of peak", "TFLOP/s");
+  for (const Shape& s : shapes) {
+    const size_t wbytes = size_t(s.n) * s.k * 2;
+    std::vector<uint16_t> host(size_t(s.n) * s.k);
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+    for (auto& h : host) h = f32_to_bf16(u(rng));
+    TensorView tv{
+        s.name, DType::kBF16, {s.n, s.k}, reinterpret_cast<const std::byte*>(host.data()), wbytes};
+    auto w = be.load_weight(tv);
+    if (!w) die(w.error().message);
+    for (int rows : {1, 8, 128, 2048}) {
+      const double sec =
+          time_op(be, iters, [&] { be.matmul(x.as<float>(), rows, *w, nullptr, out.as<float>()); });
+      const double gbs = wbytes / sec / 1e9;
+      std::printf("%-22s %6d %10.2f %10.1f %8.1f%% %9.1f\n", s.name, rows, sec * 1e6, gbs,
+                  100 * gbs / peak, 2.0 * rows * s.n * s.k / sec / 1e12);
+    }
+  }
+
+  // Decode attention, Qwen2-1.5B heads (12 query, 2 KV, head_dim 128).
+  const int nh = 12, nkv = 2, hd = 128, bs = 16, kv_dim = nkv * hd;
+  std::printf("\n%-22s %6s %10s %10s\n", "attention decode", "ctx", "us/call", "KV GB/s");
+  for (int batch : {1, 8}) {
+    for (int ctx : {128, 1024, 4096, 32768}) {
+      const int blocks_per_seq = (ctx + bs - 1) / bs;
+      Buffer K = alloc_random(be, size_t(batch) * blocks_per_seq * bs * kv_dim, 4);
+      Buffer V = alloc_random(be, size_t(batch) * blocks_per_seq * bs * kv_dim, 5);
+      Buffer q = alloc_random(be, size_t(batch) * nh * hd, 6);
+      Buffer o = alloc_random(be, size_t(batch) * nh * hd, 7);
+      std::vector<int32_t> pos, slots, seq, len, first{0}, tstart{0}, tables;
+      for (int s = 0; s < batch; ++s) {
+        pos.push_back(ctx - 1);
+        slots.push_back((s * blocks_per_seq + (ctx - 1) / bs) * bs + (ctx - 1) % bs);
+        seq.push_back(s);
+        len.push_back(ctx);
+        first.push_back(s + 1);
+        for (int b = 0; b < blocks_per_seq; ++b) tables.push_back(s * blocks_per_seq + b);
+        tstart.push_back(static_cast<int32_t>(tables.size()));
+      }
+      std::vector<Buffer> keep;
+      auto dev = [&](const std::vector<int32_t>& v) {
+        auto b = be.alloc(v.size() * 4);
+        if (!b) die(b.error().message);
+        be.upload(b->get(), v.data(), v.size() * 4);
+        keep.push_back(std::move(*b));
+        return keep.back().as<int32_t>();
+      };
+      BatchView bv{batch,    batch,    bs,         dev(pos),    dev(slots),
+                   dev(seq), dev(len), dev(first), dev(tstart), dev(tables)};
+      const double sec = time_op(be, iters, [&] {
+        be.attention(q.as<float>(), bv, {nh, nkv, hd, 1.0f / std::sqrt(float(hd))},
+                     {K.as<float>(), V.as<float>()}, o.as<float>());
+      });
+      const double kv_bytes = 2.0 * batch * ctx * kv_dim * sizeof(float);
+      std::printf("batch %-16d %6d %10.2f %10.1f\n", batch, ctx, sec * 1e6, kv_bytes / sec / 1e9);
+    }
+  }
+
+  // Small ops at decode size: these are launch-bound.
+  const int H = 1536, I = 8960;
+  std::vector<uint16_t> nw(H, f32_to_bf16(1.0f));
+  auto norm = be.load_weight(
+      TensorView{"norm", DType::kBF16, {H}, reinterpret_cast<const std::byte*>(nw.data()), H * 2});
+  if (!norm) die(norm.error().message);
+  Buffer a = alloc_random(be, I, 8), b = alloc_random(be, I, 9), c = alloc_random(be, I, 10);
+  std::printf("\n%-22s %10s\n", "small op (1 row)", "us/call");
+  std::printf("%-22s %10.2f\n", "rms_norm 1536", 1e6 * time_op(be, iters, [&] {
+                                                   be.rms_norm(a.as<float>(), *norm, 1, H, 1e-6f,
+                                                               b.as<float>());
+                                                 }));
+  std::printf("%-22s %10.2f\n", "silu_mul 8960",
+              1e6 * time_op(be, iters,
+                            [&] { be.silu_mul(a.as<float>(), b.as<float>(), I, c.as<float>()); }));
+  std::printf("%-22s %10.2f\n", "add 1536",
+              1e6 * time_op(be, iters, [&] { be.add(c.as<float>(), a.as<float>(), H); }));
+  return 0;
+}
+
+#endif  // GHOSTD_HAVE_CUDA

@@ -1,0 +1,76 @@
+#include "kernels/attention.cuh"
+
+#include <algorithm>
+#include <utility>
+
+namespace ghostd::kernels {
+
+namespace {
+
+constexpr int kMaxSplits = 64;
+
+// Query heads per block: the whole GQA group when a kernel is built for it
+// (group 2..8 and head_dim up to 64 or 97..128), else 1.
+int heads_per_block(const AttentionArgs& a) {
+  const int group = a.n_heads / a.n_kv_heads;
+  const int j = (a.head_dim + kWarp - 1) / kWarp;
+  return group >= 2 && group <= 8 && (j == 2 || j == 4) ? group : 1;
+}
+
+template <int J, int G>
+void launch(const AttentionArgs& a, int splits, float* out, float* partial, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(a.num_tokens) * (a.n_heads / G), splits);
+  paged_attention_kernel<J, G><<<grid, kAttentionWarps * kWarp, 0, s>>>(a, splits, out, partial);
+}
+
+template <int J, int... G>
+void launch_grouped(int g, const AttentionArgs& a, int splits, float* out, float* partial,
+                    cudaStream_t s, std::integer_sequence<int, G...>) {
+  ((g == G + 2 ? (launch<J, G + 2>(a, splits, out, partial, s), true) : false) || ...);
+}
+
+template <int... J>
+void launch_single(int j, const AttentionArgs& a, int splits, float* out, float* partial,
+                   cudaStream_t s, std::integer_sequence<int, J...>) {
+  ((j == J + 1 ? (launch<J + 1, 1>(a, splits, out, partial, s), true) : false) || ...);
+}
+
+}  // namespace
+
+int attention_splits(const AttentionArgs& a, int target_blocks) {
+  if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0) return 1;
+  const int64_t items = static_cast<int64_t>(a.num_tokens) * (a.n_heads / heads_per_block(a));
+  if (items <= 0 || items >= target_blocks) return 1;
+  return static_cast<int>(std::min<int64_t>(kMaxSplits, (target_blocks + items - 1) / items));
+}
+
+size_t attention_workspace_floats(const AttentionArgs& a, int target_blocks) {
+  const int splits = attention_splits(a, target_blocks);
+  if (splits == 1) return 0;
+  return static_cast<size_t>(a.num_tokens) * a.n_heads * splits * (a.head_dim + 2);
+}
+
+cudaError_t paged_attention(const AttentionArgs& a, float* out, float* workspace, int target_blocks,
+                            cudaStream_t stream) {
+  if (a.num_tokens <= 0) return cudaSuccess;
+  if (a.head_dim <= 0 || a.head_dim > kAttentionMaxHeadDim || a.n_kv_heads <= 0 ||
+      a.n_heads % a.n_kv_heads != 0 || a.block_size <= 0)
+    return cudaErrorInvalidValue;
+  const int splits = attention_splits(a, target_blocks);
+  float* partial = splits > 1 ? workspace : nullptr;
+  if (splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
+  const int j = (a.head_dim + kWarp - 1) / kWarp, g = heads_per_block(a);
+  if (g == 1)
+    launch_single(j, a, splits, out, partial, stream, std::make_integer_sequence<int, 8>{});
+  else if (j == 2)
+    launch_grouped<2>(g, a, splits, out, partial, stream, std::make_integer_sequence<int, 7>{});
+  else
+    launch_grouped<4>(g, a, splits, out, partial, stream, std::make_integer_sequence<int, 7>{});
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess || splits == 1) return e;
+  const int merge_threads = std::min(256, ((a.head_dim + kWarp - 1) / kWarp) * kWarp);
+  attention_merge_kernel<<<static_cast<unsigned>(a.num_tokens) * a.n_heads, merge_threads, 0,
+                           stream>>>(partial, splits, a.head_dim, out);
+  return cudaGetLastError();
+}
+
+}  // namespace ghostd::kernels

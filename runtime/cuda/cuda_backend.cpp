@@ -1,0 +1,357 @@
+#include "runtime/cuda/cuda_backend.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels/attention.cuh"
+#include "kernels/convert.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/gemv.cuh"
+#include "kernels/kv_cache.cuh"
+#include "kernels/rms_norm.cuh"
+#include "kernels/rope.cuh"
+#include "runtime/cuda/cuda_handles.h"
+
+namespace ghostd::runtime {
+
+namespace {
+
+using cuda::CublasHandle;
+using cuda::cuda_error_string;
+using cuda::DeviceMemory;
+using cuda::Stream;
+
+size_t element_bytes(DType d) {
+  return d == DType::kF32 ? 4 : 2;
+}
+
+// One GPU, one stream: ops are queued in order on the stream and return at
+// once; failures are recorded and reported by the next synchronize(). Memory
+// ops (alloc, upload, download, fill_zero, synchronize, load_weight) make the
+// device current for the calling thread; kernel ops rely on that, which a
+// forward step's leading uploads guarantee.
+// Thread-safety: single owner thread, like every Backend.
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device, const cudaDeviceProp& props, Stream stream, CublasHandle blas)
+      : device_(device),
+        name_("cuda:" + std::to_string(device) + " " + props.name),
+        target_blocks_(2 * props.multiProcessorCount),
+        stream_(std::move(stream)),
+        blas_(std::move(blas)) {}
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_.get());
+  }
+
+  std::string name() const override { return name_; }
+
+  Result<Buffer> alloc(size_t bytes) override {
+    cudaSetDevice(device_);
+    void* p = nullptr;
+    if (cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1)); e != cudaSuccess) {
+      cudaGetLastError();  // an allocation failure is not sticky: clear it
+      return Error{"cuda backend: cannot allocate " + std::to_string(bytes) +
+                   " bytes: " + cuda_error_string(e)};
+    }
+    return Buffer(
+        p, bytes, [](void*, void* ptr) { cudaFree(ptr); }, nullptr);
+  }
+
+  void upload(void* dst, const void* src, size_t bytes) override {
+    cudaSetDevice(device_);
+    if (bytes) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_.get()), "upload");
+  }
+
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    cudaSetDevice(device_);
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_.get()), "download");
+    // The caller reads dst next.
+    check(cudaStreamSynchronize(stream_.get()), "download");
+  }
+
+  void fill_zero(void* dst, size_t bytes) override {
+    cudaSetDevice(device_);
+    if (bytes) check(cudaMemsetAsync(dst, 0, bytes, stream_.get()), "fill_zero");
+  }
+
+  Status synchronize() override {
+    cudaSetDevice(device_);
+    check(cudaStreamSynchronize(stream_.get()), "synchronize");
+    check(cudaGetLastError(), "synchronize");
+    if (error_.empty()) return {};
+    return Error{std::exchange(error_, std::string())};
+  }
+
+  size_t free_memory() const override {
+    cudaSetDevice(device_);
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+    return free;
+  }
+
+  Result<Weight> load_weight(const TensorView& t) override {
+    if (t.shape.empty() || t.shape.size() > 2)
+      return Error{"tensor " + t.name + ": expected 1 or 2 dimensions"};
+    cudaSetDevice(device_);
+    Weight w;
+    w.dtype = t.dtype;
+    w.rows = t.shape.size() == 2 ? t.shape[0] : 1;
+    w.cols = t.shape.back();
+    const int64_t n = w.rows * w.cols;
+    const size_t stored = t.dtype == DType::kQ8_0
+                              ? static_cast<size_t>(n / kQ8_0BlockSize) * kQ8_0BlockBytes
+                              : static_cast<size_t>(n) * element_bytes(t.dtype);
+    if (t.dtype == DType::kQ8_0 && w.cols % kQ8_0BlockSize != 0)
+      return Error{"tensor " + t.name + ": Q8_0 rows must be a multiple of 32 elements"};
+    if (t.nbytes < stored)
+      return Error{"tensor " + t.name + ": " + std::to_string(t.nbytes) + " bytes, expected " +
+                   std::to_string(stored)};
+    DeviceMemory mem;
+    const size_t bytes = t.dtype == DType::kQ8_0 ? static_cast<size_t>(n) * 2 : stored;
+    if (cudaError_t e = DeviceMemory::allocate(bytes, mem); e != cudaSuccess) {
+      cudaGetLastError();
+      return Error{"tensor " + t.name + ": cannot allocate " + std::to_string(bytes) +
+                   " bytes on the GPU: " + cuda_error_string(e)};
+    }
+    cudaError_t e = cudaSuccess;
+    if (t.dtype == DType::kQ8_0) {
+      DeviceMemory raw;
+      e = DeviceMemory::allocate(stored, raw);
+      if (e == cudaSuccess)
+        e = cudaMemcpyAsync(raw.get(), t.data, stored, cudaMemcpyDefault, stream_.get());
+      if (e == cudaSuccess)
+        e = kernels::dequantize_q8_0_to_f16(raw.get(), n, mem.get(), stream_.get());
+      if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());  // before raw is freed
+      w.dtype = DType::kF16;
+    } else {
+      e = cudaMemcpyAsync(mem.get(), t.data, stored, cudaMemcpyDefault, stream_.get());
+      if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return Error{"tensor " + t.name + ": copy to the GPU failed: " + cuda_error_string(e)};
+    }
+    w.data = mem.get();
+    weights_.push_back(std::move(mem));
+    return w;
+  }
+
+  void embedding(const Weight& table, const int32_t* ids, int n, float* out) override {
+    check(kernels::embedding(table.data, table.dtype, ids, n, static_cast<int>(table.cols), out,
+                             stream_.get()),
+          "embedding");
+  }
+
+  void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps,
+                float* out) override {
+    check(kernels::rms_norm(x, w.data, w.dtype, rows, dim, eps, out, stream_.get()), "rms_norm");
+  }
+
+  void matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out) override {
+    if (rows <= 0) return;
+    const int64_t n = w.rows;
+    const int k = static_cast<int>(w.cols);
+    const bool has_bias = bias && *bias;
+    // Decode-sized batches: the fused gemv (bias in its epilogue); else cuBLAS.
+    cudaError_t e = kernels::gemv(x, rows, w.data, w.dtype, n, k, has_bias ? bias->data : nullptr,
+                                  has_bias ? bias->dtype : DType::kF32, out, stream_.get());
+    if (e != cudaErrorNotSupported) {
+      check(e, "matmul (gemv)");
+      return;
+    }
+    gemm(x, rows, w, out);
+    if (has_bias)
+      check(kernels::add_bias(out, bias->data, bias->dtype, rows, n, stream_.get()), "matmul bias");
+  }
+
+  void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions,
+            const float* inv_freq) override {
+    check(kernels::rope(x, rows, n_heads, head_dim, positions, inv_freq, stream_.get()), "rope");
+  }
+
+  void kv_store(const float* k, const float* v, const BatchView& batch, int kv_dim,
+                KvLayerView layer) override {
+    check(kernels::kv_store(k, v, batch.slots, batch.num_tokens, kv_dim, layer.k, layer.v,
+                            stream_.get()),
+          "kv_store");
+  }
+
+  void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
+                 KvLayerView layer, float* out) override {
+    if (shape.head_dim > kernels::kAttentionMaxHeadDim) {
+      fail("attention: head_dim " + std::to_string(shape.head_dim) + " is above the supported " +
+           std::to_string(kernels::kAttentionMaxHeadDim));
+      return;
+    }
+    kernels::AttentionArgs a;
+    a.q = q;
+    a.positions = batch.positions;
+    a.token_seq = batch.token_seq;
+    a.table_start = batch.block_table_start;
+    a.tables = batch.block_tables;
+    a.k_pool = layer.k;
+    a.v_pool = layer.v;
+    a.num_tokens = batch.num_tokens;
+    a.block_size = batch.block_size;
+    a.n_heads = shape.n_heads;
+    a.n_kv_heads = shape.n_kv_heads;
+    a.head_dim = shape.head_dim;
+    a.scale = shape.scale;
+    const size_t ws = kernels::attention_workspace_floats(a, target_blocks_);
+    if (!grow(attn_ws_, ws * sizeof(float), "attention workspace")) return;
+    check(kernels::paged_attention(a, out, attn_ws_.as<float>(), target_blocks_, stream_.get()),
+          "attention");
+  }
+
+  void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
+    check(kernels::silu_mul(gate, up, n, out, stream_.get()), "silu_mul");
+  }
+
+  void add(float* x, const float* y, int64_t n) override {
+    check(kernels::add(x, y, n, stream_.get()), "add");
+  }
+
+  void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) override {
+    check(kernels::gather_rows(x, rows, n, dim, out, stream_.get()), "gather_rows");
+  }
+
+  void copy_kv_block(KvLayerView layer, int src_block, int dst_block, int block_size,
+                     int kv_dim) override {
+    const size_t n = static_cast<size_t>(block_size) * kv_dim;
+    check(cudaMemcpyAsync(layer.k + dst_block * n, layer.k + src_block * n, n * sizeof(float),
+                          cudaMemcpyDeviceToDevice, stream_.get()),
+          "copy_kv_block");
+    check(cudaMemcpyAsync(layer.v + dst_block * n, layer.v + src_block * n, n * sizeof(float),
+                          cudaMemcpyDeviceToDevice, stream_.get()),
+          "copy_kv_block");
+  }
+
+ private:
+  // Large products: cuBLAS. F32 weights use SGEMM (full float32, TF32 is
+  // off by default); F16/BF16 weights take activations cast to their dtype
+  // and accumulate in float32 into a float32 output.
+  void gemm(const float* x, int rows, const Weight& w, float* out) {
+    const int n = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
+    const float alpha = 1.0f, beta = 0.0f;
+    cublasStatus_t st;
+    if (w.dtype == DType::kF32) {
+      st = cublasSgemm(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha,
+                       static_cast<const float*>(w.data), k, x, k, &beta, out, n);
+    } else if (w.dtype == DType::kBF16 || w.dtype == DType::kF16) {
+      const size_t elems = static_cast<size_t>(rows) * k;
+      if (!grow(act_, elems * 2, "matmul activations")) return;
+      if (!check(kernels::convert_activations(x, static_cast<int64_t>(elems), w.dtype, act_.get(),
+                                              stream_.get()),
+                 "matmul convert"))
+        return;
+      const cudaDataType_t type = w.dtype == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+      st = cublasGemmEx(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w.data, type, k,
+                        act_.get(), type, k, &beta, out, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+                        CUBLAS_GEMM_DEFAULT);
+    } else {
+      fail("matmul: unsupported weight dtype (Q8_0 weights are dequantized by load_weight)");
+      return;
+    }
+    if (st != CUBLAS_STATUS_SUCCESS)
+      fail(std::string("matmul: cuBLAS ") + cublasGetStatusName(st) + " (" +
+           cublasGetStatusString(st) + ")");
+  }
+
+  // Makes `mem` hold at least `bytes`; false (error recorded) on failure.
+  bool grow(DeviceMemory& mem, size_t bytes, const char* what) {
+    if (mem.bytes() >= bytes) return true;
+    mem = DeviceMemory();
+    if (cudaError_t e = DeviceMemory::allocate(bytes + bytes / 4, mem); e != cudaSuccess) {
+      cudaGetLastError();
+      fail(std::string(what) + ": cannot allocate " + std::to_string(bytes) +
+           " bytes: " + cuda_error_string(e));
+      return false;
+    }
+    return true;
+  }
+
+  bool check(cudaError_t e, const char* op) {
+    if (e == cudaSuccess) return true;
+    fail(std::string(op) + ": " + cuda_error_string(e));
+    return false;
+  }
+
+  void fail(const std::string& message) {
+    if (error_.empty()) error_ = "cuda backend " + name_ + ": " + message;
+    spdlog::debug("cuda backend: {}", message);
+  }
+
+  int device_;
+  std::string name_;
+  int target_blocks_;
+  Stream stream_;
+  CublasHandle blas_;
+  std::string error_;  // first failure since the last synchronize()
+  std::vector<DeviceMemory> weights_;
+  DeviceMemory act_, attn_ws_;  // reused scratch
+};
+
+}  // namespace
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+Result<CudaDeviceInfo> cuda_device_info(int device) {
+  if (device < 0 || device >= cuda_device_count())
+    return Error{"cuda: no CUDA device " + std::to_string(device)};
+  cudaDeviceProp props{};
+  if (cudaError_t e = cudaGetDeviceProperties(&props, device); e != cudaSuccess)
+    return Error{"cuda: device properties: " + cuda_error_string(e)};
+  CudaDeviceInfo info;
+  info.name = props.name;
+  info.multiprocessors = props.multiProcessorCount;
+  info.total_memory = props.totalGlobalMem;
+  int clock_khz = 0, bus_bits = 0;
+  if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device) == cudaSuccess)
+    info.peak_bandwidth_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+  cudaGetLastError();
+  return info;
+}
+
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
+  const int count = cuda_device_count();
+  if (device < 0 || device >= count)
+    return Error{"cuda backend: no CUDA device " + std::to_string(device) + " (" +
+                 std::to_string(count) + " visible)"};
+  if (cudaError_t e = cudaSetDevice(device); e != cudaSuccess)
+    return Error{"cuda backend: cannot use device " + std::to_string(device) + ": " +
+                 cuda_error_string(e)};
+  cudaDeviceProp props{};
+  if (cudaError_t e = cudaGetDeviceProperties(&props, device); e != cudaSuccess)
+    return Error{"cuda backend: device properties: " + cuda_error_string(e)};
+  cudaStream_t s = nullptr;
+  if (cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking); e != cudaSuccess)
+    return Error{"cuda backend: cannot create a stream: " + cuda_error_string(e)};
+  Stream stream(s);
+  cublasHandle_t h = nullptr;
+  if (cublasStatus_t st = cublasCreate(&h); st != CUBLAS_STATUS_SUCCESS)
+    return Error{std::string("cuda backend: cublasCreate: ") + cublasGetStatusString(st)};
+  CublasHandle blas(h);
+  if (cublasStatus_t st = cublasSetStream(h, s); st != CUBLAS_STATUS_SUCCESS)
+    return Error{std::string("cuda backend: cublasSetStream: ") + cublasGetStatusString(st)};
+  spdlog::info("cuda backend: {} ({} SMs, {:.1f} GiB, compute {}.{})", props.name,
+               props.multiProcessorCount, props.totalGlobalMem / double(1 << 30), props.major,
+               props.minor);
+  return std::unique_ptr<Backend>(
+      std::make_unique<CudaBackend>(device, props, std::move(stream), std::move(blas)));
+}
+
+}  // namespace ghostd::runtime
