@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "server/mailbox.h"
 #include "server/stream_transport.h"
 
 namespace ghostd::server {
@@ -43,8 +44,13 @@ using Descriptor = asio::posix::stream_descriptor;
 class ThreadedStdioTransport : public Transport {
  public:
   ThreadedStdioTransport(asio::any_io_executor ex, size_t max_bytes, int in_fd, int out_fd)
-      : ex_(std::move(ex)), state_(std::make_shared<State>(max_bytes)), in_fd_(in_fd), out_fd_(out_fd) {}
+      : ex_(ex),
+        state_(std::make_shared<State>(max_bytes)),
+        mailbox_(std::make_shared<Mailbox>(ex)),
+        in_fd_(in_fd),
+        out_fd_(out_fd) {}
   ~ThreadedStdioTransport() override {
+    mailbox_->close();
     state_->alive = false;
     if (reader_.joinable()) reader_.detach();  // blocked in read(); it only touches shared state
   }
@@ -52,17 +58,17 @@ class ThreadedStdioTransport : public Transport {
   void start(TransportHandlers handlers) override {
     state_->handlers = std::move(handlers);
     auto state = state_;
-    auto ex = ex_;
+    auto mailbox = mailbox_;
     int fd = in_fd_;
-    reader_ = std::thread([state, ex, fd] {
+    reader_ = std::thread([state, mailbox, fd] {
       std::array<char, 65536> buf;
       for (;;) {
         ssize_t n = ::read(fd, buf.data(), buf.size());
         if (n <= 0) break;
         std::string chunk(buf.data(), static_cast<size_t>(n));
-        asio::post(ex, [state, chunk = std::move(chunk)] { state->feed(chunk); });
+        mailbox->post([state, chunk = std::move(chunk)] { state->feed(chunk); });
       }
-      asio::post(ex, [state] { state->finish(); });
+      mailbox->post([state] { state->finish(); });
     });
   }
   void send(std::string body) override {
@@ -105,6 +111,7 @@ class ThreadedStdioTransport : public Transport {
   };
   asio::any_io_executor ex_;
   std::shared_ptr<State> state_;
+  std::shared_ptr<Mailbox> mailbox_;
   int in_fd_;
   int out_fd_;
   std::thread reader_;
