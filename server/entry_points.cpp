@@ -77,12 +77,13 @@ int run_lsp_stdio(const ServerOptions& options, rt::EngineInterface& engine, Mod
 }
 
 int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, ModelState& model,
-                   std::function<void(unsigned short)> on_listening) {
+                   std::function<void(unsigned short, std::function<void()>)> on_listening) {
   asio::io_context io;
   auto metrics = open_metrics(options);
   std::list<Session> sessions;
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::error_code ec;
+  auto stop = [&io] { asio::post(io, [&io] { io.stop(); }); };
   std::optional<asio::ip::tcp::acceptor> tcp;
   std::optional<asio::local::stream_protocol::acceptor> unix_socket;
   const std::string& addr = options.listen;
@@ -99,7 +100,7 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
       return 1;
     }
     spdlog::info("listening on {}", addr);
-    if (on_listening) on_listening(0);
+    if (on_listening) on_listening(0, stop);
     accept_loop<asio::local::stream_protocol::acceptor, asio::local::stream_protocol::socket>(
         *unix_socket, sessions, options, engine, model, metrics.get());
   } else {
@@ -129,7 +130,7 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
     }
     unsigned short bound = tcp->local_endpoint().port();
     spdlog::info("listening on {}:{}", ip.to_string(), bound);
-    if (on_listening) on_listening(bound);
+    if (on_listening) on_listening(bound, stop);
     accept_loop<asio::ip::tcp::acceptor, asio::ip::tcp::socket>(*tcp, sessions, options, engine, model,
                                                                metrics.get());
   }

@@ -90,10 +90,12 @@ class LspServer {
 
 // Serves one session over fds 0/1 until exit; returns the exit code.
 int run_lsp_stdio(const ServerOptions& options, ghostd::runtime::EngineInterface& engine, ModelState& model);
-// Serves sessions on options.listen ("HOST:PORT" or "unix:/path") until
-// SIGINT/SIGTERM; each connection is its own session. Returns 0, or 1 when
-// the address cannot be used. `on_listening` (optional) gets the bound port.
+// Serves sessions on options.listen ("HOST:PORT", loopback when HOST is
+// empty, or "unix:/path") until SIGINT/SIGTERM or `stop` is called; each
+// connection is its own session, all share the engine. Returns 0, or 1 when
+// the address cannot be used. `on_listening` (optional, on the server's
+// thread) gets the bound TCP port (0 for Unix sockets) and a thread-safe stop.
 int run_lsp_socket(const ServerOptions& options, ghostd::runtime::EngineInterface& engine, ModelState& model,
-                   std::function<void(unsigned short port)> on_listening = {});
+                   std::function<void(unsigned short port, std::function<void()> stop)> on_listening = {});
 
 }  // namespace ghostd::server

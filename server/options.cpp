@@ -1,6 +1,8 @@
 #include "server/options.h"
 
+#include <algorithm>
 #include <charconv>
+#include <iterator>
 #include <string_view>
 
 namespace ghostd::server {
@@ -46,6 +48,16 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view flag = argv[i];
     std::string_view value;
+    static constexpr std::string_view kValueFlags[] = {
+        "--model",          "--draft-model",       "--max-tokens", "--context-budget",
+        "--suffix-tokens",  "--context-tokens",    "--deadline-ms", "--max-lines",
+        "--metrics-log",    "--metrics-summary-s", "--listen",      "--max-message-bytes",
+        "--log-level"};
+    std::string_view name = flag.substr(0, flag.find('='));
+    if (name != "--no-draft" &&
+        std::find(std::begin(kValueFlags), std::end(kValueFlags), name) == std::end(kValueFlags)) {
+      return Error{"unknown flag " + std::string(name) + " (see --help)"};
+    }
     if (size_t eq = flag.find('='); flag.starts_with("--") && eq != std::string_view::npos) {
       value = flag.substr(eq + 1);
       flag = flag.substr(0, eq);
