@@ -55,8 +55,8 @@ void GapText::ensure_gap(size_t n) {
   size_t tail = buf_.size() - gap_end_;
   size_t new_size = std::max(buf_.size() * 2, size() + n + 64);
   std::vector<char> grown(new_size);
-  std::memcpy(grown.data(), buf_.data(), gap_begin_);
-  std::memcpy(grown.data() + new_size - tail, buf_.data() + gap_end_, tail);
+  if (gap_begin_ > 0) std::memcpy(grown.data(), buf_.data(), gap_begin_);
+  if (tail > 0) std::memcpy(grown.data() + new_size - tail, buf_.data() + gap_end_, tail);
   buf_ = std::move(grown);
   gap_end_ = new_size - tail;
 }
@@ -125,7 +125,7 @@ void GapText::replace(size_t pos, size_t len, std::string_view text) {
   move_gap(pos);
   gap_end_ += len;
   ensure_gap(text.size());
-  std::memcpy(buf_.data() + gap_begin_, text.data(), text.size());
+  if (!text.empty()) std::memcpy(buf_.data() + gap_begin_, text.data(), text.size());
   gap_begin_ += text.size();
 
   size_t newlines = static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
