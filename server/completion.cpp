@@ -1,0 +1,213 @@
+#include "server/completion.h"
+
+#include <asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "server/utf8.h"
+
+namespace ghostd::server {
+
+namespace rt = ghostd::runtime;
+using Clock = std::chrono::steady_clock;
+
+const char* completion_outcome_name(CompletionOutcome o) {
+  switch (o) {
+    case CompletionOutcome::kOk: return "ok";
+    case CompletionOutcome::kCancelled: return "cancelled";
+    case CompletionOutcome::kSuperseded: return "superseded";
+    case CompletionOutcome::kExpired: return "expired";
+    case CompletionOutcome::kError: return "error";
+  }
+  return "error";
+}
+
+struct CompletionCore::Pending {
+  rt::JobId job = 0;
+  Done done;
+  std::shared_ptr<const ModelInfo> model;
+  std::string line_prefix;
+  std::string suffix;
+  PostprocessOptions post;
+  std::vector<int32_t> streamed;
+  std::shared_ptr<std::atomic<bool>> stop = std::make_shared<std::atomic<bool>>(false);
+  std::unique_ptr<asio::steady_timer> timer;
+  Clock::time_point submitted;
+  int prompt_tokens = 0;
+  double server_ms = 0;
+};
+
+namespace {
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Drops an incomplete UTF-8 sequence at the end (a token boundary inside a
+// character) and repairs anything else.
+std::string clean_text(std::string s) {
+  size_t i = s.size();
+  size_t back = 0;
+  while (i > 0 && back < 4 && utf8_is_continuation(static_cast<unsigned char>(s[i - 1]))) {
+    --i;
+    ++back;
+  }
+  if (i > 0) {
+    unsigned char lead = static_cast<unsigned char>(s[i - 1]);
+    if (lead >= 0xC0 && utf8_sequence_length(lead) > back + 1) s.resize(i - 1);
+  }
+  return is_valid_utf8(s) ? s : sanitize_utf8(s);
+}
+
+}  // namespace
+
+CompletionCore::CompletionCore(asio::any_io_executor executor, rt::EngineInterface& engine)
+    : executor_(executor), engine_(engine), mailbox_(std::make_shared<Mailbox>(executor)) {}
+
+CompletionCore::~CompletionCore() {
+  std::vector<Ticket> tickets;
+  for (auto& [t, _] : pending_) tickets.push_back(t);
+  for (Ticket t : tickets) cancel(t, CompletionOutcome::kCancelled);
+  mailbox_->close();
+}
+
+CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_ptr<const ModelInfo> model,
+                                             const CompletionSettings& settings, Done done) {
+  auto begin = Clock::now();
+  Ticket ticket = next_ticket_++;
+  auto p = std::make_unique<Pending>();
+  p->done = std::move(done);
+  p->model = model;
+  p->line_prefix = std::move(input.line_prefix);
+  p->suffix = input.suffix;
+  p->post = settings.post;
+
+  PromptInput prompt_in{input.prefix, input.suffix, input.path, {}, std::move(input.context)};
+  Prompt prompt;
+  try {
+    prompt = build_prompt(model->fim, model->tokenizer, prompt_in, settings.budget);
+  } catch (const std::exception& e) {
+    CompletionOutput out;
+    out.outcome = CompletionOutcome::kError;
+    out.error = std::string("prompt building failed: ") + e.what();
+    p->done(std::move(out));
+    return ticket;
+  }
+  p->prompt_tokens = static_cast<int>(prompt.tokens.size());
+
+  rt::CompletionJob job;
+  job.prompt = std::move(prompt.tokens);
+  job.document_id = input.document_id;
+  job.priority = input.priority;
+  job.deadline = Clock::now() + settings.deadline;
+  job.sampling = settings.sampling;
+  job.stop.max_new_tokens = settings.max_tokens;
+  job.stop.stop_token_ids = model->fim.stop_ids;
+  job.use_draft = settings.use_draft;
+
+  // Callbacks run on the engine thread: they only post back here.
+  std::weak_ptr<int> alive = alive_;
+  auto mailbox = mailbox_;
+  auto stop = p->stop;
+  rt::JobCallbacks cb;
+  cb.on_tokens = [this, alive, mailbox, stop, ticket](const std::vector<int32_t>& tokens) {
+    if (stop->load(std::memory_order_relaxed)) return false;
+    mailbox->post([this, alive, ticket, tokens] {
+      if (alive.lock()) on_tokens(ticket, tokens);
+    });
+    return true;
+  };
+  cb.on_done = [this, alive, mailbox, ticket](rt::JobResult result) {
+    mailbox->post([this, alive, ticket, result = std::move(result)]() mutable {
+      if (alive.lock()) on_done(ticket, std::move(result));
+    });
+  };
+  p->timer = std::make_unique<asio::steady_timer>(executor_, settings.deadline + kDeadlineGrace);
+  p->timer->async_wait([this, alive, ticket](const asio::error_code& ec) {
+    if (!ec && alive.lock()) on_deadline(ticket);
+  });
+  p->server_ms = ms_since(begin);
+  p->submitted = Clock::now();
+  Pending& ref = *p;
+  pending_[ticket] = std::move(p);
+  ref.job = engine_.submit(std::move(job), std::move(cb));
+  return ticket;
+}
+
+void CompletionCore::on_tokens(Ticket t, std::vector<int32_t> tokens) {
+  auto it = pending_.find(t);
+  if (it == pending_.end()) return;
+  auto& s = it->second->streamed;
+  s.insert(s.end(), tokens.begin(), tokens.end());
+}
+
+void CompletionCore::on_done(Ticket t, rt::JobResult result) {
+  if (!pending_.count(t)) return;  // already answered (cancelled, superseded, expired)
+  CompletionOutcome outcome = CompletionOutcome::kOk;
+  switch (result.status) {
+    case rt::JobStatus::kFinished: outcome = CompletionOutcome::kOk; break;
+    case rt::JobStatus::kExpired: outcome = CompletionOutcome::kExpired; break;
+    case rt::JobStatus::kCancelled: outcome = CompletionOutcome::kCancelled; break;
+    case rt::JobStatus::kFailed: outcome = CompletionOutcome::kError; break;
+  }
+  // Prefer the final token list; fall back to what streamed in.
+  const std::vector<int32_t>& tokens = result.tokens.empty() ? pending_[t]->streamed : result.tokens;
+  std::vector<int32_t> copy = tokens;
+  finish(t, outcome, copy, result.metrics, std::move(result.error));
+}
+
+void CompletionCore::on_deadline(Ticket t) {
+  auto it = pending_.find(t);
+  if (it == pending_.end()) return;
+  spdlog::debug("completion {} past its deadline; answering with {} streamed tokens", t, it->second->streamed.size());
+  std::vector<int32_t> tokens = it->second->streamed;
+  it->second->stop->store(true);
+  engine_.cancel(it->second->job);
+  finish(t, CompletionOutcome::kExpired, tokens, {}, {});
+}
+
+void CompletionCore::cancel(Ticket t, CompletionOutcome why) {
+  auto it = pending_.find(t);
+  if (it == pending_.end()) return;
+  it->second->stop->store(true);
+  engine_.cancel(it->second->job);
+  finish(t, why, {}, {}, {});
+}
+
+void CompletionCore::finish(Ticket t, CompletionOutcome outcome, const std::vector<int32_t>& tokens,
+                            rt::JobMetrics metrics, std::string error) {
+  auto node = pending_.extract(t);
+  if (node.empty()) return;
+  Pending& p = *node.mapped();
+  if (p.timer) p.timer->cancel();
+  auto begin = Clock::now();
+  CompletionOutput out;
+  out.outcome = outcome;
+  out.error = std::move(error);
+  out.metrics = metrics;
+  if (out.metrics.total_ms == 0) out.metrics.total_ms = ms_since(p.submitted);
+  if (out.metrics.generated_tokens == 0) out.metrics.generated_tokens = static_cast<int>(tokens.size());
+  out.prompt_tokens = p.prompt_tokens;
+  if (!tokens.empty() && (outcome == CompletionOutcome::kOk || outcome == CompletionOutcome::kExpired)) {
+    std::vector<int32_t> ids = tokens;
+    // Stop tokens end the text; whatever follows one is not part of it.
+    const auto& stops = p.model->fim.stop_ids;
+    auto cut = std::find_if(ids.begin(), ids.end(), [&](int32_t id) {
+      return std::binary_search(stops.begin(), stops.end(), id);
+    });
+    ids.erase(cut, ids.end());
+    try {
+      std::string raw = clean_text(p.model->tokenizer.decode(ids));
+      out.text = postprocess_completion(raw, {p.line_prefix, p.suffix}, p.post);
+    } catch (const std::exception& e) {
+      out.outcome = CompletionOutcome::kError;
+      out.error = std::string("decoding the completion failed: ") + e.what();
+    }
+  }
+  out.server_ms = p.server_ms + ms_since(begin);
+  Done done = std::move(p.done);
+  done(std::move(out));
+}
+
+}  // namespace ghostd::server

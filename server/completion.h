@@ -1,0 +1,93 @@
+// The completion core: plain structs in (text windows around the cursor,
+// other open documents), a prompt to the engine, post-processed text out.
+// It knows nothing of JSON or LSP.
+#pragma once
+
+#include <asio/any_io_executor.hpp>
+#include <asio/steady_timer.hpp>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/engine_api.h"
+#include "server/mailbox.h"
+#include "server/model_state.h"
+#include "server/postprocess.h"
+#include "server/prompt.h"
+
+namespace ghostd::server {
+
+struct CompletionInput {
+  std::string document_id;  // keys KV reuse in the engine
+  std::string prefix;       // window of text before the cursor
+  std::string suffix;       // window of text after the cursor
+  std::string line_prefix;  // the cursor's line up to the cursor
+  std::string path;
+  std::vector<ContextFile> context;
+  ghostd::runtime::Priority priority = ghostd::runtime::Priority::kInteractive;
+};
+
+struct CompletionSettings {
+  PromptBudget budget;
+  int max_tokens = 64;
+  std::chrono::milliseconds deadline{1500};
+  PostprocessOptions post;
+  bool use_draft = true;
+  ghostd::runtime::SamplingParams sampling;
+};
+
+enum class CompletionOutcome { kOk, kCancelled, kSuperseded, kExpired, kError };
+const char* completion_outcome_name(CompletionOutcome o);
+
+struct CompletionOutput {
+  CompletionOutcome outcome = CompletionOutcome::kOk;
+  std::string text;   // post-processed; empty means no item
+  std::string error;  // kError
+  ghostd::runtime::JobMetrics metrics;
+  int prompt_tokens = 0;
+  double server_ms = 0;  // prompt building + post-processing
+};
+
+// Thread-safety: not thread-safe; all calls on `executor`. Engine callbacks
+// are posted back to it.
+class CompletionCore {
+ public:
+  using Ticket = uint64_t;
+  using Done = std::function<void(CompletionOutput)>;
+  // How long past the job's deadline the core waits for the engine before it
+  // answers with what has streamed in.
+  static constexpr std::chrono::milliseconds kDeadlineGrace{100};
+
+  CompletionCore(asio::any_io_executor executor, ghostd::runtime::EngineInterface& engine);
+  ~CompletionCore();
+  CompletionCore(const CompletionCore&) = delete;
+  CompletionCore& operator=(const CompletionCore&) = delete;
+
+  // Builds the prompt and submits the job; `done` runs exactly once, on the executor.
+  Ticket start(CompletionInput input, std::shared_ptr<const ModelInfo> model, const CompletionSettings& settings,
+               Done done);
+  // Ends a completion now with `why` and an empty text, and cancels its job.
+  void cancel(Ticket ticket, CompletionOutcome why);
+  size_t in_flight() const { return pending_.size(); }
+
+ private:
+  struct Pending;
+  void on_tokens(Ticket t, std::vector<int32_t> tokens);
+  void on_done(Ticket t, ghostd::runtime::JobResult result);
+  void on_deadline(Ticket t);
+  void finish(Ticket t, CompletionOutcome outcome, const std::vector<int32_t>& tokens,
+              ghostd::runtime::JobMetrics metrics, std::string error);
+
+  asio::any_io_executor executor_;
+  ghostd::runtime::EngineInterface& engine_;
+  std::unordered_map<Ticket, std::unique_ptr<Pending>> pending_;
+  std::shared_ptr<Mailbox> mailbox_;     // engine callbacks post through it; closed on destruction
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted work checks it before touching *this
+  Ticket next_ticket_ = 1;
+};
+
+}  // namespace ghostd::server

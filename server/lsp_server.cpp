@@ -1,0 +1,451 @@
+#include "server/lsp_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "server/version.h"
+
+namespace ghostd::server {
+
+namespace rt = ghostd::runtime;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kProgressToken = "ghostd/model-load";
+constexpr size_t kAlignBytes = 4096;  // prefix windows start on this grid, so keystrokes keep the start
+constexpr size_t kMaxContextFiles = 8;
+
+bool is_word_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+std::string trigger_name(bool inline_items, int kind) {
+  if (inline_items) return kind == 1 ? "invoked" : "automatic";
+  return kind == 2 ? "character" : kind == 3 ? "incomplete" : "invoked";
+}
+
+json empty_completion(bool inline_items) {
+  if (inline_items) return {{"items", json::array()}};
+  return {{"isIncomplete", true}, {"items", json::array()}};
+}
+
+}  // namespace
+
+struct LspServer::PendingCompletion {
+  explicit PendingCompletion(ReplyOnce r) : reply(std::move(r)) {}
+  ReplyOnce reply;
+  CompletionCore::Ticket ticket = 0;
+  std::string uri;
+  bool inline_items = true;
+  bool content_modified = false;  // cancelled by an edit rather than by the client
+  TextPosition cursor;
+  TextPosition word_start;
+  std::string word;
+  std::string trigger;
+  std::string request_id;
+};
+
+LspServer::LspServer(Transport& transport, rt::EngineInterface& engine, ModelState& model, ServerOptions options,
+                     MetricsLog* metrics)
+    : transport_(transport),
+      engine_(engine),
+      model_(model),
+      options_(std::move(options)),
+      metrics_(metrics),
+      dispatcher_([this](std::string body) { transport_.send(std::move(body)); }),
+      core_(transport.executor(), engine) {
+  register_handlers();
+}
+
+LspServer::~LspServer() {
+  if (model_listener_) model_.unsubscribe(model_listener_);
+  if (mailbox_) mailbox_->close();
+  // Unanswered completions get their reply (to a transport that may be closed).
+  std::vector<CompletionCore::Ticket> tickets;
+  for (auto& [_, p] : pending_) tickets.push_back(p->ticket);
+  for (auto t : tickets) core_.cancel(t, CompletionOutcome::kCancelled);
+}
+
+void LspServer::start(std::function<void(int)> on_exit) {
+  on_exit_ = std::move(on_exit);
+  mailbox_ = std::make_shared<Mailbox>(transport_.executor());
+  std::weak_ptr<int> alive = alive_;
+  auto mailbox = mailbox_;
+  model_listener_ = model_.subscribe([this, alive, mailbox](const ModelSnapshot& s) {
+    mailbox->post([this, alive, s] {
+      if (alive.lock()) on_model_update(s);
+    });
+  });
+  transport_.start({
+      [this](std::string body) { dispatcher_.dispatch(body); },
+      [this](const Frame& f) { on_frame_error(f); },
+      [this] {
+        if (state_ != State::kExited) finish_exit(state_ == State::kShutdown ? 0 : 1);
+      },
+  });
+}
+
+void LspServer::register_handlers() {
+  dispatcher_.set_request_gate([this](std::string_view method) -> std::optional<RpcError> {
+    switch (state_) {
+      case State::kUninitialized:
+        if (method != "initialize") {
+          return RpcError{ErrorCode::kServerNotInitialized, "server not initialized: send 'initialize' first"};
+        }
+        return std::nullopt;
+      case State::kRunning:
+        if (method == "initialize") return RpcError{ErrorCode::kInvalidRequest, "server is already initialized"};
+        return std::nullopt;
+      case State::kShutdown:
+      case State::kExited:
+        return RpcError{ErrorCode::kInvalidRequest, "server is shutting down"};
+    }
+    return std::nullopt;
+  });
+  // Before initialize and after shutdown, notifications other than exit are dropped.
+  dispatcher_.set_notification_gate(
+      [this](std::string_view method) { return state_ == State::kRunning || method == "exit"; });
+
+  dispatcher_.on_request("initialize", [this](const json& p, ReplyOnce r) { initialize(p, std::move(r)); });
+  dispatcher_.on_request("shutdown", [this](const json&, ReplyOnce r) {
+    std::vector<std::string> keys;
+    for (auto& [k, _] : pending_) keys.push_back(k);
+    for (auto& k : keys) core_.cancel(pending_[k]->ticket, CompletionOutcome::kCancelled);
+    state_ = State::kShutdown;
+    r(json(nullptr));
+  });
+  dispatcher_.on_request("textDocument/inlineCompletion",
+                         [this](const json& p, ReplyOnce r) { complete(p, std::move(r), true); });
+  dispatcher_.on_request("textDocument/completion",
+                         [this](const json& p, ReplyOnce r) { complete(p, std::move(r), false); });
+  dispatcher_.on_notification("initialized", [this](const json&) { initialized(); });
+  dispatcher_.on_notification("exit", [this](const json&) { finish_exit(state_ == State::kShutdown ? 0 : 1); });
+  dispatcher_.on_notification("textDocument/didOpen", [this](const json& p) { did_open(p); });
+  dispatcher_.on_notification("textDocument/didChange", [this](const json& p) { did_change(p); });
+  dispatcher_.on_notification("textDocument/didClose", [this](const json& p) { did_close(p); });
+  dispatcher_.on_notification("textDocument/didSave", [this](const json& p) {
+    if (auto s = parse_did_save(p); !s.ok()) log_message(2, "didSave: " + s.error().message);
+  });
+  dispatcher_.on_notification("workspace/didChangeConfiguration",
+                              [this](const json& p) { did_change_configuration(p); });
+  dispatcher_.on_notification("$/cancelRequest", [this](const json& p) { cancel_request(p); });
+  dispatcher_.on_notification("$/setTrace", [this](const json& p) {
+    if (p.is_object() && p.contains("value") && p["value"].is_string()) {
+      std::string v = p["value"];
+      if (v == "off" || v == "messages" || v == "verbose") trace_ = v;
+    }
+  });
+}
+
+void LspServer::on_frame_error(const Frame& frame) {
+  if (frame.kind == Frame::Kind::kTooLarge) {
+    dispatcher_.send_error(ErrorCode::kInvalidRequest, frame.error);
+  } else {
+    dispatcher_.send_error(ErrorCode::kParseError, "malformed message header: " + frame.error);
+  }
+}
+
+void LspServer::log_message(int type, const std::string& message) {
+  if (type <= 2) spdlog::warn("{}", message);
+  if (state_ == State::kExited) return;
+  dispatcher_.notify("window/logMessage", {{"type", type}, {"message", message}});
+}
+
+void LspServer::finish_exit(int code) {
+  if (state_ == State::kExited) return;
+  std::vector<std::string> keys;
+  for (auto& [k, _] : pending_) keys.push_back(k);
+  for (auto& k : keys) {
+    if (auto it = pending_.find(k); it != pending_.end()) core_.cancel(it->second->ticket, CompletionOutcome::kCancelled);
+  }
+  state_ = State::kExited;
+  exit_code_ = code;
+  transport_.close();
+  if (on_exit_) on_exit_(code);
+}
+
+void LspServer::initialize(const json& params, ReplyOnce reply) {
+  auto p = parse_initialize(params);
+  if (!p.ok()) {
+    reply(RpcError{ErrorCode::kInvalidParams, p.error().message});
+    return;
+  }
+  // utf-8 is native to the store; utf-32 is next cheapest; utf-16 is the default.
+  const auto& offered = p->position_encodings;
+  if (std::find(offered.begin(), offered.end(), "utf-8") != offered.end()) {
+    encoding_ = PositionEncoding::kUtf8;
+  } else if (std::find(offered.begin(), offered.end(), "utf-32") != offered.end()) {
+    encoding_ = PositionEncoding::kUtf32;
+  }
+  client_progress_ = p->work_done_progress;
+  trace_ = p->trace;
+  if (params.contains("rootUri") && params["rootUri"].is_string()) root_path_ = params["rootUri"];
+  std::optional<std::string> option_error;
+  if (auto s = apply_initialization_options(options_, p->initialization_options); !s.ok()) {
+    option_error = s.message();
+  }
+  state_ = State::kRunning;
+  json caps = {
+      {"positionEncoding", position_encoding_name(encoding_)},
+      {"textDocumentSync", {{"openClose", true}, {"change", 2}, {"save", {{"includeText", false}}}}},
+      {"inlineCompletionProvider", json::object()},
+      {"completionProvider", {{"resolveProvider", false}, {"triggerCharacters", {".", "(", " "}}}},
+  };
+  reply(json{{"capabilities", caps}, {"serverInfo", {{"name", "ghostd"}, {"version", version()}}}});
+  if (option_error) log_message(2, "ignoring initializationOptions: " + *option_error);
+}
+
+void LspServer::initialized() {
+  ModelSnapshot s = model_.snapshot();
+  if (s.phase == ModelSnapshot::Phase::kFailed) {
+    log_message(1, "model failed to load: " + s.message);
+    return;
+  }
+  if (s.phase != ModelSnapshot::Phase::kLoading || !client_progress_) return;
+  std::weak_ptr<int> alive = alive_;
+  dispatcher_.call("window/workDoneProgress/create", {{"token", kProgressToken}}, [this, alive](RpcResult r) {
+    if (!alive.lock() || !r.ok() || state_ != State::kRunning) return;
+    progress_token_ = kProgressToken;
+    on_model_update(model_.snapshot());
+  });
+}
+
+void LspServer::on_model_update(const ModelSnapshot& s) {
+  if (state_ != State::kRunning) return;
+  if (s.phase == ModelSnapshot::Phase::kFailed) log_message(1, "model failed to load: " + s.message);
+  if (!progress_token_) return;
+  json value;
+  if (s.phase == ModelSnapshot::Phase::kLoading) {
+    value = {{"kind", progress_begun_ ? "report" : "begin"}, {"percentage", std::clamp(s.percent, 0, 100)},
+             {"message", s.message}};
+    if (!progress_begun_) value["title"] = "ghostd: loading model";
+    progress_begun_ = true;
+  } else {
+    if (!progress_begun_) {
+      dispatcher_.notify("$/progress", {{"token", *progress_token_},
+                                        {"value", {{"kind", "begin"}, {"title", "ghostd: loading model"}}}});
+    }
+    value = {{"kind", "end"}, {"message", s.phase == ModelSnapshot::Phase::kReady ? "model ready" : s.message}};
+  }
+  dispatcher_.notify("$/progress", {{"token", *progress_token_}, {"value", value}});
+  if (s.phase != ModelSnapshot::Phase::kLoading) progress_token_.reset();
+}
+
+void LspServer::did_open(const json& params) {
+  auto p = parse_did_open(params);
+  if (!p.ok()) {
+    log_message(2, "didOpen: " + p.error().message);
+    return;
+  }
+  auto& td = p->text_document;
+  cancel_document_completions(td.uri, CompletionOutcome::kCancelled);
+  docs_.open(td.uri, td.language_id, td.version, td.text);
+}
+
+void LspServer::did_change(const json& params) {
+  auto p = parse_did_change(params);
+  if (!p.ok()) {
+    log_message(2, "didChange: " + p.error().message);
+    return;
+  }
+  cancel_document_completions(p->uri, CompletionOutcome::kCancelled);
+  if (auto s = docs_.change(p->uri, p->version, p->changes, encoding_); !s.ok()) {
+    log_message(2, "didChange: " + s.message());
+  }
+}
+
+void LspServer::did_close(const json& params) {
+  auto p = parse_did_close(params);
+  if (!p.ok()) {
+    log_message(2, "didClose: " + p.error().message);
+    return;
+  }
+  cancel_document_completions(p->uri, CompletionOutcome::kCancelled);
+  if (!docs_.close(p->uri)) log_message(2, "didClose for a document that is not open: " + p->uri);
+}
+
+void LspServer::did_change_configuration(const json& params) {
+  if (!params.is_object() || !params.contains("settings")) return;
+  const json& settings = params["settings"];
+  const json& ours = settings.is_object() && settings.contains("ghostd") ? settings["ghostd"] : settings;
+  if (auto s = apply_initialization_options(options_, ours); !s.ok()) {
+    log_message(2, "ignoring configuration: " + s.message());
+  }
+}
+
+void LspServer::cancel_request(const json& params) {
+  auto id = parse_cancel(params);
+  if (!id.ok()) return;  // a malformed notification is ignored
+  auto it = pending_.find(dump_json(*id));
+  if (it == pending_.end()) return;  // already answered, or not cancellable
+  core_.cancel(it->second->ticket, CompletionOutcome::kCancelled);
+}
+
+void LspServer::cancel_document_completions(const std::string& uri, CompletionOutcome why) {
+  std::vector<std::string> keys;
+  for (auto& [k, p] : pending_) {
+    if (p->uri == uri) keys.push_back(k);
+  }
+  for (auto& k : keys) {
+    auto it = pending_.find(k);
+    if (it == pending_.end()) continue;
+    if (why == CompletionOutcome::kCancelled) it->second->content_modified = true;
+    core_.cancel(it->second->ticket, why);
+  }
+}
+
+CompletionSettings LspServer::settings() const {
+  CompletionSettings s;
+  s.budget = {options_.context_budget, options_.suffix_tokens, options_.context_tokens};
+  s.max_tokens = options_.max_tokens;
+  s.deadline = std::chrono::milliseconds(options_.deadline_ms);
+  s.post.max_lines = options_.max_lines;
+  s.use_draft = options_.use_draft;
+  return s;
+}
+
+void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items) {
+  auto p = parse_document_position(params);
+  if (!p.ok()) {
+    reply(RpcError{ErrorCode::kInvalidParams, p.error().message});
+    return;
+  }
+  const Document* doc = docs_.find(p->uri);
+  if (!doc) {
+    reply(RpcError{ErrorCode::kInvalidParams, "document is not open: " + p->uri});
+    return;
+  }
+  std::string key = dump_json(reply.id());
+  if (pending_.count(key)) {
+    reply(RpcError{ErrorCode::kInvalidRequest, "a request with id " + key + " is already in flight"});
+    return;
+  }
+  // A newer request for the document supersedes the older ones: they get an empty result now.
+  cancel_document_completions(p->uri, CompletionOutcome::kSuperseded);
+
+  ModelSnapshot model = model_.snapshot();
+  if (model.phase != ModelSnapshot::Phase::kReady || !model.info) {
+    reply(empty_completion(inline_items));
+    return;
+  }
+
+  const GapText& text = doc->text();
+  size_t offset = doc->offset_of(p->position, encoding_);
+  size_t line_start = text.line_start(text.line_of(offset));
+
+  auto pending = std::make_unique<PendingCompletion>(std::move(reply));
+  pending->uri = p->uri;
+  pending->inline_items = inline_items;
+  pending->cursor = doc->position_of(offset, encoding_);
+  pending->trigger = trigger_name(inline_items, p->trigger_kind);
+  pending->request_id = key;
+  size_t word_begin = offset;
+  while (word_begin > line_start && is_word_char(text.at(word_begin - 1))) --word_begin;
+  pending->word = text.substr(word_begin, offset - word_begin);
+  pending->word_start = doc->position_of(word_begin, encoding_);
+
+  // Text windows: sized from the token budget, the prefix start on a coarse
+  // grid at a line start so it stays put while the user types.
+  CompletionSettings st = settings();
+  size_t prefix_bytes = static_cast<size_t>(st.budget.max_prompt_tokens) * 4;
+  size_t prefix_begin = 0;
+  if (offset > prefix_bytes) {
+    prefix_begin = (offset - prefix_bytes) / kAlignBytes * kAlignBytes;
+    size_t line = text.line_of(prefix_begin);
+    if (text.line_start(line) != prefix_begin && line + 1 < text.line_count()) {
+      prefix_begin = std::min(offset, text.line_start(line + 1));
+    }
+  }
+  CompletionInput in;
+  in.document_id = p->uri;
+  in.prefix = text.substr(prefix_begin, offset - prefix_begin);
+  in.suffix = text.substr(offset, static_cast<size_t>(st.budget.suffix_tokens) * 8);
+  in.line_prefix = text.substr(line_start, offset - line_start);
+  in.path = p->uri;
+  if (!root_path_.empty() && in.path.starts_with(root_path_)) {
+    in.path = in.path.substr(root_path_.size());
+    while (!in.path.empty() && in.path.front() == '/') in.path.erase(0, 1);
+  }
+  for (const Document* other : docs_.in_open_order()) {
+    if (other == doc || in.context.size() >= kMaxContextFiles || st.budget.context_tokens <= 0) continue;
+    std::string path = other->uri();
+    if (!root_path_.empty() && path.starts_with(root_path_)) path = path.substr(root_path_.size());
+    in.context.push_back(
+        {path, other->text().substr(0, static_cast<size_t>(st.budget.context_tokens) * 4)});
+  }
+
+  PendingCompletion& ref = *pending;
+  pending_[key] = std::move(pending);
+  std::weak_ptr<int> alive = alive_;
+  auto ticket = core_.start(std::move(in), model.info, st, [this, alive, key](CompletionOutput out) {
+    if (alive.lock()) reply_completion(key, std::move(out));
+  });
+  if (pending_.count(key)) ref.ticket = ticket;  // done may already have run
+}
+
+void LspServer::reply_completion(const std::string& key, CompletionOutput out) {
+  auto node = pending_.extract(key);
+  if (node.empty()) return;
+  PendingCompletion& p = *node.mapped();
+  switch (out.outcome) {
+    case CompletionOutcome::kCancelled:
+      if (p.content_modified) {
+        p.reply(RpcError{ErrorCode::kContentModified, "document changed; completion cancelled"});
+      } else {
+        p.reply(RpcError{ErrorCode::kRequestCancelled, "request cancelled"});
+      }
+      break;
+    case CompletionOutcome::kError:
+      p.reply(RpcError{ErrorCode::kRequestFailed, "completion failed: " + out.error});
+      break;
+    case CompletionOutcome::kSuperseded:
+      p.reply(empty_completion(p.inline_items));
+      break;
+    case CompletionOutcome::kOk:
+    case CompletionOutcome::kExpired: {
+      json items = json::array();
+      if (!out.text.empty()) {
+        if (p.inline_items) {
+          items.push_back(to_json(InlineCompletionItem{out.text, {p.cursor, p.cursor}}));
+        } else {
+          std::string full = p.word + out.text;
+          std::string label = full.substr(0, full.find('\n'));
+          if (label.size() > 80) label.resize(80);
+          items.push_back(to_json(CompletionItem{label, p.word, {p.word_start, p.cursor}, full}));
+        }
+      }
+      if (p.inline_items) {
+        p.reply(json{{"items", items}});
+      } else {
+        p.reply(json{{"isIncomplete", false}, {"items", items}});
+      }
+      break;
+    }
+  }
+  if (metrics_) {
+    CompletionRecord r;
+    r.request_id = p.request_id;
+    r.document = p.uri;
+    r.method = p.inline_items ? "inline" : "completion";
+    r.trigger = p.trigger;
+    r.prompt_tokens = out.metrics.prompt_tokens ? out.metrics.prompt_tokens : out.prompt_tokens;
+    r.reused_tokens = out.metrics.reused_tokens;
+    r.queue_ms = out.metrics.queue_ms;
+    r.ttft_ms = out.metrics.ttft_ms;
+    r.total_ms = out.metrics.total_ms;
+    r.generated_tokens = out.metrics.generated_tokens;
+    r.tokens_per_s = out.metrics.total_ms > 0 ? out.metrics.generated_tokens * 1000.0 / out.metrics.total_ms : 0;
+    r.draft_proposed = out.metrics.draft_proposed;
+    r.draft_accepted = out.metrics.draft_accepted;
+    r.batch_size = out.metrics.max_batch_size;
+    r.server_ms = out.server_ms;
+    r.outcome = p.content_modified && out.outcome == CompletionOutcome::kCancelled
+                    ? "cancelled"
+                    : completion_outcome_name(out.outcome);
+    metrics_->record(std::move(r));
+  }
+}
+
+}  // namespace ghostd::server

@@ -1,0 +1,101 @@
+// One LSP session: lifecycle, document sync, completions, cancellation,
+// progress while the model loads. The only class that joins LSP to the
+// completion core; the entry points below run sessions over stdio or sockets.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "runtime/engine_api.h"
+#include "server/completion.h"
+#include "server/documents.h"
+#include "server/jsonrpc.h"
+#include "server/mailbox.h"
+#include "server/metrics.h"
+#include "server/model_state.h"
+#include "server/options.h"
+#include "server/protocol.h"
+#include "server/transport.h"
+
+namespace ghostd::server {
+
+// Thread-safety: not thread-safe; lives on its transport's executor.
+class LspServer {
+ public:
+  // `metrics` may be null. Everything passed in must outlive the server.
+  LspServer(Transport& transport, ghostd::runtime::EngineInterface& engine, ModelState& model,
+            ServerOptions options, MetricsLog* metrics);
+  ~LspServer();
+  LspServer(const LspServer&) = delete;
+  LspServer& operator=(const LspServer&) = delete;
+
+  // Starts reading. `on_exit` runs once with the exit code (0 after
+  // shutdown, else 1) on `exit` or end of input.
+  void start(std::function<void(int exit_code)> on_exit);
+
+  std::optional<int> exit_code() const { return exit_code_; }
+  PositionEncoding encoding() const { return encoding_; }
+  const DocumentStore& documents() const { return docs_; }
+  size_t pending_requests() const { return pending_.size(); }
+
+ private:
+  enum class State { kUninitialized, kRunning, kShutdown, kExited };
+  struct PendingCompletion;
+
+  void register_handlers();
+  void on_frame_error(const Frame& frame);
+  void on_model_update(const ModelSnapshot& s);
+  void log_message(int type, const std::string& message);
+  void finish_exit(int code);
+
+  void initialize(const json& params, ReplyOnce reply);
+  void initialized();
+  void did_open(const json& params);
+  void did_change(const json& params);
+  void did_close(const json& params);
+  void did_change_configuration(const json& params);
+  void cancel_request(const json& params);
+  void complete(const json& params, ReplyOnce reply, bool inline_items);
+  void cancel_document_completions(const std::string& uri, CompletionOutcome why);
+  void reply_completion(const std::string& key, CompletionOutput out);
+  CompletionSettings settings() const;
+
+  Transport& transport_;
+  ghostd::runtime::EngineInterface& engine_;
+  ModelState& model_;
+  ServerOptions options_;
+  MetricsLog* metrics_;
+  Dispatcher dispatcher_;
+  DocumentStore docs_;
+  CompletionCore core_;
+  PositionEncoding encoding_ = PositionEncoding::kUtf16;
+  State state_ = State::kUninitialized;
+  bool client_progress_ = false;
+  std::optional<std::string> progress_token_;  // set once the client accepted it
+  bool progress_begun_ = false;
+  std::string trace_ = "off";
+  std::string root_path_;
+  std::unordered_map<std::string, std::unique_ptr<PendingCompletion>> pending_;  // key: dumped request id
+  uint64_t model_listener_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::shared_ptr<Mailbox> mailbox_;  // model-state updates arrive through it
+  std::function<void(int)> on_exit_;
+  std::optional<int> exit_code_;
+  uint64_t request_counter_ = 0;
+};
+
+// Serves one session over fds 0/1 until exit; returns the exit code.
+int run_lsp_stdio(const ServerOptions& options, ghostd::runtime::EngineInterface& engine, ModelState& model);
+// Serves sessions on options.listen ("HOST:PORT", loopback when HOST is
+// empty, or "unix:/path") until SIGINT/SIGTERM or `stop` is called; each
+// connection is its own session, all share the engine. Returns 0, or 1 when
+// the address cannot be used. `on_listening` (optional, on the server's
+// thread) gets the bound TCP port (0 for Unix sockets) and a thread-safe stop.
+int run_lsp_socket(const ServerOptions& options, ghostd::runtime::EngineInterface& engine, ModelState& model,
+                   std::function<void(unsigned short port, std::function<void()> stop)> on_listening = {});
+
+}  // namespace ghostd::server

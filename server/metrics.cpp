@@ -1,0 +1,118 @@
+#include "server/metrics.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace ghostd::server {
+
+using ghostd::runtime::Error;
+using ghostd::runtime::Result;
+
+std::string to_json_line(const CompletionRecord& r) {
+  nlohmann::json j = {
+      {"type", "completion"},
+      {"request_id", r.request_id},
+      {"document", r.document},
+      {"method", r.method},
+      {"trigger", r.trigger},
+      {"prompt_tokens", r.prompt_tokens},
+      {"reused_tokens", r.reused_tokens},
+      {"queue_ms", r.queue_ms},
+      {"ttft_ms", r.ttft_ms},
+      {"total_ms", r.total_ms},
+      {"generated_tokens", r.generated_tokens},
+      {"tokens_per_s", r.tokens_per_s},
+      {"draft_proposed", r.draft_proposed},
+      {"draft_accepted", r.draft_accepted},
+      {"batch_size", r.batch_size},
+      {"server_ms", r.server_ms},
+      {"outcome", r.outcome},
+  };
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<std::unique_ptr<MetricsLog>> MetricsLog::open(const std::string& path, std::chrono::milliseconds interval) {
+  std::FILE* f = std::fopen(path.c_str(), "a");
+  if (!f) return Error{"--metrics-log " + path + ": cannot open for appending: " + std::strerror(errno)};
+  return std::unique_ptr<MetricsLog>(new MetricsLog(f, interval));
+}
+
+MetricsLog::MetricsLog(std::FILE* file, std::chrono::milliseconds interval)
+    : file_(file), interval_(interval), writer_([this] { run(); }) {}
+
+MetricsLog::~MetricsLog() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  writer_.join();
+  std::fclose(file_);
+}
+
+void MetricsLog::record(CompletionRecord r) {
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= kMaxQueued) {
+      ++dropped_;
+      return;
+    }
+    queue_.push_back(std::move(r));
+  }
+  cv_.notify_one();
+}
+
+void MetricsLog::write_summary(std::vector<double>& latencies, std::chrono::steady_clock::time_point since) {
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+  auto pct = [&](double q) {
+    if (latencies.empty()) return 0.0;
+    size_t k = std::min(latencies.size() - 1, static_cast<size_t>(std::ceil(q * latencies.size())) - 1);
+    std::nth_element(latencies.begin(), latencies.begin() + static_cast<ptrdiff_t>(k), latencies.end());
+    return latencies[k];
+  };
+  uint64_t dropped;
+  {
+    std::lock_guard lock(mu_);
+    dropped = dropped_;
+  }
+  nlohmann::json j = {
+      {"type", "summary"},
+      {"interval_s", secs},
+      {"requests", latencies.size()},
+      {"requests_per_s", secs > 0 ? static_cast<double>(latencies.size()) / secs : 0.0},
+      {"latency_p50_ms", pct(0.50)},
+      {"latency_p99_ms", pct(0.99)},
+      {"dropped_records", dropped},
+  };
+  std::fprintf(file_, "%s\n", j.dump().c_str());
+  latencies.clear();
+}
+
+void MetricsLog::run() {
+  std::vector<double> latencies;
+  auto window_start = std::chrono::steady_clock::now();
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait_until(lock, window_start + interval_, [this] { return stop_ || !queue_.empty(); });
+    std::deque<CompletionRecord> batch;
+    batch.swap(queue_);
+    bool stopping = stop_;
+    lock.unlock();
+    for (const auto& r : batch) {
+      std::fprintf(file_, "%s\n", to_json_line(r).c_str());
+      latencies.push_back(r.total_ms);
+    }
+    if (std::chrono::steady_clock::now() >= window_start + interval_ || (stopping && !latencies.empty())) {
+      write_summary(latencies, window_start);
+      window_start = std::chrono::steady_clock::now();
+    }
+    std::fflush(file_);
+    lock.lock();
+    if (stopping && queue_.empty()) return;
+  }
+}
+
+}  // namespace ghostd::server

@@ -1,0 +1,68 @@
+// --metrics-log: one JSON line per completion plus a periodic summary line,
+// written by a background thread so the event loop never waits on the disk.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/result.h"
+
+namespace ghostd::server {
+
+struct CompletionRecord {
+  std::string request_id;
+  std::string document;
+  std::string method;   // inline or completion
+  std::string trigger;  // invoked | automatic | character
+  int prompt_tokens = 0;
+  int reused_tokens = 0;
+  double queue_ms = 0;
+  double ttft_ms = 0;
+  double total_ms = 0;
+  int generated_tokens = 0;
+  double tokens_per_s = 0;
+  int draft_proposed = 0;
+  int draft_accepted = 0;
+  int batch_size = 0;
+  double server_ms = 0;  // time spent in the server (prompt, post-processing), not the engine
+  std::string outcome;   // ok | cancelled | superseded | expired | error
+};
+
+std::string to_json_line(const CompletionRecord& r);
+
+// Thread-safety: record() is thread-safe and never blocks on I/O.
+class MetricsLog {
+ public:
+  static constexpr size_t kMaxQueued = 100000;  // beyond this, records are counted and dropped
+
+  static ghostd::runtime::Result<std::unique_ptr<MetricsLog>> open(
+      const std::string& path, std::chrono::milliseconds summary_interval = std::chrono::seconds(10));
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+
+  void record(CompletionRecord r);
+
+ private:
+  MetricsLog(std::FILE* file, std::chrono::milliseconds interval);
+  void run();
+  void write_summary(std::vector<double>& latencies, std::chrono::steady_clock::time_point since);
+
+  std::FILE* file_;
+  std::chrono::milliseconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<CompletionRecord> queue_;
+  uint64_t dropped_ = 0;
+  bool stop_ = false;
+  std::thread writer_;
+};
+
+}  // namespace ghostd::server

@@ -1,0 +1,152 @@
+#include "server/options.h"
+
+#include <algorithm>
+#include <charconv>
+#include <iterator>
+#include <string_view>
+
+namespace ghostd::server {
+
+using ghostd::runtime::Error;
+using ghostd::runtime::Result;
+using ghostd::runtime::Status;
+
+namespace {
+
+Result<long long> parse_int(std::string_view flag, std::string_view v, long long lo, long long hi) {
+  long long out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size() || out < lo || out > hi) {
+    return Error{std::string(flag) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                 "], got '" + std::string(v) + "'"};
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* server_options_help() {
+  return "ghostd [options]\n"
+         "  --model PATH             model directory or .gguf file\n"
+         "  --draft-model PATH       draft model for speculative decoding\n"
+         "  --no-draft               disable speculative decoding\n"
+         "  --max-tokens N           new tokens per completion (64)\n"
+         "  --context-budget N       prompt tokens in all (2048)\n"
+         "  --suffix-tokens N        suffix window in tokens (128)\n"
+         "  --context-tokens N       tokens from other open files (512)\n"
+         "  --deadline-ms N          a completion returns what it has after N ms (1500)\n"
+         "  --max-lines N            lines per completion (16)\n"
+         "  --metrics-log PATH       append one JSON line per completion\n"
+         "  --metrics-summary-s N    seconds between summary lines (10)\n"
+         "  --listen ADDR            127.0.0.1:PORT or unix:/path instead of stdio\n"
+         "  --max-message-bytes N    largest accepted LSP message (67108864)\n"
+         "  --log-level LEVEL        trace|debug|info|warn|error|off (info)\n";
+}
+
+Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
+  ServerOptions o;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i];
+    std::string_view value;
+    static constexpr std::string_view kValueFlags[] = {
+        "--model",          "--draft-model",       "--max-tokens", "--context-budget",
+        "--suffix-tokens",  "--context-tokens",    "--deadline-ms", "--max-lines",
+        "--metrics-log",    "--metrics-summary-s", "--listen",      "--max-message-bytes",
+        "--log-level"};
+    std::string_view name = flag.substr(0, flag.find('='));
+    if (name != "--no-draft" &&
+        std::find(std::begin(kValueFlags), std::end(kValueFlags), name) == std::end(kValueFlags)) {
+      return Error{"unknown flag " + std::string(name) + " (see --help)"};
+    }
+    if (size_t eq = flag.find('='); flag.starts_with("--") && eq != std::string_view::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else if (flag != "--no-draft") {
+      if (i + 1 >= argc) return Error{std::string(flag) + ": missing value"};
+      value = argv[++i];
+    }
+    auto int_flag = [&](int& field, long long lo, long long hi) -> Status {
+      auto v = parse_int(flag, value, lo, hi);
+      if (!v.ok()) return v.error();
+      field = static_cast<int>(*v);
+      return {};
+    };
+    Status s;
+    if (flag == "--model") {
+      o.model = value;
+    } else if (flag == "--draft-model") {
+      o.draft_model = value;
+    } else if (flag == "--no-draft") {
+      o.use_draft = false;
+    } else if (flag == "--max-tokens") {
+      s = int_flag(o.max_tokens, 1, 4096);
+    } else if (flag == "--context-budget") {
+      s = int_flag(o.context_budget, 16, 1 << 20);
+    } else if (flag == "--suffix-tokens") {
+      s = int_flag(o.suffix_tokens, 0, 1 << 20);
+    } else if (flag == "--context-tokens") {
+      s = int_flag(o.context_tokens, 0, 1 << 20);
+    } else if (flag == "--deadline-ms") {
+      s = int_flag(o.deadline_ms, 1, 600000);
+    } else if (flag == "--max-lines") {
+      s = int_flag(o.max_lines, 1, 10000);
+    } else if (flag == "--metrics-log") {
+      o.metrics_log = value;
+    } else if (flag == "--metrics-summary-s") {
+      s = int_flag(o.metrics_summary_s, 1, 86400);
+    } else if (flag == "--listen") {
+      o.listen = value;
+    } else if (flag == "--max-message-bytes") {
+      auto v = parse_int(flag, value, 1024, 1ll << 32);
+      if (!v.ok()) return v.error();
+      o.max_message_bytes = static_cast<size_t>(*v);
+    } else if (flag == "--log-level") {
+      o.log_level = value;
+    } else {
+      return Error{"unknown flag " + std::string(flag) + " (see --help)"};
+    }
+    if (!s.ok()) return s.error();
+  }
+  return o;
+}
+
+Status apply_initialization_options(ServerOptions& options, const nlohmann::json& j) {
+  if (j.is_null()) return {};
+  if (!j.is_object()) return Error{"initializationOptions: expected an object"};
+  ServerOptions o = options;
+  struct IntKey {
+    const char* key;
+    int* field;
+    int lo, hi;
+  };
+  const IntKey ints[] = {
+      {"maxTokens", &o.max_tokens, 1, 4096},          {"contextBudget", &o.context_budget, 16, 1 << 20},
+      {"suffixTokens", &o.suffix_tokens, 0, 1 << 20}, {"contextTokens", &o.context_tokens, 0, 1 << 20},
+      {"deadlineMs", &o.deadline_ms, 1, 600000},       {"maxLines", &o.max_lines, 1, 10000},
+  };
+  for (const auto& k : ints) {
+    auto it = j.find(k.key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_number_integer() || it->get<long long>() < k.lo || it->get<long long>() > k.hi) {
+      return Error{"initializationOptions." + std::string(k.key) + ": expected an integer in [" +
+                   std::to_string(k.lo) + ", " + std::to_string(k.hi) + "]"};
+    }
+    *k.field = it->get<int>();
+  }
+  const std::pair<const char*, std::string*> strings[] = {
+      {"model", &o.model}, {"draftModel", &o.draft_model}, {"metricsLog", &o.metrics_log}};
+  for (const auto& [key, field] : strings) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_string()) return Error{"initializationOptions." + std::string(key) + ": expected a string"};
+    *field = it->get<std::string>();
+  }
+  if (auto it = j.find("useDraft"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return Error{"initializationOptions.useDraft: expected a boolean"};
+    o.use_draft = it->get<bool>();
+  }
+  options = o;
+  return {};
+}
+
+}  // namespace ghostd::server

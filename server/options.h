@@ -1,0 +1,42 @@
+// Server configuration: CLI flags, then initializationOptions and
+// workspace/didChangeConfiguration on top (docs/configuration.md).
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "runtime/result.h"
+
+namespace ghostd::server {
+
+struct ServerOptions {
+  std::string model;        // --model PATH (HF directory or .gguf)
+  std::string draft_model;  // --draft-model PATH
+  int max_tokens = 64;      // --max-tokens: new tokens per completion
+  int context_budget = 2048;  // --context-budget: prompt tokens in all
+  int suffix_tokens = 128;    // --suffix-tokens: the suffix window
+  int context_tokens = 512;   // --context-tokens: other open files
+  int deadline_ms = 1500;     // --deadline-ms: a completion returns what it has after this
+  int max_lines = 16;         // --max-lines: lines per completion
+  std::string metrics_log;    // --metrics-log PATH
+  int metrics_summary_s = 10;  // --metrics-summary-s
+  std::string listen;          // --listen 127.0.0.1:PORT | unix:/path ; empty = stdio
+  size_t max_message_bytes = 64u << 20;  // --max-message-bytes
+  std::string log_level = "info";        // --log-level
+  bool use_draft = true;                 // --no-draft turns speculative decoding off
+};
+
+// Parses the flags above; anything else is an error naming the flag. argv[0]
+// is skipped.
+ghostd::runtime::Result<ServerOptions> parse_server_options(int argc, const char* const* argv);
+const char* server_options_help();
+
+// Applies the camelCase keys of initializationOptions / settings.ghostd
+// (maxTokens, contextBudget, suffixTokens, contextTokens, deadlineMs,
+// maxLines, useDraft; model, draftModel and metricsLog are accepted but only
+// take effect at startup). Unknown keys are ignored; a wrong type is an
+// error naming the key, and leaves `options` unchanged.
+ghostd::runtime::Status apply_initialization_options(ServerOptions& options, const nlohmann::json& j);
+
+}  // namespace ghostd::server

@@ -1,0 +1,172 @@
+#include "server/prompt.h"
+
+#include <algorithm>
+#include <array>
+
+namespace ghostd::server {
+
+using ghostd::runtime::Error;
+using ghostd::runtime::Result;
+
+const char* fim_family_name(FimFamily f) {
+  switch (f) {
+    case FimFamily::kQwenCoder: return "qwen2.5-coder";
+    case FimFamily::kStarCoder2: return "starcoder2";
+    case FimFamily::kDeepSeekCoder: return "deepseek-coder";
+    case FimFamily::kCodeLlama: return "codellama";
+  }
+  return "unknown";
+}
+
+namespace {
+
+struct FamilySpec {
+  FimFamily family;
+  const char* prefix;
+  const char* suffix;
+  const char* middle;
+  const char* repo_name;  // nullptr when the family has none
+  const char* file_sep;
+};
+
+constexpr std::array<FamilySpec, 4> kFamilies = {{
+    {FimFamily::kQwenCoder, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>"},
+    {FimFamily::kStarCoder2, "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<repo_name>", "<file_sep>"},
+    {FimFamily::kDeepSeekCoder, "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>",
+     "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>",
+     nullptr, nullptr},
+    {FimFamily::kCodeLlama, "\xE2\x96\x81<PRE>", "\xE2\x96\x81<SUF>", "\xE2\x96\x81<MID>", nullptr, nullptr},
+}};
+
+// Tokens that end a completion in any of the families.
+constexpr std::array<const char*, 12> kStopTokens = {
+    "<|endoftext|>", "<|file_sep|>", "<|fim_pad|>", "<|repo_name|>", "<|im_end|>", "<file_sep>",
+    "<repo_name>",   "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
+    "\xE2\x96\x81<EOT>", "<EOT>", "</s>", "<eos>",
+};
+
+std::vector<int32_t> encode(const TokenizerView& tok, std::string_view text) {
+  if (text.empty()) return {};
+  return tok.encode(text, /*parse_special=*/false);
+}
+
+// The first line start at or after `pos` (text.size() when none).
+size_t next_line_start(std::string_view text, size_t pos) {
+  if (pos == 0) return 0;
+  size_t nl = text.find('\n', pos - 1);
+  return nl == std::string_view::npos ? text.size() : nl + 1;
+}
+
+// Encodes the prefix window, dropping whole lines from its front in
+// quantized steps until it fits.
+std::vector<int32_t> fit_prefix(const TokenizerView& tok, std::string_view prefix, int budget, size_t& dropped) {
+  dropped = 0;
+  std::vector<int32_t> ids = encode(tok, prefix);
+  for (int attempt = 0; attempt < 8 && static_cast<int>(ids.size()) > budget; ++attempt) {
+    if (budget <= 0) {
+      dropped = prefix.size();
+      return {};
+    }
+    std::string_view rest = prefix.substr(dropped);
+    double excess = static_cast<double>(ids.size() - static_cast<size_t>(budget)) / static_cast<double>(ids.size());
+    size_t cut = static_cast<size_t>(excess * static_cast<double>(rest.size())) + 1;
+    size_t target = dropped + cut;
+    target = (target + kPrefixCutQuantum - 1) / kPrefixCutQuantum * kPrefixCutQuantum;
+    target = std::min(target, prefix.size());
+    dropped = next_line_start(prefix, target);
+    if (dropped >= prefix.size()) dropped = target;  // no line break: cut mid-line
+    ids = encode(tok, prefix.substr(dropped));
+  }
+  if (static_cast<int>(ids.size()) > budget) {  // pathological tokenization: keep the tail
+    ids.erase(ids.begin(), ids.end() - budget);
+  }
+  return ids;
+}
+
+}  // namespace
+
+Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
+  for (const auto& spec : kFamilies) {
+    auto p = tok.find_token(spec.prefix);
+    auto s = tok.find_token(spec.suffix);
+    auto m = tok.find_token(spec.middle);
+    if (!p || !s || !m) continue;
+    FimTemplate t;
+    t.family = spec.family;
+    t.prefix_id = *p;
+    t.suffix_id = *s;
+    t.middle_id = *m;
+    if (spec.repo_name && spec.file_sep) {
+      t.repo_name_id = tok.find_token(spec.repo_name);
+      t.file_sep_id = tok.find_token(spec.file_sep);
+    }
+    for (const char* stop : kStopTokens) {
+      if (auto id = tok.find_token(stop)) t.stop_ids.push_back(*id);
+    }
+    for (int32_t id : {t.prefix_id, t.suffix_id, t.middle_id}) t.stop_ids.push_back(id);
+    std::sort(t.stop_ids.begin(), t.stop_ids.end());
+    t.stop_ids.erase(std::unique(t.stop_ids.begin(), t.stop_ids.end()), t.stop_ids.end());
+    return t;
+  }
+  return Error{
+      "tokenizer: no fill-in-the-middle tokens found (looked for Qwen2.5-Coder <|fim_prefix|>, StarCoder2 "
+      "<fim_prefix>, DeepSeek-Coder <\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>, CodeLlama "
+      "\xE2\x96\x81<PRE>)"};
+}
+
+Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
+                    const PromptBudget& budget) {
+  Prompt out;
+  const bool repo_context = fim.file_sep_id.has_value();
+  const int markers = 3 + (repo_context ? 2 : 0);
+
+  std::vector<int32_t> suffix = encode(tok, in.suffix);
+  if (static_cast<int>(suffix.size()) > budget.suffix_tokens) {
+    suffix.resize(static_cast<size_t>(std::max(0, budget.suffix_tokens)));
+  }
+
+  // Repository context: other files, each cut to what is left of the context budget.
+  std::vector<int32_t> context;
+  if (repo_context && (!in.context.empty() || !in.repo_name.empty())) {
+    int left = std::min(budget.context_tokens, budget.max_prompt_tokens / 2);
+    if (fim.repo_name_id && !in.repo_name.empty()) {
+      context.push_back(*fim.repo_name_id);
+      auto name = encode(tok, in.repo_name + "\n");
+      context.insert(context.end(), name.begin(), name.end());
+    }
+    for (const auto& file : in.context) {
+      if (static_cast<int>(context.size()) + 8 >= left) break;
+      std::string body = file.path + "\n" + file.text + "\n";
+      auto ids = encode(tok, body);
+      size_t room = static_cast<size_t>(left - static_cast<int>(context.size()) - 1);
+      if (ids.size() > room) ids.resize(room);
+      context.push_back(*fim.file_sep_id);
+      context.insert(context.end(), ids.begin(), ids.end());
+    }
+  }
+  std::vector<int32_t> path;
+  if (repo_context && !context.empty()) {
+    path.push_back(*fim.file_sep_id);
+    auto p = encode(tok, in.path + "\n");
+    path.insert(path.end(), p.begin(), p.end());
+  }
+
+  int prefix_budget = budget.max_prompt_tokens - markers - static_cast<int>(suffix.size() + context.size() + path.size());
+  std::vector<int32_t> prefix = fit_prefix(tok, in.prefix, prefix_budget, out.prefix_bytes_dropped);
+
+  // PSM layout, most stable first: context, current path, prefix, suffix, middle.
+  out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 3);
+  out.tokens.insert(out.tokens.end(), context.begin(), context.end());
+  out.tokens.insert(out.tokens.end(), path.begin(), path.end());
+  out.tokens.push_back(fim.prefix_id);
+  out.tokens.insert(out.tokens.end(), prefix.begin(), prefix.end());
+  out.tokens.push_back(fim.suffix_id);
+  out.tokens.insert(out.tokens.end(), suffix.begin(), suffix.end());
+  out.tokens.push_back(fim.middle_id);
+  out.context_tokens = static_cast<int>(context.size() + path.size());
+  out.prefix_tokens = static_cast<int>(prefix.size());
+  out.suffix_tokens = static_cast<int>(suffix.size());
+  return out;
+}
+
+}  // namespace ghostd::server

@@ -1,0 +1,90 @@
+// Fill-in-the-middle prompts at the text level: the template of the model
+// family, a token budget split between context, prefix and suffix windows,
+// laid out from most to least stable for KV reuse (DESIGN.md "Prompt layout
+// and cache reuse").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/result.h"
+
+namespace ghostd::server {
+
+// What prompt building needs from a tokenizer. Wire the runtime's Tokenizer
+// with make_tokenizer_view(); tests use a byte-level stand-in.
+struct TokenizerView {
+  std::function<std::vector<int32_t>(std::string_view text, bool parse_special)> encode;
+  std::function<std::optional<int32_t>(std::string_view token)> find_token;
+  std::function<std::string(const std::vector<int32_t>& ids)> decode;
+};
+
+// Adapts any tokenizer with encode(text, parse_special), find_token(text) and
+// decode(ids) members. The tokenizer must outlive the view.
+template <class Tok>
+TokenizerView make_tokenizer_view(const Tok& tok) {
+  return {
+      [&tok](std::string_view text, bool parse_special) { return tok.encode(text, parse_special); },
+      [&tok](std::string_view token) { return tok.find_token(token); },
+      [&tok](const std::vector<int32_t>& ids) { return tok.decode(ids); },
+  };
+}
+
+enum class FimFamily { kQwenCoder, kStarCoder2, kDeepSeekCoder, kCodeLlama };
+const char* fim_family_name(FimFamily f);
+
+// Special-token ids of one FIM family, found in the vocabulary.
+struct FimTemplate {
+  FimFamily family = FimFamily::kQwenCoder;
+  int32_t prefix_id = -1;
+  int32_t suffix_id = -1;
+  int32_t middle_id = -1;
+  std::optional<int32_t> repo_name_id;  // repository context markers, where the family has them
+  std::optional<int32_t> file_sep_id;
+  std::vector<int32_t> stop_ids;  // end of text, file separators and FIM markers
+};
+
+// Picks the family from the special tokens (first match in the order
+// Qwen2.5-Coder, StarCoder2, DeepSeek-Coder, CodeLlama). The error lists
+// what was looked for.
+ghostd::runtime::Result<FimTemplate> detect_fim_template(const TokenizerView& tok);
+
+struct ContextFile {
+  std::string path;
+  std::string text;
+};
+
+struct PromptInput {
+  std::string_view prefix;  // text before the cursor (a window ending at the cursor)
+  std::string_view suffix;  // text after the cursor (a window starting at it)
+  std::string path;         // the current file's path, for repository context
+  std::string repo_name;
+  std::vector<ContextFile> context;  // other open documents, in a stable order
+};
+
+struct PromptBudget {
+  int max_prompt_tokens = 2048;
+  int suffix_tokens = 128;   // kept short: the suffix is re-prefilled on every keystroke
+  int context_tokens = 512;  // other files take at most this much
+};
+
+struct Prompt {
+  std::vector<int32_t> tokens;
+  int context_tokens = 0;
+  int prefix_tokens = 0;
+  int suffix_tokens = 0;
+  size_t prefix_bytes_dropped = 0;  // cut from the front of PromptInput::prefix
+};
+
+// Prefix bytes dropped to fit come off the front in steps of this many bytes,
+// at line starts, so consecutive keystrokes keep the same prompt start.
+inline constexpr size_t kPrefixCutQuantum = 1024;
+
+Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
+                    const PromptBudget& budget);
+
+}  // namespace ghostd::server

@@ -1,0 +1,247 @@
+#include "server/lsp_server.h"
+
+#include <doctest/doctest.h>
+
+#include "lsp_harness.h"
+
+using namespace ghostd::server;
+using ghostd::server::testing::LspHarness;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+int code_of(const std::optional<json>& r) {
+  REQUIRE(r.has_value());
+  REQUIRE(r->contains("error"));
+  return (*r)["error"]["code"].get<int>();
+}
+
+const char* kUri = "file:///w/main.cpp";
+const char* kText = "int f() {\n  \n}\n";
+
+}  // namespace
+
+TEST_CASE("lifecycle: not initialized, initialize, shutdown, exit 0") {
+  LspHarness h;
+  h.request(1, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 0, 0));
+  CHECK(code_of(h.reply(1)) == -32002);
+  h.notify("textDocument/didOpen", {{"textDocument", {{"uri", kUri}, {"version", 1}, {"text", "x"}}}});
+  h.request(2, "initialize",
+            {{"processId", 1}, {"capabilities", {{"general", {{"positionEncodings", {"utf-32", "utf-8"}}}}}}});
+  auto init = h.reply(2);
+  REQUIRE(init.has_value());
+  auto caps = (*init)["result"]["capabilities"];
+  CHECK(caps["positionEncoding"] == "utf-8");
+  CHECK(caps["textDocumentSync"]["change"] == 2);
+  CHECK(caps.contains("inlineCompletionProvider"));
+  CHECK(caps.contains("completionProvider"));
+  CHECK(h.server().documents().size() == 0);  // didOpen before initialize was dropped
+  h.request(3, "initialize", {{"capabilities", json::object()}});
+  CHECK(code_of(h.reply(3)) == -32600);
+  h.request(4, "shutdown", nullptr);
+  auto sd = h.reply(4);
+  REQUIRE(sd.has_value());
+  CHECK((*sd)["result"].is_null());
+  h.request(5, "textDocument/completion", LspHarness::pos_params(kUri, 0, 0));
+  CHECK(code_of(h.reply(5)) == -32600);
+  h.notify("exit", nullptr);
+  h.run_until([&] { return h.exit_code().has_value(); });
+  CHECK(h.exit_code() == 0);
+}
+
+TEST_CASE("exit without shutdown is exit code 1; utf-16 is the default encoding") {
+  LspHarness h;
+  h.initialize();
+  CHECK(h.server().encoding() == PositionEncoding::kUtf16);
+  h.notify("exit", nullptr);
+  h.run_until([&] { return h.exit_code().has_value(); });
+  CHECK(h.exit_code() == 1);
+}
+
+TEST_CASE("inline completion and item completion") {
+  LspHarness h;
+  h.initialize();
+  h.open(kUri, kText);
+  h.request(10, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  auto r = h.reply(10);
+  REQUIRE(r.has_value());
+  REQUIRE((*r)["result"]["items"].size() == 1);
+  auto item = (*r)["result"]["items"][0];
+  CHECK(item["insertText"] == "return 42;");  // "}" closes the enclosing block: cut
+  CHECK(item["range"]["start"] == json({{"line", 1}, {"character", 2}}));
+  // The prompt is FIM over the document.
+  CHECK(h.tokenizer().decode(h.engine().last_prompt()) ==
+        "<|fim_prefix|>int f() {\n  <|fim_suffix|>\n}\n<|fim_middle|>");
+
+  h.open("file:///w/b.cpp", "int g() { ret }\n");
+  h.request(11, "textDocument/completion", LspHarness::pos_params("file:///w/b.cpp", 0, 13));
+  auto c = h.reply(11);
+  REQUIRE(c.has_value());
+  REQUIRE((*c)["result"]["items"].size() == 1);
+  auto ci = (*c)["result"]["items"][0];
+  CHECK(ci["textEdit"]["range"]["start"]["character"] == 10);  // start of "ret"
+  CHECK(ci["textEdit"]["range"]["end"]["character"] == 13);
+  CHECK(ci["textEdit"]["newText"] == "retreturn 42;");
+  CHECK(ci["filterText"] == "ret");
+  // Other open documents come first, as repository context.
+  CHECK(h.tokenizer().decode(h.engine().last_prompt()).starts_with("<|file_sep|>file:///w/main.cpp\n"));
+}
+
+TEST_CASE("cancellation, supersession and edits") {
+  LspHarness h("abcdefghijklmnopqrstuvwxyz", 20ms);
+  h.initialize();
+  h.open(kUri, kText);
+
+  h.request(20, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  h.run_for(5ms);
+  h.notify("$/cancelRequest", {{"id", 20}});
+  CHECK(code_of(h.reply(20)) == -32800);
+
+  h.request(21, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  h.request(22, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  auto older = h.reply(21, 50ms);  // superseded: empty at once
+  REQUIRE(older.has_value());
+  CHECK((*older)["result"]["items"].empty());
+
+  h.notify("textDocument/didChange", {{"textDocument", {{"uri", kUri}, {"version", 2}}},
+                                      {"contentChanges", {{{"text", "int f() {\n  r\n}\n"}}}}});
+  CHECK(code_of(h.reply(22)) == -32801);
+  CHECK(h.count_replies(20) == 1);
+  CHECK(h.count_replies(21) == 1);
+  CHECK(h.count_replies(22) == 1);
+  CHECK(h.engine().cancel_calls() >= 3);
+}
+
+TEST_CASE("a request past its deadline returns what it has") {
+  ServerOptions opts;
+  opts.deadline_ms = 120;
+  LspHarness h("abcdefghijklmnopqrstuvwxyz", 30ms, true, opts);
+  h.initialize();
+  h.open(kUri, "x = \n");
+  h.request(30, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 0, 4));
+  auto r = h.reply(30);
+  REQUIRE(r.has_value());
+  REQUIRE((*r)["result"]["items"].size() == 1);
+  std::string text = (*r)["result"]["items"][0]["insertText"];
+  CHECK(text.size() >= 1);
+  CHECK(text.size() < 10);
+  CHECK(std::string("abcdefghijklmnopqrstuvwxyz").starts_with(text));
+}
+
+TEST_CASE("completions while the model loads are empty; progress is reported") {
+  LspHarness h("x", 1ms, /*model_ready=*/false);
+  h.initialize({{"window", {{"workDoneProgress", true}}}});
+  auto sent = h.sent();
+  json create;
+  for (auto& m : sent) {
+    if (m.value("method", "") == "window/workDoneProgress/create") create = m;
+  }
+  REQUIRE(create.is_object());
+  h.send({{"jsonrpc", "2.0"}, {"id", create["id"]}, {"result", nullptr}});
+  h.open(kUri, kText);
+  h.request(40, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  auto r = h.reply(40);
+  REQUIRE(r.has_value());
+  CHECK((*r)["result"]["items"].empty());
+  h.model().report_progress(50, "weights");
+  auto status = h.model().set_ready("m", make_tokenizer_view(h.tokenizer()));
+  CHECK(status.ok());
+  std::vector<std::string> kinds;
+  h.run_until([&] {
+    kinds.clear();
+    for (auto& m : h.sent()) {
+      if (m.value("method", "") == "$/progress") kinds.push_back(m["params"]["value"]["kind"]);
+    }
+    return !kinds.empty() && kinds.back() == "end";
+  });
+  CHECK(kinds.front() == "begin");
+  CHECK(kinds.back() == "end");
+  h.request(41, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  auto r2 = h.reply(41);
+  REQUIRE(r2.has_value());
+  CHECK((*r2)["result"]["items"].size() == 1);
+}
+
+TEST_CASE("bad input gets the spec's errors and the server keeps serving") {
+  ServerOptions opts;
+  opts.max_message_bytes = 1024;
+  LspHarness h("return 42;", 1ms, true, opts);
+  h.initialize();
+  h.send_raw("Content-Length: 5\r\n\r\n{bad}");
+  h.send_raw("Content-Length: 2\r\n\r\n[]");
+  h.send_raw("Content-Type: x\r\n\r\n");
+  h.send_raw("Content-Length: 5000\r\n\r\n");  // too large: skipped as it streams in
+  for (int i = 0; i < 5; ++i) h.send_raw(std::string(1000, 'x'));
+  h.request(50, "no/such/method", json::object());
+  h.request(51, "textDocument/inlineCompletion", {{"textDocument", {{"uri", 5}}}});
+  h.request(52, "textDocument/inlineCompletion", LspHarness::pos_params("file:///nope", 0, 0));
+  h.run_for(5ms);
+  auto sent = h.sent();
+  std::vector<int> null_id_codes;
+  for (auto& m : sent) {
+    if (m.contains("error") && m["id"].is_null()) null_id_codes.push_back(m["error"]["code"]);
+  }
+  CHECK(null_id_codes == std::vector<int>{-32700, -32600, -32700, -32600});
+  CHECK(code_of(h.reply(50)) == -32601);
+  auto wrong = h.reply(51);
+  CHECK(code_of(wrong) == -32602);
+  CHECK((*wrong)["error"]["message"] == "textDocument.uri: expected a string");
+  auto unknown = h.reply(52);
+  CHECK(code_of(unknown) == -32602);
+  CHECK((*unknown)["error"]["message"].get<std::string>().find("file:///nope") != std::string::npos);
+  h.open(kUri, kText);
+  h.request(53, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  auto ok = h.reply(53);
+  REQUIRE(ok.has_value());
+  CHECK((*ok)["result"]["items"].size() == 1);
+}
+
+TEST_CASE("out-of-range positions clamp; invalid UTF-8 is replaced") {
+  LspHarness h;
+  h.initialize();
+  h.transport().push_message(std::string("{\"jsonrpc\":\"2.0\",\"method\":\"textDocument/didOpen\",\"params\":"
+                                         "{\"textDocument\":{\"uri\":\"file:///u\",\"version\":1,\"text\":\"a\xff\\n\"}}}"));
+  h.run_for(2ms);
+  const Document* d = h.server().documents().find("file:///u");
+  REQUIRE(d != nullptr);
+  CHECK(d->text().str() == "a\xEF\xBF\xBD\n");
+  h.request(60, "textDocument/inlineCompletion", LspHarness::pos_params("file:///u", 99, 99));
+  auto r = h.reply(60);
+  REQUIRE(r.has_value());
+  REQUIRE(r->contains("result"));
+  h.notify("textDocument/didChange",
+           {{"textDocument", {{"uri", "file:///u"}, {"version", 2}}},
+            {"contentChanges", {{{"range", {{"start", {{"line", 0}, {"character", 50}}}, {"end", {{"line", 9}, {"character", 0}}}}}, {"text", "Z"}}}}});
+  h.run_for(2ms);
+  CHECK(d->text().str() == "a\xEF\xBF\xBDZ");
+}
+
+TEST_CASE("a flood of 10,000 requests: every one answered exactly once") {
+  LspHarness h("abc", 1ms);
+  h.initialize();
+  h.open(kUri, kText);
+  std::string burst;
+  for (int i = 0; i < 10000; ++i) {
+    json msg = {{"jsonrpc", "2.0"}, {"id", 1000 + i}, {"method", i % 3 == 0 ? "textDocument/completion" : "textDocument/inlineCompletion"},
+                {"params", LspHarness::pos_params(kUri, 1, 2)}};
+    burst += encode_frame(msg.dump());
+  }
+  h.send_raw(burst);
+  std::vector<int> seen(10000, 0);
+  bool all = h.run_until([&] {
+    std::fill(seen.begin(), seen.end(), 0);
+    for (auto& s : h.transport().sent()) {
+      auto j = json::parse(s);
+      if (j.contains("id") && j["id"].is_number_integer() && !j.contains("method")) {
+        int id = j["id"].get<int>() - 1000;
+        if (id >= 0 && id < 10000) ++seen[static_cast<size_t>(id)];
+      }
+    }
+    return std::all_of(seen.begin(), seen.end(), [](int n) { return n >= 1; });
+  }, 20s);
+  CHECK(all);
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+  h.request(99, "shutdown", nullptr);
+  CHECK(h.reply(99).has_value());
+}

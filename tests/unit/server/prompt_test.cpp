@@ -1,0 +1,75 @@
+#include "server/prompt.h"
+
+#include <doctest/doctest.h>
+
+#include "byte_tokenizer.h"
+
+using namespace ghostd::server;
+using ghostd::server::testing::ByteTokenizer;
+
+TEST_CASE("FIM family is detected from special tokens") {
+  struct Case {
+    std::vector<std::string> specials;
+    std::optional<FimFamily> family;
+    bool repo;
+  };
+  const std::vector<Case> cases = {
+      {{"<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>"},
+       FimFamily::kQwenCoder, true},
+      {{"<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>", "<repo_name>"}, FimFamily::kStarCoder2, true},
+      {{"<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>",
+        "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>"},
+       FimFamily::kDeepSeekCoder, false},
+      {{"\xE2\x96\x81<PRE>", "\xE2\x96\x81<SUF>", "\xE2\x96\x81<MID>", "\xE2\x96\x81<EOT>"}, FimFamily::kCodeLlama, false},
+      {{"<|endoftext|>"}, std::nullopt, false},
+  };
+  for (const auto& c : cases) {
+    ByteTokenizer tok(c.specials);
+    auto t = detect_fim_template(make_tokenizer_view(tok));
+    CHECK(t.ok() == c.family.has_value());
+    if (!t.ok()) {
+      CHECK(t.error().message.find("fim_prefix") != std::string::npos);
+      continue;
+    }
+    CHECK(t->family == *c.family);
+    CHECK(t->file_sep_id.has_value() == c.repo);
+    CHECK(std::find(t->stop_ids.begin(), t->stop_ids.end(), t->middle_id) != t->stop_ids.end());
+  }
+}
+
+TEST_CASE("prompt layout: context first, then prefix, suffix, middle") {
+  ByteTokenizer tok = testing::qwen_tokenizer();
+  auto view = make_tokenizer_view(tok);
+  auto fim = detect_fim_template(view);
+  REQUIRE(fim.ok());
+  PromptInput in{"def f():\n    ret", "\nprint(f())\n", "a.py", "repo", {{"b.py", "X = 1"}}};
+  Prompt p = build_prompt(*fim, view, in, PromptBudget{});
+  CHECK(tok.decode(p.tokens) ==
+        "<|repo_name|>repo\n<|file_sep|>b.py\nX = 1\n<|file_sep|>a.py\n<|fim_prefix|>def f():\n    ret"
+        "<|fim_suffix|>\nprint(f())\n<|fim_middle|>");
+  CHECK(p.prefix_tokens == 16);
+  // Special-looking text in the document is plain text, never a control token.
+  PromptInput tricky{"<|fim_middle|>", "", "a.py", "", {}};
+  Prompt q = build_prompt(*fim, view, tricky, PromptBudget{});
+  CHECK(q.tokens.size() == 3 + 14);
+}
+
+TEST_CASE("budget: suffix window short, prefix cut at quantized line starts") {
+  ByteTokenizer tok = testing::qwen_tokenizer();
+  auto view = make_tokenizer_view(tok);
+  auto fim = *detect_fim_template(view);
+  std::string prefix;
+  for (int i = 0; i < 400; ++i) prefix += "line " + std::to_string(i) + " of text\n";
+  std::string suffix(1000, 's');
+  PromptBudget budget{1000, 32, 0};
+  Prompt p = build_prompt(fim, view, {prefix, suffix, "a", "", {}}, budget);
+  CHECK(p.suffix_tokens == 32);
+  CHECK(static_cast<int>(p.tokens.size()) <= 1000);
+  CHECK(p.prefix_bytes_dropped > 0);
+  CHECK((p.prefix_bytes_dropped == 0 || prefix[p.prefix_bytes_dropped - 1] == '\n'));
+  // Typing a few more characters keeps the same prompt start (cache reuse).
+  std::string typed = prefix + "abc";
+  Prompt p2 = build_prompt(fim, view, {typed, suffix, "a", "", {}}, budget);
+  CHECK(p2.prefix_bytes_dropped == p.prefix_bytes_dropped);
+  CHECK(std::equal(p.tokens.begin(), p.tokens.begin() + p.prefix_tokens, p2.tokens.begin()));
+}
