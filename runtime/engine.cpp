@@ -314,6 +314,8 @@ void Engine::step() {
   propose_drafts(plan);
 
   ++local_stats_.steps;
+  local_stats_.paused_jobs += plan.paused.size();
+  local_stats_.evicted_jobs += plan.evicted.size();
   local_stats_.tokens_fed += static_cast<uint64_t>(plan.num_tokens);
   local_stats_.prefill_tokens += static_cast<uint64_t>(plan.num_prefill_tokens);
   local_stats_.max_batch_seqs =

@@ -53,6 +53,8 @@ struct EngineStats {
   uint64_t tokens_fed = 0;  // prefill + decode + verify positions
   uint64_t prefill_tokens = 0;
   uint64_t failed_forwards = 0;  // batched forwards that had to be split
+  uint64_t paused_jobs = 0;      // running jobs left out of a step, KV kept
+  uint64_t evicted_jobs = 0;     // jobs whose KV was released for memory
   int max_batch_seqs = 0;
   int num_blocks = 0;
   int free_blocks = 0;
