@@ -131,6 +131,9 @@ EngineStats Engine::stats() const {
 }
 
 Status Engine::shutdown() {
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    return Error{"engine: shutdown() called from an engine callback (it would join itself)"};
+  }
   {
     std::lock_guard lock(mu_);
     if (stopped_) return shutdown_status_;
@@ -183,7 +186,14 @@ void Engine::run() {
     for (JobId id : cancels) scheduler_.cancel(id);
     blocked_ = false;
     if (stopping) break;
-    step();
+    try {
+      step();
+    } catch (const std::exception& e) {
+      // Bookkeeping threw (e.g. out of host memory): end every job rather
+      // than take the daemon down; the engine keeps accepting work.
+      spdlog::error("engine: step failed: {}; failing all jobs", e.what());
+      fail_all(std::string("engine: step failed: ") + e.what());
+    }
   }
 
   // Shutdown: every job still here ends once, then all KV must be free.
@@ -201,6 +211,14 @@ void Engine::run() {
   publish_stats();
   std::lock_guard lock(mu_);
   shutdown_status_ = status;
+}
+
+void Engine::fail_all(const std::string& message) {
+  std::vector<EndedJob> ended = scheduler_.drain(JobStatus::kFailed, Clock::now());
+  for (EndedJob& e : ended) {
+    if (e.result.status == JobStatus::kFailed && e.result.error.empty()) e.result.error = message;
+  }
+  finish(ended);
 }
 
 void Engine::finish(std::vector<EndedJob>& ended) {

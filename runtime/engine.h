@@ -85,7 +85,8 @@ class Engine : public EngineInterface {
 
   // Ends every queued and running job as kCancelled (one on_done each), joins
   // the engine thread, clears the prefix cache and checks that every KV block
-  // is back in the pool. Idempotent; returns the accounting check's result.
+  // is back in the pool. Idempotent; returns the accounting check's result
+  // (an error when called from a callback, which runs on the engine thread).
   Status shutdown();
 
   EngineStats stats() const;
@@ -109,6 +110,7 @@ class Engine : public EngineInterface {
   void run();
   void step();
   void finish(std::vector<EndedJob>& ended);
+  void fail_all(const std::string& message);
   void propose_drafts(const StepPlan& plan);
   Status forward(const StepPlan& plan, std::vector<float>& logits);
   std::vector<int32_t> sample(const StepSequence& seq, Active& job, const float* rows);

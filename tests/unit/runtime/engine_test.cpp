@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -439,6 +440,33 @@ TEST_CASE("engine: exactly one on_done per job, also at shutdown and after it") 
   CHECK(c.at(9).result.status == JobStatus::kExpired);
   CHECK(c.at(10).result.status == JobStatus::kCancelled);
   CHECK(engine->shutdown().ok());  // idempotent
+}
+
+TEST_CASE("engine: callbacks may submit, but not shut down") {
+  TestModel tm;
+  auto engine = make_engine(tm, small_options());
+  std::mt19937 rng(2);
+  Collector c;
+  std::mutex mu;
+  std::optional<Status> from_callback;
+  JobCallbacks cb = c.callbacks();
+  auto inner = cb.on_done;
+  cb.on_done = [&, inner](JobResult r) {
+    {
+      std::lock_guard lock(mu);
+      from_callback = engine->shutdown();
+    }
+    engine->submit(greedy_job(random_prompt(rng, 10), 3), c.callbacks());  // re-entrant submit
+    inner(std::move(r));
+  };
+  engine->submit(greedy_job(random_prompt(rng, 10), 3), cb);
+  REQUIRE(c.wait_all());
+  REQUIRE(c.size() == 2);
+  CHECK(c.at(1).result.status == JobStatus::kFinished);
+  std::lock_guard lock(mu);
+  REQUIRE(from_callback.has_value());
+  CHECK_FALSE(from_callback->ok());
+  check_clean_shutdown(*engine);
 }
 
 TEST_CASE("engine: a failing forward fails only its job") {
