@@ -56,19 +56,28 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) usage(("missing value for " + k).c_str());
       return argv[++i];
     };
-    if (k == "--model") a.model = val();
+    if (k == "--model")
+      a.model = val();
     else if (k == "--editors") {
       a.editors.clear();
       std::stringstream ss(val());
       for (std::string p; std::getline(ss, p, ',');) a.editors.push_back(std::stoi(p));
-    } else if (k == "--tokens") a.tokens = std::stoi(val());
-    else if (k == "--source") a.source = val();
-    else if (k == "--prompt") a.prompt = std::stoi(val());
-    else if (k == "--requests") a.requests = std::stoi(val());
-    else if (k == "--threads") a.threads = std::stoi(val());
-    else if (k == "--kv-mb") a.kv_mb = std::stoul(val());
-    else if (k == "--no-drafts") a.drafts = false;
-    else usage(("unknown flag " + k).c_str());
+    } else if (k == "--tokens")
+      a.tokens = std::stoi(val());
+    else if (k == "--source")
+      a.source = val();
+    else if (k == "--prompt")
+      a.prompt = std::stoi(val());
+    else if (k == "--requests")
+      a.requests = std::stoi(val());
+    else if (k == "--threads")
+      a.threads = std::stoi(val());
+    else if (k == "--kv-mb")
+      a.kv_mb = std::stoul(val());
+    else if (k == "--no-drafts")
+      a.drafts = false;
+    else
+      usage(("unknown flag " + k).c_str());
   }
   if (a.model.empty()) usage("--model is required");
   return a;
@@ -77,7 +86,8 @@ Args parse(int argc, char** argv) {
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
+  const size_t i =
+      std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
   return v[i];
 }
 
@@ -116,7 +126,8 @@ Figures run(const Args& a, Model& model, const std::vector<int32_t>& source, int
       size_t end = start + static_cast<size_t>(a.prompt);
       for (int r = 0; r < a.requests; ++r) {
         CompletionJob job;
-        job.prompt.assign(source.begin() + static_cast<long>(start), source.begin() + static_cast<long>(end));
+        job.prompt.assign(source.begin() + static_cast<long>(start),
+                          source.begin() + static_cast<long>(end));
         job.document_id = "editor" + std::to_string(e);
         job.stop.max_new_tokens = a.tokens;
         std::mutex mu;
@@ -164,7 +175,8 @@ Figures run(const Args& a, Model& model, const std::vector<int32_t>& source, int
   for (const Editor& ed : eds) {
     tpt.insert(tpt.end(), ed.tpt_ms.begin(), ed.tpt_ms.end());
     ttft.insert(ttft.end(), ed.ttft_ms.begin(), ed.ttft_ms.end());
-    if (ed.ttft_ms.size() > 1) warm_ttft.insert(warm_ttft.end(), ed.ttft_ms.begin() + 1, ed.ttft_ms.end());
+    if (ed.ttft_ms.size() > 1)
+      warm_ttft.insert(warm_ttft.end(), ed.ttft_ms.begin() + 1, ed.ttft_ms.end());
     warm_prompt += ed.warm_prompt;
     warm_reused += ed.warm_reused;
     generated += ed.generated;
@@ -181,9 +193,11 @@ Figures run(const Args& a, Model& model, const std::vector<int32_t>& source, int
   f.tokens_per_s = static_cast<double>(generated) / wall_s;
   f.warm_ttft_p50 = percentile(warm_ttft, 0.5);
   f.warm_ttft_p99 = percentile(warm_ttft, 0.99);
-  f.warm_reuse = warm_prompt > 0 ? static_cast<double>(warm_reused) / static_cast<double>(warm_prompt) : 0;
+  f.warm_reuse =
+      warm_prompt > 0 ? static_cast<double>(warm_reused) / static_cast<double>(warm_prompt) : 0;
   f.reuse = prompt > 0 ? static_cast<double>(reused) / static_cast<double>(prompt) : 0;
-  f.drafts_accepted = proposed > 0 ? static_cast<double>(accepted) / static_cast<double>(proposed) : 0;
+  f.drafts_accepted =
+      proposed > 0 ? static_cast<double>(accepted) / static_cast<double>(proposed) : 0;
   return f;
 }
 
@@ -199,36 +213,43 @@ int main(int argc, char** argv) {
   if (!in) usage(("cannot read --source " + a.source).c_str());
   std::stringstream text;
   text << in.rdbuf();
-  const std::vector<int32_t> source = loaded->tokenizer->encode(text.str(), /*parse_special=*/false);
+  const std::vector<int32_t> source =
+      loaded->tokenizer->encode(text.str(), /*parse_special=*/false);
   if (source.size() < static_cast<size_t>(a.prompt + 8 * a.requests)) {
     usage(("--source " + a.source + " has only " + std::to_string(source.size()) +
-           " tokens; need --prompt + 8 * --requests").c_str());
+           " tokens; need --prompt + 8 * --requests")
+              .c_str());
   }
   std::printf("model %s (%s, hidden %d, %d layers), backend %s, source %s (%zu tokens)\n",
               a.model.c_str(), loaded->config.architecture.c_str(), loaded->config.hidden_size,
               loaded->config.num_layers, backend->name().c_str(), a.source.c_str(), source.size());
-  std::printf("prompt %d tokens + 1-4 per keystroke, %d requests per editor, %d new tokens each, drafts %s\n\n",
-              a.prompt, a.requests, a.tokens, a.drafts ? "on" : "off");
-  std::printf("ttft: all requests / keystrokes after each editor's first (cold) request; reuse: share of\n"
-              "prompt tokens served from the prefix cache, all / keystrokes; accept: accepted drafts\n\n");
+  std::printf(
+      "prompt %d tokens + 1-4 per keystroke, %d requests per editor, %d new tokens each, drafts "
+      "%s\n\n",
+      a.prompt, a.requests, a.tokens, a.drafts ? "on" : "off");
+  std::printf(
+      "ttft: all requests / keystrokes after each editor's first (cold) request; reuse: share of\n"
+      "prompt tokens served from the prefix cache, all / keystrokes; accept: accepted drafts\n\n");
   std::printf("%7s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %5s\n", "editors", "tpt p50", "tpt p99",
-              "ttft p50", "ttft p99", "kttft p50", "kttft p99", "tok/s", "reuse", "kreuse", "accept",
-              "batch");
+              "ttft p50", "ttft p99", "kttft p50", "kttft p99", "tok/s", "reuse", "kreuse",
+              "accept", "batch");
   std::vector<Figures> all;
   for (int e : a.editors) {
     Figures f = run(a, *loaded->model, source, e);
     all.push_back(f);
-    std::printf("%7d %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.1f %6.1f%% %6.1f%% %6.1f%% %5d\n", f.editors,
-                f.tpt_p50, f.tpt_p99, f.ttft_p50, f.ttft_p99, f.warm_ttft_p50, f.warm_ttft_p99,
-                f.tokens_per_s, 100 * f.reuse, 100 * f.warm_reuse, 100 * f.drafts_accepted, f.max_batch);
+    std::printf("%7d %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.1f %6.1f%% %6.1f%% %6.1f%% %5d\n",
+                f.editors, f.tpt_p50, f.tpt_p99, f.ttft_p50, f.ttft_p99, f.warm_ttft_p50,
+                f.warm_ttft_p99, f.tokens_per_s, 100 * f.reuse, 100 * f.warm_reuse,
+                100 * f.drafts_accepted, f.max_batch);
     std::fflush(stdout);
   }
   if (all.size() > 1) {
     std::printf("\nratios against %d editor(s) (times in ms):\n", all[0].editors);
     for (size_t i = 1; i < all.size(); ++i) {
-      std::printf("  %d editors: per-user time per token x%.2f, total tokens/s x%.2f, ttft p50 x%.2f\n",
-                  all[i].editors, all[i].tpt_p50 / all[0].tpt_p50,
-                  all[i].tokens_per_s / all[0].tokens_per_s, all[i].ttft_p50 / all[0].ttft_p50);
+      std::printf(
+          "  %d editors: per-user time per token x%.2f, total tokens/s x%.2f, ttft p50 x%.2f\n",
+          all[i].editors, all[i].tpt_p50 / all[0].tpt_p50,
+          all[i].tokens_per_s / all[0].tokens_per_s, all[i].ttft_p50 / all[0].ttft_p50);
     }
   }
   return 0;

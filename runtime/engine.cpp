@@ -44,7 +44,9 @@ std::vector<SequenceInput> to_inputs(std::span<const StepSequence> seqs) {
   return in;
 }
 
-int rows_of(const StepSequence& s) { return s.all_logits ? static_cast<int>(s.tokens.size()) : 1; }
+int rows_of(const StepSequence& s) {
+  return s.all_logits ? static_cast<int>(s.tokens.size()) : 1;
+}
 
 }  // namespace
 
@@ -95,7 +97,9 @@ Engine::Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv
   thread_ = std::thread([this] { run(); });
 }
 
-Engine::~Engine() { (void)shutdown(); }
+Engine::~Engine() {
+  (void)shutdown();
+}
 
 JobId Engine::submit(CompletionJob job, JobCallbacks callbacks) {
   std::unique_lock lock(mu_);
@@ -180,7 +184,8 @@ void Engine::run() {
       Sampler sampler(p.job.sampling);
       const bool draft = options_.prompt_lookup_drafts && p.job.use_draft && sampler.greedy() &&
                          lookup_.max_draft > 0;
-      active_.emplace(p.id, Active{std::move(p.callbacks), std::move(sampler), p.job.deadline, draft});
+      active_.emplace(p.id,
+                      Active{std::move(p.callbacks), std::move(sampler), p.job.deadline, draft});
       scheduler_.submit(p.id, p.job, p.submitted);
     }
     for (JobId id : cancels) scheduler_.cancel(id);
@@ -300,8 +305,8 @@ void Engine::step() {
         continue;
       }
       spdlog::warn("engine: job {} failed: {}", single.seqs[0].id, alone.message());
-      auto e = scheduler_.fail_step(single, "engine: forward failed: " + alone.message(),
-                                    Clock::now());
+      auto e =
+          scheduler_.fail_step(single, "engine: forward failed: " + alone.message(), Clock::now());
       num_failed += e.size();
       ended.insert(ended.end(), std::make_move_iterator(e.begin()),
                    std::make_move_iterator(e.end()));

@@ -46,11 +46,12 @@ test::Bytes random_f32(size_t n, float stddev, uint64_t& state, float mean = 0.0
 // A 2-layer Qwen2 (hidden 64, 4 heads, 2 KV heads, tied embeddings) in HF layout.
 void write_model(const std::filesystem::path& dir) {
   const int H = 64, I = 128, L = 2, QD = 64, KD = 32;
-  test::write_text(dir / "config.json",
-                   R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":2,)"
-                   R"("num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,)"
-                   R"("vocab_size":300,"max_position_embeddings":4096,"rms_norm_eps":1e-6,)"
-                   R"("rope_theta":10000.0,"tie_word_embeddings":true})");
+  test::write_text(
+      dir / "config.json",
+      R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":2,)"
+      R"("num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,)"
+      R"("vocab_size":300,"max_position_embeddings":4096,"rms_norm_eps":1e-6,)"
+      R"("rope_theta":10000.0,"tie_word_embeddings":true})");
   uint64_t s = 1;
   test::SafetensorsWriter w;
   auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float stddev) {
@@ -199,7 +200,8 @@ TEST_CASE("engine: batched decoding equals decoding each job alone") {
   TestModel tm;
   std::mt19937 rng(7);
   std::vector<CompletionJob> jobs;
-  for (int i = 0; i < 6; ++i) jobs.push_back(greedy_job(random_prompt(rng, 5 + 13 * i), 12, "d" + std::to_string(i)));
+  for (int i = 0; i < 6; ++i)
+    jobs.push_back(greedy_job(random_prompt(rng, 5 + 13 * i), 12, "d" + std::to_string(i)));
   // Seeded sampling at temperature 1 is a finer probe of the logits than argmax.
   for (int i = 0; i < 3; ++i) {
     jobs.push_back(greedy_job(random_prompt(rng, 9 + 7 * i), 12, "s" + std::to_string(i)));
@@ -370,7 +372,8 @@ EngineStats stress(TestModel& tm, uint32_t seed) {
     CHECK(out.done_calls == 1);
     ++by_status[out.result.status];
     CHECK(out.streamed == out.result.tokens);
-    if (out.result.status == JobStatus::kFailed) CHECK(out.result.error.find("KV pool") != std::string::npos);
+    if (out.result.status == JobStatus::kFailed)
+      CHECK(out.result.error.find("KV pool") != std::string::npos);
   }
   CHECK(by_status[JobStatus::kFailed] == 1);
   CHECK(by_status[JobStatus::kFinished] > 0);
@@ -394,7 +397,8 @@ TEST_CASE("engine: memory pressure queues jobs that fit and fails one that never
   TestModel tm;
   std::mt19937 rng(9);
   std::vector<CompletionJob> jobs;
-  for (int i = 0; i < 5; ++i) jobs.push_back(greedy_job(random_prompt(rng, 40 + i), 20, "m" + std::to_string(i)));
+  for (int i = 0; i < 5; ++i)
+    jobs.push_back(greedy_job(random_prompt(rng, 40 + i), 20, "m" + std::to_string(i)));
   auto big = make_engine(tm, small_options());
   std::vector<std::vector<int32_t>> expected;
   for (const auto& j : jobs) expected.push_back(run_alone(*big, j).result.tokens);
@@ -421,7 +425,8 @@ TEST_CASE("engine: exactly one on_done per job, also at shutdown and after it") 
   auto engine = make_engine(tm, small_options());
   Collector c;
   std::mt19937 rng(1);
-  for (int i = 0; i < 8; ++i) engine->submit(greedy_job(random_prompt(rng, 30), 200), c.callbacks());
+  for (int i = 0; i < 8; ++i)
+    engine->submit(greedy_job(random_prompt(rng, 30), 200), c.callbacks());
   const JobId cancelled = engine->submit(greedy_job(random_prompt(rng, 30), 200), c.callbacks());
   engine->cancel(cancelled);
   CompletionJob expired = greedy_job(random_prompt(rng, 30), 200);
@@ -473,7 +478,8 @@ TEST_CASE("engine: a failing forward fails only its job") {
   TestModel tm;
   std::mt19937 rng(21);
   std::vector<CompletionJob> good;
-  for (int i = 0; i < 3; ++i) good.push_back(greedy_job(random_prompt(rng, 20 + i), 10, "g" + std::to_string(i)));
+  for (int i = 0; i < 3; ++i)
+    good.push_back(greedy_job(random_prompt(rng, 20 + i), 10, "g" + std::to_string(i)));
   auto engine = make_engine(tm, small_options());
   std::vector<std::vector<int32_t>> expected;
   for (const auto& j : good) expected.push_back(run_alone(*engine, j).result.tokens);
