@@ -287,6 +287,17 @@ TEST_CASE("engine: a reused prefix gives the same tokens as a fresh prefill") {
   CHECK(c.result.metrics.reused_tokens == static_cast<int>(second.prompt.size()) - 1);
   CHECK(c.result.tokens == expected.result.tokens);
   CHECK(engine->stats().cached_blocks > 0);
+
+  // Seeded sampling probes the logits more finely than argmax.
+  CompletionJob sampled = second;
+  sampled.sampling.temperature = 1.0f;
+  sampled.sampling.seed = 9;
+  auto fresh2 = make_engine(tm, small_options());
+  Outcome cold = run_alone(*fresh2, sampled);
+  check_clean_shutdown(*fresh2);
+  Outcome warm = run_alone(*engine, sampled);
+  CHECK(warm.result.metrics.reused_tokens == static_cast<int>(second.prompt.size()) - 1);
+  CHECK(warm.result.tokens == cold.result.tokens);
   check_clean_shutdown(*engine);
 }
 
