@@ -233,6 +233,12 @@ int main(int argc, char** argv) {
   std::printf("%7s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %5s\n", "editors", "tpt p50", "tpt p99",
               "ttft p50", "ttft p99", "kttft p50", "kttft p99", "tok/s", "reuse", "kreuse",
               "accept", "batch");
+  {
+    // Warm-up (backend threads, workspace growth, page faults); not reported.
+    Args warm = a;
+    warm.requests = 2;
+    (void)run(warm, *loaded->model, source, 1);
+  }
   std::vector<Figures> all;
   for (int e : a.editors) {
     Figures f = run(a, *loaded->model, source, e);
