@@ -1,0 +1,260 @@
+// The ghostd VS Code extension: starts the daemon over stdio, lets
+// vscode-languageclient (>= 10, LSP 3.18 inline completions registered by
+// default) show its completions as ghost text, and keeps a status-bar item
+// with the model's state and the last completion's latency.
+
+import * as cp from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import {
+  DidChangeConfigurationNotification,
+  LanguageClient,
+  LanguageClientOptions,
+  MessageTransports,
+  State,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-languageclient/node';
+import { GhostdSettings, initializationOptions, kRestartKeys, languageEnabled, readSettings, serverCommand } from './settings';
+import { StatusModel } from './status';
+import { TapReader } from './tap_reader';
+
+const kEnabledKey = 'ghostd.enabled';
+// The daemon sends window/workDoneProgress/create right after `initialized`
+// when the model is still loading; without it within this time the model was
+// already there.
+const kProgressGraceMs = 1500;
+
+class GhostdExtension implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private child: cp.ChildProcess | undefined;
+  private readonly status = new StatusModel();
+  private readonly item: vscode.StatusBarItem;
+  private readonly output: vscode.LogOutputChannel;
+  private settings: GhostdSettings;
+  private sawProgress = false;
+  private readonly disposables: vscode.Disposable[] = [];
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    this.output = vscode.window.createOutputChannel('ghostd', { log: true });
+    this.item = vscode.window.createStatusBarItem('ghostd.status', vscode.StatusBarAlignment.Right, 100);
+    this.item.name = 'ghostd';
+    this.item.command = 'ghostd.showMenu';
+    this.settings = this.readSettings();
+    this.status.enabled = context.globalState.get<boolean>(kEnabledKey, true);
+    this.render();
+    this.item.show();
+    this.disposables.push(
+      this.output,
+      this.item,
+      vscode.commands.registerCommand('ghostd.restartServer', () => this.restart()),
+      vscode.commands.registerCommand('ghostd.toggleCompletions', () => this.toggle()),
+      vscode.commands.registerCommand('ghostd.openMetricsLog', () => this.openMetricsLog()),
+      vscode.commands.registerCommand('ghostd.showMenu', () => this.showMenu()),
+      vscode.workspace.onDidChangeConfiguration((e) => this.onConfigurationChanged(e)),
+    );
+  }
+
+  private readSettings(): GhostdSettings {
+    const cfg = vscode.workspace.getConfiguration('ghostd');
+    return readSettings((key) => cfg.get(key));
+  }
+
+  private workspaceRoot(): string | undefined {
+    return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  }
+
+  metricsLogPath(): string {
+    if (this.settings.metricsLog) return this.settings.metricsLog;
+    return path.join(this.context.logUri.fsPath, 'metrics.jsonl');
+  }
+
+  private render(): void {
+    const v = this.status.view();
+    this.item.text = v.text;
+    this.item.tooltip = v.tooltip;
+    this.item.backgroundColor =
+      v.severity === 'error'
+        ? new vscode.ThemeColor('statusBarItem.errorBackground')
+        : v.severity === 'warning'
+          ? new vscode.ThemeColor('statusBarItem.warningBackground')
+          : undefined;
+  }
+
+  // Spawns the daemon; the reader is tapped to follow its progress and errors.
+  private async transports(): Promise<MessageTransports> {
+    const root = this.workspaceRoot();
+    const metricsLog = this.metricsLogPath();
+    fs.mkdirSync(path.dirname(metricsLog), { recursive: true });
+    const cmd = serverCommand(this.settings, metricsLog, root);
+    this.output.info(`starting ${cmd.command} ${cmd.args.join(' ')}`);
+    const child = cp.spawn(cmd.command, cmd.args, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', () => resolve());
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        const why =
+          err.code === 'ENOENT'
+            ? `cannot find '${cmd.command}': install ghostd on PATH or set ghostd.path`
+            : `cannot start '${cmd.command}': ${err.message}`;
+        reject(new Error(why));
+      });
+    });
+    child.stderr?.on('data', (d: Buffer) => this.output.append(d.toString()));
+    child.on('exit', (code, signal) => {
+      this.output.info(`ghostd exited (${signal ?? code})`);
+      if (this.child === child) this.child = undefined;
+    });
+    const reader = new TapReader(new StreamMessageReader(child.stdout!), (msg) => {
+      const m = msg as { method?: string };
+      if (m.method === '$/progress') this.sawProgress = true;
+      this.apply(msg);
+    });
+    return { reader, writer: new StreamMessageWriter(child.stdin!), detached: false };
+  }
+
+  private apply(msg: unknown): void {
+    const before = this.status.phase;
+    this.status.applyMessage(msg);
+    if (before !== this.status.phase || this.status.phase === 'loading') this.render();
+  }
+
+  async start(): Promise<void> {
+    this.status.apply({ kind: 'starting' });
+    this.sawProgress = false;
+    this.render();
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+      outputChannel: this.output,
+      initializationOptions: () => initializationOptions(this.settings, this.workspaceRoot()),
+      middleware: {
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          if (!this.status.enabled || !languageEnabled(this.settings.enable, document.languageId)) return undefined;
+          const t0 = performance.now();
+          const result = await next(document, position, context, token);
+          if (!token.isCancellationRequested) {
+            const items = Array.isArray(result) ? result.length : (result?.items.length ?? 0);
+            this.status.apply({ kind: 'completion', latencyMs: performance.now() - t0, items });
+            this.render();
+          }
+          return result;
+        },
+        // Ghost text only: completion-list items from a model would crowd the
+        // suggest widget on every space.
+        provideCompletionItem: () => undefined,
+      },
+    };
+    const client = new LanguageClient('ghostd', 'ghostd', () => this.transports(), clientOptions);
+    this.client = client;
+    client.onDidChangeState((e) => {
+      if (e.newState === State.Stopped && this.client === client) {
+        this.status.apply({ kind: 'stopped' });
+        this.render();
+      }
+    });
+    try {
+      await client.start();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.status.apply({ kind: 'error', message });
+      this.render();
+      this.output.error(message);
+      void vscode.window.showErrorMessage(`ghostd: ${message}`, 'Open Settings').then((pick) => {
+        if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', 'ghostd.path');
+      });
+      return;
+    }
+    setTimeout(() => {
+      if (this.client === client && !this.sawProgress) {
+        this.status.apply({ kind: 'initialized' });
+        this.render();
+      }
+    }, kProgressGraceMs);
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    const child = this.child;
+    this.client = undefined;
+    if (client) {
+      try {
+        await client.stop(3000);
+      } catch (err) {
+        this.output.warn(`stopping ghostd: ${String(err)}`);
+      }
+    }
+    // shutdown/exit ends the daemon; a daemon that did not answer is killed.
+    if (child && child.exitCode === null && child.signalCode === null) child.kill();
+  }
+
+  async restart(): Promise<void> {
+    this.settings = this.readSettings();
+    await this.stop();
+    await this.start();
+  }
+
+  private async toggle(): Promise<void> {
+    this.status.enabled = !this.status.enabled;
+    await this.context.globalState.update(kEnabledKey, this.status.enabled);
+    this.render();
+    void vscode.window.setStatusBarMessage(`ghostd: completions ${this.status.enabled ? 'on' : 'off'}`, 2000);
+  }
+
+  private async openMetricsLog(): Promise<void> {
+    const file = this.metricsLogPath();
+    if (!fs.existsSync(file)) {
+      void vscode.window.showInformationMessage(`ghostd: no metrics yet (${file} is written after the first completion)`);
+      return;
+    }
+    const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(file));
+    await vscode.window.showTextDocument(doc, { preview: true });
+  }
+
+  private async showMenu(): Promise<void> {
+    const picks: (vscode.QuickPickItem & { command: string })[] = [
+      { label: this.status.enabled ? 'Turn completions off' : 'Turn completions on', command: 'ghostd.toggleCompletions' },
+      { label: 'Restart the server', command: 'ghostd.restartServer' },
+      { label: 'Open the metrics log', command: 'ghostd.openMetricsLog' },
+      { label: 'Show the log', command: 'ghostd.showLog' },
+    ];
+    const pick = await vscode.window.showQuickPick(picks, { title: this.status.view().tooltip.split('\n')[0] });
+    if (!pick) return;
+    if (pick.command === 'ghostd.showLog') this.output.show();
+    else await vscode.commands.executeCommand(pick.command);
+  }
+
+  private async onConfigurationChanged(e: vscode.ConfigurationChangeEvent): Promise<void> {
+    if (!e.affectsConfiguration('ghostd')) return;
+    const before = this.settings;
+    this.settings = this.readSettings();
+    if (kRestartKeys.some((k) => JSON.stringify(before[k]) !== JSON.stringify(this.settings[k]))) {
+      await this.restart();
+      return;
+    }
+    if (this.client?.isRunning()) {
+      await this.client.sendNotification(DidChangeConfigurationNotification.type, {
+        settings: { ghostd: initializationOptions(this.settings, this.workspaceRoot()) },
+      });
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+    for (const d of this.disposables) d.dispose();
+  }
+}
+
+let extension: GhostdExtension | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extension = new GhostdExtension(context);
+  context.subscriptions.push({ dispose: () => void extension?.dispose() });
+  await extension.start();
+}
+
+export async function deactivate(): Promise<void> {
+  const e = extension;
+  extension = undefined;
+  await e?.dispose();
+}
