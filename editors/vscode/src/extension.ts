@@ -159,10 +159,8 @@ class GhostdExtension implements vscode.Disposable {
       const message = err instanceof Error ? err.message : String(err);
       this.status.apply({ kind: 'error', message });
       this.render();
+      // vscode-languageclient has already shown the message in a notification.
       this.output.error(message);
-      void vscode.window.showErrorMessage(`ghostd: ${message}`, 'Open Settings').then((pick) => {
-        if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', 'ghostd.path');
-      });
       return;
     }
     setTimeout(() => {
