@@ -14,6 +14,7 @@ const char* fim_family_name(FimFamily f) {
     case FimFamily::kStarCoder2: return "starcoder2";
     case FimFamily::kDeepSeekCoder: return "deepseek-coder";
     case FimFamily::kCodeLlama: return "codellama";
+    case FimFamily::kPlain: return "plain";
   }
   return "unknown";
 }
@@ -114,9 +115,25 @@ Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
       "\xE2\x96\x81<PRE>)"};
 }
 
+FimTemplate plain_template(const TokenizerView& tok) {
+  FimTemplate t;
+  t.family = FimFamily::kPlain;
+  for (const char* stop : kStopTokens) {
+    if (auto id = tok.find_token(stop)) t.stop_ids.push_back(*id);
+  }
+  std::sort(t.stop_ids.begin(), t.stop_ids.end());
+  t.stop_ids.erase(std::unique(t.stop_ids.begin(), t.stop_ids.end()), t.stop_ids.end());
+  return t;
+}
+
 Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
                     const PromptBudget& budget) {
   Prompt out;
+  if (fim.family == FimFamily::kPlain) {
+    out.tokens = fit_prefix(tok, in.prefix, budget.max_prompt_tokens, out.prefix_bytes_dropped);
+    out.prefix_tokens = static_cast<int>(out.tokens.size());
+    return out;
+  }
   const bool repo_context = fim.file_sep_id.has_value();
   const int markers = 3 + (repo_context ? 2 : 0);
 

@@ -73,3 +73,19 @@ TEST_CASE("budget: suffix window short, prefix cut at quantized line starts") {
   CHECK(p2.prefix_bytes_dropped == p.prefix_bytes_dropped);
   CHECK(std::equal(p.tokens.begin(), p.tokens.begin() + p.prefix_tokens, p2.tokens.begin()));
 }
+
+TEST_CASE("plain template: no FIM tokens, the prompt is the prefix alone") {
+  ByteTokenizer tok({"<|endoftext|>", "<eos>"});
+  auto view = make_tokenizer_view(tok);
+  REQUIRE_FALSE(detect_fim_template(view).ok());
+  FimTemplate plain = plain_template(view);
+  CHECK(plain.family == FimFamily::kPlain);
+  CHECK(plain.stop_ids == std::vector<int32_t>{256, 257});
+  PromptInput in{"def f():\n    ret", "\nprint(f())\n", "a.py", "repo", {{"b.py", "X = 1"}}};
+  Prompt p = build_prompt(plain, view, in, PromptBudget{});
+  CHECK(tok.decode(p.tokens) == "def f():\n    ret");
+  CHECK(p.suffix_tokens == 0);
+  PromptBudget small{8, 4, 0};
+  Prompt cut = build_prompt(plain, view, in, small);
+  CHECK(cut.tokens.size() <= 8);
+}
