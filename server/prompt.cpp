@@ -129,15 +129,16 @@ FimTemplate plain_template(const TokenizerView& tok) {
 Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
                     const PromptBudget& budget) {
   Prompt out;
-  if (fim.family == FimFamily::kPlain) {
-    out.tokens = fit_prefix(tok, in.prefix, budget.max_prompt_tokens, out.prefix_bytes_dropped);
-    out.prefix_tokens = static_cast<int>(out.tokens.size());
-    return out;
-  }
+  // Nothing but whitespace after the cursor (typing at the end of a file):
+  // plain left-to-right text, as the model saw whole files in training. An
+  // empty suffix in FIM form reads like the SPM layout, where the middle
+  // starts at the top of the file.
+  const bool use_fim =
+      fim.family != FimFamily::kPlain && in.suffix.find_first_not_of(" \t\r\n") != std::string_view::npos;
   const bool repo_context = fim.file_sep_id.has_value();
-  const int markers = 3 + (repo_context ? 2 : 0);
+  const int markers = (use_fim ? 3 : 0) + (repo_context ? 2 : 0);
 
-  std::vector<int32_t> suffix = encode(tok, in.suffix);
+  std::vector<int32_t> suffix = use_fim ? encode(tok, in.suffix) : std::vector<int32_t>{};
   if (static_cast<int>(suffix.size()) > budget.suffix_tokens) {
     suffix.resize(static_cast<size_t>(std::max(0, budget.suffix_tokens)));
   }
@@ -175,11 +176,13 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
   out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 3);
   out.tokens.insert(out.tokens.end(), context.begin(), context.end());
   out.tokens.insert(out.tokens.end(), path.begin(), path.end());
-  out.tokens.push_back(fim.prefix_id);
+  if (use_fim) out.tokens.push_back(fim.prefix_id);
   out.tokens.insert(out.tokens.end(), prefix.begin(), prefix.end());
-  out.tokens.push_back(fim.suffix_id);
-  out.tokens.insert(out.tokens.end(), suffix.begin(), suffix.end());
-  out.tokens.push_back(fim.middle_id);
+  if (use_fim) {
+    out.tokens.push_back(fim.suffix_id);
+    out.tokens.insert(out.tokens.end(), suffix.begin(), suffix.end());
+    out.tokens.push_back(fim.middle_id);
+  }
   out.context_tokens = static_cast<int>(context.size() + path.size());
   out.prefix_tokens = static_cast<int>(prefix.size());
   out.suffix_tokens = static_cast<int>(suffix.size());

@@ -90,6 +90,8 @@ struct Prompt {
 // at line starts, so consecutive keystrokes keep the same prompt start.
 inline constexpr size_t kPrefixCutQuantum = 1024;
 
+// PSM fill-in-the-middle; plain left-to-right (context, path, prefix) when
+// the family is kPlain or nothing but whitespace follows the cursor.
 Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
                     const PromptBudget& budget);
 

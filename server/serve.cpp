@@ -10,12 +10,7 @@
 
 #include "runtime/model_loader.h"
 #include "server/lsp_server.h"
-#if __has_include("runtime/engine.h")
 #include "runtime/engine.h"
-#define GHOSTD_SERVE_ENGINE 1
-#else
-#include "server/simple_engine.h"
-#endif
 
 namespace ghostd::server {
 
@@ -67,17 +62,12 @@ struct Runtime {
 };
 
 rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, const ServerOptions& o) {
-#ifdef GHOSTD_SERVE_ENGINE
   rt::EngineOptions eo;
   eo.kv_memory_bytes = static_cast<size_t>(o.kv_memory_mb) << 20;
+  eo.prompt_lookup_drafts = o.use_draft;
   auto e = rt::Engine::create(model, std::move(eo));
   if (!e.ok()) return e.error();
   return std::unique_ptr<rt::EngineInterface>(std::move(*e));
-#else
-  int context = std::max(4096, o.context_budget + o.max_tokens + 64);
-  if (model.config().max_position_embeddings > 0) context = std::min(context, model.config().max_position_embeddings);
-  return std::unique_ptr<rt::EngineInterface>(std::make_unique<SimpleEngine>(model, context));
-#endif
 }
 
 void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineSlot& slot, ModelState& state) {
