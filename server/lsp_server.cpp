@@ -51,7 +51,6 @@ struct LspServer::PendingCompletion {
 LspServer::LspServer(Transport& transport, rt::EngineInterface& engine, ModelState& model, ServerOptions options,
                      MetricsLog* metrics)
     : transport_(transport),
-      engine_(engine),
       model_(model),
       options_(std::move(options)),
       metrics_(metrics),
