@@ -117,6 +117,14 @@ void Dispatcher::dispatch_json(const json& message) {
   auto id_it = message.find("id");
   json id = id_it == message.end() ? json() : *id_it;
   bool id_ok = id_it != message.end() && (id.is_string() || id.is_number_integer());
+  if (auto v = message.find("jsonrpc"); v == message.end() || *v != "2.0") {
+    // Not JSON-RPC 2.0: an error for requests (and malformed input), silence for replies.
+    if (!message.contains("method") && (message.contains("result") || message.contains("error"))) return;
+    if (id_it != message.end() || !message.contains("method")) {
+      send_error(ErrorCode::kInvalidRequest, "field 'jsonrpc' must be \"2.0\"", id_ok ? id : json());
+    }
+    return;
+  }
   auto method_it = message.find("method");
   if (method_it == message.end()) {
     if (message.contains("result") || message.contains("error")) {

@@ -45,12 +45,12 @@ struct LspServer::PendingCompletion {
   std::string word;
   std::string trigger;
   std::string request_id;
+  Clock::time_point arrived;
 };
 
 LspServer::LspServer(Transport& transport, rt::EngineInterface& engine, ModelState& model, ServerOptions options,
                      MetricsLog* metrics)
     : transport_(transport),
-      engine_(engine),
       model_(model),
       options_(std::move(options)),
       metrics_(metrics),
@@ -195,6 +195,7 @@ void LspServer::initialize(const json& params, ReplyOnce reply) {
   };
   reply(json{{"capabilities", caps}, {"serverInfo", {{"name", "ghostd"}, {"version", version()}}}});
   if (option_error) log_message(2, "ignoring initializationOptions: " + *option_error);
+  if (auto warning = model_.request_model(options_.model)) log_message(2, *warning);
 }
 
 void LspServer::initialized() {
@@ -202,6 +203,9 @@ void LspServer::initialized() {
   if (s.phase == ModelSnapshot::Phase::kFailed) {
     log_message(1, "model failed to load: " + s.message);
     return;
+  }
+  if (s.phase == ModelSnapshot::Phase::kReady && s.info && !s.info->warning.empty()) {
+    log_message(2, s.info->warning);
   }
   if (s.phase != ModelSnapshot::Phase::kLoading || !client_progress_) return;
   std::weak_ptr<int> alive = alive_;
@@ -215,6 +219,9 @@ void LspServer::initialized() {
 void LspServer::on_model_update(const ModelSnapshot& s) {
   if (state_ != State::kRunning) return;
   if (s.phase == ModelSnapshot::Phase::kFailed) log_message(1, "model failed to load: " + s.message);
+  if (s.phase == ModelSnapshot::Phase::kReady && s.info && !s.info->warning.empty()) {
+    log_message(2, s.info->warning);
+  }
   if (!progress_token_) return;
   json value;
   if (s.phase == ModelSnapshot::Phase::kLoading) {
@@ -307,6 +314,7 @@ CompletionSettings LspServer::settings() const {
 }
 
 void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items) {
+  const auto arrived = Clock::now();
   auto p = parse_document_position(params);
   if (!p.ok()) {
     reply(RpcError{ErrorCode::kInvalidParams, p.error().message});
@@ -341,6 +349,7 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
   pending->cursor = doc->position_of(offset, encoding_);
   pending->trigger = trigger_name(inline_items, p->trigger_kind);
   pending->request_id = key;
+  pending->arrived = arrived;
   size_t word_begin = offset;
   while (word_begin > line_start && is_word_char(text.at(word_begin - 1))) --word_begin;
   pending->word = text.substr(word_begin, offset - word_begin);
@@ -349,6 +358,13 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
   // Text windows: sized from the token budget, the prefix start on a coarse
   // grid at a line start so it stays put while the user types.
   CompletionSettings st = settings();
+  if (int ctx = model.info->context_length; ctx > 0) {
+    // Prompt plus new tokens must fit the model's positions.
+    st.max_tokens = std::min(st.max_tokens, ctx / 2);
+    st.budget.max_prompt_tokens = std::min(st.budget.max_prompt_tokens, ctx - st.max_tokens);
+    st.budget.suffix_tokens = std::min(st.budget.suffix_tokens, st.budget.max_prompt_tokens / 4);
+    st.budget.context_tokens = std::min(st.budget.context_tokens, st.budget.max_prompt_tokens / 4);
+  }
   size_t prefix_bytes = static_cast<size_t>(st.budget.max_prompt_tokens) * 4;
   size_t prefix_begin = 0;
   if (offset > prefix_bytes) {
@@ -441,6 +457,8 @@ void LspServer::reply_completion(const std::string& key, CompletionOutput out) {
     r.draft_accepted = out.metrics.draft_accepted;
     r.batch_size = out.metrics.max_batch_size;
     r.server_ms = out.server_ms;
+    r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - p.arrived).count();
+    r.overhead_ms = std::max(0.0, r.latency_ms - out.metrics.total_ms);
     r.outcome = p.content_modified && out.outcome == CompletionOutcome::kCancelled
                     ? "cancelled"
                     : completion_outcome_name(out.outcome);

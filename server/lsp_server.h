@@ -65,7 +65,6 @@ class LspServer {
   CompletionSettings settings() const;
 
   Transport& transport_;
-  ghostd::runtime::EngineInterface& engine_;
   ModelState& model_;
   ServerOptions options_;
   MetricsLog* metrics_;
@@ -85,7 +84,6 @@ class LspServer {
   std::shared_ptr<Mailbox> mailbox_;  // model-state updates arrive through it
   std::function<void(int)> on_exit_;
   std::optional<int> exit_code_;
-  uint64_t request_counter_ = 0;
 };
 
 // Serves one session over fds 0/1 until exit; returns the exit code.

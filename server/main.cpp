@@ -8,6 +8,7 @@
 
 #include "runtime/log.h"
 #include "server/cli_commands.h"
+#include "server/serve.h"
 #include "server/version.h"
 
 namespace {
@@ -17,6 +18,7 @@ void print_help() {
       "ghostd %s: AI code completions over the Language Server Protocol\n\n"
       "usage:\n"
       "  ghostd [serve] [options]          run the language server (stdio; see docs/configuration.md)\n"
+      "                                    ghostd serve --help lists the options\n"
       "  ghostd generate --model PATH --prompt TEXT [-n N] [--temperature T] [--top-k K]\n"
       "                  [--top-p P] [--seed S] [--threads N]\n"
       "  ghostd tokenize --model PATH [--decode] [--no-special]   (text or ids on stdin)\n"
@@ -32,6 +34,10 @@ int main(int argc, char** argv) {
   const char* level = std::getenv("GHOSTD_LOG");
   ghostd::runtime::setup_logging(level ? level : "info");
   std::string_view cmd = argc > 1 ? argv[1] : "serve";
+  // `ghostd --model M ...` is `ghostd serve --model M ...`.
+  if (cmd.starts_with("--") && cmd != "--help" && cmd != "--version") {
+    return ghostd::server::run_serve(std::span<char*>(argv + 1, argv + argc), argv[0]);
+  }
   std::span<char*> rest(argv + std::min(argc, 2), argv + argc);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     print_help();
@@ -41,6 +47,7 @@ int main(int argc, char** argv) {
     std::printf("ghostd %s\n", ghostd::server::version());
     return 0;
   }
+  if (cmd == "serve") return ghostd::server::run_serve(rest, argv[0]);
   if (cmd == "generate") return ghostd::server::run_generate(rest);
   if (cmd == "tokenize") return ghostd::server::run_tokenize(rest);
   std::fprintf(stderr, "ghostd: unknown command '%s' (try --help)\n", argv[1]);

@@ -29,6 +29,8 @@ std::string to_json_line(const CompletionRecord& r) {
       {"draft_accepted", r.draft_accepted},
       {"batch_size", r.batch_size},
       {"server_ms", r.server_ms},
+      {"latency_ms", r.latency_ms},
+      {"overhead_ms", r.overhead_ms},
       {"outcome", r.outcome},
   };
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

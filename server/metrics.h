@@ -32,6 +32,8 @@ struct CompletionRecord {
   int draft_accepted = 0;
   int batch_size = 0;
   double server_ms = 0;  // time spent in the server (prompt, post-processing), not the engine
+  double latency_ms = 0;   // request arrival -> reply queued
+  double overhead_ms = 0;  // latency_ms minus the engine's total_ms: everything the server adds
   std::string outcome;   // ok | cancelled | superseded | expired | error
 };
 

@@ -25,13 +25,15 @@ void ModelState::report_progress(int percent, std::string message) {
   publish(s);
 }
 
-ghostd::runtime::Status ModelState::set_ready(std::string name, TokenizerView tokenizer) {
+ghostd::runtime::Status ModelState::set_ready(std::string name, TokenizerView tokenizer, int context_length) {
   auto fim = detect_fim_template(tokenizer);
+  std::string warning;
   if (!fim.ok()) {
-    set_failed(fim.error().message);
-    return fim.error();
+    warning = "model " + name + ": " + fim.error().message +
+              "; completing left to right from the prefix only (no fill-in-the-middle)";
+    fim = plain_template(tokenizer);
   }
-  auto info = std::make_shared<ModelInfo>(ModelInfo{std::move(name), std::move(tokenizer), *fim});
+  auto info = std::make_shared<ModelInfo>(ModelInfo{std::move(name), std::move(tokenizer), *fim, std::move(warning), context_length});
   ModelSnapshot s;
   {
     std::lock_guard lock(mu_);
@@ -50,6 +52,33 @@ void ModelState::set_failed(std::string error) {
     s = state_;
   }
   publish(s);
+}
+
+void ModelState::set_load_request_handler(LoadRequestHandler handler) {
+  std::optional<std::string> pending;
+  {
+    std::lock_guard lock(mu_);
+    load_handler_ = handler;
+    pending = requested_;
+  }
+  if (pending && handler) handler(*pending);
+}
+
+std::optional<std::string> ModelState::request_model(const std::string& path) {
+  LoadRequestHandler handler;
+  {
+    std::lock_guard lock(mu_);
+    if (requested_) {
+      if (path.empty() || path == *requested_) return std::nullopt;
+      return "model " + path + " not loaded: this daemon serves " +
+             (requested_->empty() ? std::string("its default model") : *requested_) +
+             " (one model per daemon; restart it to switch)";
+    }
+    requested_ = path;
+    handler = load_handler_;
+  }
+  if (handler) handler(path);
+  return std::nullopt;
 }
 
 ModelSnapshot ModelState::snapshot() const {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -18,6 +19,8 @@ struct ModelInfo {
   std::string name;
   TokenizerView tokenizer;
   FimTemplate fim;
+  std::string warning;  // shown to clients once ready (e.g. no FIM tokens: plain prompts)
+  int context_length = 0;  // the model's positions (prompt + new tokens); 0 = unknown
 };
 
 struct ModelSnapshot {
@@ -36,9 +39,17 @@ class ModelState {
 
   // Hooks for the runtime's loader.
   void report_progress(int percent, std::string message);
-  // Detects the FIM template; on error the state becomes kFailed with that error.
-  ghostd::runtime::Status set_ready(std::string name, TokenizerView tokenizer);
+  // Detects the FIM template; without FIM tokens it falls back to plain
+  // left-to-right prompts and sets ModelInfo::warning.
+  ghostd::runtime::Status set_ready(std::string name, TokenizerView tokenizer, int context_length = 0);
   void set_failed(std::string error);
+
+  // Sessions ask for the model their client configured (empty: the
+  // default). The first request picks what the loader loads; the result is
+  // a warning for the client when a different model is already chosen.
+  using LoadRequestHandler = std::function<void(const std::string& path)>;
+  void set_load_request_handler(LoadRequestHandler handler);
+  std::optional<std::string> request_model(const std::string& path);
 
   ModelSnapshot snapshot() const;
   uint64_t subscribe(Listener listener);
@@ -51,6 +62,8 @@ class ModelState {
   ModelSnapshot state_;
   std::unordered_map<uint64_t, std::shared_ptr<Listener>> listeners_;
   uint64_t next_id_ = 1;
+  LoadRequestHandler load_handler_;
+  std::optional<std::string> requested_;  // the first request's path
 };
 
 }  // namespace ghostd::server

@@ -40,7 +40,9 @@ const char* server_options_help() {
          "  --metrics-summary-s N    seconds between summary lines (10)\n"
          "  --listen ADDR            127.0.0.1:PORT or unix:/path instead of stdio\n"
          "  --max-message-bytes N    largest accepted LSP message (67108864)\n"
-         "  --log-level LEVEL        trace|debug|info|warn|error|off (info)\n";
+         "  --log-level LEVEL        trace|debug|info|warn|error|off (info)\n"
+         "  --threads N              CPU backend threads (0 = all cores)\n"
+         "  --kv-memory-mb N         KV cache budget in MiB (0 = the engine's default)\n";
 }
 
 Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
@@ -52,7 +54,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--model",          "--draft-model",       "--max-tokens", "--context-budget",
         "--suffix-tokens",  "--context-tokens",    "--deadline-ms", "--max-lines",
         "--metrics-log",    "--metrics-summary-s", "--listen",      "--max-message-bytes",
-        "--log-level"};
+        "--log-level",      "--threads",           "--kv-memory-mb"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name != "--no-draft" &&
         std::find(std::begin(kValueFlags), std::end(kValueFlags), name) == std::end(kValueFlags)) {
@@ -100,6 +102,10 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       auto v = parse_int(flag, value, 1024, 1ll << 32);
       if (!v.ok()) return v.error();
       o.max_message_bytes = static_cast<size_t>(*v);
+    } else if (flag == "--threads") {
+      s = int_flag(o.threads, 0, 1024);
+    } else if (flag == "--kv-memory-mb") {
+      s = int_flag(o.kv_memory_mb, 0, 1 << 20);
     } else if (flag == "--log-level") {
       o.log_level = value;
     } else {

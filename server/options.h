@@ -25,6 +25,8 @@ struct ServerOptions {
   size_t max_message_bytes = 64u << 20;  // --max-message-bytes
   std::string log_level = "info";        // --log-level
   bool use_draft = true;                 // --no-draft turns speculative decoding off
+  int threads = 0;                       // --threads: CPU backend threads (0 = all cores)
+  int kv_memory_mb = 0;                  // --kv-memory-mb: KV cache budget (0 = the engine's default)
 };
 
 // Parses the flags above; anything else is an error naming the flag. argv[0]

@@ -14,6 +14,7 @@ const char* fim_family_name(FimFamily f) {
     case FimFamily::kStarCoder2: return "starcoder2";
     case FimFamily::kDeepSeekCoder: return "deepseek-coder";
     case FimFamily::kCodeLlama: return "codellama";
+    case FimFamily::kPlain: return "plain";
   }
   return "unknown";
 }
@@ -114,13 +115,30 @@ Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
       "\xE2\x96\x81<PRE>)"};
 }
 
+FimTemplate plain_template(const TokenizerView& tok) {
+  FimTemplate t;
+  t.family = FimFamily::kPlain;
+  for (const char* stop : kStopTokens) {
+    if (auto id = tok.find_token(stop)) t.stop_ids.push_back(*id);
+  }
+  std::sort(t.stop_ids.begin(), t.stop_ids.end());
+  t.stop_ids.erase(std::unique(t.stop_ids.begin(), t.stop_ids.end()), t.stop_ids.end());
+  return t;
+}
+
 Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
                     const PromptBudget& budget) {
   Prompt out;
+  // Nothing but whitespace after the cursor (typing at the end of a file):
+  // plain left-to-right text, as the model saw whole files in training. An
+  // empty suffix in FIM form reads like the SPM layout, where the middle
+  // starts at the top of the file.
+  const bool use_fim =
+      fim.family != FimFamily::kPlain && in.suffix.find_first_not_of(" \t\r\n") != std::string_view::npos;
   const bool repo_context = fim.file_sep_id.has_value();
-  const int markers = 3 + (repo_context ? 2 : 0);
+  const int markers = (use_fim ? 3 : 0) + (repo_context ? 2 : 0);
 
-  std::vector<int32_t> suffix = encode(tok, in.suffix);
+  std::vector<int32_t> suffix = use_fim ? encode(tok, in.suffix) : std::vector<int32_t>{};
   if (static_cast<int>(suffix.size()) > budget.suffix_tokens) {
     suffix.resize(static_cast<size_t>(std::max(0, budget.suffix_tokens)));
   }
@@ -158,11 +176,13 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
   out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 3);
   out.tokens.insert(out.tokens.end(), context.begin(), context.end());
   out.tokens.insert(out.tokens.end(), path.begin(), path.end());
-  out.tokens.push_back(fim.prefix_id);
+  if (use_fim) out.tokens.push_back(fim.prefix_id);
   out.tokens.insert(out.tokens.end(), prefix.begin(), prefix.end());
-  out.tokens.push_back(fim.suffix_id);
-  out.tokens.insert(out.tokens.end(), suffix.begin(), suffix.end());
-  out.tokens.push_back(fim.middle_id);
+  if (use_fim) {
+    out.tokens.push_back(fim.suffix_id);
+    out.tokens.insert(out.tokens.end(), suffix.begin(), suffix.end());
+    out.tokens.push_back(fim.middle_id);
+  }
   out.context_tokens = static_cast<int>(context.size() + path.size());
   out.prefix_tokens = static_cast<int>(prefix.size());
   out.suffix_tokens = static_cast<int>(suffix.size());

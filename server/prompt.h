@@ -34,7 +34,9 @@ TokenizerView make_tokenizer_view(const Tok& tok) {
   };
 }
 
-enum class FimFamily { kQwenCoder, kStarCoder2, kDeepSeekCoder, kCodeLlama };
+// kPlain: no fill-in-the-middle tokens; the prompt is the prefix alone
+// (left-to-right completion).
+enum class FimFamily { kQwenCoder, kStarCoder2, kDeepSeekCoder, kCodeLlama, kPlain };
 const char* fim_family_name(FimFamily f);
 
 // Special-token ids of one FIM family, found in the vocabulary.
@@ -52,6 +54,10 @@ struct FimTemplate {
 // Qwen2.5-Coder, StarCoder2, DeepSeek-Coder, CodeLlama). The error lists
 // what was looked for.
 ghostd::runtime::Result<FimTemplate> detect_fim_template(const TokenizerView& tok);
+
+// The left-to-right fallback for vocabularies without FIM tokens: the stop
+// tokens the vocabulary has, no markers.
+FimTemplate plain_template(const TokenizerView& tok);
 
 struct ContextFile {
   std::string path;
@@ -84,6 +90,8 @@ struct Prompt {
 // at line starts, so consecutive keystrokes keep the same prompt start.
 inline constexpr size_t kPrefixCutQuantum = 1024;
 
+// PSM fill-in-the-middle; plain left-to-right (context, path, prefix) when
+// the family is kPlain or nothing but whitespace follows the cursor.
 Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
                     const PromptBudget& budget);
 

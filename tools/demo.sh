@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# The demo: ghostd completes code with the bundled model. Until the bundled
-# models are trained, a random-weight model made by tools/make_random_model.py
-# stands in (its completions are noise, but every layer runs for real).
+# The demo: the ghostd daemon on the bundled model, driven by ghostd-replay
+# typing a sample Python file one character at a time and asking for an
+# inline completion after each keystroke, as an editor does. Each completion
+# is printed as ghost text (the line typed so far, then the suggestion
+# dimmed), then the latency summary.
+#
+#   tools/demo.sh [BUILD_DIR]
+#
+# Until the bundled models are trained (models/qwen2-code-small), a
+# random-weight model made by tools/make_random_model.py stands in: its
+# completions are noise, but every layer runs for real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 model=""
-for m in models/*/; do
-  [ -f "$m/config.json" ] && [ -f "$m/tokenizer.json" ] && { model=${m%/}; break; }
-done
+if [ -f models/qwen2-code-small/config.json ]; then
+  model=models/qwen2-code-small
+else
+  for m in models/*/; do
+    [ -f "$m/config.json" ] && [ -f "$m/tokenizer.json" ] && { model=${m%/}; break; }
+  done
+fi
 if [ -z "$model" ]; then
   model=$build/demo-random-model
   if [ ! -f "$model/config.json" ]; then
@@ -17,5 +29,7 @@ if [ -z "$model" ]; then
       --heads 8 --kv-heads 2 --intermediate 688 --vocab 2048 --dtype bf16 --tied --seed 1
   fi
 fi
-echo "demo: model $model"
-"$build/ghostd" generate --model "$model" --prompt $'def fibonacci(n):\n    ' -n 48
+echo "demo: ghostd serve --model $model, typing tests/lsp/demo/sample.py"
+python3 tests/lsp/ghostd_replay.py --session tests/lsp/demo/typing.jsonl --show \
+  --metrics-log "$build/demo-metrics.jsonl" -- \
+  "$build/ghostd" serve --model "$model" --log-level warn --max-lines 4 --max-tokens 24

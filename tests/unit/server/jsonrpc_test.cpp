@@ -28,6 +28,8 @@ TEST_CASE("dispatch answers malformed messages with the spec's errors") {
       {"{not json", -32700},
       {"[1,2]", -32600},
       {"42", -32600},
+      {R"({"jsonrpc":"1.0","id":1,"method":"echo"})", -32600},
+      {R"({"id":1,"method":"echo"})", -32600},
       {R"({"jsonrpc":"2.0","id":1})", -32600},
       {R"({"jsonrpc":"2.0","id":1,"method":5})", -32600},
       {R"({"jsonrpc":"2.0","id":{"a":1},"method":"x"})", -32600},

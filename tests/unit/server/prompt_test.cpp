@@ -49,9 +49,9 @@ TEST_CASE("prompt layout: context first, then prefix, suffix, middle") {
         "<|fim_suffix|>\nprint(f())\n<|fim_middle|>");
   CHECK(p.prefix_tokens == 16);
   // Special-looking text in the document is plain text, never a control token.
-  PromptInput tricky{"<|fim_middle|>", "", "a.py", "", {}};
+  PromptInput tricky{"<|fim_middle|>", "x", "a.py", "", {}};
   Prompt q = build_prompt(*fim, view, tricky, PromptBudget{});
-  CHECK(q.tokens.size() == 3 + 14);
+  CHECK(q.tokens.size() == 3 + 14 + 1);
 }
 
 TEST_CASE("budget: suffix window short, prefix cut at quantized line starts") {
@@ -72,4 +72,32 @@ TEST_CASE("budget: suffix window short, prefix cut at quantized line starts") {
   Prompt p2 = build_prompt(fim, view, {typed, suffix, "a", "", {}}, budget);
   CHECK(p2.prefix_bytes_dropped == p.prefix_bytes_dropped);
   CHECK(std::equal(p.tokens.begin(), p.tokens.begin() + p.prefix_tokens, p2.tokens.begin()));
+}
+
+TEST_CASE("plain template: no FIM tokens, the prompt is the prefix alone") {
+  ByteTokenizer tok({"<|endoftext|>", "<eos>"});
+  auto view = make_tokenizer_view(tok);
+  REQUIRE_FALSE(detect_fim_template(view).ok());
+  FimTemplate plain = plain_template(view);
+  CHECK(plain.family == FimFamily::kPlain);
+  CHECK(plain.stop_ids == std::vector<int32_t>{256, 257});
+  PromptInput in{"def f():\n    ret", "\nprint(f())\n", "a.py", "repo", {{"b.py", "X = 1"}}};
+  Prompt p = build_prompt(plain, view, in, PromptBudget{});
+  CHECK(tok.decode(p.tokens) == "def f():\n    ret");
+  CHECK(p.suffix_tokens == 0);
+  PromptBudget small{8, 4, 0};
+  Prompt cut = build_prompt(plain, view, in, small);
+  CHECK(cut.tokens.size() <= 8);
+}
+
+TEST_CASE("nothing but whitespace after the cursor: plain left-to-right layout, context kept") {
+  ByteTokenizer tok = testing::qwen_tokenizer();
+  auto view = make_tokenizer_view(tok);
+  auto fim = *detect_fim_template(view);
+  for (std::string_view suffix : {"", "\n", "  \r\n\t\n"}) {
+    PromptInput in{"def f():\n    ret", suffix, "a.py", "repo", {{"b.py", "X = 1"}}};
+    Prompt p = build_prompt(fim, view, in, PromptBudget{});
+    CHECK(tok.decode(p.tokens) == "<|repo_name|>repo\n<|file_sep|>b.py\nX = 1\n<|file_sep|>a.py\ndef f():\n    ret");
+    CHECK(p.suffix_tokens == 0);
+  }
 }

@@ -1,0 +1,174 @@
+#include "server/serve.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "runtime/model_loader.h"
+#include "server/lsp_server.h"
+#include "runtime/engine.h"
+
+namespace ghostd::server {
+
+namespace rt = ghostd::runtime;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kBundledModel = "qwen2-code-small";
+
+// Forwards to the engine once the model is loaded; jobs before that fail.
+// Thread-safety: thread-safe.
+class EngineSlot : public rt::EngineInterface {
+ public:
+  void set(rt::EngineInterface* engine) {
+    std::lock_guard lock(mu_);
+    engine_ = engine;
+  }
+  rt::JobId submit(rt::CompletionJob job, rt::JobCallbacks callbacks) override {
+    rt::EngineInterface* e = get();
+    if (!e) {
+      rt::JobResult r;
+      r.status = rt::JobStatus::kFailed;
+      r.error = "the model is not loaded";
+      if (callbacks.on_done) callbacks.on_done(std::move(r));
+      return 0;
+    }
+    return e->submit(std::move(job), std::move(callbacks));
+  }
+  void cancel(rt::JobId id) override {
+    if (rt::EngineInterface* e = get()) e->cancel(id);
+  }
+
+ private:
+  rt::EngineInterface* get() {
+    std::lock_guard lock(mu_);
+    return engine_;
+  }
+  std::mutex mu_;
+  rt::EngineInterface* engine_ = nullptr;
+};
+
+// What the loader thread builds; destroyed after the sessions are gone.
+// Thread-safety: written by the loader thread, read after join().
+struct Runtime {
+  std::unique_ptr<rt::Backend> backend;
+  std::optional<rt::LoadedModel> model;
+  std::unique_ptr<rt::EngineInterface> engine;
+};
+
+rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, const ServerOptions& o) {
+  rt::EngineOptions eo;
+  eo.kv_memory_bytes = static_cast<size_t>(o.kv_memory_mb) << 20;
+  eo.prompt_lookup_drafts = o.use_draft;
+  auto e = rt::Engine::create(model, std::move(eo));
+  if (!e.ok()) return e.error();
+  return std::unique_ptr<rt::EngineInterface>(std::move(*e));
+}
+
+void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineSlot& slot, ModelState& state) {
+  state.report_progress(0, "loading " + path.string());
+  rt_out.backend = rt::make_cpu_backend({.threads = o.threads});
+  const auto t0 = std::chrono::steady_clock::now();
+  auto loaded = rt::load_model(path, *rt_out.backend, true, [&](double frac, std::string_view what) {
+    state.report_progress(static_cast<int>(frac * 90), std::string(what));
+  });
+  if (!loaded.ok()) {
+    spdlog::error("{}", loaded.error().message);
+    state.set_failed(loaded.error().message);
+    return;
+  }
+  rt_out.model.emplace(std::move(*loaded));
+  state.report_progress(95, "starting the engine");
+  auto engine = make_engine(*rt_out.model->model, o);
+  if (!engine.ok()) {
+    spdlog::error("{}", engine.error().message);
+    state.set_failed(engine.error().message);
+    return;
+  }
+  rt_out.engine = std::move(*engine);
+  slot.set(rt_out.engine.get());
+  spdlog::info("model {} ready in {:.2f} s ({} layers, hidden {}, {} backend)", path.string(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               rt_out.model->config.num_layers, rt_out.model->config.hidden_size, rt_out.backend->name());
+  auto s = state.set_ready(path.filename().string(), make_tokenizer_view(*rt_out.model->tokenizer),
+                           rt_out.model->config.max_position_embeddings);
+  if (!s.ok()) spdlog::error("{}", s.message());
+  if (auto snap = state.snapshot(); snap.info && !snap.info->warning.empty()) spdlog::warn("{}", snap.info->warning);
+}
+
+}  // namespace
+
+std::optional<fs::path> find_bundled_model(const fs::path& executable) {
+  std::error_code ec;
+  fs::path dir = fs::weakly_canonical(executable, ec).parent_path();
+  for (int up = 0; up < 5 && !dir.empty(); ++up) {
+    for (const fs::path& candidate : {dir / "share" / "ghostd" / "models" / kBundledModel, dir / "models" / kBundledModel}) {
+      if (fs::exists(candidate / "config.json", ec)) return candidate;
+    }
+    if (dir == dir.parent_path()) break;
+    dir = dir.parent_path();
+  }
+  return std::nullopt;
+}
+
+int run_serve(std::span<char*> args, const char* argv0) {
+  std::vector<const char*> argv = {argv0};
+  for (char* a : args) {
+    std::string_view s = a;
+    if (s == "--help" || s == "-h") {
+      std::fputs(server_options_help(), stdout);
+      return 0;
+    }
+    argv.push_back(a);
+  }
+  auto options = parse_server_options(static_cast<int>(argv.size()), argv.data());
+  if (!options.ok()) {
+    std::fprintf(stderr, "ghostd: %s\n", options.error().message.c_str());
+    return 2;
+  }
+  // main() installed the logger from GHOSTD_LOG; an explicit --log-level wins.
+  if (options->log_level != "info" || !std::getenv("GHOSTD_LOG")) {
+    spdlog::set_level(spdlog::level::from_str(options->log_level));
+  }
+
+  EngineSlot slot;
+  ModelState state;
+  Runtime runtime;
+  std::thread loader;
+  const ServerOptions& o = *options;
+  state.set_load_request_handler([&](const std::string& requested) {
+    fs::path path = requested.empty() ? fs::path(o.model) : fs::path(requested);
+    if (path.empty()) {
+      std::error_code ec;
+      fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+      if (auto bundled = find_bundled_model(ec ? fs::path(argv0) : exe)) path = *bundled;
+    }
+    if (path.empty()) {
+      state.set_failed(std::string("no model: pass --model PATH or initializationOptions.model (no bundled models/") +
+                       kBundledModel + " found near " + argv0 + ")");
+      return;
+    }
+    // Called once, from the first session's initialize (or below): load off the event loop.
+    loader = std::thread([&, path] { load(path, o, runtime, slot, state); });
+  });
+
+  int code = 0;
+  if (o.listen.empty()) {
+    // The client's initializationOptions may name the model: load on initialize.
+    code = run_lsp_stdio(o, slot, state);
+  } else {
+    (void)state.request_model(o.model);
+    code = run_lsp_socket(o, slot, state);
+  }
+  if (loader.joinable()) loader.join();
+  slot.set(nullptr);
+  runtime.engine.reset();  // ends what is left of its jobs before the model goes
+  return code;
+}
+
+}  // namespace ghostd::server
