@@ -19,6 +19,8 @@ const out = arg('out');
 const executablePath = arg('chromium');
 const kTyped = 'def circumference(radius):';
 const kGhostTimeoutMs = 90_000;
+// The extension's item: <publisher>.<name>.<item id> in VS Code 1.100's DOM.
+const kStatusItem = '[id="ghostd.ghostd.ghostd.status"]';
 
 const t0 = Date.now();
 const log = (msg) => console.log(`[e2e.js +${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
@@ -32,8 +34,34 @@ async function ghostText(page) {
 }
 
 async function statusText(page) {
-  const item = page.locator('.statusbar-item', { hasText: 'ghostd' }).first();
+  const item = page.locator(kStatusItem).first();
   return (await item.count()) ? ((await item.getAttribute('aria-label')) || (await item.innerText())) : '(no ghostd item)';
+}
+
+// Inline suggestions trigger on typing; ask again explicitly if none shows.
+async function waitForGhost(page, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let nextTrigger = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    const ghost = await ghostText(page);
+    if (ghost.trim().length > 0) return ghost;
+    if (Date.now() > nextTrigger) {
+      await page.keyboard.press('Alt+Backslash'); // editor.action.inlineSuggest.trigger
+      nextTrigger = Date.now() + 5_000;
+    }
+    await page.waitForTimeout(100);
+  }
+  return '';
+}
+
+async function runCommand(page, title) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor();
+  await input.fill(`>${title}`);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
 }
 
 async function main() {
@@ -65,7 +93,7 @@ async function main() {
     log('main.py open');
 
     // The daemon starts on activation; wait for the status item to leave "loading".
-    const statusItem = page.locator('.statusbar-item', { hasText: 'ghostd' }).first();
+    const statusItem = page.locator(kStatusItem).first();
     await statusItem.waitFor({ timeout: 60_000 });
     const readyBy = Date.now() + 60_000;
     while (Date.now() < readyBy && /loading|starting/i.test(await statusText(page))) await page.waitForTimeout(250);
@@ -76,19 +104,7 @@ async function main() {
     await page.keyboard.press('Enter'); // Python's on-enter rule indents the body
     await page.keyboard.type('return ', { delay: 20 });
 
-    // Inline suggestions trigger on typing; ask again explicitly if none shows.
-    let ghost = '';
-    const deadline = Date.now() + kGhostTimeoutMs;
-    let nextTrigger = Date.now() + 5_000;
-    while (Date.now() < deadline) {
-      ghost = await ghostText(page);
-      if (ghost.trim().length > 0) break;
-      if (Date.now() > nextTrigger) {
-        await page.keyboard.press('Alt+Backslash'); // editor.action.inlineSuggest.trigger
-        nextTrigger = Date.now() + 5_000;
-      }
-      await page.waitForTimeout(100);
-    }
+    const ghost = await waitForGhost(page, kGhostTimeoutMs);
     await page.screenshot({ path: path.join(out, 'vscode-ghost-text.png') });
     if (ghost.trim().length === 0) throw new Error(`no ghost text within ${kGhostTimeoutMs} ms (status: ${await statusText(page)})`);
     log(`ghost text: ${JSON.stringify(ghost)}; status: ${await statusText(page)}`);
@@ -117,7 +133,47 @@ async function main() {
       throw new Error(`the accepted text ${JSON.stringify(accepted)} does not hold the ghost text ${JSON.stringify(ghost)}`);
     }
     log(`accepted with Tab, file now ends: ${JSON.stringify(after.slice(before.length))}`);
-    log(`status: ${await statusText(page)}`);
+    const status = await statusText(page);
+    log(`status: ${status}`);
+    if (!/ghostd \d+ ms/.test(status)) throw new Error(`the status item shows no latency: ${status}`);
+
+    // The contributed commands, through the command palette.
+    await runCommand(page, 'ghostd: Open Metrics Log');
+    await page.locator('.tab', { hasText: 'metrics.jsonl' }).first().waitFor({ timeout: 15_000 });
+    log('metrics log opened');
+    await runCommand(page, 'ghostd: Toggle Completions');
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.statusbar-item')].some((e) => /ghostd off/.test(e.textContent || '')),
+      null,
+      { timeout: 10_000 },
+    );
+    log(`toggled off: ${await statusText(page)}`);
+    await runCommand(page, 'ghostd: Toggle Completions');
+    await runCommand(page, 'ghostd: Restart Server');
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.statusbar-item')].some((e) => /sparkle.*ghostd/.test(e.innerHTML) && !/spin/.test(e.innerHTML)),
+      null,
+      { timeout: 30_000 },
+    );
+    // The restarted daemon answers again (its text is the model's business:
+    // the count of answered requests in the item's tooltip must grow).
+    const answered = async () => Number((/(\d+) in all/.exec(await statusText(page)) || [0, 0])[1]);
+    const answeredBefore = await answered();
+    await page.locator('.tab', { hasText: 'main.py' }).first().click();
+    await page.locator('.editor-instance .view-lines').first().click();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Shift+Tab');
+    await page.keyboard.type('def diameter(radius):', { delay: 20 });
+    await page.keyboard.press('Enter');
+    await page.keyboard.type('return ', { delay: 20 });
+    const again = await waitForGhost(page, 10_000);
+    const answeredBy = Date.now() + 30_000;
+    while ((await answered()) <= answeredBefore && Date.now() < answeredBy) await page.waitForTimeout(200);
+    if ((await answered()) <= answeredBefore) throw new Error(`no answer after the restart (status: ${await statusText(page)})`);
+    log(`restarted; answered again, ghost text ${JSON.stringify(again)}; status: ${await statusText(page)}`);
+    await page.screenshot({ path: path.join(out, 'vscode-after-commands.png') });
   } catch (err) {
     await page.screenshot({ path: path.join(out, 'vscode-failure.png') }).catch(() => {});
     throw err;

@@ -29,7 +29,7 @@ step() { echo "[e2e.vscode +$((SECONDS - t_start))s] $*"; }
 
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
-rm -rf "$work/ws" "$work/user-data" "$work/extensions" "$work"/*.png "$work/code-server.log"
+rm -rf "$work/ws" "$work/user-data" "$work/extensions" "$work"/*.png "$work"/*.log "$work/metrics.jsonl"
 
 if ! command -v chromium >/dev/null; then
   step "installing Debian's chromium"
