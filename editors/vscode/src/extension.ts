@@ -91,6 +91,7 @@ class GhostdExtension implements vscode.Disposable {
     this.output.info(`starting ${cmd.command} ${cmd.args.join(' ')}`);
     const child = cp.spawn(cmd.command, cmd.args, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
+    this.sawProgress = false;
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', () => resolve());
       child.once('error', (err: NodeJS.ErrnoException) => {
@@ -101,6 +102,7 @@ class GhostdExtension implements vscode.Disposable {
         reject(new Error(why));
       });
     });
+    child.on('error', (err) => this.output.error(`ghostd: ${err.message}`));
     child.stderr?.on('data', (d: Buffer) => this.output.append(d.toString()));
     child.on('exit', (code, signal) => {
       this.output.info(`ghostd exited (${signal ?? code})`);
@@ -122,7 +124,6 @@ class GhostdExtension implements vscode.Disposable {
 
   async start(): Promise<void> {
     this.status.apply({ kind: 'starting' });
-    this.sawProgress = false;
     this.render();
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
@@ -147,11 +148,20 @@ class GhostdExtension implements vscode.Disposable {
     };
     const client = new LanguageClient('ghostd', 'ghostd', () => this.transports(), clientOptions);
     this.client = client;
+    // Also follows the client's own restarts of a daemon that crashed.
     client.onDidChangeState((e) => {
-      if (e.newState === State.Stopped && this.client === client) {
-        this.status.apply({ kind: 'stopped' });
-        this.render();
+      if (this.client !== client) return;
+      if (e.newState === State.Starting) this.status.apply({ kind: 'starting' });
+      if (e.newState === State.Stopped) this.status.apply({ kind: 'stopped' });
+      if (e.newState === State.Running) {
+        setTimeout(() => {
+          if (this.client === client && !this.sawProgress) {
+            this.status.apply({ kind: 'initialized' });
+            this.render();
+          }
+        }, kProgressGraceMs);
       }
+      this.render();
     });
     try {
       await client.start();
@@ -161,14 +171,7 @@ class GhostdExtension implements vscode.Disposable {
       this.render();
       // vscode-languageclient has already shown the message in a notification.
       this.output.error(message);
-      return;
     }
-    setTimeout(() => {
-      if (this.client === client && !this.sawProgress) {
-        this.status.apply({ kind: 'initialized' });
-        this.render();
-      }
-    }, kProgressGraceMs);
   }
 
   async stop(): Promise<void> {
