@@ -182,6 +182,12 @@ async function main() {
   }
 }
 
+// A hung workbench must not hold the test until ctest's TIMEOUT.
+setTimeout(() => {
+  console.error('e2e.vscode FAIL: e2e.js took over 5 minutes');
+  process.exit(1);
+}, 300_000).unref();
+
 main().then(
   () => log('PASS'),
   (err) => {

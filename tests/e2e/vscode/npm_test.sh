@@ -3,12 +3,13 @@
 # integration test against GHOSTD_BIN), run from a copy in the e2e cache.
 # usage: npm_test.sh SOURCE_DIR GHOSTD_BIN    exit 77: no node/npm
 set -euo pipefail
-src=$(cd "${1:?usage: npm_test.sh SOURCE_DIR GHOSTD_BIN}" && pwd)
-bin=$(realpath "${2:?missing GHOSTD_BIN}")
+
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "SKIP e2e.vscode_extension_npm: node and npm are needed"
   exit 77
 fi
+src=$(cd "${1:?usage: npm_test.sh SOURCE_DIR GHOSTD_BIN}" && pwd)
+bin=$(realpath "${2:?missing GHOSTD_BIN}")
 cache=${GHOSTD_E2E_CACHE:-$src/build/e2e-cache}
 mkdir -p "$cache"
 ext=$("$src/tests/e2e/vscode/prepare_extension.sh" "$src" "$(cd "$cache" && pwd)")

@@ -10,6 +10,11 @@
 # exit:  0 pass, 1 fail, 77 skip (no node/npm).
 set -euo pipefail
 
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "SKIP e2e.vscode: node and npm are needed (Node 20 for code-server 4.100.3)"
+  exit 77
+fi
+
 src=$(cd "${1:?usage: run.sh SOURCE_DIR GHOSTD_BIN WORK_DIR}" && pwd)
 ghostd=$(realpath "${2:?missing GHOSTD_BIN}")
 mkdir -p "${3:?missing WORK_DIR}"
@@ -18,10 +23,6 @@ cache=${GHOSTD_E2E_CACHE:-$src/build/e2e-cache}
 here=$src/tests/e2e/vscode
 kPlaywrightVersion=1.65.1
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "SKIP e2e.vscode: node and npm are needed (Node 20 for code-server 4.100.3)"
-  exit 77
-fi
 [[ -x $ghostd ]] || { echo "e2e.vscode: no daemon at $ghostd" >&2; exit 1; }
 
 t_start=$SECONDS
