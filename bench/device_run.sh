@@ -23,7 +23,7 @@ echo "device_run: training ${TRAIN_S}s on the GPU, building meanwhile"
  echo "gpu_job exit $?" >> "$W/check/train.log") &
 train_pid=$!
 (python3 tools/make_random_model.py --arch qwen2 --out "$MODEL" --hidden 1536 --layers 28 --heads 12 \
-   --kv-heads 2 --intermediate 8960 --vocab 151936 --dtype bf16 --tied > "$W/check/make_model.log" 2>&1) &
+   --kv-heads 2 --intermediate 8960 --vocab 151936 --tokenizer-vocab 1024 --dtype bf16 --tied > "$W/check/make_model.log" 2>&1) &
 model_pid=$!
 OUT=$W/check PHASES="build tests" bash bench/gpu_check.sh "$MODEL"
 echo "device_run: build+tests done at $(( $(date +%s) - start ))s; waiting for training"

@@ -83,7 +83,7 @@ want bench && {
     elif [ -f tools/make_random_model.py ]; then
       step "generate a random 1.5B Qwen2-shaped bf16 model"
       timeout 240 python3 tools/make_random_model.py --arch qwen2 --out "$MODEL" --hidden 1536 \
-        --layers 28 --heads 12 --kv-heads 2 --intermediate 8960 --vocab 151936 --dtype bf16 --tied \
+        --layers 28 --heads 12 --kv-heads 2 --intermediate 8960 --vocab 151936 --tokenizer-vocab 1024 --dtype bf16 --tied \
         || { fail "make_random_model"; MODEL=; }
     else
       echo "no model given and no tools/make_random_model.py: benchmark skipped"

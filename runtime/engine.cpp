@@ -1,5 +1,7 @@
 #include "runtime/engine.h"
 
+#include <limits>
+
 #include <algorithm>
 #include <exception>
 #include <utility>
@@ -104,11 +106,13 @@ Engine::~Engine() {
 JobId Engine::submit(CompletionJob job, JobCallbacks callbacks) {
   std::unique_lock lock(mu_);
   const JobId id = next_id_++;
-  if (stopping_) {
+  const bool cannot_heal = !job.required_prefix.empty() && options_.token_bytes.empty();
+  if (stopping_ || cannot_heal) {
     lock.unlock();
     JobResult r;
-    r.status = JobStatus::kCancelled;
-    r.error = "engine: shut down";
+    r.status = cannot_heal ? JobStatus::kFailed : JobStatus::kCancelled;
+    r.error = cannot_heal ? "engine: a job with required_prefix needs EngineOptions::token_bytes"
+                          : "engine: shut down";
     r.metrics.prompt_tokens = static_cast<int>(job.prompt.size());
     call_on_done(callbacks, id, std::move(r));
     return id;
@@ -184,8 +188,8 @@ void Engine::run() {
       Sampler sampler(p.job.sampling);
       const bool draft = options_.prompt_lookup_drafts && p.job.use_draft && sampler.greedy() &&
                          lookup_.max_draft > 0;
-      active_.emplace(p.id,
-                      Active{std::move(p.callbacks), std::move(sampler), p.job.deadline, draft});
+      active_.emplace(p.id, Active{std::move(p.callbacks), std::move(sampler), p.job.deadline, draft,
+                                   p.job.required_prefix});
       scheduler_.submit(p.id, p.job, p.submitted);
     }
     for (JobId id : cancels) scheduler_.cancel(id);
@@ -253,6 +257,7 @@ std::vector<int32_t> Engine::sample(const StepSequence& seq, Active& job, const 
   const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
   if (seq.num_draft == 0) {
     // A decode, or the last prefill chunk (whose one row is its last token).
+    if (!job.heal.empty()) return {sample_healing(job, rows)};
     return {job.sampler.sample(std::span<const float>(rows, vocab))};
   }
   // Verify (greedy only): row i predicts the token after feed position i, so
@@ -265,6 +270,28 @@ std::vector<int32_t> Engine::sample(const StepSequence& seq, Active& job, const 
     if (i == seq.num_draft || t != seq.tokens[static_cast<size_t>(i) + 1]) break;
   }
   return out;
+}
+
+int32_t Engine::sample_healing(Active& job, const float* row) {
+  // Only tokens consistent with the bytes still required: those that start
+  // with them, or that are a prefix of them. Masking keeps greedy exact: the
+  // choice is the argmax over the allowed tokens, whatever the batch.
+  const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+  std::vector<float>& masked = heal_scratch_;
+  masked.assign(row, row + vocab);
+  const std::string& need = job.heal;
+  const size_t known = std::min(vocab, options_.token_bytes.size());
+  for (size_t id = 0; id < vocab; ++id) {
+    const std::string* b = id < known ? &options_.token_bytes[id] : nullptr;
+    const bool ok = b && !b->empty() &&
+                    (b->size() >= need.size() ? b->compare(0, need.size(), need) == 0
+                                              : need.compare(0, b->size(), *b) == 0);
+    if (!ok) masked[id] = -std::numeric_limits<float>::infinity();
+  }
+  const int32_t t = job.sampler.sample(masked);
+  const std::string& b = options_.token_bytes[static_cast<size_t>(t)];
+  job.heal = b.size() >= need.size() ? std::string() : need.substr(b.size());
+  return t;
 }
 
 void Engine::step() {
@@ -356,7 +383,8 @@ void Engine::propose_drafts(const StepPlan& plan) {
   for (const StepSequence& s : plan.seqs) {
     if (!s.samples) continue;
     auto it = active_.find(s.id);
-    if (it == active_.end() || !it->second.draft) continue;
+    // No drafts while token healing still constrains the next token.
+    if (it == active_.end() || !it->second.draft || !it->second.heal.empty()) continue;
     const std::vector<int32_t>* tokens = scheduler_.tokens(s.id);
     if (tokens == nullptr) continue;
     std::vector<int32_t> draft = prompt_lookup_draft(*tokens, lookup_);

@@ -45,6 +45,9 @@ struct EngineOptions {
   // Checks scheduler/pool/cache accounting after every step (tests, debugging);
   // the first failure is kept in EngineStats::accounting_error.
   bool validate_each_step = false;
+  // The raw bytes of every token id (Tokenizer::token_bytes), for jobs with a
+  // required_prefix (token healing); such jobs fail without it.
+  std::vector<std::string> token_bytes;
 };
 
 // A snapshot of engine counters, refreshed after every step.
@@ -104,6 +107,7 @@ class Engine : public EngineInterface {
     Sampler sampler;
     Clock::time_point deadline;
     bool draft = false;
+    std::string heal;  // required_prefix bytes not yet produced
   };
 
   Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv);
@@ -114,6 +118,7 @@ class Engine : public EngineInterface {
   void propose_drafts(const StepPlan& plan);
   Status forward(const StepPlan& plan, std::vector<float>& logits);
   std::vector<int32_t> sample(const StepSequence& seq, Active& job, const float* rows);
+  int32_t sample_healing(Active& job, const float* row);
   std::optional<Clock::time_point> nearest_deadline() const;
   void publish_stats();
 
@@ -126,6 +131,7 @@ class Engine : public EngineInterface {
   Scheduler scheduler_;
   KvStorage kv_;
   std::map<JobId, Active> active_;
+  std::vector<float> heal_scratch_;  // masked logits row for token healing
   std::vector<float> logits_;
   bool blocked_ = false;  // the last step had jobs but could run none
   EngineStats local_stats_;

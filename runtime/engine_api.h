@@ -36,6 +36,12 @@ struct CompletionJob {
   SamplingParams sampling;
   StopCriteria stop;
   bool use_draft = true;  // speculative decoding where a draft is loaded
+  // Token healing: bytes the generated text must start with. The server backs
+  // the prompt off by its last token(s) at the cursor and asks for their bytes
+  // here, so the model may pick a token that crosses the cursor (e.g. " return"
+  // after typed indentation) instead of continuing from an unnatural boundary.
+  // Needs EngineOptions::token_bytes; the bytes are part of the output tokens.
+  std::string required_prefix;
 };
 
 enum class JobStatus { kFinished, kCancelled, kExpired, kFailed };

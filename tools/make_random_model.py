@@ -260,6 +260,9 @@ def main(argv=None):
     ap.add_argument("--head-dim", type=int, default=None, help="default: hidden / heads")
     ap.add_argument("--intermediate", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=400)
+    ap.add_argument("--tokenizer-vocab", type=int, default=None,
+                    help="ids in tokenizer.json (default --vocab); smaller models padded embeddings, "
+                         "as Qwen2's 151936 rows over a 151665-token tokenizer")
     ap.add_argument("--rope-theta", type=float, default=10000.0)
     ap.add_argument("--rope-scaling", default="none", help="none | linear:F | llama3:F[:ORIG]")
     ap.add_argument("--rms-eps", type=float, default=1e-6)
@@ -281,7 +284,7 @@ def main(argv=None):
         raise SystemExit("head_dim must be even for RoPE")
     os.makedirs(a.out, exist_ok=True)
     gen = torch.Generator().manual_seed(a.seed)
-    tok, tok_cfg = make_tokenizer(a.vocab, a.max_pos)
+    tok, tok_cfg = make_tokenizer(a.tokenizer_vocab or a.vocab, a.max_pos)
     eos_id = tok["model"]["vocab"]["<|endoftext|>"]
     write_weights(a.out, make_weights(a, gen), a.shards)
     write_json(os.path.join(a.out, "config.json"), make_config(a, eos_id))

@@ -18,6 +18,8 @@ pkgs=(build-essential cmake ninja-build pkg-config git
 if [ "$mode" = test ]; then
   # PyTorch reference oracle (libopenblas0-pthread: torch is ~20x slower on reference BLAS).
   pkgs+=(python3 python3-torch python3-numpy python3-regex libopenblas0-pthread)
+  # libFuzzer targets (clang) and the real-editor tests.
+  pkgs+=(clang libclang-rt-14-dev neovim emacs-nox elpa-eglot)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -40,6 +42,12 @@ case "$mode" in
     ;;
   test)
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1500
+    # Fuzz targets over framing/dispatch and model files, for a bounded time.
+    CC=clang CXX=clang++ cmake -S . -B "$build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DGHOSTD_FUZZ=ON -DGHOSTD_CUDA=OFF -DGHOSTD_BENCH=OFF -DGHOSTD_FUZZ_SECONDS="${FUZZ_SECONDS:-20}" \
+      -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined"
+    cmake --build "$build-fuzz" -j "$jobs" --target fuzzers
+    ctest --test-dir "$build-fuzz" -L fuzz --output-on-failure
     ;;
   *)
     echo "usage: $0 demo|test" >&2
