@@ -7,8 +7,8 @@
 #
 #   bench/typing_replay.sh [BUILD_DIR] [extra ghostd flags...]
 #
-# Model: models/qwen2-code-small when present, else a random-weight model of
-# its shape (hidden 192, 6 layers, 6/2 heads, 4096 positions) made once in BUILD_DIR.
+# Model: models/qwen2-code-small when present, else a random-weight stand-in
+# (hidden 192, 6 layers, 6/2 heads, 4096 positions) made once in BUILD_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}

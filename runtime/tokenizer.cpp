@@ -201,7 +201,9 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
   }
   tok.merges_.reserve(config.merges.size());
   for (size_t rank = 0; rank < config.merges.size(); ++rank) {
-    const auto& [a, b] = config.merges[rank];
+    // Plain references: clang 14 cannot capture structured bindings.
+    const std::string& a = config.merges[rank].first;
+    const std::string& b = config.merges[rank].second;
     auto field = [&] { return origin + ": merges[" + std::to_string(rank) + "] ('" + a + " " + b + "')"; };
     auto ia = tok.piece_to_id_.find(a);
     if (ia == tok.piece_to_id_.end()) return Error{field() + ": names unknown token '" + a + "'"};

@@ -36,6 +36,7 @@ struct CompletionCore::Pending {
   Clock::time_point submitted;
   int prompt_tokens = 0;
   double server_ms = 0;
+  std::string heal;  // bytes the completion starts with that the document already has
 };
 
 namespace {
@@ -95,6 +96,7 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
     return ticket;
   }
   p->prompt_tokens = static_cast<int>(prompt.tokens.size());
+  p->heal = prompt.heal;
 
   rt::CompletionJob job;
   job.prompt = std::move(prompt.tokens);
@@ -105,6 +107,7 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   job.stop.max_new_tokens = settings.max_tokens;
   job.stop.stop_token_ids = model->fim.stop_ids;
   job.use_draft = settings.use_draft;
+  job.required_prefix = std::move(prompt.heal);
 
   // Callbacks run on the engine thread: they only post back here.
   std::weak_ptr<int> alive = alive_;
@@ -198,7 +201,13 @@ void CompletionCore::finish(Ticket t, CompletionOutcome outcome, const std::vect
     });
     ids.erase(cut, ids.end());
     try {
-      std::string raw = clean_text(p.model->tokenizer.decode(ids));
+      std::string decoded = p.model->tokenizer.decode(ids);
+      // The healed bytes are already in the document (a job cut short may
+      // not have produced all of them).
+      size_t k = 0;
+      while (k < p.heal.size() && k < decoded.size() && decoded[k] == p.heal[k]) ++k;
+      decoded.erase(0, k);
+      std::string raw = clean_text(decoded);
       out.text = postprocess_completion(raw, {p.line_prefix, p.suffix}, p.post);
     } catch (const std::exception& e) {
       out.outcome = CompletionOutcome::kError;

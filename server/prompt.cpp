@@ -171,6 +171,17 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
 
   int prefix_budget = budget.max_prompt_tokens - markers - static_cast<int>(suffix.size() + context.size() + path.size());
   std::vector<int32_t> prefix = fit_prefix(tok, in.prefix, prefix_budget, out.prefix_bytes_dropped);
+  // Token healing: the cursor cuts the text where running code would not be
+  // split (typed indentation "    " is one token; before "return" the model
+  // saw "   " + " return"). Back the last token off and let the model
+  // regenerate its bytes, choosing a token that may cross the cursor.
+  if (prefix.size() > 1 && tok.decode) {
+    std::string last = tok.decode({prefix.back()});
+    if (!last.empty() && last.size() <= 16) {
+      out.heal = std::move(last);
+      prefix.pop_back();
+    }
+  }
 
   // PSM layout, most stable first: context, current path, prefix, suffix, middle.
   out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 3);

@@ -84,6 +84,9 @@ struct Prompt {
   int prefix_tokens = 0;
   int suffix_tokens = 0;
   size_t prefix_bytes_dropped = 0;  // cut from the front of PromptInput::prefix
+  // Token healing: the bytes of the prefix's last token, backed off the
+  // prompt; the completion must start with them (CompletionJob::required_prefix).
+  std::string heal;
 };
 
 // Prefix bytes dropped to fit come off the front in steps of this many bytes,

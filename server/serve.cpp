@@ -61,10 +61,18 @@ struct Runtime {
   std::unique_ptr<rt::EngineInterface> engine;
 };
 
-rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, const ServerOptions& o) {
+rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, const rt::Tokenizer* tokenizer,
+                                                             const ServerOptions& o) {
   rt::EngineOptions eo;
   eo.kv_memory_bytes = static_cast<size_t>(o.kv_memory_mb) << 20;
   eo.prompt_lookup_drafts = o.use_draft;
+  if (tokenizer) {
+    // Token healing needs every token's bytes; special tokens never heal.
+    eo.token_bytes.resize(static_cast<size_t>(model.config().vocab_size));
+    for (size_t id = 0; id < tokenizer->vocab_size() && id < eo.token_bytes.size(); ++id)
+      if (!tokenizer->is_special(static_cast<int32_t>(id)))
+        eo.token_bytes[id] = tokenizer->token_bytes(static_cast<int32_t>(id));
+  }
   auto e = rt::Engine::create(model, std::move(eo));
   if (!e.ok()) return e.error();
   return std::unique_ptr<rt::EngineInterface>(std::move(*e));
@@ -84,7 +92,7 @@ void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineS
   }
   rt_out.model.emplace(std::move(*loaded));
   state.report_progress(95, "starting the engine");
-  auto engine = make_engine(*rt_out.model->model, o);
+  auto engine = make_engine(*rt_out.model->model, rt_out.model->tokenizer.get(), o);
   if (!engine.ok()) {
     spdlog::error("{}", engine.error().message);
     state.set_failed(engine.error().message);

@@ -81,7 +81,12 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
       JobResult r;
       r.metrics.prompt_tokens = static_cast<int>(j.job.prompt.size());
       r.status = JobStatus::kFinished;
-      for (size_t i = 0; i < tokens_.size() && static_cast<int>(i) < j.job.stop.max_new_tokens; ++i) {
+      // Like the real engine, the output starts with the token-healing bytes
+      // (one byte per token with the test byte tokenizer).
+      std::vector<int32_t> out;
+      for (unsigned char c : j.job.required_prefix) out.push_back(c);
+      out.insert(out.end(), tokens_.begin(), tokens_.end());
+      for (size_t i = 0; i < out.size() && static_cast<int>(i) < j.job.stop.max_new_tokens; ++i) {
         if (is_cancelled(j.id) || stop_) {
           r.status = JobStatus::kCancelled;
           break;
@@ -91,9 +96,9 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
           r.status = JobStatus::kExpired;
           break;
         }
-        r.tokens.push_back(tokens_[i]);
+        r.tokens.push_back(out[i]);
         if (i == 0) r.metrics.ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-        if (!j.cb.on_tokens({tokens_[i]})) break;
+        if (!j.cb.on_tokens({out[i]})) break;
       }
       r.metrics.generated_tokens = static_cast<int>(r.tokens.size());
       r.metrics.total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();

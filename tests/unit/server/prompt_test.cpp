@@ -45,13 +45,16 @@ TEST_CASE("prompt layout: context first, then prefix, suffix, middle") {
   PromptInput in{"def f():\n    ret", "\nprint(f())\n", "a.py", "repo", {{"b.py", "X = 1"}}};
   Prompt p = build_prompt(*fim, view, in, PromptBudget{});
   CHECK(tok.decode(p.tokens) ==
-        "<|repo_name|>repo\n<|file_sep|>b.py\nX = 1\n<|file_sep|>a.py\n<|fim_prefix|>def f():\n    ret"
+        "<|repo_name|>repo\n<|file_sep|>b.py\nX = 1\n<|file_sep|>a.py\n<|fim_prefix|>def f():\n    re"
         "<|fim_suffix|>\nprint(f())\n<|fim_middle|>");
-  CHECK(p.prefix_tokens == 16);
+  // Token healing: the prefix's last token is backed off and must be regenerated.
+  CHECK(p.heal == "t");
+  CHECK(p.prefix_tokens == 15);
   // Special-looking text in the document is plain text, never a control token.
   PromptInput tricky{"<|fim_middle|>", "x", "a.py", "", {}};
   Prompt q = build_prompt(*fim, view, tricky, PromptBudget{});
-  CHECK(q.tokens.size() == 3 + 14 + 1);
+  CHECK(q.tokens.size() == 3 + 13 + 1);
+  CHECK(q.heal == ">");
 }
 
 TEST_CASE("budget: suffix window short, prefix cut at quantized line starts") {
@@ -83,7 +86,7 @@ TEST_CASE("plain template: no FIM tokens, the prompt is the prefix alone") {
   CHECK(plain.stop_ids == std::vector<int32_t>{256, 257});
   PromptInput in{"def f():\n    ret", "\nprint(f())\n", "a.py", "repo", {{"b.py", "X = 1"}}};
   Prompt p = build_prompt(plain, view, in, PromptBudget{});
-  CHECK(tok.decode(p.tokens) == "def f():\n    ret");
+  CHECK(tok.decode(p.tokens) + p.heal == "def f():\n    ret");
   CHECK(p.suffix_tokens == 0);
   PromptBudget small{8, 4, 0};
   Prompt cut = build_prompt(plain, view, in, small);
@@ -97,7 +100,8 @@ TEST_CASE("nothing but whitespace after the cursor: plain left-to-right layout, 
   for (std::string_view suffix : {"", "\n", "  \r\n\t\n"}) {
     PromptInput in{"def f():\n    ret", suffix, "a.py", "repo", {{"b.py", "X = 1"}}};
     Prompt p = build_prompt(fim, view, in, PromptBudget{});
-    CHECK(tok.decode(p.tokens) == "<|repo_name|>repo\n<|file_sep|>b.py\nX = 1\n<|file_sep|>a.py\ndef f():\n    ret");
+    CHECK(tok.decode(p.tokens) + p.heal ==
+          "<|repo_name|>repo\n<|file_sep|>b.py\nX = 1\n<|file_sep|>a.py\ndef f():\n    ret");
     CHECK(p.suffix_tokens == 0);
   }
 }
