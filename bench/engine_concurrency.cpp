@@ -6,7 +6,7 @@
 //
 //   bench_engine_concurrency --model PATH [--editors 1,4,16] [--tokens 32]
 //       [--source runtime/scheduler.cpp] [--prompt 300] [--requests 8]
-//       [--threads N] [--kv-mb 256] [--no-drafts]
+//       [--threads N] [--device cpu|cuda] [--kv-mb 256] [--no-drafts]
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -35,6 +35,7 @@ struct Args {
   int prompt = 300;
   int requests = 8;
   int threads = 0;
+  std::string device = "cpu";
   size_t kv_mb = 256;
   bool drafts = true;
 };
@@ -42,7 +43,7 @@ struct Args {
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "%s\nusage: bench_engine_concurrency --model PATH [--editors 1,4,16] [--tokens 32]\n"
-               "  [--source FILE] [--prompt 300] [--requests 8] [--threads N] [--kv-mb 256] "
+               "  [--source FILE] [--prompt 300] [--requests 8] [--threads N] [--device cpu|cuda] [--kv-mb 256] "
                "[--no-drafts]\n",
                msg);
   std::exit(2);
@@ -72,6 +73,8 @@ Args parse(int argc, char** argv) {
       a.requests = std::stoi(val());
     else if (k == "--threads")
       a.threads = std::stoi(val());
+    else if (k == "--device")
+      a.device = val();
     else if (k == "--kv-mb")
       a.kv_mb = std::stoul(val());
     else if (k == "--no-drafts")
@@ -206,7 +209,9 @@ Figures run(const Args& a, Model& model, const std::vector<int32_t>& source, int
 int main(int argc, char** argv) {
   setup_logging("warn");
   const Args a = parse(argc, argv);
-  auto backend = make_cpu_backend({.threads = a.threads});
+  auto made = make_backend(a.device, a.threads);
+  if (!made) usage(made.error().message.c_str());
+  auto backend = std::move(*made);
   auto loaded = load_model(a.model, *backend);
   if (!loaded) usage(loaded.error().message.c_str());
   std::ifstream in(a.source, std::ios::binary);

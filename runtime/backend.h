@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/dtype.h"
@@ -156,5 +157,10 @@ struct CpuBackendOptions {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
+
+// A backend by name: "cpu", "cuda" / "cuda:N", or "auto" (the first GPU when
+// one is present and the CUDA backend is built, else the CPU). Errors name
+// what is missing.
+Result<std::unique_ptr<Backend>> make_backend(std::string_view device, int cpu_threads = 0);
 
 }  // namespace ghostd::runtime

@@ -46,7 +46,7 @@ int fail(const std::string& msg) {
 }  // namespace
 
 int run_generate(std::span<char*> args) {
-  std::string model_path, prompt, v;
+  std::string model_path, prompt, v, device = "cpu";
   int n_predict = 64, threads = 0;
   SamplingParams sp;
   Flags f{args};
@@ -60,15 +60,18 @@ int run_generate(std::span<char*> args) {
     else if (name == "--top-p") ok = f.value(v) && (sp.top_p = std::strtof(v.c_str(), nullptr), true);
     else if (name == "--seed") ok = f.value(v) && (sp.seed = std::strtoull(v.c_str(), nullptr, 10), true);
     else if (name == "--threads") ok = f.value(v) && (threads = std::atoi(v.c_str()), true);
+    else if (name == "--device") ok = f.value(device);
     else return fail("generate: unknown flag " + std::string(name) +
                      "\nusage: ghostd generate --model PATH --prompt TEXT [-n N] [--temperature T] "
-                     "[--top-k K] [--top-p P] [--seed S] [--threads N]");
+                     "[--top-k K] [--top-p P] [--seed S] [--threads N] [--device cpu|cuda|auto]");
     if (!ok) return fail("generate: " + std::string(name) + " needs a value");
   }
   if (model_path.empty()) return fail("generate: --model PATH is required");
   if (n_predict < 0) return fail("generate: -n must be >= 0");
 
-  auto backend = make_cpu_backend({.threads = threads});
+  auto made = make_backend(device, threads);
+  if (!made) return fail("generate: " + made.error().message);
+  auto backend = std::move(*made);
   auto t0 = std::chrono::steady_clock::now();
   auto loaded = load_model(model_path, *backend, true, [](double frac, std::string_view what) {
     spdlog::info("loading model: {:3.0f}% {}", frac * 100, what);

@@ -42,6 +42,7 @@ const char* server_options_help() {
          "  --max-message-bytes N    largest accepted LSP message (67108864)\n"
          "  --log-level LEVEL        trace|debug|info|warn|error|off (info)\n"
          "  --threads N              CPU backend threads (0 = all cores)\n"
+         "  --device DEV             cpu, cuda, cuda:N or auto (cpu)\n"
          "  --kv-memory-mb N         KV cache budget in MiB (0 = the engine's default)\n";
 }
 
@@ -54,7 +55,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--model",          "--draft-model",       "--max-tokens", "--context-budget",
         "--suffix-tokens",  "--context-tokens",    "--deadline-ms", "--max-lines",
         "--metrics-log",    "--metrics-summary-s", "--listen",      "--max-message-bytes",
-        "--log-level",      "--threads",           "--kv-memory-mb"};
+        "--log-level",      "--threads",           "--kv-memory-mb", "--device"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name != "--no-draft" &&
         std::find(std::begin(kValueFlags), std::end(kValueFlags), name) == std::end(kValueFlags)) {
@@ -104,6 +105,8 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       o.max_message_bytes = static_cast<size_t>(*v);
     } else if (flag == "--threads") {
       s = int_flag(o.threads, 0, 1024);
+    } else if (flag == "--device") {
+      o.device = value;
     } else if (flag == "--kv-memory-mb") {
       s = int_flag(o.kv_memory_mb, 0, 1 << 20);
     } else if (flag == "--log-level") {

@@ -26,6 +26,7 @@ struct ServerOptions {
   std::string log_level = "info";        // --log-level
   bool use_draft = true;                 // --no-draft turns speculative decoding off
   int threads = 0;                       // --threads: CPU backend threads (0 = all cores)
+  std::string device = "cpu";            // --device: cpu, cuda, cuda:N or auto
   int kv_memory_mb = 0;                  // --kv-memory-mb: KV cache budget (0 = the engine's default)
 };
 

@@ -80,7 +80,13 @@ rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, c
 
 void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineSlot& slot, ModelState& state) {
   state.report_progress(0, "loading " + path.string());
-  rt_out.backend = rt::make_cpu_backend({.threads = o.threads});
+  auto backend = rt::make_backend(o.device, o.threads);
+  if (!backend.ok()) {
+    spdlog::error("{}", backend.error().message);
+    state.set_failed(backend.error().message);
+    return;
+  }
+  rt_out.backend = std::move(*backend);
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = rt::load_model(path, *rt_out.backend, true, [&](double frac, std::string_view what) {
     state.report_progress(static_cast<int>(frac * 90), std::string(what));

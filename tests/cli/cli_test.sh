@@ -24,6 +24,9 @@ check "missing model exits 1" "1" "$rc"
 case "$out" in *missing-model*) echo "ok   missing model message names the path";; *) echo "FAIL missing model message: $out"; fails=$((fails + 1));; esac
 out=$("$ghostd" generate --bogus 2>&1); rc=$?
 check "unknown flag exits 1" "1" "$rc"
+out=$("$ghostd" generate --model "$work/missing-model" --device tpu 2>&1); rc=$?
+check "bad device exits 1" "1" "$rc"
+case "$out" in *"expected cpu, cuda"*) echo "ok   bad device message";; *) echo "FAIL bad device message: $out"; fails=$((fails + 1));; esac
 
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   model=$work/random-qwen2
