@@ -35,7 +35,12 @@ Session lines (blank lines and lines starting with '#' are skipped):
             "method": "inline"|"completion", "delay_ms": D, "expect_text": true}}
                                       type T one character at a time from (L, C) (or from
                                       the end of the document): a didChange then a
-                                      completion request per character, as an editor does
+                                      completion request per character, as an editor does;
+                                      "\b" in T is a backspace (deletes the character
+                                      before the cursor on its line)
+  {"move": {"uri": U, "line": L | "end", "character": C, "method": ...}}
+                                      move the cursor without editing and ask for a
+                                      completion there (an editor does on cursor moves)
   {"expect_exit": CODE}               wait for the daemon to exit with CODE
 Files are relative to the session file. Exit status: 0 when every expectation held.
 """
@@ -209,6 +214,7 @@ def main():
     failures = []
     latencies = []
     docs = {}  # uri -> list of lines, as the daemon should have them
+    versions = {}  # uri -> the last version sent
     next_id = 100000
 
     def read_text(spec):
@@ -277,6 +283,7 @@ def main():
             o = step["open"]
             text = filler(o.get("filler_lines", 0)) + read_text(o)
             docs[o["uri"]] = text.split("\n")
+            versions[o["uri"]] = o.get("version", 1)
             d.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
                 "uri": o["uri"], "languageId": o.get("language", "python"), "version": o.get("version", 1),
                 "text": text}}})
@@ -287,33 +294,52 @@ def main():
                 line, ch = len(lines) - 1, utf16_len(lines[-1])
             else:
                 line, ch = t["line"], t["character"]
-            version = t.get("version", 2)
+            version = t.get("version", versions.get(t["uri"], 1) + 1)
             method = "textDocument/inlineCompletion" if t.get("method", "inline") == "inline" \
                 else "textDocument/completion"
             col = None  # code-point column of the cursor in lines[line]
             for c in read_text(t):
                 if c == "\r":
                     continue
-                d.send({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
-                    "textDocument": {"uri": t["uri"], "version": version},
-                    "contentChanges": [{"range": {"start": {"line": line, "character": ch},
-                                                  "end": {"line": line, "character": ch}}, "text": c}]}})
-                version += 1
-                while line >= len(lines):
-                    lines.append("")
-                cur = lines[line]
-                if col is None:  # map the starting UTF-16 column to a code-point column once
-                    col, u = 0, 0
-                    while col < len(cur) and u < ch:
-                        u += utf16_len(cur[col])
-                        col += 1
-                if c == "\n":
-                    lines[line:line + 1] = [cur[:col], cur[col:]]
-                    line, ch, col = line + 1, 0, 0
+                if c == "\b":
+                    cur = lines[line]
+                    if col is None:
+                        col, u = 0, 0
+                        while col < len(cur) and u < ch:
+                            u += utf16_len(cur[col])
+                            col += 1
+                    if col == 0:
+                        continue
+                    w = utf16_len(cur[col - 1])
+                    d.send({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
+                        "textDocument": {"uri": t["uri"], "version": version},
+                        "contentChanges": [{"range": {"start": {"line": line, "character": ch - w},
+                                                      "end": {"line": line, "character": ch}}, "text": ""}]}})
+                    version += 1
+                    lines[line] = cur[:col - 1] + cur[col:]
+                    ch -= w
+                    col -= 1
                 else:
-                    lines[line] = cur[:col] + c + cur[col:]
-                    ch += utf16_len(c)
-                    col += 1
+                    d.send({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
+                        "textDocument": {"uri": t["uri"], "version": version},
+                        "contentChanges": [{"range": {"start": {"line": line, "character": ch},
+                                                      "end": {"line": line, "character": ch}}, "text": c}]}})
+                    version += 1
+                    while line >= len(lines):
+                        lines.append("")
+                    cur = lines[line]
+                    if col is None:  # map the starting UTF-16 column to a code-point column once
+                        col, u = 0, 0
+                        while col < len(cur) and u < ch:
+                            u += utf16_len(cur[col])
+                            col += 1
+                    if c == "\n":
+                        lines[line:line + 1] = [cur[:col], cur[col:]]
+                        line, ch, col = line + 1, 0, 0
+                    else:
+                        lines[line] = cur[:col] + c + cur[col:]
+                        ch += utf16_len(c)
+                        col += 1
                 next_id += 1
                 rid = next_id
                 sent_at = time.monotonic()
@@ -340,6 +366,25 @@ def main():
                     print("%5d:%-3d %s%s%s%s" % (line + 1, ch, lines[line][:col], DIM, ghost, RESET))
                 if t.get("delay_ms"):
                     time.sleep(t["delay_ms"] / 1000.0)
+            versions[t["uri"]] = version - 1
+        elif "move" in step:
+            m = step["move"]
+            lines = docs.setdefault(m["uri"], [""])
+            line = len(lines) - 1 if m.get("line") == "end" else m["line"]
+            ch = utf16_len(lines[line]) if m.get("line") == "end" else m["character"]
+            next_id += 1
+            rid = next_id
+            sent_at = time.monotonic()
+            method = "textDocument/inlineCompletion" if m.get("method", "inline") == "inline" \
+                else "textDocument/completion"
+            d.send({"jsonrpc": "2.0", "id": rid, "method": method, "params": {
+                "textDocument": {"uri": m["uri"]}, "position": {"line": line, "character": ch},
+                "context": {"triggerKind": 2}}})
+            got = d.wait_for(lambda msg: msg.get("id") == rid and "method" not in msg, timeout)
+            if got is None:
+                failures.append("step %d: no reply to cursor-move request %d" % (n, rid))
+            else:
+                latencies.append((got[0] - sent_at) * 1000.0)
         elif "expect_exit" in step:
             try:
                 code = d.proc.wait(timeout=timeout)
@@ -383,6 +428,9 @@ def main():
             reused = sum(r.get("reused_tokens", 0) for r in ok)
             if prompt:
                 print("prompt tokens served from cache: %.1f%%" % (100.0 * reused / prompt))
+                pre = [r.get("prompt_tokens", 0) - r.get("reused_tokens", 0) for r in ok]
+                print("prefill tokens per request: p50 %d, p99 %d, mean %.1f" % (
+                    percentile(pre, 0.5), percentile(pre, 0.99), sum(pre) / len(pre)))
     for f in failures:
         print("FAIL " + f, file=sys.stderr)
     print("%s: %s" % (os.path.basename(a.session), "ok" if not failures else "%d failure(s)" % len(failures)))
