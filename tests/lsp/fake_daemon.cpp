@@ -42,8 +42,12 @@ int main(int argc, char** argv) {
   auto tokenizer = testing::qwen_tokenizer();
   testing::FakeEngine engine(tokenizer.encode(output, false), std::chrono::milliseconds(delay_ms));
   ModelState model;
-  // Loads in the background, as the real daemon does, reporting progress.
+  // Without --fake-load-ms the model is ready before the first message, so
+  // transcripts do not race the loader; with it, it loads in the background
+  // as the real daemon does, reporting progress.
+  if (load_ms == 0) (void)model.set_ready("fake", make_tokenizer_view(tokenizer));
   std::thread loader([&] {
+    if (load_ms == 0) return;
     for (int p = 0; p < 100 && load_ms > 0; p += 25) {
       model.report_progress(p, "loading " + std::to_string(p) + "%");
       std::this_thread::sleep_for(std::chrono::milliseconds(load_ms / 4));
