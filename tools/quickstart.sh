@@ -13,7 +13,7 @@ build=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 
 # Build and test dependencies, all from Debian 12.
-pkgs=(build-essential cmake ninja-build pkg-config git
+pkgs=(build-essential cmake ninja-build pkg-config git python3
       nlohmann-json3-dev libasio-dev libspdlog-dev doctest-dev libpcre2-dev libutf8proc-dev)
 if [ "$mode" = test ]; then
   # PyTorch reference oracle (libopenblas0-pthread: torch is ~20x slower on reference BLAS).

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "runtime/cpu/gemm.h"
+#include "runtime/cpu/gemm_tiling.h"
 
 namespace ghostd::runtime::cpu {
 
@@ -14,10 +15,12 @@ inline __m512 load16(const void* row, int k) {
   if constexpr (D == DType::kF32) {
     return _mm512_loadu_ps(static_cast<const float*>(row) + k);
   } else if constexpr (D == DType::kBF16) {
-    __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k));
+    __m256i h =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   } else if constexpr (D == DType::kF16) {
-    __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k));
+    __m256i h =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k));
     return _mm512_cvtph_ps(h);
   } else {
     const uint8_t* blk = static_cast<const uint8_t*>(row) + (k / 32) * 34;
@@ -29,75 +32,35 @@ inline __m512 load16(const void* row, int k) {
   }
 }
 
-template <DType D>
-inline float load1(const void* row, int k) {
-  if constexpr (D == DType::kF32) return static_cast<const float*>(row)[k];
-  else if constexpr (D == DType::kBF16) return bf16_to_f32(static_cast<const uint16_t*>(row)[k]);
-  else if constexpr (D == DType::kF16) return _cvtsh_ss(static_cast<const uint16_t*>(row)[k]);
-  else {
-    const uint8_t* blk = static_cast<const uint8_t*>(row) + (k / 32) * 34;
-    uint16_t d16;
-    std::memcpy(&d16, blk, 2);
-    return _cvtsh_ss(d16) * static_cast<float>(static_cast<int8_t>(blk[2 + k % 32]));
-  }
-}
-
-template <DType D>
-inline const void* row_ptr(const Weight& w, int64_t n) {
-  if constexpr (D == DType::kF32) return static_cast<const float*>(w.data) + n * w.cols;
-  else if constexpr (D == DType::kQ8_0) return static_cast<const uint8_t*>(w.data) + n * (w.cols / 32) * 34;
-  else return static_cast<const uint16_t*>(w.data) + n * w.cols;
-}
-
 // Same operation order for every row whatever R (see gemm.h).
-template <DType D, int R>
-inline void dot_rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
-  __m512 acc0[R], acc1[R];
-  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-  int k = 0;
-  for (; k + 32 <= cols; k += 32) {
-    __m512 w0 = load16<D>(wrow, k), w1 = load16<D>(wrow, k + 16);
+struct Dot {
+  template <DType D, int R>
+  static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
+    __m512 acc0[R], acc1[R];
+    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 32 <= cols; k += 32) {
+      __m512 w0 = load16<D>(wrow, k), w1 = load16<D>(wrow, k + 16);
+      for (int r = 0; r < R; ++r) {
+        const float* xr = x + static_cast<int64_t>(r) * cols;
+        acc0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + k), w0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + k + 16), w1, acc1[r]);
+      }
+    }
     for (int r = 0; r < R; ++r) {
       const float* xr = x + static_cast<int64_t>(r) * cols;
-      acc0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + k), w0, acc0[r]);
-      acc1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + k + 16), w1, acc1[r]);
+      float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
+      for (int kk = k; kk < cols; ++kk) s += xr[kk] * load1<D>(wrow, kk);
+      out[r * out_stride] = s;
     }
   }
-  for (int r = 0; r < R; ++r) {
-    const float* xr = x + static_cast<int64_t>(r) * cols;
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
-    for (int kk = k; kk < cols; ++kk) s += xr[kk] * load1<D>(wrow, kk);
-    out[r * out_stride] = s;
-  }
-}
-
-template <DType D>
-void gemm_typed(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
-                float* out, int64_t out_stride) {
-  const int cols = static_cast<int>(w.cols);
-  constexpr int64_t kBlockN = 64;
-  for (int64_t nb = n_begin; nb < n_end; nb += kBlockN) {
-    int64_t ne = nb + kBlockN < n_end ? nb + kBlockN : n_end;
-    int r = 0;
-    for (; r + 4 <= rows; r += 4)
-      for (int64_t n = nb; n < ne; ++n)
-        dot_rows<D, 4>(x + static_cast<int64_t>(r) * cols, cols, row_ptr<D>(w, n), out + r * out_stride + n, out_stride);
-    for (; r < rows; ++r)
-      for (int64_t n = nb; n < ne; ++n)
-        dot_rows<D, 1>(x + static_cast<int64_t>(r) * cols, cols, row_ptr<D>(w, n), out + r * out_stride + n, out_stride);
-  }
-}
+};
 
 }  // namespace
 
 void gemm_avx512(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                  float* out, int64_t out_stride) {
-  switch (w.dtype) {
-    case DType::kF32: return gemm_typed<DType::kF32>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kBF16: return gemm_typed<DType::kBF16>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kF16: return gemm_typed<DType::kF16>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ8_0: return gemm_typed<DType::kQ8_0>(x, rows, w, n_begin, n_end, out, out_stride);
-  }
+  gemm_dispatch<Dot>(x, rows, w, n_begin, n_end, out, out_stride);
 }
 
 }  // namespace ghostd::runtime::cpu
