@@ -87,6 +87,12 @@ void LspServer::start(std::function<void(int)> on_exit) {
   });
 }
 
+void LspServer::stop() {
+  if (state_ == State::kExited) return;
+  if (state_ == State::kRunning) log_message(3, "ghostd is shutting down");
+  finish_exit(0);
+}
+
 void LspServer::register_handlers() {
   dispatcher_.set_request_gate([this](std::string_view method) -> std::optional<RpcError> {
     switch (state_) {

@@ -36,6 +36,10 @@ class LspServer {
   // Starts reading. `on_exit` runs once with the exit code (0 after
   // shutdown, else 1) on `exit` or end of input.
   void start(std::function<void(int exit_code)> on_exit);
+  // Ends the session from the server's side (the daemon is shutting down):
+  // pending completions are answered as cancelled, queued messages are
+  // written, then the transport closes; `on_exit` runs with 0.
+  void stop();
 
   std::optional<int> exit_code() const { return exit_code_; }
   PositionEncoding encoding() const { return encoding_; }

@@ -20,7 +20,12 @@ class StreamTransport : public Transport {
  public:
   StreamTransport(Stream in, std::optional<Stream> out, size_t max_message_bytes)
       : state_(std::make_shared<State>(std::move(in), std::move(out), max_message_bytes)) {}
-  ~StreamTransport() override { close(); }
+  // Queued writes still finish (their handlers own the state); no handler
+  // of the owner runs after this.
+  ~StreamTransport() override {
+    close();
+    state_->handlers = {};
+  }
 
   void start(TransportHandlers handlers) override {
     state_->handlers = std::move(handlers);
@@ -79,7 +84,7 @@ class StreamTransport : public Transport {
       for (auto& f : frames) {
         if (s->closed) break;
         if (f.kind == Frame::Kind::kMessage) {
-          s->handlers.on_message(std::move(f.body));
+          if (s->handlers.on_message) s->handlers.on_message(std::move(f.body));
         } else if (s->handlers.on_frame_error) {
           s->handlers.on_frame_error(f);
         }
