@@ -3,7 +3,10 @@
 
 #include <array>
 #include <asio/read.hpp>
+#include <asio/socket_base.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -14,6 +17,11 @@
 namespace ghostd::server {
 
 // Reads from `in`, writes to `out` (the same socket when `out` is empty).
+// Closing a socket is graceful: after the last queued write it shuts down
+// sending and reads (discarding) until the peer closes too, for at most
+// kLinger. Closing at once would make the kernel answer bytes the peer is
+// still sending with a reset, which can discard replies the peer has not read
+// yet (an editor typing on while the daemon shuts down).
 // Thread-safety: not thread-safe; all calls on the stream's executor.
 template <class Stream>
 class StreamTransport : public Transport {
@@ -40,7 +48,7 @@ class StreamTransport : public Transport {
     if (state_->closed) return;
     state_->closed = true;
     // Queued replies (e.g. to shutdown) still go out; the streams close after them.
-    if (state_->queue.empty()) close_streams(*state_);
+    if (state_->queue.empty()) close_streams(state_);
   }
   asio::any_io_executor executor() const override { return state_->in.get_executor(); }
 
@@ -57,12 +65,39 @@ class StreamTransport : public Transport {
     std::deque<std::string> queue;
     bool closed = false;
     bool reported_close = false;
+    bool peer_closed = false;                  // end of input or a read error
+    std::optional<asio::steady_timer> linger;  // set while a socket waits for its peer's close
   };
 
-  static void close_streams(State& st) {
+  static constexpr std::chrono::seconds kLinger{2};
+  static constexpr bool kIsSocket = requires(Stream & st, asio::error_code & ec) {
+    st.shutdown(asio::socket_base::shutdown_send, ec);
+  };
+
+  static void close_now(State& st) {
     asio::error_code ec;
+    if (st.linger) st.linger->cancel();
     st.in.close(ec);
     if (st.out) st.out->close(ec);
+  }
+
+  // After the last write: descriptors close; a socket whose peer has not
+  // closed yet half-closes and lingers (see the class comment).
+  static void close_streams(const std::shared_ptr<State>& s) {
+    if constexpr (kIsSocket) {
+      if (!s->peer_closed && !s->linger) {
+        asio::error_code ec;
+        s->in.shutdown(asio::socket_base::shutdown_send, ec);
+        if (!ec) {
+          s->linger.emplace(s->in.get_executor(), kLinger);
+          s->linger->async_wait([s](const asio::error_code& wait_ec) {
+            if (!wait_ec) close_now(*s);
+          });
+          return;
+        }
+      }
+    }
+    close_now(*s);
   }
 
   static void report_close(const std::shared_ptr<State>& s) {
@@ -71,12 +106,24 @@ class StreamTransport : public Transport {
     if (s->handlers.on_close) s->handlers.on_close();
   }
 
+  // Once closed, a socket goes on reading (and dropping what it reads) until
+  // its peer closes; a descriptor stops.
+  static void read_after_close(const std::shared_ptr<State>& s) {
+    report_close(s);
+    if constexpr (kIsSocket) read_more(s);
+  }
+
   static void read_more(std::shared_ptr<State> s) {
-    if (s->closed) return;
     auto& st = *s;
     st.in.async_read_some(asio::buffer(st.buf), [s](const asio::error_code& ec, size_t n) {
-      if (ec || s->closed) {
+      if (ec) {
+        s->peer_closed = true;
         report_close(s);
+        if (s->linger) close_now(*s);  // else the last write closes
+        return;
+      }
+      if (s->closed) {
+        read_after_close(s);
         return;
       }
       std::vector<Frame> frames;
@@ -90,7 +137,7 @@ class StreamTransport : public Transport {
         }
       }
       if (s->closed) {
-        report_close(s);
+        read_after_close(s);
         return;
       }
       read_more(s);
@@ -103,14 +150,14 @@ class StreamTransport : public Transport {
       if (ec) {
         spdlog::debug("transport write failed: {}", ec.message());
         s->queue.clear();
-        if (s->closed) close_streams(*s);
+        if (s->closed) close_now(*s);
         return;
       }
       s->queue.pop_front();
       if (!s->queue.empty()) {
         write_next(s);
       } else if (s->closed) {
-        close_streams(*s);
+        close_streams(s);
       }
     });
   }
