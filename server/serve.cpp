@@ -155,7 +155,10 @@ int run_serve(std::span<char*> args, const char* argv0) {
   Runtime runtime;
   std::thread loader;
   const ServerOptions& o = *options;
-  state.set_load_request_handler([&](const std::string& requested) {
+  // The handler and the loader thread use locals of this frame: the loader
+  // is joined below before any of them goes, and `state` (which holds the
+  // handler) goes with them.
+  state.set_load_request_handler([&o, &state, &loader, &runtime, &slot, argv0](const std::string& requested) {
     fs::path path = requested.empty() ? fs::path(o.model) : fs::path(requested);
     if (path.empty()) {
       std::error_code ec;
@@ -168,7 +171,7 @@ int run_serve(std::span<char*> args, const char* argv0) {
       return;
     }
     // Called once, from the first session's initialize (or below): load off the event loop.
-    loader = std::thread([&, path] { load(path, o, runtime, slot, state); });
+    loader = std::thread([&o, &runtime, &slot, &state, path] { load(path, o, runtime, slot, state); });
   });
 
   int code = 0;

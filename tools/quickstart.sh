@@ -33,8 +33,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGHOSTD_CUDA="${GHOSTD_CUDA:-AUTO}"
+werror=OFF
+[ "$mode" = test ] && werror=ON  # warnings are errors in CI, not in a user's build
+cmake --preset default -B "$build" -DGHOSTD_CUDA="${GHOSTD_CUDA:-AUTO}" -DGHOSTD_WERROR=$werror
 cmake --build "$build" -j "$jobs"
+
+# Sanitizer runs (test mode; CMakePresets.json: asan, tsan). A report fails
+# the run: ASan and TSan halt on the first one, UBSan does not recover.
+export ASAN_OPTIONS=detect_stack_use_after_return=1:detect_leaks=1:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 case "$mode" in
   demo)
@@ -42,12 +51,20 @@ case "$mode" in
     ;;
   test)
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1500
-    # Fuzz targets over framing/dispatch and model files, for a bounded time.
-    CC=clang CXX=clang++ cmake -S . -B "$build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DGHOSTD_FUZZ=ON -DGHOSTD_CUDA=OFF -DGHOSTD_BENCH=OFF -DGHOSTD_FUZZ_SECONDS="${FUZZ_SECONDS:-20}" \
-      -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined"
-    cmake --build "$build-fuzz" -j "$jobs" --target fuzzers
-    ctest --test-dir "$build-fuzz" -L fuzz --output-on-failure
+    # AddressSanitizer + UndefinedBehaviorSanitizer (clang), with the libFuzzer
+    # targets in the same build: unit, LSP transcript, multi-session and CLI
+    # tests, then each fuzz target for a bounded time.
+    cmake --preset fuzz -B "$build-asan" -DGHOSTD_FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+    cmake --build "$build-asan" -j "$jobs" --target ghostd ghostd_unit ghostd_lsp_fake fuzzers
+    ctest --test-dir "$build-asan" --output-on-failure -j "$jobs" --timeout 1500 -L 'unit|lsp|cli' -LE gpu
+    ctest --test-dir "$build-asan" --output-on-failure -L fuzz
+    # ThreadSanitizer (clang): the engine, scheduler and CPU pool, the server,
+    # and every LSP test (event loop, engine thread, metrics writer, loader and
+    # sessions share state there).
+    cmake --preset tsan -B "$build-tsan"
+    cmake --build "$build-tsan" -j "$jobs" --target ghostd ghostd_unit ghostd_lsp_fake
+    ctest --test-dir "$build-tsan" --output-on-failure -j "$jobs" --timeout 1500 \
+      -R '^(unit\.runtime\.(engine|scheduler|cpu\..*)|unit\.server\..*|lsp\..*)$'
     ;;
   *)
     echo "usage: $0 demo|test" >&2

@@ -106,6 +106,10 @@ class Session:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         self.writer.close()  # as an editor does when the server hangs up
+        for w in self.waiters.values():  # what is still unanswered never will be
+            if not w.done():
+                w.set_exception(ConnectionResetError(f"{self.name}: connection closed"))
+                w.exception()  # raised where awaited; no warning where nobody waits
         self.closed_by_server.set()
 
     def send(self, msg):
