@@ -110,11 +110,13 @@ class Client {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return closed_; });
   }
+  // Shutting down ends the reader's blocking read; the descriptor is closed
+  // only after the reader is gone (closing it under a read is a race).
   void disconnect() {
     asio::error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_both, ec);
-    socket_.close(ec);
     if (reader_.joinable()) reader_.join();
+    socket_.close(ec);
   }
   // id -> every response that carried it (exactly one expected).
   std::map<int, std::vector<json>> responses() {
