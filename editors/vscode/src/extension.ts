@@ -16,6 +16,7 @@ import {
   StreamMessageReader,
   StreamMessageWriter,
 } from 'vscode-languageclient/node';
+import { endProcess } from './process';
 import { GhostdSettings, initializationOptions, kRestartKeys, languageEnabled, readSettings, serverCommand } from './settings';
 import { StatusModel } from './status';
 import { TapReader } from './tap_reader';
@@ -25,6 +26,9 @@ const kEnabledKey = 'ghostd.enabled';
 // when the model is still loading; without it within this time the model was
 // already there.
 const kProgressGraceMs = 1500;
+// After shutdown/exit the daemon drains its replies and closes its metrics
+// log; it is killed only if it is still there after this time.
+const kExitGraceMs = 2000;
 
 class GhostdExtension implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -178,18 +182,25 @@ class GhostdExtension implements vscode.Disposable {
     const client = this.client;
     const child = this.child;
     this.client = undefined;
+    let answered = false;
     if (client) {
       try {
         await client.stop(3000);
+        answered = true;
       } catch (err) {
         this.output.warn(`stopping ghostd: ${String(err)}`);
       }
     }
-    // shutdown/exit ends the daemon; a daemon that did not answer is killed.
-    if (child && child.exitCode === null && child.signalCode === null) child.kill();
+    // shutdown/exit ends the daemon, which still needs a moment after `exit`
+    // (killing it at once cut off its metrics log's last summary); a daemon
+    // that did not answer, or does not end, is killed.
+    if (child && !(await endProcess(child, answered ? kExitGraceMs : 0))) {
+      this.output.warn(`ghostd did not exit${answered ? ` within ${kExitGraceMs} ms of shutdown/exit` : ''}: killed`);
+    }
   }
 
   async restart(): Promise<void> {
+    this.output.info('restarting ghostd');
     this.settings = this.readSettings();
     await this.stop();
     await this.start();

@@ -16,6 +16,7 @@ function arg(name) {
 const url = arg('url');
 const file = arg('file');
 const out = arg('out');
+const metricsLog = arg('metrics');
 const executablePath = arg('chromium');
 const kTyped = 'def circumference(radius):';
 const kGhostTimeoutMs = 90_000;
@@ -38,20 +39,55 @@ async function statusText(page) {
   return (await item.count()) ? ((await item.getAttribute('aria-label')) || (await item.innerText())) : '(no ghostd item)';
 }
 
-// Inline suggestions trigger on typing; ask again explicitly if none shows.
-async function waitForGhost(page, timeoutMs) {
+// Inline suggestions trigger on typing; ask again explicitly every 5 s while
+// `done` does not hold. VS Code 1.100 binds no key to
+// editor.action.inlineSuggest.trigger: run.sh binds Alt+\ in keybindings.json.
+async function waitRetriggering(page, timeoutMs, done) {
   const deadline = Date.now() + timeoutMs;
   let nextTrigger = Date.now() + 5_000;
   while (Date.now() < deadline) {
-    const ghost = await ghostText(page);
-    if (ghost.trim().length > 0) return ghost;
+    if (await done()) return true;
     if (Date.now() > nextTrigger) {
-      await page.keyboard.press('Alt+Backslash'); // editor.action.inlineSuggest.trigger
+      await page.keyboard.press('Alt+Backslash');
       nextTrigger = Date.now() + 5_000;
     }
     await page.waitForTimeout(100);
   }
-  return '';
+  return done();
+}
+
+async function waitForGhost(page, timeoutMs) {
+  let ghost = '';
+  await waitRetriggering(page, timeoutMs, async () => (ghost = await ghostText(page)).trim().length > 0);
+  return ghost;
+}
+
+// Completions the daemons have written to the metrics log (every request
+// that reaches a daemon with its model loaded gets a line, whatever its outcome).
+function metricsCompletions() {
+  if (!fs.existsSync(metricsLog)) return 0;
+  return fs.readFileSync(metricsLog, 'utf8').split('\n').filter((l) => l.includes('"type":"completion"')).length;
+}
+
+// Records every text the status item shows from now on (window.__ghostdStatusSeen):
+// a restart is seen by its spinner even when it comes and goes between two polls.
+async function recordStatus(page) {
+  await page.evaluate((sel) => {
+    const seen = [];
+    window.__ghostdStatusSeen = seen;
+    const note = () => {
+      const item = document.querySelector(sel);
+      const label = item ? `${item.innerHTML.includes('spin') ? '[spin] ' : ''}${item.getAttribute('aria-label') || item.textContent}` : '(no item)';
+      if (seen[seen.length - 1] !== label) seen.push(label);
+    };
+    note();
+    new MutationObserver(note).observe(document.querySelector('[id="workbench.parts.statusbar"]') || document.body, {
+      subtree: true,
+      childList: true,
+      attributes: true,
+      characterData: true,
+    });
+  }, kStatusItem);
 }
 
 async function runCommand(page, title) {
@@ -115,15 +151,19 @@ async function main() {
     await page.waitForTimeout(300);
     await page.keyboard.press('Escape');
     await page.keyboard.press('Control+S');
+    // The save truncates the file before writing it: a read in between sees
+    // it empty. Wait for the typed text, read the same twice in a row.
+    const typedPrefix = before + kTyped + '\n    return ';
     const savedBy = Date.now() + 15_000;
     let after = before;
-    while (Date.now() < savedBy && after === before) {
+    let previous;
+    while (Date.now() < savedBy && !(after.startsWith(typedPrefix) && after === previous)) {
       await page.waitForTimeout(100);
+      previous = after;
       after = fs.readFileSync(file, 'utf8');
     }
     await page.screenshot({ path: path.join(out, 'vscode-accepted.png') });
 
-    const typedPrefix = before + kTyped + '\n    return ';
     if (!after.startsWith(typedPrefix)) {
       throw new Error(`saved file does not start with the typed text:\n${JSON.stringify(after)}`);
     }
@@ -149,17 +189,42 @@ async function main() {
     );
     log(`toggled off: ${await statusText(page)}`);
     await runCommand(page, 'ghostd: Toggle Completions');
+    await page.waitForFunction((sel) => /sparkle/.test(document.querySelector(sel)?.innerHTML || ''), kStatusItem, { timeout: 10_000 });
+    log(`toggled on: ${await statusText(page)}`);
+
+    // The item shows "ready" before the restart too: wait for it to go
+    // through the spinner (starting, loading) and come back, i.e. for the
+    // restarted daemon's model. Typing earlier raced the restart: keystrokes
+    // before the new client's provider was registered asked nobody, and while
+    // the model loaded the daemon answered empty lists at once.
+    await recordStatus(page);
     await runCommand(page, 'ghostd: Restart Server');
-    await page.waitForFunction(
-      () => [...document.querySelectorAll('.statusbar-item')].some((e) => /sparkle.*ghostd/.test(e.innerHTML) && !/spin/.test(e.innerHTML)),
-      null,
-      { timeout: 30_000 },
-    );
+    const restarted = await page
+      .waitForFunction(
+        (sel) => {
+          const seen = window.__ghostdStatusSeen;
+          const html = document.querySelector(sel)?.innerHTML || '';
+          return seen.some((t) => t.startsWith('[spin]')) && /sparkle/.test(html) && !/spin/.test(html);
+        },
+        kStatusItem,
+        { timeout: 60_000 },
+      )
+      .then(
+        () => true,
+        () => false,
+      );
+    const statusSeen = async () => (await page.evaluate(() => window.__ghostdStatusSeen)).join(' | ');
+    if (!restarted) throw new Error(`the server did not come back ready after the restart; the status item showed: ${await statusSeen()}`);
+    log(`restarted; the status item showed: ${await statusSeen()}`);
+
     // The restarted daemon answers again (its text is the model's business:
-    // the count of answered requests in the item's tooltip must grow).
+    // the count of answered requests in the item's tooltip must grow, and the
+    // daemon must have logged the request).
     const answered = async () => Number((/(\d+) in all/.exec(await statusText(page)) || [0, 0])[1]);
     const answeredBefore = await answered();
+    const loggedBefore = metricsCompletions();
     await page.locator('.tab', { hasText: 'main.py' }).first().click();
+    await page.locator('.tab.active', { hasText: 'main.py' }).waitFor({ timeout: 10_000 });
     await page.locator('.editor-instance .view-lines').first().click();
     await page.keyboard.press('Control+End');
     await page.keyboard.press('Enter');
@@ -168,11 +233,16 @@ async function main() {
     await page.keyboard.type('def diameter(radius):', { delay: 20 });
     await page.keyboard.press('Enter');
     await page.keyboard.type('return ', { delay: 20 });
-    const again = await waitForGhost(page, 10_000);
-    const answeredBy = Date.now() + 30_000;
-    while ((await answered()) <= answeredBefore && Date.now() < answeredBy) await page.waitForTimeout(200);
-    if ((await answered()) <= answeredBefore) throw new Error(`no answer after the restart (status: ${await statusText(page)})`);
-    log(`restarted; answered again, ghost text ${JSON.stringify(again)}; status: ${await statusText(page)}`);
+    const answeredAgain = async () => (await answered()) > answeredBefore && metricsCompletions() > loggedBefore;
+    if (!(await waitRetriggering(page, 30_000, answeredAgain))) {
+      throw new Error(
+        `no answer after the restart: ${(await answered()) - answeredBefore} answered, ` +
+          `${metricsCompletions() - loggedBefore} logged by the daemon (status: ${await statusText(page)}; ` +
+          `the status item showed: ${await statusSeen()})`,
+      );
+    }
+    const again = await waitForGhost(page, 2_000);
+    log(`answered again, ghost text ${JSON.stringify(again)}; status: ${await statusText(page)}`);
     await page.screenshot({ path: path.join(out, 'vscode-after-commands.png') });
   } catch (err) {
     await page.screenshot({ path: path.join(out, 'vscode-failure.png') }).catch(() => {});

@@ -8,8 +8,19 @@ cache=${1:?usage: install_code_server.sh CACHE_DIR}
 version=4.100.3
 root=$cache/code-server-$version
 stamp=$root/.installed
+vscode=$root/node_modules/code-server/lib/vscode
+
+# VS Code's file logs (user-data/logs: the extension host's, each output
+# channel's, e.g. "ghostd" with the daemon's stderr) need @vscode/spdlog's
+# native module; without it nothing is written there. Built on its own so that
+# caches installed before it was added get it too.
+build_spdlog() {
+  [[ -f $vscode/node_modules/@vscode/spdlog/build/Release/spdlog.node ]] ||
+    (cd "$vscode" && npm_config_yes=true npm rebuild @vscode/spdlog >/dev/null)
+}
 
 if [[ -f $stamp ]]; then
+  build_spdlog
   exit 0
 fi
 
@@ -38,6 +49,7 @@ npm install --no-audit --no-fund --ignore-scripts "code-server@$version" >/dev/n
 cd node_modules/code-server/lib/vscode
 npm install --no-audit --no-fund --omit=dev --ignore-scripts >/dev/null
 npm_config_yes=true npm rebuild kerberos node-pty @parcel/watcher >/dev/null
+build_spdlog
 mkdir -p node_modules/@vscode/ripgrep/bin
 cp "$(command -v rg)" node_modules/@vscode/ripgrep/bin/rg
 ln -sfn node_modules node_modules.asar

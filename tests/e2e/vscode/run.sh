@@ -95,6 +95,11 @@ cat >"$work/user-data/User/settings.json" <<JSON
   "git.openRepositoryInParentFolders": "never"
 }
 JSON
+# VS Code 1.100 binds no key to "Trigger Inline Suggestion"; e2e.js asks
+# again with Alt+\ when no ghost text shows.
+cat >"$work/user-data/User/keybindings.json" <<'JSON'
+[{ "key": "alt+\\", "command": "editor.action.inlineSuggest.trigger", "when": "editorTextFocus && !editorReadonly" }]
+JSON
 
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 step "starting code-server on 127.0.0.1:$port"
@@ -112,11 +117,13 @@ done
 step "driving the workbench in chromium"
 status=0
 NODE_PATH=$driver/node_modules node "$here/e2e.js" --url "http://127.0.0.1:$port/?folder=$work/ws" \
-  --file "$work/ws/main.py" --out "$work" --chromium "$(command -v chromium)" || status=$?
+  --file "$work/ws/main.py" --out "$work" --metrics "$work/metrics.jsonl" --chromium "$(command -v chromium)" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "--- code-server log (tail)" >&2
   tail -40 "$work/code-server.log" >&2
-  find "$work/user-data/logs" -name '*ghostd*' -exec tail -40 {} + >&2 2>/dev/null || true
+  # The extension's output channel: its own lines, the client's and the daemon's stderr.
+  find "$work/user-data/logs" -type f -path '*/ghostd.ghostd/*' -exec tail -n 80 {} + >&2 2>/dev/null || true
+  [[ -f $work/metrics.jsonl ]] && { echo "--- metrics log (tail)" >&2; tail -n 20 "$work/metrics.jsonl" >&2; }
 fi
 [[ -f $work/metrics.jsonl ]] && step "metrics: $(wc -l <"$work/metrics.jsonl") line(s), last: $(tail -1 "$work/metrics.jsonl")"
 step "done (exit $status); screenshots in $work"
