@@ -43,6 +43,34 @@ int fail(const std::string& msg) {
   return 1;
 }
 
+// A command line that cannot be run: exit code 2, as for `serve`.
+int usage_error(const std::string& msg, const char* usage) {
+  std::fprintf(stderr, "ghostd: %s\n%s", msg.c_str(), usage);
+  return 2;
+}
+
+constexpr const char* kGenerateUsage =
+    "usage: ghostd generate --model PATH --prompt TEXT [options]\n"
+    "Generates text after PROMPT and prints prefill and decode speed.\n\n"
+    "  --model PATH             model directory or .gguf file\n"
+    "  --prompt TEXT            the text to continue\n"
+    "  -n, --max-tokens N       new tokens (64)\n"
+    "  --temperature T          0 is greedy (0)\n"
+    "  --top-k K                sample from the K likeliest tokens (0: all)\n"
+    "  --top-p P                nucleus sampling (1)\n"
+    "  --seed S                 sampling seed\n"
+    "  --threads N              CPU backend threads (0 = all cores)\n"
+    "  --device DEV             cpu, cuda, cuda:N or auto (cpu)\n"
+    "  -h, --help               this text\n";
+
+constexpr const char* kTokenizeUsage =
+    "usage: ghostd tokenize --model PATH [--decode] [--no-special]\n"
+    "Reads text on stdin and prints token ids, or with --decode reads ids and prints text.\n\n"
+    "  --model PATH             model directory, tokenizer.json or .gguf file (a vocabulary-only GGUF works)\n"
+    "  --decode                 ids to text\n"
+    "  --no-special             do not parse special tokens in the text\n"
+    "  -h, --help               this text\n";
+
 }  // namespace
 
 int run_generate(std::span<char*> args) {
@@ -52,6 +80,10 @@ int run_generate(std::span<char*> args) {
   Flags f{args};
   for (std::string_view name; f.next(name);) {
     bool ok = true;
+    if (name == "--help" || name == "-h") {
+      std::fputs(kGenerateUsage, stdout);
+      return 0;
+    }
     if (name == "--model") ok = f.value(model_path);
     else if (name == "--prompt") ok = f.value(prompt);
     else if (name == "-n" || name == "--max-tokens") ok = f.value(v) && (n_predict = std::atoi(v.c_str()), true);
@@ -61,13 +93,11 @@ int run_generate(std::span<char*> args) {
     else if (name == "--seed") ok = f.value(v) && (sp.seed = std::strtoull(v.c_str(), nullptr, 10), true);
     else if (name == "--threads") ok = f.value(v) && (threads = std::atoi(v.c_str()), true);
     else if (name == "--device") ok = f.value(device);
-    else return fail("generate: unknown flag " + std::string(name) +
-                     "\nusage: ghostd generate --model PATH --prompt TEXT [-n N] [--temperature T] "
-                     "[--top-k K] [--top-p P] [--seed S] [--threads N] [--device cpu|cuda|auto]");
-    if (!ok) return fail("generate: " + std::string(name) + " needs a value");
+    else return usage_error("generate: unknown flag " + std::string(name), kGenerateUsage);
+    if (!ok) return usage_error("generate: " + std::string(name) + " needs a value", kGenerateUsage);
   }
-  if (model_path.empty()) return fail("generate: --model PATH is required");
-  if (n_predict < 0) return fail("generate: -n must be >= 0");
+  if (model_path.empty()) return usage_error("generate: --model PATH is required", kGenerateUsage);
+  if (n_predict < 0) return usage_error("generate: -n must be >= 0", kGenerateUsage);
 
   auto made = make_backend(device, threads);
   if (!made) return fail("generate: " + made.error().message);
@@ -141,18 +171,21 @@ int run_tokenize(std::span<char*> args) {
   bool decode = false, no_special = false;
   Flags f{args};
   for (std::string_view name; f.next(name);) {
+    if (name == "--help" || name == "-h") {
+      std::fputs(kTokenizeUsage, stdout);
+      return 0;
+    }
     if (name == "--model") {
-      if (!f.value(model_path)) return fail("tokenize: --model needs a value");
+      if (!f.value(model_path)) return usage_error("tokenize: --model needs a value", kTokenizeUsage);
     } else if (name == "--decode") {
       decode = true;
     } else if (name == "--no-special") {
       no_special = true;
     } else {
-      return fail("tokenize: unknown flag " + std::string(name) +
-                  "\nusage: ghostd tokenize --model PATH [--decode] [--no-special]  (text or ids on stdin)");
+      return usage_error("tokenize: unknown flag " + std::string(name), kTokenizeUsage);
     }
   }
-  if (model_path.empty()) return fail("tokenize: --model PATH is required");
+  if (model_path.empty()) return usage_error("tokenize: --model PATH is required", kTokenizeUsage);
   auto tok = load_tokenizer(model_path);
   if (!tok) return fail(tok.error().message);
   std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());

@@ -18,11 +18,10 @@ void print_help() {
       "ghostd %s: AI code completions over the Language Server Protocol\n\n"
       "usage:\n"
       "  ghostd [serve] [options]          run the language server (stdio; see docs/configuration.md)\n"
-      "                                    ghostd serve --help lists the options\n"
-      "  ghostd generate --model PATH --prompt TEXT [-n N] [--temperature T] [--top-k K]\n"
-      "                  [--top-p P] [--seed S] [--threads N]\n"
-      "  ghostd tokenize --model PATH [--decode] [--no-special]   (text or ids on stdin)\n"
+      "  ghostd generate --model PATH --prompt TEXT [options]   generate text, print tokens/s\n"
+      "  ghostd tokenize --model PATH [--decode] [--no-special] text to ids (or back) on stdin\n"
       "  ghostd --version | --help\n\n"
+      "Each command answers --help with its options.\n"
       "--model takes a Hugging Face directory or a GGUF file.\n"
       "Environment: GHOSTD_LOG=trace|debug|info|warn|error (logs go to stderr).\n",
       ghostd::server::version());
@@ -43,8 +42,8 @@ int main(int argc, char** argv) {
     print_help();
     return 0;
   }
-  if (cmd == "--version") {
-    std::printf("ghostd %s\n", ghostd::server::version());
+  if (cmd == "--version" || cmd == "version") {
+    std::fputs(ghostd::server::build_description().c_str(), stdout);
     return 0;
   }
   if (cmd == "serve") return ghostd::server::run_serve(rest, argv[0]);

@@ -23,7 +23,24 @@ out=$("$ghostd" tokenize --model "$work/missing-model" < /dev/null 2>&1); rc=$?
 check "missing model exits 1" "1" "$rc"
 case "$out" in *missing-model*) echo "ok   missing model message names the path";; *) echo "FAIL missing model message: $out"; fails=$((fails + 1));; esac
 out=$("$ghostd" generate --bogus 2>&1); rc=$?
-check "unknown flag exits 1" "1" "$rc"
+check "unknown flag exits 2" "2" "$rc"
+case "$out" in *"unknown flag --bogus"*"usage: ghostd generate"*) echo "ok   unknown flag message names it";; *) echo "FAIL unknown flag message: $out"; fails=$((fails + 1));; esac
+out=$("$ghostd" tokenize --model "$vocab" --bogus < /dev/null 2>&1); rc=$?
+check "tokenize unknown flag exits 2" "2" "$rc"
+out=$("$ghostd" serve --bogus 2>&1); rc=$?
+check "serve unknown flag exits 2" "2" "$rc"
+case "$out" in *"--bogus"*) echo "ok   serve unknown flag message names it";; *) echo "FAIL serve unknown flag message: $out"; fails=$((fails + 1));; esac
+# Every command answers --help with its own usage, exit 0.
+for cmd in generate tokenize serve; do
+  out=$("$ghostd" $cmd --help 2>&1); rc=$?
+  check "$cmd --help exits 0" "0" "$rc"
+  case "$out" in *"--model PATH"*) echo "ok   $cmd --help lists its options";; *) echo "FAIL $cmd --help: $out"; fails=$((fails + 1));; esac
+done
+out=$("$ghostd" --help 2>&1); rc=$?
+check "--help exits 0" "0" "$rc"
+out=$("$ghostd" --version 2>&1); rc=$?
+check "--version exits 0" "0" "$rc"
+case "$out" in "ghostd "*"CUDA backend: "*"NCCL: "*"CPU kernels: "*) echo "ok   --version says what is built";; *) echo "FAIL --version: $out"; fails=$((fails + 1));; esac
 out=$("$ghostd" generate --model "$work/missing-model" --device tpu 2>&1); rc=$?
 check "bad device exits 1" "1" "$rc"
 case "$out" in *"expected cpu, cuda"*) echo "ok   bad device message";; *) echo "FAIL bad device message: $out"; fails=$((fails + 1));; esac
