@@ -20,6 +20,8 @@ if [ "$mode" = test ]; then
   pkgs+=(python3 python3-torch python3-numpy python3-regex libopenblas0-pthread)
   # libFuzzer targets (clang) and the real-editor tests.
   pkgs+=(clang libclang-rt-14-dev neovim emacs-nox elpa-eglot)
+  # The .deb (tests/package/deb_test.sh).
+  pkgs+=(dpkg-dev file)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -51,6 +53,13 @@ case "$mode" in
     ;;
   test)
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1500
+    # Release (-O3: where optimisation-only warnings and undefined behaviour
+    # show), the unit tests in it, and the .deb made from it, installed into
+    # a scratch root, used and purged (tests/package/deb_test.sh).
+    cmake --preset package -B "$build-release" -DGHOSTD_TESTS=ON -DGHOSTD_WERROR=ON
+    cmake --build "$build-release" -j "$jobs"
+    ctest --test-dir "$build-release" --output-on-failure -j "$jobs" --timeout 1500 -L unit -LE gpu
+    bash tests/package/deb_test.sh . "$build-release" "$build-release/deb-test"
     # AddressSanitizer + UndefinedBehaviorSanitizer (clang), with the libFuzzer
     # targets in the same build: unit, LSP transcript, multi-session and CLI
     # tests, then each fuzz target for a bounded time.
