@@ -8,7 +8,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
+  CloseAction,
   DidChangeConfigurationNotification,
+  ErrorAction,
+  ErrorHandler,
   LanguageClient,
   LanguageClientOptions,
   MessageTransports,
@@ -150,6 +153,17 @@ class GhostdExtension implements vscode.Disposable {
         provideCompletionItem: () => undefined,
       },
     };
+    // The library restarts a client whose connection closes; one that was
+    // stopped or replaced meanwhile (a restart while it was still starting)
+    // must stay down, or it spawns a daemon that nothing ever stops.
+    let defaults: ErrorHandler | undefined;
+    const current = () => this.client === client;
+    const handler = () => (defaults ??= client.createDefaultErrorHandler());
+    clientOptions.errorHandler = {
+      error: (error, message, count) =>
+        current() ? handler().error(error, message, count) : { action: ErrorAction.Shutdown, handled: true },
+      closed: () => (current() ? handler().closed() : { action: CloseAction.DoNotRestart, handled: true }),
+    };
     const client = new LanguageClient('ghostd', 'ghostd', () => this.transports(), clientOptions);
     this.client = client;
     // Also follows the client's own restarts of a daemon that crashed.
@@ -170,6 +184,7 @@ class GhostdExtension implements vscode.Disposable {
     try {
       await client.start();
     } catch (err) {
+      if (this.client !== client) return;  // stopped by a restart before it was up
       const message = err instanceof Error ? err.message : String(err);
       this.status.apply({ kind: 'error', message });
       this.render();
