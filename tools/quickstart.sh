@@ -44,7 +44,6 @@ cmake --build "$build" -j "$jobs"
 # the run: ASan and TSan halt on the first one, UBSan does not recover.
 export ASAN_OPTIONS=detect_stack_use_after_return=1:detect_leaks=1:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 case "$mode" in
