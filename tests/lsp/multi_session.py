@@ -38,6 +38,10 @@ TYPED = "def total(items):\n    return sum(item.price for item in items)\n"
 CANCEL_CODES = {-32800, -32801}  # RequestCancelled, ContentModified
 
 
+class Inconclusive(Exception):
+    """Every job had finished before the signal: nothing was tested; run again."""
+
+
 def fail(msg):
     print(f"multi_session FAIL: {msg}", file=sys.stderr)
     sys.exit(1)
@@ -228,7 +232,7 @@ async def run_sessions(args, daemon, address, rng):
         print(f"multi_session: SIGTERM closed every connection in {time.monotonic() - t0:.2f} s")
         cancelled = sum(1 for s in kept for r in s.responses.values() if r[0].get("error", {}).get("code") == -32800)
         if cancelled == 0:
-            fail("no completion was running at SIGTERM; the test proves nothing")
+            raise Inconclusive("no completion was running at SIGTERM")
         print(f"multi_session: {cancelled} running completions answered as cancelled")
     else:
         await asyncio.gather(*tasks)
@@ -342,8 +346,8 @@ def stdio_sigterm(argv):
     if code != 0:
         fail(f"stdio: the daemon exited with {code} after SIGTERM: {b''.join(stderr)[-2000:].decode(errors='replace')}")
     cancelled = sum(1 for rid in ids if "error" in responses[rid][0])
-    if cancelled == 0:
-        fail("stdio: every completion had finished before SIGTERM; the test proves nothing (raise --max-tokens)")
+    if cancelled == 0:  # (the daemon has exited: checked above)
+        raise Inconclusive("every completion had finished before SIGTERM")
     print(f"multi_session PASS: stdio, SIGTERM with {len(ids)} completions pending: each answered once "
           f"({cancelled} cancelled), exit 0")
 
@@ -361,6 +365,17 @@ def main():
     argv = [a for a in args.daemon if a != "--"]
     if not argv:
         ap.error("missing -- GHOSTD [serve args]")
+    for attempt in range(1, 4):
+        try:
+            run_once(args, list(argv))
+            return
+        except Inconclusive as e:
+            print(f"multi_session: attempt {attempt} inconclusive ({e}); again")
+            args.seed += 1
+    fail("three attempts in a row had no job running at SIGTERM; make the jobs longer")
+
+
+def run_once(args, argv):
     if args.transport == "stdio":
         stdio_sigterm(argv)
         return
@@ -389,6 +404,12 @@ def main():
 
     try:
         kept, dropped = asyncio.run(scenario())
+    except Inconclusive:
+        try:
+            daemon.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.proc.kill()
+        raise
     except Exception as e:  # a reset connection, a timeout: report with the daemon's state
         code = daemon.proc.poll()
         daemon.proc.kill()
