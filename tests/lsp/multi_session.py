@@ -193,16 +193,16 @@ async def run_sessions(args, daemon, address, rng):
         start, rid = 0, 10
         if i % 2 == 1:
             d = Session(f"session {i} (dropped)", uri)
-            dropped.append(d)
             await d.connect(args.transport, address)
+            dropped.append(d)  # connected (a SIGTERM may refuse the connection)
             await d.open(1)
             rid = await d.type(TYPED[:half], 0, rid, rng)
             d.drop()  # mid-typing: its last requests are in flight
             await d.closed_by_server.wait()
             start = half
         s = Session(f"session {i}", uri)
-        kept.append(s)
         await s.connect(args.transport, address)
+        kept.append(s)
         await s.open(1, TYPED[:start])
         rid = await s.type(TYPED[start:args.keystrokes], start, rid + 1000, rng)
         if args.sigterm:
