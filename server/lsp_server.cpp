@@ -342,6 +342,16 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
   ModelSnapshot model = model_.snapshot();
   if (model.phase != ModelSnapshot::Phase::kReady || !model.info) {
     reply(empty_completion(inline_items));
+    if (metrics_) {  // every completion request gets its line, served or not
+      CompletionRecord r;
+      r.request_id = key;
+      r.document = p->uri;
+      r.method = inline_items ? "inline" : "completion";
+      r.trigger = trigger_name(inline_items, p->trigger_kind);
+      r.latency_ms = r.overhead_ms = std::chrono::duration<double, std::milli>(Clock::now() - arrived).count();
+      r.outcome = "no_model";
+      metrics_->record(std::move(r));
+    }
     return;
   }
 

@@ -106,12 +106,16 @@ void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineS
   }
   rt_out.engine = std::move(*engine);
   slot.set(rt_out.engine.get());
+  auto s = state.set_ready(path.filename().string(), make_tokenizer_view(*rt_out.model->tokenizer),
+                           rt_out.model->config.max_position_embeddings);
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return;
+  }
+  // Logged once requests are served: clients and tests take this line as the ready signal.
   spdlog::info("model {} ready in {:.2f} s ({} layers, hidden {}, {} backend)", path.string(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                rt_out.model->config.num_layers, rt_out.model->config.hidden_size, rt_out.backend->name());
-  auto s = state.set_ready(path.filename().string(), make_tokenizer_view(*rt_out.model->tokenizer),
-                           rt_out.model->config.max_position_embeddings);
-  if (!s.ok()) spdlog::error("{}", s.message());
   if (auto snap = state.snapshot(); snap.info && !snap.info->warning.empty()) spdlog::warn("{}", snap.info->warning);
 }
 

@@ -3,6 +3,11 @@
 #include <doctest/doctest.h>
 
 #include "lsp_harness.h"
+#include "server/metrics.h"
+
+#include <fstream>
+#include <map>
+#include <unistd.h>
 
 using namespace ghostd::server;
 using ghostd::server::testing::LspHarness;
@@ -245,4 +250,31 @@ TEST_CASE("a flood of 10,000 requests: every one answered exactly once") {
   CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
   h.request(99, "shutdown", nullptr);
   CHECK(h.reply(99).has_value());
+}
+
+TEST_CASE("the metrics log has a line for every completion request, including those before the model is ready") {
+  std::string path = std::string(GHOSTD_BINARY_DIR) + "/lsp_metrics_" + std::to_string(::getpid()) + ".jsonl";
+  std::remove(path.c_str());
+  {
+    auto log = MetricsLog::open(path, std::chrono::milliseconds(50));
+    REQUIRE(log.ok());
+    LspHarness h("x", 1ms, /*model_ready=*/false, {}, log->get());
+    h.initialize();
+    h.open(kUri, kText);
+    h.request(50, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+    REQUIRE(h.reply(50).has_value());
+    REQUIRE(h.model().set_ready("m", make_tokenizer_view(h.tokenizer())).ok());
+    h.request(51, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+    REQUIRE(h.reply(51).has_value());
+  }
+  std::ifstream in(path);
+  std::map<std::string, std::string> outcome;
+  for (std::string line; std::getline(in, line);) {
+    auto j = json::parse(line);
+    if (j["type"] == "completion") outcome[j["request_id"].get<std::string>()] = j["outcome"];
+  }
+  CHECK(outcome.size() == 2);
+  CHECK(outcome["50"] == "no_model");
+  CHECK(outcome["51"] == "ok");
+  std::remove(path.c_str());
 }
