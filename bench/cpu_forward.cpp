@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/log.h"
-#include "runtime/model_loader.h"
+#include "runtime/core/log.h"
+#include "runtime/model/model_loader.h"
 
 using namespace ghostd::runtime;
 using Clock = std::chrono::steady_clock;

@@ -5,7 +5,7 @@
 // time to first token and the share of prompt tokens served from the cache.
 //
 //   bench_engine_concurrency --model PATH [--editors 1,4,16] [--tokens 32]
-//       [--source runtime/scheduler.cpp] [--prompt 300] [--requests 8]
+//       [--source runtime/engine/scheduler.cpp] [--prompt 300] [--requests 8]
 //       [--threads N] [--device cpu|cuda] [--kv-mb 256] [--no-drafts]
 #include <algorithm>
 #include <chrono>
@@ -19,9 +19,9 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/engine.h"
-#include "runtime/log.h"
-#include "runtime/model_loader.h"
+#include "runtime/engine/engine.h"
+#include "runtime/core/log.h"
+#include "runtime/model/model_loader.h"
 
 using namespace ghostd::runtime;
 
@@ -31,7 +31,7 @@ struct Args {
   std::string model;
   std::vector<int> editors = {1, 4, 16};
   int tokens = 32;
-  std::string source = "runtime/scheduler.cpp";
+  std::string source = "runtime/engine/scheduler.cpp";
   int prompt = 300;
   int requests = 8;
   int threads = 0;

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/log.h"
-#include "runtime/model_loader.h"
+#include "runtime/core/log.h"
+#include "runtime/model/model_loader.h"
 #ifdef GHOSTD_HAVE_CUDA
 #include "runtime/cuda/cuda_backend.h"
 #endif

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/backend.h"
+#include "runtime/core/backend.h"
 #ifdef GHOSTD_HAVE_CUDA
 #include "runtime/cuda/cuda_backend.h"
 #endif

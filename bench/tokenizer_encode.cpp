@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using ghostd::runtime::Result;

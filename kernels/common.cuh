@@ -79,7 +79,7 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
 
 }  // namespace ghostd::kernels
 
-#include "runtime/dtype.h"
+#include "runtime/core/dtype.h"
 
 namespace ghostd::kernels {
 

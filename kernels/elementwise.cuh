@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "runtime/dtype.h"
+#include "runtime/core/dtype.h"
 
 namespace ghostd::kernels {
 

@@ -3,7 +3,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "runtime/dtype.h"
+#include "runtime/core/dtype.h"
 
 namespace ghostd::kernels {
 

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/model_loader.h"
-#include "runtime/sampling.h"
+#include "runtime/model/model_loader.h"
+#include "runtime/engine/sampling.h"
 
 namespace ghostd::server {
 

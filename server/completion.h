@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "runtime/engine_api.h"
+#include "runtime/engine/engine_api.h"
 #include "server/mailbox.h"
 #include "server/model_state.h"
 #include "server/postprocess.h"

@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "runtime/result.h"
+#include "runtime/core/result.h"
 
 namespace ghostd::server {
 

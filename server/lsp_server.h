@@ -10,7 +10,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "runtime/engine_api.h"
+#include "runtime/engine/engine_api.h"
 #include "server/completion.h"
 #include "server/documents.h"
 #include "server/jsonrpc.h"

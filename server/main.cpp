@@ -6,7 +6,7 @@
 #include <span>
 #include <string_view>
 
-#include "runtime/log.h"
+#include "runtime/core/log.h"
 #include "server/cli_commands.h"
 #include "server/serve.h"
 #include "server/version.h"

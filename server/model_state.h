@@ -10,7 +10,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "runtime/result.h"
+#include "runtime/core/result.h"
 #include "server/prompt.h"
 
 namespace ghostd::server {

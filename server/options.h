@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "runtime/result.h"
+#include "runtime/core/result.h"
 
 namespace ghostd::server {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/result.h"
+#include "runtime/core/result.h"
 #include "server/documents.h"
 
 namespace ghostd::server {

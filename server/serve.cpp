@@ -8,9 +8,9 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/model_loader.h"
+#include "runtime/model/model_loader.h"
 #include "server/lsp_server.h"
-#include "runtime/engine.h"
+#include "runtime/engine/engine.h"
 
 namespace ghostd::server {
 

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/log.h"
-#include "runtime/model_loader.h"
-#include "runtime/sampling.h"
+#include "runtime/core/log.h"
+#include "runtime/model/model_loader.h"
+#include "runtime/engine/sampling.h"
 
 using namespace ghostd::runtime;
 

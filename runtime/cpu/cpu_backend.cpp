@@ -7,7 +7,7 @@
 #include <new>
 #include <vector>
 
-#include "runtime/backend.h"
+#include "runtime/core/backend.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/thread_pool.h"
 

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "runtime/backend.h"
+#include "runtime/core/backend.h"
 
 namespace ghostd::runtime::cpu {
 

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "runtime/backend.h"
+#include "runtime/core/backend.h"
 
 namespace ghostd::runtime::cpu {
 namespace {

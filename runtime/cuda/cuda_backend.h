@@ -1,4 +1,4 @@
-// The CUDA backend: the Backend ops (runtime/backend.h) on one GPU, with
+// The CUDA backend: the Backend ops (runtime/core/backend.h) on one GPU, with
 // cuBLAS for large matrix products and the kernels in kernels/ for the rest.
 // This header needs no CUDA headers, so any target may include it; it is
 // only compiled and linked when GHOSTD_HAVE_CUDA is defined.
@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "runtime/backend.h"
-#include "runtime/result.h"
+#include "runtime/core/backend.h"
+#include "runtime/core/result.h"
 
 namespace ghostd::runtime {
 

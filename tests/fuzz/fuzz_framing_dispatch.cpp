@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "byte_tokenizer.h"
-#include "runtime/engine_api.h"
+#include "runtime/engine/engine_api.h"
 #include "server/lsp_server.h"
 
 namespace {

@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "runtime/gguf.h"
-#include "runtime/model_config.h"
-#include "runtime/weights.h"
+#include "runtime/model/gguf.h"
+#include "runtime/model/model_config.h"
+#include "runtime/model/weights.h"
 #include "tests/fuzz/fuzz_memfile.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "runtime/safetensors.h"
+#include "runtime/model/safetensors.h"
 #include "tests/fuzz/fuzz_memfile.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

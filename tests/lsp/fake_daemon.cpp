@@ -12,7 +12,7 @@
 
 #include "byte_tokenizer.h"
 #include "fake_engine.h"
-#include "runtime/log.h"
+#include "runtime/core/log.h"
 #include "server/lsp_server.h"
 
 int main(int argc, char** argv) {

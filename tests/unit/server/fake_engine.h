@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/engine_api.h"
+#include "runtime/engine/engine_api.h"
 
 namespace ghostd::server::testing {
 

@@ -1,0 +1,166 @@
+// The backend interface: coarse ops that one forward pass is made of. The CPU
+// backend (runtime/cpu) is the reference and a usable backend; a CUDA backend
+// implements the same ops with cuBLAS and kernels (DESIGN.md invariant 4).
+//
+// Activations are float32 buffers in backend memory (host memory on the CPU,
+// device memory on a GPU); weights stay in their stored dtype.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/core/dtype.h"
+#include "runtime/core/result.h"
+#include "runtime/core/tensor.h"
+
+namespace ghostd::runtime {
+
+// A weight in backend memory: a matrix [rows, cols] (PyTorch Linear layout,
+// out_features x in_features) or a vector (rows == 1), in its stored dtype.
+struct Weight {
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* data = nullptr;
+  explicit operator bool() const { return data != nullptr; }
+};
+
+// Owned backend memory. Move-only; frees through its backend.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(void* ptr, size_t bytes, void (*release)(void*, void*), void* ctx)
+      : ptr_(ptr), bytes_(bytes), release_(release), ctx_(ctx) {}
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      ptr_ = o.ptr_;
+      bytes_ = o.bytes_;
+      release_ = o.release_;
+      ctx_ = o.ctx_;
+      o.ptr_ = nullptr;
+      o.bytes_ = 0;
+    }
+    return *this;
+  }
+  ~Buffer() { reset(); }
+  void reset() {
+    if (ptr_ && release_) release_(ctx_, ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+  void (*release_)(void*, void*) = nullptr;
+  void* ctx_ = nullptr;
+};
+
+// The KV cache of one layer: `num_blocks` blocks of `block_size` token slots,
+// each slot holding n_kv_heads * head_dim floats for K and for V. Slot s of
+// the pool is block s / block_size, offset s % block_size.
+struct KvLayerView {
+  float* k = nullptr;
+  float* v = nullptr;
+};
+
+// Where each new token of a batch goes and what it attends to, in backend
+// memory. Tokens are flattened sequence after sequence.
+struct BatchView {
+  int num_tokens = 0;
+  int num_seqs = 0;
+  int block_size = 0;
+  const int32_t* positions = nullptr;        // [num_tokens]
+  const int32_t* slots = nullptr;            // [num_tokens] KV slot written
+  const int32_t* token_seq = nullptr;        // [num_tokens] sequence index
+  const int32_t* seq_kv_len = nullptr;       // [num_seqs] KV length after this step
+  const int32_t* seq_first_token = nullptr;  // [num_seqs + 1]
+  const int32_t* block_table_start = nullptr;  // [num_seqs + 1] offsets into block_tables
+  const int32_t* block_tables = nullptr;
+};
+
+struct AttentionShape {
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 1.0f;
+};
+
+// Thread-safety: not thread-safe; one engine thread owns a backend and its
+// buffers (DESIGN.md invariant 2).
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory. `alloc` fails with an Error (not an abort) when memory runs out.
+  virtual Result<Buffer> alloc(size_t bytes) = 0;
+  virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // Waits for queued work; returns the first error an op reported since the
+  // last call (kernels report failures here, never by aborting).
+  virtual Status synchronize() = 0;
+  // Bytes the backend can still hand out (device memory), or 0 if unknown.
+  virtual size_t free_memory() const = 0;
+
+  // Makes a weight usable by the ops: on the CPU the stored bytes are used in
+  // place; a GPU backend copies them to the device.
+  virtual Result<Weight> load_weight(const TensorView& t) = 0;
+
+  // out[i, :] = table[ids[i], :] as float.
+  virtual void embedding(const Weight& table, const int32_t* ids, int n, float* out) = 0;
+  // out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * w.
+  virtual void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps,
+                        float* out) = 0;
+  // out[r, :] = x[r, :] @ w^T (+ bias). x: [rows, w.cols], out: [rows, w.rows].
+  virtual void matmul(const float* x, int rows, const Weight& w, const Weight* bias,
+                      float* out) = 0;
+  // Rotary embedding with rotate_half pairing (i with i + head_dim/2), in place
+  // on x: [rows, n_heads * head_dim]; inv_freq: [head_dim / 2].
+  virtual void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions,
+                    const float* inv_freq) = 0;
+  // Writes the new tokens' K and V ([num_tokens, n_kv_heads * head_dim]) to
+  // their slots.
+  virtual void kv_store(const float* k, const float* v, const BatchView& batch, int kv_dim,
+                        KvLayerView layer) = 0;
+  // Causal attention of each new token over its sequence's KV (positions
+  // 0..its own). q, out: [num_tokens, n_heads * head_dim].
+  virtual void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
+                         KvLayerView layer, float* out) = 0;
+  // out = silu(gate) * up, elementwise.
+  virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
+  // x += y, elementwise.
+  virtual void add(float* x, const float* y, int64_t n) = 0;
+  // out[i, :] = x[rows[i], :].
+  virtual void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) = 0;
+  // Copies whole KV blocks (copy-on-write of shared blocks).
+  virtual void copy_kv_block(KvLayerView layer, int src_block, int dst_block, int block_size,
+                             int kv_dim) = 0;
+};
+
+struct CpuBackendOptions {
+  int threads = 0;  // 0 = all hardware threads
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
+
+// A backend by name: "cpu", "cuda" / "cuda:N", or "auto" (the first GPU when
+// one is present and the CUDA backend is built, else the CPU). Errors name
+// what is missing.
+Result<std::unique_ptr<Backend>> make_backend(std::string_view device, int cpu_threads = 0);
+
+}  // namespace ghostd::runtime

@@ -1,0 +1,151 @@
+// The engine: one thread that owns the model's backend state and KV storage
+// (DESIGN.md invariant 2) and drives the Scheduler step by step: schedule,
+// block copies, one batched forward, sampling (with prompt-lookup drafts
+// verified in the same step), commit, streaming.
+//
+// Other threads only touch a mutex-guarded inbox (submit, cancel, shutdown);
+// the engine thread sleeps on a condition variable when it has nothing to run
+// and wakes on submit/cancel/shutdown or at the nearest job deadline.
+//
+// Failure isolation (invariant 7): when a batched forward fails, each of its
+// sequences is retried alone, so only the sequences that fail by themselves
+// (e.g. a token id outside the vocabulary) end as failed.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/engine/engine_api.h"
+#include "runtime/engine/kv_cache.h"
+#include "runtime/model/model.h"
+#include "runtime/engine/prefix_cache.h"
+#include "runtime/speculative/prompt_lookup.h"
+#include "runtime/core/result.h"
+#include "runtime/engine/sampling.h"
+#include "runtime/engine/scheduler.h"
+
+namespace ghostd::runtime {
+
+struct EngineOptions {
+  // KV budget. 0: free device memory minus a margin on a GPU backend,
+  // kDefaultCpuKvBytes on the CPU.
+  size_t kv_memory_bytes = 0;
+  int block_size = 16;
+  SchedulerConfig scheduler;
+  PrefixCache::Config prefix;
+  bool prompt_lookup_drafts = true;  // greedy jobs with use_draft only
+  int max_draft_tokens = 4;
+  // Checks scheduler/pool/cache accounting after every step (tests, debugging);
+  // the first failure is kept in EngineStats::accounting_error.
+  bool validate_each_step = false;
+  // The raw bytes of every token id (Tokenizer::token_bytes), for jobs with a
+  // required_prefix (token healing); such jobs fail without it.
+  std::vector<std::string> token_bytes;
+};
+
+// A snapshot of engine counters, refreshed after every step.
+struct EngineStats {
+  uint64_t steps = 0;
+  uint64_t tokens_fed = 0;  // prefill + decode + verify positions
+  uint64_t prefill_tokens = 0;
+  uint64_t failed_forwards = 0;  // batched forwards that had to be split
+  uint64_t paused_jobs = 0;      // running jobs left out of a step, KV kept
+  uint64_t evicted_jobs = 0;     // jobs whose KV was released for memory
+  int max_batch_seqs = 0;
+  int num_blocks = 0;
+  int free_blocks = 0;
+  int cached_blocks = 0;
+  int active_jobs = 0;  // submitted and not yet ended
+  std::string accounting_error;
+};
+
+// Thread-safety: submit, cancel, stats and shutdown may be called from any
+// thread; callbacks run on the engine thread (never call shutdown from one).
+class Engine : public EngineInterface {
+ public:
+  static constexpr size_t kDefaultCpuKvBytes = size_t{256} << 20;
+  static constexpr size_t kGpuMemoryMargin = size_t{1} << 30;
+
+  // Sizes the block pool from the budget, allocates the KV storage on the
+  // model's backend and starts the engine thread. The model must outlive the
+  // engine and must not be used by anyone else meanwhile.
+  static Result<std::unique_ptr<Engine>> create(Model& model, EngineOptions options);
+  ~Engine() override;  // shutdown()
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Returns at once. After shutdown the job ends at once, on the calling
+  // thread, as kCancelled.
+  JobId submit(CompletionJob job, JobCallbacks callbacks) override;
+  void cancel(JobId id) override;
+
+  // Ends every queued and running job as kCancelled (one on_done each), joins
+  // the engine thread, clears the prefix cache and checks that every KV block
+  // is back in the pool. Idempotent; returns the accounting check's result
+  // (an error when called from a callback, which runs on the engine thread).
+  Status shutdown();
+
+  EngineStats stats() const;
+  int num_kv_blocks() const { return pool_.num_blocks(); }
+
+ private:
+  struct Pending {
+    JobId id = 0;
+    CompletionJob job;
+    JobCallbacks callbacks;
+    Clock::time_point submitted;
+  };
+  struct Active {
+    JobCallbacks callbacks;
+    Sampler sampler;
+    Clock::time_point deadline;
+    bool draft = false;
+    std::string heal;  // required_prefix bytes not yet produced
+  };
+
+  Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv);
+  void run();
+  void step();
+  void finish(std::vector<EndedJob>& ended);
+  void fail_all(const std::string& message);
+  void propose_drafts(const StepPlan& plan);
+  Status forward(const StepPlan& plan, std::vector<float>& logits);
+  std::vector<int32_t> sample(const StepSequence& seq, Active& job, const float* rows);
+  int32_t sample_healing(Active& job, const float* row);
+  std::optional<Clock::time_point> nearest_deadline() const;
+  void publish_stats();
+
+  Model& model_;
+  EngineOptions options_;
+  PromptLookupConfig lookup_;
+  // Engine-thread state (touched by other threads only after the join).
+  BlockPool pool_;
+  PrefixCache cache_;
+  Scheduler scheduler_;
+  KvStorage kv_;
+  std::map<JobId, Active> active_;
+  std::vector<float> heal_scratch_;  // masked logits row for token healing
+  std::vector<float> logits_;
+  bool blocked_ = false;  // the last step had jobs but could run none
+  EngineStats local_stats_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Pending> inbox_;
+  std::vector<JobId> cancels_;
+  JobId next_id_ = 1;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  Status shutdown_status_;
+  EngineStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace ghostd::runtime

@@ -1,0 +1,147 @@
+// Byte-level BPE tokenizer (GPT-2 family: GPT-2, Llama-3, Qwen2, StarCoder2,
+// DeepSeek-Coder), loaded from a Hugging Face tokenizer.json or from a GGUF
+// vocabulary. Encoding matches Hugging Face's encode(add_special_tokens=False).
+// Not modelled (none of the target tokenizers needs them): added tokens'
+// `single_word` and `normalized` (matching is always on the raw text),
+// Unicode (non-ASCII) whitespace for lstrip/rstrip, BPE dropout/byte_fallback.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/tokenizer/pre_tokenizer.h"
+#include "runtime/core/result.h"
+
+namespace ghostd::runtime {
+
+// The tokenizer part of a GGUF file's metadata.
+struct VocabSpec {
+  std::vector<std::string> tokens;    // GPT-2 byte-level encoded, e.g. "Ġthe"
+  std::vector<int32_t> token_types;   // GGUF: 1 normal, 2 unknown, 3 control,
+                                      // 4 user-defined, 5 unused, 6 byte; may be empty
+  std::vector<std::string> merges;    // "a b" form
+  std::string pre;                    // tokenizer.ggml.pre, e.g. "gpt-2", "qwen2"
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+};
+
+// A token split out of the text before pre-tokenization (HF "added_tokens").
+struct AddedToken {
+  std::string content;
+  int32_t id = -1;
+  bool special = false;  // skipped by decode(skip_special); matched only with parse_special
+  bool lstrip = false;   // swallows whitespace on its left
+  bool rstrip = false;   // swallows whitespace on its right
+  bool normalized = false;
+};
+
+// Everything a tokenizer is built from; both loaders fill it in.
+struct TokenizerConfig {
+  std::string origin;                 // file name for error messages
+  std::vector<std::string> pieces;    // id -> byte-level encoded piece; "" for a gap
+  std::vector<std::pair<std::string, std::string>> merges;  // by rank
+  std::vector<AddedToken> added;
+  PreTokenizer pre;
+  bool nfc = false;
+  bool ignore_merges = false;  // a word that is a whole vocab entry skips BPE (Llama-3)
+  int32_t unk_id = -1;
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  bool add_bos = false;
+};
+
+// Thread-safety: immutable after loading except for an internally locked BPE
+// cache; all const methods may be called from several threads at once.
+class Tokenizer {
+ public:
+  static Result<Tokenizer> from_hf_json(const std::filesystem::path& path);
+  static Result<Tokenizer> from_vocab(const VocabSpec& spec);
+  static Result<Tokenizer> build(TokenizerConfig config);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  // Token ids of `text`; never adds BOS. With parse_special false, special
+  // added tokens in the text are encoded as plain text.
+  std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const;
+  // Exact bytes of the tokens (inverse of the byte-level mapping); unknown ids
+  // decode to nothing.
+  std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
+  // Raw bytes of one token ("" for an id out of range).
+  const std::string& token_bytes(int32_t id) const;
+  // Id of an added token by its content, or of a vocabulary piece by its
+  // byte-level text ("Ġthe").
+  std::optional<int32_t> find_token(std::string_view content) const;
+  bool is_special(int32_t id) const;
+  size_t vocab_size() const { return bytes_.size(); }
+  int32_t bos_id() const { return bos_id_; }
+  int32_t eos_id() const { return eos_id_; }
+  bool add_bos_default() const { return add_bos_; }
+
+ private:
+  struct Cache;
+  struct Scratch;
+  Tokenizer();
+  void encode_segment(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void encode_word(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
+  void bpe(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
+
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using IdMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+  struct Merge {
+    int32_t rank;
+    int32_t id;
+  };
+
+  std::vector<std::string> bytes_;       // id -> raw bytes
+  std::vector<uint8_t> special_;         // id -> is special
+  IdMap piece_to_id_;                    // byte-level piece text -> id
+  IdMap bytes_to_id_;                    // raw bytes -> id (BPE vocabulary only)
+  std::unordered_map<uint64_t, Merge> merges_;  // (left id, right id) -> merge
+  std::array<int32_t, 256> byte_id_{};   // single byte -> id, -1 if absent
+  std::vector<AddedToken> added_;
+  std::array<std::vector<uint32_t>, 256> added_by_first_;  // longest first
+  IdMap added_to_id_;
+  PreTokenizer pre_;
+  bool nfc_ = false;
+  bool ignore_merges_ = false;
+  int32_t unk_id_ = -1;
+  int32_t bos_id_ = -1;
+  int32_t eos_id_ = -1;
+  bool add_bos_ = false;
+  std::unique_ptr<Cache> cache_;
+};
+
+// Turns a token stream into text without splitting UTF-8 characters: bytes of
+// an incomplete sequence are held back until it completes.
+// Thread-safety: one instance per stream; not for concurrent use.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
+  std::string push(int32_t id);
+  std::string flush();
+
+ private:
+  const Tokenizer* tokenizer_;
+  std::string pending_;
+};
+
+// GPT-2's byte <-> printable code point mapping.
+std::string byte_level_encode(std::string_view bytes);
+// Inverse; code points outside the mapping are kept as UTF-8. False when the
+// text was not byte-level (then `out` still holds the best effort).
+bool byte_level_decode(std::string_view text, std::string& out);
+
+}  // namespace ghostd::runtime

@@ -1,0 +1,213 @@
+// Every op on every compiled backend against a plain double-precision
+// reference (STYLE.md habit 7), with a per-op tolerance.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "runtime/core/backend.h"
+#ifdef GHOSTD_HAVE_CUDA
+#include "runtime/cuda/cuda_backend.h"
+#endif
+
+using namespace ghostd::runtime;
+
+namespace {
+
+std::vector<std::unique_ptr<Backend>> all_backends() {
+  std::vector<std::unique_ptr<Backend>> v;
+  v.push_back(make_cpu_backend({.threads = 2}));
+#ifdef GHOSTD_HAVE_CUDA
+  // Weights below are loaded from backend memory; the CUDA backend's
+  // load_weight copies from host or device pointers alike.
+  if (cuda_device_count() > 0) {
+    auto cuda = make_cuda_backend(0);
+    REQUIRE_MESSAGE(cuda.ok(), (cuda.ok() ? "" : cuda.error().message));
+    v.push_back(std::move(*cuda));
+  }
+#endif
+  return v;
+}
+
+std::vector<float> randv(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// Device copy of host data.
+struct Dev {
+  Backend& be;
+  Buffer buf;
+  Dev(Backend& b, const void* src, size_t bytes) : be(b), buf(b.alloc(bytes).value()) {
+    if (src) be.upload(buf.get(), src, bytes);
+  }
+  template <class T>
+  std::vector<T> get(size_t n) {
+    std::vector<T> out(n);
+    be.download(out.data(), buf.get(), n * sizeof(T));
+    return out;
+  }
+  float* f() { return buf.as<float>(); }
+  int32_t* i() { return buf.as<int32_t>(); }
+};
+
+void check_close(const std::vector<float>& got, const std::vector<double>& want, double tol,
+                 const char* op) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]));
+  INFO(op << ": max abs error " << worst);
+  CHECK(worst <= tol);
+}
+
+}  // namespace
+
+TEST_CASE("backend ops match the reference") {
+  for (auto& bep : all_backends()) {
+    Backend& be = *bep;
+    INFO("backend " << be.name());
+    const int rows = 5, dim = 48, n_out = 24;
+
+    SUBCASE("embedding, rms_norm, matmul with bias, silu_mul, add, gather") {
+      auto table = randv(10 * dim, 1);
+      std::vector<int32_t> ids{3, 0, 9, 3, 7};
+      Dev dt(be, table.data(), table.size() * 4), di(be, ids.data(), ids.size() * 4);
+      Dev dx(be, nullptr, rows * dim * 4);
+      Weight wt = *be.load_weight(TensorView{"t", DType::kF32, {10, dim}, reinterpret_cast<const std::byte*>(dt.f()), table.size() * 4});
+      be.embedding(wt, di.i(), rows, dx.f());
+      std::vector<double> want(rows * dim);
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < dim; ++c) want[r * dim + c] = table[ids[r] * dim + c];
+      check_close(dx.get<float>(rows * dim), want, 0, "embedding");
+
+      auto x = dx.get<float>(rows * dim);
+      auto nw = randv(dim, 2);
+      Dev dnw(be, nw.data(), dim * 4), dn(be, nullptr, rows * dim * 4);
+      Weight wn = *be.load_weight(TensorView{"n", DType::kF32, {dim}, reinterpret_cast<const std::byte*>(dnw.f()), dim * 4});
+      be.rms_norm(dx.f(), wn, rows, dim, 1e-5f, dn.f());
+      for (int r = 0; r < rows; ++r) {
+        double ss = 0;
+        for (int c = 0; c < dim; ++c) ss += double(x[r * dim + c]) * x[r * dim + c];
+        double inv = 1 / std::sqrt(ss / dim + 1e-5);
+        for (int c = 0; c < dim; ++c) want[r * dim + c] = x[r * dim + c] * inv * nw[c];
+      }
+      check_close(dn.get<float>(rows * dim), want, 1e-5, "rms_norm");
+
+      auto w = randv(n_out * dim, 3), bias = randv(n_out, 4);
+      Dev dw(be, w.data(), w.size() * 4), db(be, bias.data(), bias.size() * 4), dy(be, nullptr, rows * n_out * 4);
+      Weight ww = *be.load_weight(TensorView{"w", DType::kF32, {n_out, dim}, reinterpret_cast<const std::byte*>(dw.f()), w.size() * 4});
+      Weight wb = *be.load_weight(TensorView{"b", DType::kF32, {n_out}, reinterpret_cast<const std::byte*>(db.f()), bias.size() * 4});
+      be.matmul(dx.f(), rows, ww, &wb, dy.f());
+      std::vector<double> wy(rows * n_out);
+      for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < n_out; ++j) {
+          double s = bias[j];
+          for (int c = 0; c < dim; ++c) s += double(x[r * dim + c]) * w[j * dim + c];
+          wy[r * n_out + j] = s;
+        }
+      check_close(dy.get<float>(rows * n_out), wy, 1e-4, "matmul");
+
+      auto g = randv(64, 5, 4), u = randv(64, 6);
+      Dev dg(be, g.data(), 256), du(be, u.data(), 256), dout(be, nullptr, 256);
+      be.silu_mul(dg.f(), du.f(), 64, dout.f());
+      std::vector<double> ws(64);
+      for (int i = 0; i < 64; ++i) ws[i] = g[i] / (1 + std::exp(-double(g[i]))) * u[i];
+      check_close(dout.get<float>(64), ws, 1e-5, "silu_mul");
+      be.add(dg.f(), du.f(), 64);
+      for (int i = 0; i < 64; ++i) ws[i] = double(g[i]) + u[i];
+      check_close(dg.get<float>(64), ws, 1e-6, "add");
+
+      std::vector<int32_t> pick{4, 1};
+      Dev dp(be, pick.data(), 8), dgat(be, nullptr, 2 * dim * 4);
+      be.gather_rows(dx.f(), dp.i(), 2, dim, dgat.f());
+      std::vector<double> wg(2 * dim);
+      for (int i = 0; i < 2; ++i)
+        for (int c = 0; c < dim; ++c) wg[i * dim + c] = x[pick[i] * dim + c];
+      check_close(dgat.get<float>(2 * dim), wg, 0, "gather_rows");
+    }
+
+    SUBCASE("rope, kv_store and paged causal attention with GQA") {
+      const int nh = 4, nkv = 2, hd = 8, bs = 4, nblocks = 6;
+      const int kv_dim = nkv * hd, q_dim = nh * hd;
+      // Two sequences: seq 0 has 5 cached tokens + 2 new; seq 1 is a 3-token prefill.
+      std::vector<int32_t> table0{4, 1}, table1{2};
+      std::vector<int32_t> positions{5, 6, 0, 1, 2}, token_seq{0, 0, 1, 1, 1};
+      std::vector<int32_t> slots;
+      for (int t = 0; t < 5; ++t) {
+        const auto& tb = token_seq[t] == 0 ? table0 : table1;
+        slots.push_back(tb[positions[t] / bs] * bs + positions[t] % bs);
+      }
+      std::vector<int32_t> kv_len{7, 3}, first{0, 2, 5}, tstart{0, 2, 3}, tables{4, 1, 2};
+      auto kpool = randv(nblocks * bs * kv_dim, 7), vpool = randv(nblocks * bs * kv_dim, 8);
+      auto q = randv(5 * q_dim, 9), k = randv(5 * kv_dim, 10), v = randv(5 * kv_dim, 11);
+      std::vector<float> inv_freq(hd / 2);
+      for (int i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / hd);
+
+      Dev dK(be, kpool.data(), kpool.size() * 4), dV(be, vpool.data(), vpool.size() * 4);
+      Dev dq(be, q.data(), q.size() * 4), dk(be, k.data(), k.size() * 4), dv(be, v.data(), v.size() * 4);
+      Dev dpos(be, positions.data(), 20), dslot(be, slots.data(), 20), dts(be, token_seq.data(), 20);
+      Dev dlen(be, kv_len.data(), 8), dfirst(be, first.data(), 12), dtst(be, tstart.data(), 12),
+          dtab(be, tables.data(), 12), dfreq(be, inv_freq.data(), inv_freq.size() * 4),
+          dout(be, nullptr, 5 * q_dim * 4);
+      be.rope(dq.f(), 5, nh, hd, dpos.i(), dfreq.f());
+      be.rope(dk.f(), 5, nkv, hd, dpos.i(), dfreq.f());
+      auto rope_ref = [&](std::vector<float> x, int heads) {
+        std::vector<double> out(x.size());
+        for (int t = 0; t < 5; ++t)
+          for (int h = 0; h < heads; ++h)
+            for (int i = 0; i < hd / 2; ++i) {
+              double ang = double(float(positions[t]) * inv_freq[i]);
+              double a = x[(t * heads + h) * hd + i], b = x[(t * heads + h) * hd + i + hd / 2];
+              out[(t * heads + h) * hd + i] = a * std::cos(ang) - b * std::sin(ang);
+              out[(t * heads + h) * hd + i + hd / 2] = b * std::cos(ang) + a * std::sin(ang);
+            }
+        return out;
+      };
+      auto qr = rope_ref(q, nh), kr = rope_ref(k, nkv);
+      check_close(dq.get<float>(q.size()), qr, 1e-5, "rope q");
+      check_close(dk.get<float>(k.size()), kr, 1e-5, "rope k");
+
+      BatchView bv{5, 2, bs, dpos.i(), dslot.i(), dts.i(), dlen.i(), dfirst.i(), dtst.i(), dtab.i()};
+      KvLayerView layer{dK.f(), dV.f()};
+      be.kv_store(dk.f(), dv.f(), bv, kv_dim, layer);
+      be.attention(dq.f(), bv, {nh, nkv, hd, 1.0f / std::sqrt(float(hd))}, layer, dout.f());
+
+      // Reference: the pools after the store, then softmax attention per token/head.
+      auto K = dK.get<float>(kpool.size()), V = dV.get<float>(vpool.size());
+      auto kk = dk.get<float>(k.size()), qq = dq.get<float>(q.size());
+      for (int t = 0; t < 5; ++t)
+        for (int c = 0; c < kv_dim; ++c) CHECK(K[slots[t] * kv_dim + c] == kk[t * kv_dim + c]);
+      std::vector<double> want(5 * q_dim);
+      for (int t = 0; t < 5; ++t) {
+        const auto& tb = token_seq[t] == 0 ? table0 : table1;
+        for (int h = 0; h < nh; ++h) {
+          int kh = h / (nh / nkv);
+          std::vector<double> sc(positions[t] + 1);
+          double mx = -1e30, sum = 0;
+          for (int p = 0; p <= positions[t]; ++p) {
+            int slot = tb[p / bs] * bs + p % bs;
+            double s = 0;
+            for (int i = 0; i < hd; ++i) s += double(qq[t * q_dim + h * hd + i]) * K[slot * kv_dim + kh * hd + i];
+            sc[p] = s / std::sqrt(double(hd));
+            mx = std::max(mx, sc[p]);
+          }
+          for (auto& s : sc) sum += (s = std::exp(s - mx));
+          for (int p = 0; p <= positions[t]; ++p) {
+            int slot = tb[p / bs] * bs + p % bs;
+            for (int i = 0; i < hd; ++i) want[t * q_dim + h * hd + i] += sc[p] / sum * V[slot * kv_dim + kh * hd + i];
+          }
+        }
+      }
+      check_close(dout.get<float>(5 * q_dim), want, 1e-5, "attention");
+
+      be.copy_kv_block(layer, 4, 5, bs, kv_dim);
+      auto K2 = dK.get<float>(kpool.size());
+      CHECK(std::memcmp(&K2[5 * bs * kv_dim], &K2[4 * bs * kv_dim], bs * kv_dim * 4) == 0);
+    }
+  }
+}

@@ -1,0 +1,324 @@
+#include "runtime/tokenizer/tokenizer.h"
+
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+using ghostd::runtime::StreamDecoder;
+using ghostd::runtime::Tokenizer;
+using ghostd::runtime::VocabSpec;
+
+namespace {
+
+const std::string kDataDir = std::string(GHOSTD_TEST_DATA) + "/tokenizer/";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in, "cannot open " << path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Minimal GGUF v3 metadata reader: enough to pull the tokenizer keys out of
+// the vocab-only test files.
+class GgufReader {
+ public:
+  explicit GgufReader(std::string data) : d_(std::move(data)) {}
+
+  VocabSpec read_vocab() {
+    VocabSpec spec;
+    REQUIRE(d_.compare(0, 4, "GGUF") == 0);
+    pos_ = 4;
+    REQUIRE(get<uint32_t>() == 3);
+    get<uint64_t>();  // tensor count
+    const auto kv_count = get<uint64_t>();
+    for (uint64_t i = 0; i < kv_count; ++i) {
+      const std::string key = str();
+      const auto type = get<uint32_t>();
+      if (key == "tokenizer.ggml.tokens") {
+        spec.tokens = string_array(type);
+      } else if (key == "tokenizer.ggml.merges") {
+        spec.merges = string_array(type);
+      } else if (key == "tokenizer.ggml.token_type") {
+        REQUIRE(type == 9);
+        REQUIRE(get<uint32_t>() == 5);
+        const auto n = get<uint64_t>();
+        for (uint64_t j = 0; j < n; ++j) spec.token_types.push_back(get<int32_t>());
+      } else if (key == "tokenizer.ggml.pre") {
+        REQUIRE(type == 8);
+        spec.pre = str();
+      } else if (key == "tokenizer.ggml.bos_token_id" && type == 4) {
+        spec.bos_id = static_cast<int32_t>(get<uint32_t>());
+      } else if (key == "tokenizer.ggml.eos_token_id" && type == 4) {
+        spec.eos_id = static_cast<int32_t>(get<uint32_t>());
+      } else {
+        skip(type);
+      }
+    }
+    return spec;
+  }
+
+ private:
+  template <class T>
+  T get() {
+    REQUIRE(pos_ + sizeof(T) <= d_.size());
+    T v;
+    std::memcpy(&v, d_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string str() {
+    const auto n = get<uint64_t>();
+    REQUIRE(pos_ + n <= d_.size());
+    std::string s = d_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::vector<std::string> string_array(uint32_t type) {
+    REQUIRE(type == 9);
+    REQUIRE(get<uint32_t>() == 8);
+    const auto n = get<uint64_t>();
+    std::vector<std::string> out;
+    out.reserve(n);
+    for (uint64_t j = 0; j < n; ++j) out.push_back(str());
+    return out;
+  }
+  void skip(uint32_t type) {
+    static constexpr size_t kSizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    REQUIRE(type <= 12);
+    if (type == 8) {
+      str();
+    } else if (type == 9) {
+      const auto elem = get<uint32_t>();
+      const auto n = get<uint64_t>();
+      for (uint64_t j = 0; j < n; ++j) skip(elem);
+    } else {
+      pos_ += kSizes[type];
+    }
+  }
+
+  std::string d_;
+  size_t pos_ = 0;
+};
+
+Tokenizer load_gguf_vocab(const std::string& model) {
+  GgufReader reader(read_file(kDataDir + "ggml-vocab-" + model + ".gguf"));
+  auto tok = Tokenizer::from_vocab(reader.read_vocab());
+  REQUIRE_MESSAGE(tok.ok(), (tok.ok() ? "" : tok.error().message));
+  return std::move(tok).value();
+}
+
+struct Vector {
+  std::string text;
+  std::vector<int32_t> ids;
+};
+
+std::vector<Vector> load_vectors(const std::string& model) {
+  const std::string inp = read_file(kDataDir + "ggml-vocab-" + model + ".gguf.inp");
+  const std::string out = read_file(kDataDir + "ggml-vocab-" + model + ".gguf.out");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<Vector> vectors;
+  size_t pos = 0;
+  while (pos < inp.size()) {
+    const size_t end = inp.find(sep, pos);
+    REQUIRE(end != std::string::npos);
+    vectors.push_back({inp.substr(pos, end - pos), {}});
+    pos = end + sep.size();
+  }
+  std::istringstream lines(out);
+  std::string line;
+  for (auto& v : vectors) {
+    REQUIRE(std::getline(lines, line));
+    std::istringstream ids(line);
+    int32_t id = 0;
+    while (ids >> id) v.ids.push_back(id);
+  }
+  return vectors;
+}
+
+void check_conformance(const std::string& model) {
+  const Tokenizer tok = load_gguf_vocab(model);
+  const auto vectors = load_vectors(model);
+  REQUIRE(vectors.size() > 40);
+  for (const auto& v : vectors) {
+    CAPTURE(v.text);
+    CHECK(tok.encode(v.text, /*parse_special=*/false) == v.ids);
+    CHECK(tok.decode(tok.encode(v.text, false)) == v.text);
+    CHECK(tok.decode(v.ids) == v.text);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gpt-2 vocabulary matches every Hugging Face vector") { check_conformance("gpt-2"); }
+
+TEST_CASE("starcoder vocabulary matches every Hugging Face vector") { check_conformance("starcoder"); }
+
+TEST_CASE("random bytes round-trip, invalid UTF-8 included") {
+  const Tokenizer tok = load_gguf_vocab("gpt-2");
+  std::mt19937 rng(1234);
+  for (int i = 0; i < 300; ++i) {
+    std::string s(rng() % 64, '\0');
+    for (auto& c : s) {
+      // Mix ASCII text, whitespace and raw high bytes.
+      const auto r = rng() % 4;
+      c = static_cast<char>(r == 0 ? rng() % 256 : r == 1 ? " \t\n'"[rng() % 4] : 'a' + rng() % 26);
+    }
+    CAPTURE(s);
+    CHECK(tok.decode(tok.encode(s)) == s);
+  }
+}
+
+TEST_CASE("special tokens, lookups and accessors on the gpt-2 vocabulary") {
+  const Tokenizer tok = load_gguf_vocab("gpt-2");
+  CHECK(tok.vocab_size() == 50257);
+  const auto eot = tok.find_token("<|endoftext|>");
+  REQUIRE(eot.has_value());
+  CHECK(*eot == 50256);
+  CHECK(tok.is_special(*eot));
+  CHECK_FALSE(tok.is_special(464));
+  CHECK(tok.find_token("\xC4\xA0the") == 262);  // "Ġthe"
+  CHECK(tok.token_bytes(262) == " the");
+  CHECK_FALSE(tok.find_token("no such piece").has_value());
+  CHECK(tok.token_bytes(-1).empty());
+  CHECK(tok.token_bytes(1 << 30).empty());
+
+  const std::string text = "a<|endoftext|>b";
+  const auto with = tok.encode(text, true);
+  CHECK(with == std::vector<int32_t>{64, 50256, 65});
+  const auto without = tok.encode(text, false);
+  CHECK(without.size() > 3);
+  CHECK(tok.decode(without) == text);
+  CHECK(tok.decode(with, /*skip_special=*/true) == "ab");
+  CHECK(tok.decode(with) == text);
+}
+
+TEST_CASE("StreamDecoder holds back split UTF-8 sequences") {
+  const Tokenizer tok = load_gguf_vocab("gpt-2");
+  const std::string text = "hi \xF0\x9F\x98\x81\xF0\x9F\xA6\x99 \xE4\xBD\xA0\xE5\xA5\xBD!";  // emoji, CJK
+  const auto ids = tok.encode(text);
+  // At least one token must end inside a multi-byte character for the test to mean something.
+  bool split_seen = false;
+  for (int32_t id : ids) {
+    const auto& b = tok.token_bytes(id);
+    if (!b.empty() && (static_cast<unsigned char>(b.back()) & 0x80) != 0) split_seen = true;
+  }
+  CHECK(split_seen);
+  StreamDecoder dec(tok);
+  std::string out;
+  for (int32_t id : ids) {
+    const std::string piece = dec.push(id);
+    // Every emitted chunk is whole UTF-8.
+    size_t i = 0;
+    while (i < piece.size()) {
+      const auto c = static_cast<unsigned char>(piece[i]);
+      const size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+      REQUIRE(i + len <= piece.size());
+      i += len;
+    }
+    out += piece;
+  }
+  out += dec.flush();
+  CHECK(out == text);
+
+  // An incomplete tail comes out on flush.
+  StreamDecoder tail(tok);
+  const auto first_byte = tok.encode("\xF0");
+  std::string got;
+  for (int32_t id : first_byte) got += tail.push(id);
+  CHECK(got.empty());
+  CHECK(tail.flush() == "\xF0");
+}
+
+TEST_CASE("encode is safe from several threads at once") {
+  const Tokenizer tok = load_gguf_vocab("starcoder");
+  const auto vectors = load_vectors("starcoder");
+  std::vector<std::thread> threads;
+  std::vector<int> failures(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        for (const auto& v : vectors) {
+          if (tok.encode(v.text, false) != v.ids) ++failures[static_cast<size_t>(t)];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int f : failures) CHECK(f == 0);
+}
+
+TEST_CASE("from_vocab rejects bad specs") {
+  VocabSpec spec;
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("tokenizer.ggml.tokens") != std::string::npos);
+  spec.tokens = {"a", "b", "ab"};
+  spec.merges = {"a b"};
+  spec.pre = "no-such-pre";
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("no-such-pre") != std::string::npos);
+  spec.pre = "qwen2";
+  spec.merges = {"a c"};
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("unknown token 'c'") != std::string::npos);
+  spec.merges = {"ab"};
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("tokenizer.ggml.merges[0]") != std::string::npos);
+  spec.merges = {"a b"};
+  spec.token_types = {1, 1};
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("tokenizer.ggml.token_type") != std::string::npos);
+  spec.token_types = {1, 1, 1};
+  auto ok = Tokenizer::from_vocab(spec);
+  REQUIRE(ok.ok());
+  CHECK(ok->encode("abab") == std::vector<int32_t>{2, 2});
+}
+
+TEST_CASE("long words and whitespace runs stay fast and round-trip") {
+  const Tokenizer tok = load_gguf_vocab("gpt-2");
+  std::mt19937 rng(7);
+  std::string word(200000, 'a');
+  for (auto& c : word) c = static_cast<char>('a' + rng() % 26);
+  const std::string spaces(200000, ' ');
+  const std::string mixed = "x" + spaces + "y\n" + std::string(50000, '\n') + "z";
+  for (const std::string* text : {&std::as_const(word), &spaces, &mixed}) {
+    const auto ids = tok.encode(*text);
+    CAPTURE(text->size());
+    CHECK(ids.size() <= text->size());  // gpt-2 has no multi-space tokens
+    CHECK(tok.decode(ids) == *text);
+  }
+}
+
+TEST_CASE("starcoder FIM markers are special tokens found by content") {
+  const Tokenizer tok = load_gguf_vocab("starcoder");
+  const auto prefix = tok.find_token("<fim_prefix>");
+  const auto suffix = tok.find_token("<fim_suffix>");
+  REQUIRE(prefix.has_value());
+  REQUIRE(suffix.has_value());
+  CHECK(tok.is_special(*prefix));
+  CHECK(tok.bos_id() == 0);
+  CHECK(tok.eos_id() == 0);
+  const std::string prompt = "<fim_prefix>def f():\n    <fim_suffix>\n<fim_middle>";
+  const auto ids = tok.encode(prompt);
+  CHECK(ids.front() == *prefix);
+  CHECK(ids.back() == *tok.find_token("<fim_middle>"));
+  CHECK(tok.decode(ids) == prompt);
+  CHECK(tok.decode(ids, /*skip_special=*/true) == "def f():\n    \n");
+  CHECK(tok.encode(prompt, /*parse_special=*/false).front() != *prefix);
+}
+
+TEST_CASE("from_vocab: control tokens are special, user-defined tokens always split out") {
+  VocabSpec spec;
+  spec.tokens = {"a", "b", "ab", "<ctl>", "<usr>"};
+  spec.token_types = {1, 1, 1, 3, 4};
+  spec.merges = {"a b"};
+  spec.pre = "gpt-2";
+  auto tok = Tokenizer::from_vocab(spec);
+  REQUIRE(tok.ok());
+  CHECK(tok->encode("ab<ctl>ab") == std::vector<int32_t>{2, 3, 2});
+  CHECK(tok->encode("ab<usr>ab", false) == std::vector<int32_t>{2, 4, 2});
+  CHECK(tok->is_special(3));
+  CHECK_FALSE(tok->is_special(4));
+  CHECK(tok->find_token("<usr>") == 4);
+}
