@@ -28,8 +28,8 @@ Result<long long> parse_int(std::string_view flag, std::string_view v, long long
 const char* server_options_help() {
   return "ghostd [options]\n"
          "  --model PATH             model directory or .gguf file\n"
-         "  --draft-model PATH       draft model for speculative decoding\n"
-         "  --no-draft               disable speculative decoding\n"
+         "  --draft-model PATH       (not available yet: an error; drafts come from prompt lookup)\n"
+         "  --no-draft               disable speculative decoding (prompt-lookup drafts)\n"
          "  --max-tokens N           new tokens per completion (64)\n"
          "  --context-budget N       prompt tokens in all (2048)\n"
          "  --suffix-tokens N        suffix window in tokens (128)\n"
@@ -45,6 +45,13 @@ const char* server_options_help() {
          "  --device DEV             cpu, cuda, cuda:N or auto (cpu)\n"
          "  --kv-memory-mb N         KV cache budget in MiB (0 = the engine's default)\n";
 }
+
+namespace {
+// Refused rather than ignored: a user who names a draft model expects it to run.
+constexpr std::string_view kNoDraftModel =
+    "--draft-model: speculative decoding with a draft model is not supported yet; ghostd speculates with "
+    "prompt-lookup drafts (on by default, --no-draft turns them off). Remove --draft-model.";
+}  // namespace
 
 Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
   ServerOptions o;
@@ -78,7 +85,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
     if (flag == "--model") {
       o.model = value;
     } else if (flag == "--draft-model") {
-      o.draft_model = value;
+      return Error{std::string(kNoDraftModel)};
     } else if (flag == "--no-draft") {
       o.use_draft = false;
     } else if (flag == "--max-tokens") {
@@ -143,12 +150,16 @@ Status apply_initialization_options(ServerOptions& options, const nlohmann::json
     *k.field = it->get<int>();
   }
   const std::pair<const char*, std::string*> strings[] = {
-      {"model", &o.model}, {"draftModel", &o.draft_model}, {"metricsLog", &o.metrics_log}};
+      {"model", &o.model}, {"metricsLog", &o.metrics_log}};
   for (const auto& [key, field] : strings) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
     if (!it->is_string()) return Error{"initializationOptions." + std::string(key) + ": expected a string"};
     *field = it->get<std::string>();
+  }
+  if (auto it = j.find("draftModel"); it != j.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
+    return Error{"initializationOptions.draftModel: speculative decoding with a draft model is not supported yet; "
+                 "leave it unset (prompt-lookup drafts are on unless useDraft is false)"};
   }
   if (auto it = j.find("useDraft"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) return Error{"initializationOptions.useDraft: expected a boolean"};

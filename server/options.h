@@ -12,7 +12,6 @@ namespace ghostd::server {
 
 struct ServerOptions {
   std::string model;        // --model PATH (HF directory or .gguf)
-  std::string draft_model;  // --draft-model PATH
   int max_tokens = 64;      // --max-tokens: new tokens per completion
   int context_budget = 2048;  // --context-budget: prompt tokens in all
   int suffix_tokens = 128;    // --suffix-tokens: the suffix window
@@ -37,8 +36,8 @@ const char* server_options_help();
 
 // Applies the camelCase keys of initializationOptions / settings.ghostd
 // (maxTokens, contextBudget, suffixTokens, contextTokens, deadlineMs,
-// maxLines, useDraft; model, draftModel and metricsLog are accepted but only
-// take effect at startup). Unknown keys are ignored; a wrong type is an
+// maxLines, useDraft; model and metricsLog are accepted but only take effect
+// at startup; a non-empty draftModel is an error until draft models run). Unknown keys are ignored; a wrong type is an
 // error naming the key, and leaves `options` unchanged.
 ghostd::runtime::Status apply_initialization_options(ServerOptions& options, const nlohmann::json& j);
 

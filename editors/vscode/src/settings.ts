@@ -8,7 +8,6 @@ export interface GhostdSettings {
   path: string;
   args: string[];
   model: string;
-  draftModel: string;
   useDraft: boolean;
   maxTokens: number | undefined;
   deadlineMs: number | undefined;
@@ -18,7 +17,7 @@ export interface GhostdSettings {
 }
 
 // Settings that the daemon reads only at startup: changing one restarts it.
-export const kRestartKeys = ['path', 'args', 'model', 'draftModel', 'metricsLog'] as const;
+export const kRestartKeys = ['path', 'args', 'model', 'metricsLog'] as const;
 
 export const kDefaultEnable: Record<string, boolean> = { '*': true, plaintext: false, markdown: false, scminput: false };
 
@@ -46,7 +45,6 @@ export function readSettings(get: (key: string) => unknown): GhostdSettings {
     path: str(get('path')),
     args: Array.isArray(args) ? args.filter((a): a is string => typeof a === 'string') : [],
     model: str(get('model')),
-    draftModel: str(get('draftModel')),
     useDraft: get('useDraft') !== false,
     maxTokens: int(get('maxTokens'), 1, 4096),
     deadlineMs: int(get('deadlineMs'), 1, 600000),
@@ -66,7 +64,6 @@ export function resolvePath(p: string, workspaceRoot: string | undefined): strin
 export function initializationOptions(s: GhostdSettings, workspaceRoot?: string): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   if (s.model) o.model = resolvePath(s.model, workspaceRoot);
-  if (s.draftModel) o.draftModel = resolvePath(s.draftModel, workspaceRoot);
   if (!s.useDraft) o.useDraft = false;
   if (s.maxTokens !== undefined) o.maxTokens = s.maxTokens;
   if (s.deadlineMs !== undefined) o.deadlineMs = s.deadlineMs;
@@ -87,7 +84,6 @@ export interface ServerCommand {
 export function serverCommand(s: GhostdSettings, metricsLog: string, workspaceRoot?: string): ServerCommand {
   const args = ['serve'];
   if (metricsLog) args.push('--metrics-log', metricsLog);
-  if (s.draftModel) args.push('--draft-model', resolvePath(s.draftModel, workspaceRoot));
   args.push(...s.args);
   return { command: s.path ? resolvePath(s.path, workspaceRoot) : 'ghostd', args };
 }

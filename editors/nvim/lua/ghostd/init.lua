@@ -9,7 +9,7 @@ local M = {}
 local defaults = {
   cmd = { 'ghostd' },
   -- Sent as initializationOptions (see docs/configuration.md): model,
-  -- draftModel, useDraft, maxTokens, contextBudget, deadlineMs, maxLines, ...
+  -- useDraft, maxTokens, contextBudget, deadlineMs, maxLines, ...
   init_options = {},
   root_dir = nil, -- a path or function(bufnr) -> path; the working directory by default
   filetypes = nil, -- nil: every file buffer; or a list such as { 'python', 'lua' }
