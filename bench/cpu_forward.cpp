@@ -44,6 +44,10 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
   std::vector<float> logits;
   std::vector<SequenceInput> in(batch);
   for (int s = 0; s < batch; ++s) in[s] = {toks[s], 0, tables[s], false};
+  if (auto st = m.reserve(Model::capacity_for(in)); !st) {
+    std::fprintf(stderr, "%s\n", st.message().c_str());
+    std::exit(1);
+  }
   auto t0 = Clock::now();
   if (auto st = m.forward(in, *kv, logits); !st) {
     std::fprintf(stderr, "%s\n", st.message().c_str());

@@ -107,8 +107,14 @@ class TimingBackend final : public Backend {
   void gather_rows(const float* x, const int32_t* r, int n, int dim, float* out) override {
     timed("gather_rows", [&] { in_->gather_rows(x, r, n, dim, out); });
   }
-  void copy_kv_block(KvLayerView l, int s, int d, int bs, int kv_dim) override {
-    in_->copy_kv_block(l, s, d, bs, kv_dim);
+  void argmax_rows(const float* x, int rows, int cols, int32_t* out) override {
+    timed("argmax_rows", [&] { in_->argmax_rows(x, rows, cols, out); });
+  }
+  void copy_kv_blocks(std::span<const KvLayerView> l, std::span<const KvBlockCopy> c, int bs, int kv_dim) override {
+    timed("copy_kv_blocks", [&] { in_->copy_kv_blocks(l, c, bs, kv_dim); });
+  }
+  Status reserve_workspace(int max_tokens, int max_cols, const AttentionShape& shape) override {
+    return in_->reserve_workspace(max_tokens, max_cols, shape);
   }
 
  private:
@@ -149,6 +155,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed,
   std::vector<float> logits;
   std::vector<SequenceInput> in(batch);
   for (int s = 0; s < batch; ++s) in[s] = {toks[s], 0, tables[s], false};
+  if (auto st = m.reserve(Model::capacity_for(in)); !st) die(st.message());
   auto t0 = Clock::now();
   if (auto st = m.forward(in, *kv, logits); !st) die(st.message());
   if (profile) profile->profiling = true;
@@ -176,6 +183,7 @@ std::vector<float> prompt_logits(Model& m, const std::vector<int32_t>& prompt) {
   std::vector<int32_t> table(blocks);
   for (int b = 0; b < blocks; ++b) table[b] = b;
   SequenceInput in{prompt, 0, table, false};
+  if (auto st = m.reserve(Model::capacity_for(std::span<const SequenceInput>(&in, 1))); !st) die(st.message());
   std::vector<float> logits;
   if (auto st = m.forward(std::span<const SequenceInput>(&in, 1), *kv, logits); !st)
     die(st.message());

@@ -11,6 +11,14 @@ namespace ghostd::kernels {
 cudaError_t kv_store(const float* k, const float* v, const int32_t* slots, int num_tokens,
                      int kv_dim, float* k_pool, float* v_pool, cudaStream_t stream);
 
+// One wave of copy-on-write block copies over every layer, in one launch.
+// layer_pools: [num_layers * 2] device pointers (K of layer 0, V of layer 0,
+// ...); pairs: [num_copies * 2] (src, dst) block ids, device memory. The
+// copies of one wave must not depend on each other (no block is written by
+// one copy and read or written by another); the caller splits at hazards.
+cudaError_t copy_kv_blocks(float* const* layer_pools, int num_layers, const int32_t* pairs, int num_copies,
+                           int64_t block_floats, cudaStream_t stream);
+
 }  // namespace ghostd::kernels
 
 #ifdef __CUDACC__

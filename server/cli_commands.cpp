@@ -136,6 +136,8 @@ int run_generate(std::span<char*> args) {
   std::fflush(stdout);
   auto tp = std::chrono::steady_clock::now();
   SequenceInput in{tokens, 0, table, false};
+  // The prefill is the largest step; decode steps fit in what it reserves.
+  if (auto st = model.reserve(Model::capacity_for(std::span(&in, 1))); !st) return fail(st.message());
   if (auto st = model.forward(std::span(&in, 1), *kv, logits); !st) return fail(st.message());
   auto td = std::chrono::steady_clock::now();
   const double prefill_s = Seconds(td - tp).count();

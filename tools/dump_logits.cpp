@@ -67,6 +67,7 @@ Status run(Model& model, const std::vector<std::vector<int32_t>>& prompts, int s
         batch[s].start_pos = static_cast<int32_t>(fed[s].size() - 1);
       }
     }
+    GHOSTD_TRY_STATUS(model.reserve(Model::capacity_for(batch)));  // no-op once the prefill reserved
     GHOSTD_TRY_STATUS(model.forward(batch, *kv, logits));
     size_t row = 0;
     for (size_t s = 0; s < n; ++s) {

@@ -92,6 +92,12 @@ struct BatchView {
   const int32_t* block_tables = nullptr;
 };
 
+// One copy-on-write block copy: the whole block `src` to `dst`, every layer.
+struct KvBlockCopy {
+  int32_t src = -1;
+  int32_t dst = -1;
+};
+
 struct AttentionShape {
   int n_heads = 0;
   int n_kv_heads = 0;
@@ -147,9 +153,27 @@ class Backend {
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // out[i, :] = x[rows[i], :].
   virtual void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) = 0;
-  // Copies whole KV blocks (copy-on-write of shared blocks).
-  virtual void copy_kv_block(KvLayerView layer, int src_block, int dst_block, int block_size,
-                             int kv_dim) = 0;
+  // out[r] = the index of the largest value of row r of x ([rows, cols]);
+  // the first one on ties, NaN never chosen (0 for a row of NaN). Matches
+  // runtime::argmax on the host, so greedy tokens do not depend on where the
+  // argmax ran.
+  virtual void argmax_rows(const float* x, int rows, int cols, int32_t* out) = 0;
+  // Copies whole KV blocks of every layer (copy-on-write of shared blocks),
+  // with the result of doing the copies one after another in order: within
+  // one step a block can be the source of one copy and the destination of a
+  // later one. `copies` is host memory.
+  virtual void copy_kv_blocks(std::span<const KvLayerView> layers, std::span<const KvBlockCopy> copies,
+                              int block_size, int kv_dim) = 0;
+
+  // Allocates the scratch the ops need for steps of up to `max_tokens` rows,
+  // matrices of up to `max_cols` columns and this attention shape, so that
+  // no op allocates during a step. Backends without scratch do nothing.
+  virtual Status reserve_workspace(int max_tokens, int max_cols, const AttentionShape& shape) {
+    (void)max_tokens;
+    (void)max_cols;
+    (void)shape;
+    return {};
+  }
 };
 
 struct CpuBackendOptions {

@@ -7,6 +7,7 @@
 #include <new>
 #include <vector>
 
+#include "runtime/core/argmax.h"
 #include "runtime/core/backend.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/thread_pool.h"
@@ -177,11 +178,24 @@ class CpuBackend final : public Backend {
       std::memcpy(out + static_cast<int64_t>(i) * dim, x + static_cast<int64_t>(rows[i]) * dim, dim * sizeof(float));
   }
 
-  void copy_kv_block(KvLayerView layer, int src_block, int dst_block, int block_size,
-                     int kv_dim) override {
+  void argmax_rows(const float* x, int rows, int cols, int32_t* out) override {
+    for (int r = 0; r < rows; ++r) out[r] = argmax(std::span<const float>(x + static_cast<int64_t>(r) * cols, cols));
+  }
+
+  void copy_kv_blocks(std::span<const KvLayerView> layers, std::span<const KvBlockCopy> copies, int block_size,
+                      int kv_dim) override {
     const size_t n = static_cast<size_t>(block_size) * kv_dim;
-    std::memcpy(layer.k + dst_block * n, layer.k + src_block * n, n * sizeof(float));
-    std::memcpy(layer.v + dst_block * n, layer.v + src_block * n, n * sizeof(float));
+    // In order (a later copy may overwrite an earlier one's source); the
+    // layers of one copy are independent.
+    for (const KvBlockCopy& c : copies) {
+      pool_.parallel_for(static_cast<int64_t>(layers.size()), 1, [&](int64_t b, int64_t e) {
+        for (int64_t l = b; l < e; ++l) {
+          const KvLayerView& L = layers[static_cast<size_t>(l)];
+          std::memcpy(L.k + c.dst * n, L.k + c.src * n, n * sizeof(float));
+          std::memcpy(L.v + c.dst * n, L.v + c.src * n, n * sizeof(float));
+        }
+      });
+    }
   }
 
  private:

@@ -3,9 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "kernels/argmax.cuh"
 #include "kernels/attention.cuh"
 #include "kernels/convert.cuh"
 #include "kernels/elementwise.cuh"
@@ -221,15 +224,87 @@ class CudaBackend final : public Backend {
     check(kernels::gather_rows(x, rows, n, dim, out, stream_.get()), "gather_rows");
   }
 
-  void copy_kv_block(KvLayerView layer, int src_block, int dst_block, int block_size,
-                     int kv_dim) override {
-    const size_t n = static_cast<size_t>(block_size) * kv_dim;
-    check(cudaMemcpyAsync(layer.k + dst_block * n, layer.k + src_block * n, n * sizeof(float),
-                          cudaMemcpyDeviceToDevice, stream_.get()),
-          "copy_kv_block");
-    check(cudaMemcpyAsync(layer.v + dst_block * n, layer.v + src_block * n, n * sizeof(float),
-                          cudaMemcpyDeviceToDevice, stream_.get()),
-          "copy_kv_block");
+  void argmax_rows(const float* x, int rows, int cols, int32_t* out) override {
+    check(kernels::argmax_rows(x, rows, cols, out, stream_.get()), "argmax_rows");
+  }
+
+  void copy_kv_blocks(std::span<const KvLayerView> layers, std::span<const KvBlockCopy> copies, int block_size,
+                      int kv_dim) override {
+    if (copies.empty() || layers.empty()) return;
+    cudaSetDevice(device_);
+    if (!grow(copy_args_, kCopyArgsBytes, "kv block copies")) return;
+    // One launch per wave of independent copies; a copy that reads or writes
+    // a block an earlier copy of the wave writes (or writes one it reads)
+    // starts the next wave, so the result is that of copying in order.
+    const size_t ptr_bytes = layers.size() * 2 * sizeof(float*);
+    const size_t max_pairs = (kCopyArgsBytes - ptr_bytes) / (2 * sizeof(int32_t));
+    if (ptr_bytes >= kCopyArgsBytes || max_pairs == 0) {
+      fail("copy_kv_blocks: too many layers for the copy arguments");
+      return;
+    }
+    copy_host_.resize(ptr_bytes);
+    for (size_t l = 0; l < layers.size(); ++l) {
+      std::memcpy(copy_host_.data() + (2 * l) * sizeof(float*), &layers[l].k, sizeof(float*));
+      std::memcpy(copy_host_.data() + (2 * l + 1) * sizeof(float*), &layers[l].v, sizeof(float*));
+    }
+    const int64_t block_floats = static_cast<int64_t>(block_size) * kv_dim;
+    std::vector<int32_t>& wave = copy_wave_;
+    std::vector<int32_t>& reads = copy_reads_;
+    std::vector<int32_t>& writes = copy_writes_;
+    wave.clear();
+    reads.clear();
+    writes.clear();
+    auto flush = [&] {
+      if (wave.empty()) return true;
+      // Pageable source: cudaMemcpyAsync has staged it when it returns, so
+      // the host buffer is reused for the next wave.
+      const size_t pair_bytes = wave.size() * sizeof(int32_t);
+      copy_host_.resize(ptr_bytes + pair_bytes);
+      std::memcpy(copy_host_.data() + ptr_bytes, wave.data(), pair_bytes);
+      if (!check(cudaMemcpyAsync(copy_args_.get(), copy_host_.data(), copy_host_.size(), cudaMemcpyHostToDevice,
+                                 stream_.get()),
+                 "copy_kv_blocks"))
+        return false;
+      auto* base = static_cast<std::byte*>(copy_args_.get());
+      const bool ok = check(kernels::copy_kv_blocks(reinterpret_cast<float* const*>(base), static_cast<int>(layers.size()),
+                                                    reinterpret_cast<const int32_t*>(base + ptr_bytes),
+                                                    static_cast<int>(wave.size() / 2), block_floats, stream_.get()),
+                            "copy_kv_blocks");
+      wave.clear();
+      reads.clear();
+      writes.clear();
+      return ok;
+    };
+    auto has = [](const std::vector<int32_t>& v, int32_t b) { return std::find(v.begin(), v.end(), b) != v.end(); };
+    for (const KvBlockCopy& c : copies) {
+      const bool hazard = has(writes, c.src) || has(writes, c.dst) || has(reads, c.dst);
+      if ((hazard || wave.size() / 2 >= max_pairs) && !flush()) return;
+      wave.push_back(c.src);
+      wave.push_back(c.dst);
+      reads.push_back(c.src);
+      writes.push_back(c.dst);
+    }
+    flush();
+  }
+
+  Status reserve_workspace(int max_tokens, int max_cols, const AttentionShape& shape) override {
+    cudaSetDevice(device_);
+    // Activations cast to 16 bits for cuBLAS, and the attention splits'
+    // partial results at their largest (see attention_workspace_floats).
+    const size_t act = static_cast<size_t>(std::max(max_tokens, 1)) * std::max(max_cols, 1) * 2;
+    // Splits happen only while a step has fewer work items than
+    // target_blocks_, so items * splits < 2 * target_blocks_; each item is at
+    // most a whole KV group of heads.
+    const int group = shape.n_kv_heads > 0 ? std::max(1, shape.n_heads / shape.n_kv_heads) : 1;
+    const size_t attn = static_cast<size_t>(2) * target_blocks_ * group * (shape.head_dim + 2);
+    if (!grow(act_, act, "matmul activations") || !grow(attn_ws_, attn * sizeof(float), "attention workspace") ||
+        !grow(copy_args_, kCopyArgsBytes, "kv block copies"))
+      return Error{std::exchange(error_, std::string())};
+    copy_host_.reserve(kCopyArgsBytes);
+    copy_wave_.reserve(kCopyArgsBytes / sizeof(int32_t));
+    copy_reads_.reserve(kCopyArgsBytes / sizeof(int32_t));
+    copy_writes_.reserve(kCopyArgsBytes / sizeof(int32_t));
+    return {};
   }
 
  private:
@@ -294,7 +369,10 @@ class CudaBackend final : public Backend {
   CublasHandle blas_;
   std::string error_;  // first failure since the last synchronize()
   std::vector<DeviceMemory> weights_;
-  DeviceMemory act_, attn_ws_;  // reused scratch
+  static constexpr size_t kCopyArgsBytes = size_t{64} << 10;
+  DeviceMemory act_, attn_ws_, copy_args_;  // reused scratch
+  std::vector<std::byte> copy_host_;                  // pointers and pairs of one wave
+  std::vector<int32_t> copy_wave_, copy_reads_, copy_writes_;
 };
 
 }  // namespace

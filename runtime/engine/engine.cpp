@@ -37,15 +37,6 @@ void call_on_done(JobCallbacks& cb, JobId id, JobResult result) {
   }
 }
 
-std::vector<SequenceInput> to_inputs(std::span<const StepSequence> seqs) {
-  std::vector<SequenceInput> in;
-  in.reserve(seqs.size());
-  for (const StepSequence& s : seqs) {
-    in.push_back({s.tokens, s.start_pos, s.block_table, s.all_logits});
-  }
-  return in;
-}
-
 int rows_of(const StepSequence& s) {
   return s.all_logits ? static_cast<int>(s.tokens.size()) : 1;
 }
@@ -57,6 +48,22 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
     return Error{"engine: block_size must be positive, got " + std::to_string(options.block_size)};
   }
   Backend& backend = model.backend();
+  // Workspaces first, for the largest step the scheduler can plan; the KV
+  // budget is what the device has left after them.
+  const ModelConfig& mc = model.config();
+  const SchedulerConfig& sc = options.scheduler;
+  if (sc.max_batch_tokens <= 0 || sc.max_batch_seqs <= 0) {
+    return Error{"engine: max_batch_tokens and max_batch_seqs must be positive"};
+  }
+  const int64_t positions = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 1 << 16;
+  const int64_t blocks_per_seq = (positions + options.block_size - 1) / options.block_size;
+  StepCapacity cap;
+  cap.max_tokens = sc.max_batch_tokens;
+  cap.max_seqs = sc.max_batch_seqs;
+  cap.max_table_entries = static_cast<int>(std::min<int64_t>(int64_t{sc.max_batch_seqs} * blocks_per_seq, 1 << 26));
+  cap.max_logit_rows = static_cast<int>(std::min<int64_t>(
+      sc.max_batch_tokens, int64_t{sc.max_batch_seqs} * (1 + std::max(0, sc.max_draft_tokens))));
+  if (Status st = model.reserve(cap); !st.ok()) return Error{"engine: " + st.message()};
   size_t budget = options.kv_memory_bytes;
   if (budget == 0) {
     const size_t free = backend.free_memory();
@@ -82,16 +89,25 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   }
   auto kv = KvStorage::create(backend, model.config(), num_blocks, options.block_size);
   if (!kv) return Error{"engine: " + kv.error().message};
-  return std::unique_ptr<Engine>(new Engine(model, std::move(options), num_blocks, std::move(*kv)));
+  return std::unique_ptr<Engine>(
+      new Engine(model, std::move(options), num_blocks, std::move(*kv), cap.max_logit_rows));
 }
 
-Engine::Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv)
+Engine::Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv, int max_logit_rows)
     : model_(model),
       options_(std::move(options)),
       pool_(num_blocks, options_.block_size),
       cache_(pool_, options_.prefix),
       scheduler_(options_.scheduler, pool_, &cache_),
       kv_(std::move(kv)) {
+  const int max_seqs = options_.scheduler.max_batch_seqs;
+  inputs_.reserve(static_cast<size_t>(max_seqs));
+  for (int l = 0; l < model_.config().num_layers; ++l) kv_layers_.push_back(kv_.layer(l));
+  copies_.reserve(static_cast<size_t>(max_seqs) * 2);
+  ids_.assign(static_cast<size_t>(max_logit_rows), 0);
+  // Default-initialized: pages are only touched by the rows host sampling uses.
+  host_logits_.reset(new float[static_cast<size_t>(max_seqs) * static_cast<size_t>(model_.config().vocab_size)]);
+  heal_scratch_.reserve(static_cast<size_t>(model_.config().vocab_size));
   lookup_.max_draft = std::min(options_.max_draft_tokens, options_.scheduler.max_draft_tokens);
   local_stats_.num_blocks = pool_.num_blocks();
   local_stats_.free_blocks = pool_.num_free();
@@ -244,28 +260,55 @@ void Engine::finish(std::vector<EndedJob>& ended) {
   }
 }
 
-Status Engine::forward(const StepPlan& plan, std::vector<float>& logits) {
+bool Engine::samples_on_host(const StepSequence& seq) const {
+  if (!seq.samples || seq.num_draft > 0) return false;  // verify is greedy: device argmax
+  const Active& job = active_.at(seq.id);
+  return !job.heal.empty() || !job.sampler.greedy();
+}
+
+Status Engine::forward(std::span<const StepSequence> seqs, int row_base, int seq_base) {
   try {
-    std::vector<SequenceInput> in = to_inputs(plan.seqs);
-    return model_.forward(in, kv_, logits);
+    // A plan beyond the step capacity fails here (then runs one by one).
+    int rows_needed = 0;
+    for (const StepSequence& q : seqs) rows_needed += rows_of(q);
+    if (static_cast<size_t>(seq_base) + seqs.size() > inputs_.capacity() ||
+        static_cast<size_t>(row_base + rows_needed) > ids_.size())
+      return Error{"engine: a step of " + std::to_string(seqs.size()) + " sequences and " +
+                   std::to_string(rows_needed) + " logits rows is beyond the engine's step capacity"};
+    inputs_.clear();
+    for (const StepSequence& s : seqs) inputs_.push_back({s.tokens, s.start_pos, s.block_table, s.all_logits});
+    GHOSTD_TRY_STATUS(model_.prepare(inputs_, kv_));
+    GHOSTD_TRY_STATUS(model_.run(kv_));
+    const int rows = model_.prepared_logit_rows();
+    GHOSTD_TRY_STATUS(model_.argmax(std::span<int32_t>(ids_).subspan(static_cast<size_t>(row_base), static_cast<size_t>(rows))));
+    const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+    int row = 0;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      if (samples_on_host(seqs[i])) {
+        GHOSTD_TRY_STATUS(model_.download_logits(row, 1, host_logits_.get() + (seq_base + i) * vocab));
+      }
+      row += rows_of(seqs[i]);
+    }
+    return {};
   } catch (const std::exception& e) {
     return Error{std::string("forward threw: ") + e.what()};
   }
 }
 
-std::vector<int32_t> Engine::sample(const StepSequence& seq, Active& job, const float* rows) {
-  const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+std::vector<int32_t> Engine::sample(const StepSequence& seq, Active& job, const int32_t* ids, const float* row) {
   if (seq.num_draft == 0) {
     // A decode, or the last prefill chunk (whose one row is its last token).
-    if (!job.heal.empty()) return {sample_healing(job, rows)};
-    return {job.sampler.sample(std::span<const float>(rows, vocab))};
+    if (!job.heal.empty()) return {sample_healing(job, row)};
+    if (job.sampler.greedy()) return {ids[0]};
+    const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+    return {job.sampler.sample(std::span<const float>(row, vocab))};
   }
   // Verify (greedy only): row i predicts the token after feed position i, so
   // draft i+1 is accepted while it equals row i's argmax. The first mismatch
   // (or row k) gives the model's own token: identical to plain greedy decoding.
   std::vector<int32_t> out;
   for (int i = 0; i <= seq.num_draft; ++i) {
-    const int32_t t = argmax(std::span<const float>(rows + i * vocab, vocab));
+    const int32_t t = ids[i];
     out.push_back(t);
     if (i == seq.num_draft || t != seq.tokens[static_cast<size_t>(i) + 1]) break;
   }
@@ -304,33 +347,34 @@ void Engine::step() {
     return;
   }
 
-  const int num_layers = model_.config().num_layers;
-  for (const BlockCopy& c : plan.copies) {
-    // Whole blocks: slots past n_tokens are overwritten before they are read.
-    for (int l = 0; l < num_layers; ++l) {
-      model_.backend().copy_kv_block(kv_.layer(l), c.src, c.dst, kv_.block_size(), kv_.kv_dim());
-    }
+  // Copy-on-write: every copy of the step, every layer, in one ordered op.
+  // Whole blocks: slots past n_tokens are overwritten before they are read.
+  if (!plan.copies.empty()) {
+    copies_.clear();
+    for (const BlockCopy& c : plan.copies) copies_.push_back({c.src, c.dst});
+    model_.backend().copy_kv_blocks(kv_layers_, copies_, kv_.block_size(), kv_.kv_dim());
   }
 
-  Status st = forward(plan, logits_);
+  Status st = forward(plan.seqs, 0, 0);
   size_t num_failed = 0;
   if (!st.ok()) {
     // Retry each sequence alone (its slots are simply rewritten; the copies
-    // are done), so one bad request cannot fail the others in its batch.
+    // are done), so one bad request cannot fail the others in its batch. The
+    // survivors' outputs land where a batch of just them would put them.
     ++local_stats_.failed_forwards;
     const bool batched = plan.seqs.size() > 1;
-    std::vector<float> all, one;
     std::vector<StepSequence> ok;
     std::vector<EndedJob> ended;
+    int row = 0;
     for (StepSequence& s : plan.seqs) {
-      StepPlan single;
-      single.seqs.push_back(std::move(s));
-      Status alone = batched ? forward(single, one) : st;
+      Status alone = batched ? forward(std::span<const StepSequence>(&s, 1), row, static_cast<int>(ok.size())) : st;
       if (alone.ok()) {
-        all.insert(all.end(), one.begin(), one.end());
-        ok.push_back(std::move(single.seqs[0]));
+        row += rows_of(s);
+        ok.push_back(std::move(s));
         continue;
       }
+      StepPlan single;
+      single.seqs.push_back(std::move(s));
       spdlog::warn("engine: job {} failed: {}", single.seqs[0].id, alone.message());
       auto e =
           scheduler_.fail_step(single, "engine: forward failed: " + alone.message(), Clock::now());
@@ -339,17 +383,16 @@ void Engine::step() {
                    std::make_move_iterator(e.end()));
     }
     plan.seqs = std::move(ok);
-    logits_ = std::move(all);
     finish(ended);
   }
 
-  // Sample.
+  // Sample: device argmax ids for greedy rows and verify, host rows otherwise.
   const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
   std::vector<std::vector<int32_t>> sampled(plan.seqs.size());
   size_t row = 0;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const StepSequence& s = plan.seqs[i];
-    if (s.samples) sampled[i] = sample(s, active_.at(s.id), logits_.data() + row * vocab);
+    if (s.samples) sampled[i] = sample(s, active_.at(s.id), ids_.data() + row, host_logits_.get() + i * vocab);
     row += static_cast<size_t>(rows_of(s));
   }
 

@@ -110,14 +110,19 @@ class Engine : public EngineInterface {
     std::string heal;  // required_prefix bytes not yet produced
   };
 
-  Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv);
+  Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv, int max_logit_rows);
   void run();
   void step();
   void finish(std::vector<EndedJob>& ended);
   void fail_all(const std::string& message);
   void propose_drafts(const StepPlan& plan);
-  Status forward(const StepPlan& plan, std::vector<float>& logits);
-  std::vector<int32_t> sample(const StepSequence& seq, Active& job, const float* rows);
+  // Prepares and runs `seqs`, then downloads what sampling needs: the
+  // device argmax of every row into ids_[row_base...] and, for the
+  // sequences sampled on the host (non-greedy, token healing), their logits
+  // row into host_logits_ at (seq_base + i) * vocab.
+  Status forward(std::span<const StepSequence> seqs, int row_base, int seq_base);
+  bool samples_on_host(const StepSequence& seq) const;
+  std::vector<int32_t> sample(const StepSequence& seq, Active& job, const int32_t* ids, const float* row);
   int32_t sample_healing(Active& job, const float* row);
   std::optional<Clock::time_point> nearest_deadline() const;
   void publish_stats();
@@ -132,7 +137,12 @@ class Engine : public EngineInterface {
   KvStorage kv_;
   std::map<JobId, Active> active_;
   std::vector<float> heal_scratch_;  // masked logits row for token healing
-  std::vector<float> logits_;
+  // Step staging, sized at create for the largest step (no allocation per step).
+  std::vector<SequenceInput> inputs_;
+  std::vector<KvLayerView> kv_layers_;
+  std::vector<KvBlockCopy> copies_;
+  std::vector<int32_t> ids_;                 // argmax of each logits row
+  std::unique_ptr<float[]> host_logits_;     // max_batch_seqs rows, touched only when used
   bool blocked_ = false;  // the last step had jobs but could run none
   EngineStats local_stats_;
 

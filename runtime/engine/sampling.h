@@ -2,6 +2,7 @@
 // per-sequence seeded generator so a seed reproduces a completion.
 #pragma once
 
+#include "runtime/core/argmax.h"
 #include <cstdint>
 #include <random>
 #include <span>
@@ -11,8 +12,6 @@
 
 namespace ghostd::runtime {
 
-// Index of the largest logit; the first one on ties (as torch.argmax).
-int32_t argmax(std::span<const float> logits);
 
 // Thread-safety: one instance per sequence; not shared.
 class Sampler {

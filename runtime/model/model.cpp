@@ -1,5 +1,6 @@
 #include "runtime/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -105,63 +106,98 @@ int Model::logit_rows(std::span<const SequenceInput> batch) {
   return n;
 }
 
-Status Model::ensure_workspace(int num_tokens, int num_seqs, int table_entries, int logit_rows) {
-  auto grow = [&](Buffer& b, size_t bytes) -> Status {
-    if (b.bytes() >= bytes) return {};
+StepCapacity Model::capacity_for(std::span<const SequenceInput> batch) {
+  StepCapacity c;
+  c.max_seqs = static_cast<int>(batch.size());
+  for (const auto& s : batch) {
+    c.max_tokens += static_cast<int>(s.tokens.size());
+    c.max_table_entries += static_cast<int>(s.block_table.size());
+  }
+  c.max_logit_rows = logit_rows(batch);
+  return c;
+}
+
+Status Model::reserve(const StepCapacity& want) {
+  StepCapacity cap{std::max(want.max_tokens, cap_.max_tokens), std::max(want.max_seqs, cap_.max_seqs),
+                   std::max(want.max_table_entries, cap_.max_table_entries),
+                   std::max(want.max_logit_rows, cap_.max_logit_rows)};
+  cap.max_tokens = std::max(cap.max_tokens, 1);
+  cap.max_seqs = std::max(cap.max_seqs, 1);
+  cap.max_table_entries = std::max(cap.max_table_entries, 1);
+  cap.max_logit_rows = std::max(cap.max_logit_rows, 1);
+  if (cap.max_tokens == cap_.max_tokens && cap.max_seqs == cap_.max_seqs &&
+      cap.max_table_entries == cap_.max_table_entries && cap.max_logit_rows == cap_.max_logit_rows)
+    return {};
+  const ModelConfig& c = config_;
+  const size_t T = cap.max_tokens, f = sizeof(float), i32 = sizeof(int32_t);
+  const size_t QD = static_cast<size_t>(c.num_heads) * c.head_dim;
+  const size_t KD = static_cast<size_t>(c.num_kv_heads) * c.head_dim;
+  const size_t H = c.hidden_size, I = c.intermediate_size, R = cap.max_logit_rows;
+  auto alloc = [&](Buffer& b, size_t bytes, const char* what) -> Status {
     b.reset();
     auto nb = backend_.alloc(bytes);
-    if (!nb) return nb.error();
+    if (!nb) return Error{std::string("model workspace (") + what + "): " + nb.error().message};
     b = std::move(*nb);
     return {};
   };
-  const ModelConfig& c = config_;
-  const size_t T = num_tokens, f = sizeof(float), i32 = sizeof(int32_t);
-  if (num_tokens > ws_tokens_) {
-    const size_t QD = static_cast<size_t>(c.num_heads) * c.head_dim;
-    const size_t KD = static_cast<size_t>(c.num_kv_heads) * c.head_dim;
-    const size_t H = c.hidden_size, I = c.intermediate_size;
-    GHOSTD_TRY_STATUS(grow(x_, T * H * f));
-    GHOSTD_TRY_STATUS(grow(xn_, T * H * f));
-    GHOSTD_TRY_STATUS(grow(q_, T * QD * f));
-    GHOSTD_TRY_STATUS(grow(k_, T * KD * f));
-    GHOSTD_TRY_STATUS(grow(v_, T * KD * f));
-    GHOSTD_TRY_STATUS(grow(attn_, T * std::max(QD, H) * f));
-    GHOSTD_TRY_STATUS(grow(gate_, T * I * f));
-    GHOSTD_TRY_STATUS(grow(up_, T * I * f));
-    GHOSTD_TRY_STATUS(grow(ids_, T * i32));
-    GHOSTD_TRY_STATUS(grow(positions_, T * i32));
-    GHOSTD_TRY_STATUS(grow(slots_, T * i32));
-    GHOSTD_TRY_STATUS(grow(token_seq_, T * i32));
-    ws_tokens_ = num_tokens;
-  }
-  if (num_seqs > ws_seqs_) {
-    GHOSTD_TRY_STATUS(grow(seq_kv_len_, num_seqs * i32));
-    GHOSTD_TRY_STATUS(grow(seq_first_, (num_seqs + 1) * i32));
-    GHOSTD_TRY_STATUS(grow(table_start_, (num_seqs + 1) * i32));
-    ws_seqs_ = num_seqs;
-  }
-  if (table_entries > ws_table_) {
-    GHOSTD_TRY_STATUS(grow(tables_, table_entries * i32));
-    ws_table_ = table_entries;
-  }
-  if (logit_rows > ws_logits_) {
-    GHOSTD_TRY_STATUS(grow(logit_idx_, logit_rows * i32));
-    GHOSTD_TRY_STATUS(grow(logits_in_, static_cast<size_t>(logit_rows) * c.hidden_size * f));
-    GHOSTD_TRY_STATUS(grow(logits_out_, static_cast<size_t>(logit_rows) * c.vocab_size * f));
-    ws_logits_ = logit_rows;
-  }
+  GHOSTD_TRY_STATUS(alloc(x_, T * H * f, "hidden"));
+  GHOSTD_TRY_STATUS(alloc(xn_, std::max(T, R) * H * f, "normed"));
+  GHOSTD_TRY_STATUS(alloc(q_, T * QD * f, "q"));
+  GHOSTD_TRY_STATUS(alloc(k_, T * KD * f, "k"));
+  GHOSTD_TRY_STATUS(alloc(v_, T * KD * f, "v"));
+  GHOSTD_TRY_STATUS(alloc(attn_, T * std::max(QD, H) * f, "attention"));
+  GHOSTD_TRY_STATUS(alloc(gate_, T * I * f, "gate"));
+  GHOSTD_TRY_STATUS(alloc(up_, T * I * f, "up"));
+  GHOSTD_TRY_STATUS(alloc(logits_in_, R * H * f, "logits input"));
+  GHOSTD_TRY_STATUS(alloc(logits_out_, R * static_cast<size_t>(c.vocab_size) * f, "logits"));
+
+  // Offsets fixed by the capacity; the block tables last, so a step uploads
+  // everything up to its last table entry in one copy (tens of KiB).
+  Staging L;
+  size_t at = 0;
+  auto place = [&](size_t& off, size_t n) {
+    off = at;
+    at += (n + 15) / 16 * 16;  // 64-byte aligned arrays
+  };
+  place(L.ids, T);
+  place(L.positions, T);
+  place(L.slots, T);
+  place(L.token_seq, T);
+  place(L.kv_len, cap.max_seqs);
+  place(L.first, cap.max_seqs + 1);
+  place(L.table_start, cap.max_seqs + 1);
+  place(L.logit_rows, R);
+  place(L.tables, cap.max_table_entries);
+  place(L.argmax, R);  // device output only, after the uploaded part
+  L.total = at;
+  GHOSTD_TRY_STATUS(alloc(staging_, L.total * i32, "staging"));
+  host_.assign(L.total, 0);
+  GHOSTD_TRY_STATUS(backend_.reserve_workspace(
+      std::max<int>(cap.max_tokens, cap.max_logit_rows), static_cast<int>(std::max({H, I, QD})),
+      AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f}));
+  layout_ = L;
+  cap_ = cap;
+  num_tokens_ = num_seqs_ = num_table_ = num_rows_ = 0;
+  ran_ = false;
   return {};
 }
 
-Status Model::forward(std::span<const SequenceInput> batch, KvStorage& kv,
-                      std::vector<float>& logits) {
+Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv) {
   const ModelConfig& c = config_;
   const int bs = kv.block_size();
-  // Flatten and validate on the host: bad ids or tables fail this job's step
-  // with an error instead of reading out of bounds.
-  std::vector<int32_t> ids, positions, slots, token_seq, kv_len, first, table_start, tables, lrows;
-  first.push_back(0);
-  table_start.push_back(0);
+  ran_ = false;
+  num_tokens_ = num_seqs_ = num_table_ = num_rows_ = 0;
+  const StepCapacity need = capacity_for(batch);
+  if (need.max_tokens > cap_.max_tokens || need.max_seqs > cap_.max_seqs ||
+      need.max_table_entries > cap_.max_table_entries || need.max_logit_rows > cap_.max_logit_rows)
+    return Error{"forward: a step of " + std::to_string(need.max_tokens) + " tokens, " +
+                 std::to_string(need.max_seqs) + " sequences, " + std::to_string(need.max_table_entries) +
+                 " block-table entries and " + std::to_string(need.max_logit_rows) +
+                 " logits rows is beyond the reserved capacity (" + std::to_string(cap_.max_tokens) + ", " +
+                 std::to_string(cap_.max_seqs) + ", " + std::to_string(cap_.max_table_entries) + ", " +
+                 std::to_string(cap_.max_logit_rows) + ")"};
+  // Validate on the host: bad ids or tables fail this step with an error
+  // instead of reading out of bounds.
   for (size_t s = 0; s < batch.size(); ++s) {
     const SequenceInput& in = batch[s];
     if (in.tokens.empty()) return Error{"forward: sequence " + std::to_string(s) + " has no new tokens"};
@@ -177,91 +213,122 @@ Status Model::forward(std::span<const SequenceInput> batch, KvStorage& kv,
     for (int32_t b : in.block_table)
       if (b < 0 || b >= kv.num_blocks())
         return Error{"forward: block id " + std::to_string(b) + " out of range"};
-    for (size_t i = 0; i < in.tokens.size(); ++i) {
-      const int32_t t = in.tokens[i];
+    for (int32_t t : in.tokens)
       if (t < 0 || t >= c.vocab_size)
         return Error{"forward: token id " + std::to_string(t) + " outside the vocabulary of " +
                      std::to_string(c.vocab_size)};
+  }
+  const Staging& L = layout_;
+  int32_t* h = host_.data();
+  int T = 0, E = 0, R = 0;
+  h[L.first] = 0;
+  h[L.table_start] = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SequenceInput& in = batch[s];
+    for (size_t i = 0; i < in.tokens.size(); ++i) {
       const int32_t pos = in.start_pos + static_cast<int32_t>(i);
-      if (in.all_logits || i + 1 == in.tokens.size()) lrows.push_back(static_cast<int32_t>(ids.size()));
-      ids.push_back(t);
-      positions.push_back(pos);
-      slots.push_back(in.block_table[pos / bs] * bs + pos % bs);
-      token_seq.push_back(static_cast<int32_t>(s));
+      if (in.all_logits || i + 1 == in.tokens.size()) h[L.logit_rows + R++] = T;
+      h[L.ids + T] = in.tokens[i];
+      h[L.positions + T] = pos;
+      h[L.slots + T] = in.block_table[pos / bs] * bs + pos % bs;
+      h[L.token_seq + T] = static_cast<int32_t>(s);
+      ++T;
     }
-    kv_len.push_back(static_cast<int32_t>(len));
-    first.push_back(static_cast<int32_t>(ids.size()));
-    tables.insert(tables.end(), in.block_table.begin(), in.block_table.end());
-    table_start.push_back(static_cast<int32_t>(tables.size()));
+    h[L.kv_len + s] = in.start_pos + static_cast<int32_t>(in.tokens.size());
+    h[L.first + s + 1] = T;
+    for (int32_t b : in.block_table) h[L.tables + E++] = b;
+    h[L.table_start + s + 1] = E;
   }
-  const int T = static_cast<int>(ids.size()), S = static_cast<int>(batch.size());
-  if (T == 0) {
-    logits.clear();
-    return {};
-  }
-  const int R = static_cast<int>(lrows.size());
-  GHOSTD_TRY_STATUS(ensure_workspace(T, S, std::max<int>(1, tables.size()), R));
+  num_tokens_ = T;
+  num_seqs_ = static_cast<int>(batch.size());
+  num_table_ = E;
+  num_rows_ = R;
+  upload_bytes_ = (L.tables + static_cast<size_t>(E)) * sizeof(int32_t);
+  return {};
+}
 
+Status Model::run(KvStorage& kv) {
+  const ModelConfig& c = config_;
+  const int T = num_tokens_, S = num_seqs_, R = num_rows_;
+  if (T == 0) return {};
   Backend& be = backend_;
-  auto up32 = [&](Buffer& dst, const std::vector<int32_t>& src) {
-    if (!src.empty()) be.upload(dst.get(), src.data(), src.size() * sizeof(int32_t));
-  };
-  up32(ids_, ids);
-  up32(positions_, positions);
-  up32(slots_, slots);
-  up32(token_seq_, token_seq);
-  up32(seq_kv_len_, kv_len);
-  up32(seq_first_, first);
-  up32(table_start_, table_start);
-  up32(tables_, tables);
-  up32(logit_idx_, lrows);
+  const Staging& L = layout_;
+  be.upload(staging_.get(), host_.data(), upload_bytes_);  // the one upload of the step
+  const int32_t* dev = staging_.as<int32_t>();
 
   BatchView bv;
   bv.num_tokens = T;
   bv.num_seqs = S;
-  bv.block_size = bs;
-  bv.positions = positions_.as<int32_t>();
-  bv.slots = slots_.as<int32_t>();
-  bv.token_seq = token_seq_.as<int32_t>();
-  bv.seq_kv_len = seq_kv_len_.as<int32_t>();
-  bv.seq_first_token = seq_first_.as<int32_t>();
-  bv.block_table_start = table_start_.as<int32_t>();
-  bv.block_tables = tables_.as<int32_t>();
+  bv.block_size = kv.block_size();
+  bv.positions = dev + L.positions;
+  bv.slots = dev + L.slots;
+  bv.token_seq = dev + L.token_seq;
+  bv.seq_kv_len = dev + L.kv_len;
+  bv.seq_first_token = dev + L.first;
+  bv.block_table_start = dev + L.table_start;
+  bv.block_tables = dev + L.tables;
 
   AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim,
                        1.0f / std::sqrt(static_cast<float>(c.head_dim))};
   const int H = c.hidden_size;
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
-  be.embedding(embed_, ids_.as<int32_t>(), T, x);
+  be.embedding(embed_, dev + L.ids, T, x);
   for (size_t l = 0; l < layers_.size(); ++l) {
-    const Layer& L = layers_[l];
-    be.rms_norm(x, L.attn_norm, T, H, c.rms_norm_eps, xn);
-    be.matmul(xn, T, L.q, L.q_bias ? &L.q_bias : nullptr, q_.as<float>());
-    be.matmul(xn, T, L.k, L.k_bias ? &L.k_bias : nullptr, k_.as<float>());
-    be.matmul(xn, T, L.v, L.v_bias ? &L.v_bias : nullptr, v_.as<float>());
+    const Layer& Ly = layers_[l];
+    be.rms_norm(x, Ly.attn_norm, T, H, c.rms_norm_eps, xn);
+    be.matmul(xn, T, Ly.q, Ly.q_bias ? &Ly.q_bias : nullptr, q_.as<float>());
+    be.matmul(xn, T, Ly.k, Ly.k_bias ? &Ly.k_bias : nullptr, k_.as<float>());
+    be.matmul(xn, T, Ly.v, Ly.v_bias ? &Ly.v_bias : nullptr, v_.as<float>());
     be.rope(q_.as<float>(), T, c.num_heads, c.head_dim, bv.positions, inv_freq_.as<float>());
     be.rope(k_.as<float>(), T, c.num_kv_heads, c.head_dim, bv.positions, inv_freq_.as<float>());
     KvLayerView layer = kv.layer(static_cast<int>(l));
     be.kv_store(k_.as<float>(), v_.as<float>(), bv, kv.kv_dim(), layer);
     be.attention(q_.as<float>(), bv, shape, layer, attn_.as<float>());
-    be.matmul(attn_.as<float>(), T, L.o, nullptr, xn);
+    be.matmul(attn_.as<float>(), T, Ly.o, nullptr, xn);
     be.add(x, xn, static_cast<int64_t>(T) * H);
-    be.rms_norm(x, L.mlp_norm, T, H, c.rms_norm_eps, xn);
-    be.matmul(xn, T, L.gate, nullptr, gate_.as<float>());
-    be.matmul(xn, T, L.up, nullptr, up_.as<float>());
+    be.rms_norm(x, Ly.mlp_norm, T, H, c.rms_norm_eps, xn);
+    be.matmul(xn, T, Ly.gate, nullptr, gate_.as<float>());
+    be.matmul(xn, T, Ly.up, nullptr, up_.as<float>());
     be.silu_mul(gate_.as<float>(), up_.as<float>(), static_cast<int64_t>(T) * c.intermediate_size,
                 gate_.as<float>());
-    be.matmul(gate_.as<float>(), T, L.down, nullptr, xn);
+    be.matmul(gate_.as<float>(), T, Ly.down, nullptr, xn);
     be.add(x, xn, static_cast<int64_t>(T) * H);
   }
   // Only the rows whose logits are wanted go through the final norm and head.
-  be.gather_rows(x, logit_idx_.as<int32_t>(), R, H, logits_in_.as<float>());
+  be.gather_rows(x, dev + L.logit_rows, R, H, logits_in_.as<float>());
   be.rms_norm(logits_in_.as<float>(), final_norm_, R, H, c.rms_norm_eps, xn);
   be.matmul(xn, R, lm_head_, nullptr, logits_out_.as<float>());
-  logits.resize(static_cast<size_t>(R) * c.vocab_size);
-  be.download(logits.data(), logits_out_.as<float>(), logits.size() * sizeof(float));
-  return be.synchronize();
+  ran_ = true;
+  return {};
+}
+
+Status Model::argmax(std::span<int32_t> out) {
+  if (!ran_) return Error{"model: argmax before a step ran"};
+  if (out.size() < static_cast<size_t>(num_rows_))
+    return Error{"model: argmax needs room for " + std::to_string(num_rows_) + " ids"};
+  int32_t* dev = staging_.as<int32_t>() + layout_.argmax;
+  backend_.argmax_rows(logits_out_.as<float>(), num_rows_, config_.vocab_size, dev);
+  backend_.download(out.data(), dev, static_cast<size_t>(num_rows_) * sizeof(int32_t));
+  return backend_.synchronize();
+}
+
+Status Model::download_logits(int first, int rows, float* out) {
+  if (!ran_) return Error{"model: logits before a step ran"};
+  if (first < 0 || rows < 0 || first + rows > num_rows_)
+    return Error{"model: logits rows [" + std::to_string(first) + ", " + std::to_string(first + rows) +
+                 ") outside the step's " + std::to_string(num_rows_)};
+  const size_t V = static_cast<size_t>(config_.vocab_size);
+  backend_.download(out, logits_out_.as<float>() + static_cast<size_t>(first) * V, static_cast<size_t>(rows) * V * sizeof(float));
+  return backend_.synchronize();
+}
+
+Status Model::forward(std::span<const SequenceInput> batch, KvStorage& kv, std::vector<float>& logits) {
+  GHOSTD_TRY_STATUS(prepare(batch, kv));
+  GHOSTD_TRY_STATUS(run(kv));
+  logits.resize(static_cast<size_t>(num_rows_) * config_.vocab_size);
+  if (num_rows_ == 0) return backend_.synchronize();
+  return download_logits(0, num_rows_, logits.data());
 }
 
 }  // namespace ghostd::runtime

@@ -35,6 +35,15 @@ class KvStorage {
   std::vector<Buffer> k_, v_;
 };
 
+// The largest step a model is prepared for: every workspace (device buffers,
+// host staging) is sized from it once, by Model::reserve.
+struct StepCapacity {
+  int max_tokens = 0;         // new tokens per step: prefill + decode + verify
+  int max_seqs = 0;           // sequences per step
+  int max_table_entries = 0;  // block-table entries over all sequences of a step
+  int max_logit_rows = 0;     // rows whose logits a step computes
+};
+
 // One sequence's share of a forward step.
 struct SequenceInput {
   std::span<const int32_t> tokens;       // new tokens of this sequence in this step
@@ -55,21 +64,52 @@ class Model {
   const ModelConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
 
-  // Runs one step. `logits` receives, in batch order, one row of vocab_size
-  // floats per sequence (its last new token), or one per new token when
-  // all_logits is set.
+  // Allocates every workspace a step up to `cap` needs: the backend's
+  // scratch, the activations, the logits and one host staging block with its
+  // device copy. After it, prepare/run/argmax/download_logits never allocate.
+  // Called once by Engine::create (before the KV budget is taken from what is
+  // left); calling it again with a larger capacity reallocates.
+  Status reserve(const StepCapacity& cap);
+  const StepCapacity& capacity() const { return cap_; }
+
+  // A step in two halves. prepare: validate the batch and flatten it into the
+  // host staging block (token ids, positions, KV slots, block tables, the rows
+  // that need logits); an error names the sequence and leaves nothing queued.
+  // run: one upload of the staging block, the layer loop, and the final norm
+  // and head for the logits rows, queued on the backend (no synchronize).
+  Status prepare(std::span<const SequenceInput> batch, const KvStorage& kv);
+  Status run(KvStorage& kv);
+  // Logits rows of the prepared step, in batch order: one per sequence (its
+  // last new token), or one per new token when all_logits is set.
+  int prepared_logit_rows() const { return num_rows_; }
+  // After run: the argmax of every logits row, computed on the device; only
+  // the ids are downloaded. `out` holds prepared_logit_rows() entries.
+  Status argmax(std::span<int32_t> out);
+  // After run: logits rows [first, first + rows) to host memory.
+  Status download_logits(int first, int rows, float* out);
+
+  // prepare + run + every logits row downloaded (tools, tests). `logits` is
+  // the caller's: it is resized to rows * vocab_size.
   Status forward(std::span<const SequenceInput> batch, KvStorage& kv, std::vector<float>& logits);
 
   // Rows forward() will write for this batch.
   static int logit_rows(std::span<const SequenceInput> batch);
+  // The capacity one batch needs (tools size reserve() with it).
+  static StepCapacity capacity_for(std::span<const SequenceInput> batch);
 
  private:
   struct Layer {
     Weight attn_norm, q, k, v, o, q_bias, k_bias, v_bias, mlp_norm, gate, up, down;
   };
 
+  // The staging block: int32 arrays at fixed offsets set by the capacity,
+  // so device pointers into its copy stay the same from step to step.
+  struct Staging {
+    size_t ids = 0, positions = 0, slots = 0, token_seq = 0, kv_len = 0, first = 0, table_start = 0,
+           tables = 0, logit_rows = 0, argmax = 0, total = 0;
+  };
+
   Model(const ModelConfig& config, Backend& backend) : config_(config), backend_(backend) {}
-  Status ensure_workspace(int num_tokens, int num_seqs, int table_entries, int logit_rows);
 
   ModelConfig config_;
   Backend& backend_;
@@ -77,11 +117,15 @@ class Model {
   std::vector<Layer> layers_;
   Buffer inv_freq_;
 
-  // Workspace, grown on demand and reused across steps.
-  int ws_tokens_ = 0, ws_seqs_ = 0, ws_table_ = 0, ws_logits_ = 0;
+  StepCapacity cap_;
+  Staging layout_;
+  std::vector<int32_t> host_;  // staging block, layout_.total entries
+  Buffer staging_;             // its device copy
   Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_, logits_out_;
-  Buffer ids_, positions_, slots_, token_seq_, seq_kv_len_, seq_first_, table_start_, tables_,
-      logit_idx_;
+  // The prepared step.
+  int num_tokens_ = 0, num_seqs_ = 0, num_table_ = 0, num_rows_ = 0;
+  size_t upload_bytes_ = 0;
+  bool ran_ = false;
 };
 
 }  // namespace ghostd::runtime

@@ -205,9 +205,19 @@ TEST_CASE("backend ops match the reference") {
       }
       check_close(dout.get<float>(5 * q_dim), want, 1e-5, "attention");
 
-      be.copy_kv_block(layer, 4, 5, bs, kv_dim);
+      // In order: block 4 -> 5, then 3 -> 4 (4 is a source before it is a
+      // destination), then 5 -> 0 (reads what the first copy wrote).
+      REQUIRE(nblocks >= 6);
+      auto K1 = dK.get<float>(kpool.size());
+      const KvBlockCopy copies[] = {{4, 5}, {3, 4}, {5, 0}};
+      be.copy_kv_blocks(std::span<const KvLayerView>(&layer, 1), copies, bs, kv_dim);
       auto K2 = dK.get<float>(kpool.size());
-      CHECK(std::memcmp(&K2[5 * bs * kv_dim], &K2[4 * bs * kv_dim], bs * kv_dim * 4) == 0);
+      const size_t n = static_cast<size_t>(bs) * kv_dim;
+      auto block = [&](const std::vector<float>& v, int b) { return std::vector<float>(v.begin() + b * n, v.begin() + (b + 1) * n); };
+      CHECK(block(K2, 5) == block(K1, 4));
+      CHECK(block(K2, 4) == block(K1, 3));
+      CHECK(block(K2, 0) == block(K1, 4));
+      CHECK(block(K2, 3) == block(K1, 3));
     }
   }
 }

@@ -219,6 +219,37 @@ TEST_CASE("cuda embedding, rms_norm and elementwise ops match the cpu backend") 
   f.sync();
 }
 
+TEST_CASE("cuda argmax_rows picks the same token as the host: ties, NaN, vocabulary-sized rows") {
+  Fixture f;
+  if (f.skip) return;
+  Backend &cpu = *f.cpu, &gpu = *f.gpu;
+  for (int cols : {1, 7, 255, 257, 151936}) {
+    CAPTURE(cols);
+    const int rows = 6;
+    std::vector<float> x = randv(size_t(rows) * cols, uint32_t(11 + cols), 4.0f);
+    const float nan = std::nanf("");
+    // Row 1: a tie between the first and last columns; row 2: NaN first and
+    // around the max; row 3: all NaN; row 4: -inf everywhere but one.
+    x[cols] = x[2 * cols - 1] = 100.0f;
+    x[2 * cols] = nan;
+    if (cols > 2) x[2 * cols + cols / 2] = nan;
+    for (int c = 0; c < cols; ++c) x[3 * cols + c] = nan;
+    for (int c = 0; c < cols; ++c) x[4 * cols + c] = -INFINITY;
+    x[4 * cols + cols - 1] = -1.0f;
+    Mirror mx = Mirror::of(cpu, gpu, x), out(cpu, gpu, nullptr, rows * 4);
+    cpu.argmax_rows(mx.cf(), rows, cols, out.ci());
+    gpu.argmax_rows(mx.gf(), rows, cols, out.gi());
+    std::vector<int32_t> c(rows), g(rows);
+    cpu.download(c.data(), out.ci(), rows * 4);
+    gpu.download(g.data(), out.gi(), rows * 4);
+    CHECK(c == g);
+    CHECK(c[1] == 0);
+    CHECK(c[3] == 0);
+    CHECK(c[4] == cols - 1);
+    f.sync();
+  }
+}
+
 TEST_CASE("cuda matmul matches the cpu backend over dtypes, batch sizes and both paths") {
   Fixture f;
   if (f.skip) return;
@@ -335,11 +366,15 @@ void run_attention(Fixture& f, const AttnCase& c) {
   gpu.attention(mq.gf(), bg, shape, {K.gf(), V.gf()}, out.gf());
   expect_close(out.gpu_floats(), out.cpu_floats(), 0, 2e-5, "attention");
 
-  if (next_block >= 2) {
-    cpu.copy_kv_block({K.cf(), V.cf()}, 0, next_block - 1, c.block_size, kv_dim);
-    gpu.copy_kv_block({K.gf(), V.gf()}, 0, next_block - 1, c.block_size, kv_dim);
-    expect_close(K.gpu_floats(), K.cpu_floats(), 0, 0, "copy_kv_block k");
-    expect_close(V.gpu_floats(), V.cpu_floats(), 0, 0, "copy_kv_block v");
+  if (next_block >= 3) {
+    // Ordered copies with hazards (a source later overwritten, a destination
+    // later read): the GPU splits them into waves and must match in-order copies.
+    const KvBlockCopy copies[] = {{0, next_block - 1}, {1, 0}, {next_block - 1, 1}, {2, next_block - 2}};
+    KvLayerView lc{K.cf(), V.cf()}, lg{K.gf(), V.gf()};
+    cpu.copy_kv_blocks(std::span<const KvLayerView>(&lc, 1), copies, c.block_size, kv_dim);
+    gpu.copy_kv_blocks(std::span<const KvLayerView>(&lg, 1), copies, c.block_size, kv_dim);
+    expect_close(K.gpu_floats(), K.cpu_floats(), 0, 0, "copy_kv_blocks k");
+    expect_close(V.gpu_floats(), V.cpu_floats(), 0, 0, "copy_kv_blocks v");
   }
   f.sync();
 }

@@ -13,7 +13,15 @@ TEST_CASE("argmax picks the first maximum") {
     std::vector<float> logits;
     int32_t want;
   };
-  for (const Case& c : std::vector<Case>{{{1, 3, 2}, 1}, {{5, 5, 1}, 0}, {{-1, -2, -0.5f}, 2}, {{7}, 0}})
+  const float nan = std::nanf("");
+  for (const Case& c : std::vector<Case>{{{1, 3, 2}, 1},
+                                         {{5, 5, 1}, 0},
+                                         {{-1, -2, -0.5f}, 2},
+                                         {{7}, 0},
+                                         {{nan, 1, 2}, 2},  // NaN is never chosen
+                                         {{1, nan, 0}, 0},
+                                         {{nan, nan}, 0},
+                                         {{}, 0}})
     CHECK(argmax(c.logits) == c.want);
 }
 
