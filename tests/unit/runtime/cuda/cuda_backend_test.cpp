@@ -1,6 +1,6 @@
 // The CUDA backend against the CPU backend (the reference), op by op, with a
-// per-op tolerance. Passes with a "skipped" message where CUDA is not
-// compiled in or no device is visible (ctest label `gpu`).
+// per-op tolerance. Exits 77 (skipped) where CUDA is not compiled in or no
+// device is visible (ctest label `gpu`).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/core/backend.h"
+#include "tests/unit/skip.h"
 #ifdef GHOSTD_HAVE_CUDA
 #include "runtime/cuda/cuda_backend.h"
 #endif
@@ -20,7 +21,7 @@ using namespace ghostd::runtime;
 #ifndef GHOSTD_HAVE_CUDA
 
 TEST_CASE("cuda backend matches the cpu backend") {
-  MESSAGE("CUDA backend not compiled (GHOSTD_CUDA=OFF): skipped");
+  ghostd::test::skip("CUDA backend not compiled (GHOSTD_CUDA=OFF)");
 }
 
 #else
@@ -120,7 +121,7 @@ struct Fixture {
   bool skip = false;
   Fixture() {
     if (cuda_device_count() == 0) {
-      MESSAGE("no CUDA device: skipped");
+      ghostd::test::skip("no CUDA device");
       skip = true;
       return;
     }

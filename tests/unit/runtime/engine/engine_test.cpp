@@ -1,6 +1,8 @@
-// Engine invariants on the CPU backend with a real (random-weight) Qwen2
-// model written by the test itself: batching, prefix reuse and speculation
-// never change greedy tokens; every job ends exactly once; no KV block leaks.
+// Engine invariants with a real (random-weight) Qwen2 model written by the
+// test itself: batching, prefix reuse and speculation never change greedy
+// tokens; every job ends exactly once; no KV block leaks. On the CPU backend
+// by default; GHOSTD_TEST_DEVICE=cuda runs the same cases on the GPU (ctest
+// unit.runtime.engine.engine_cuda, label gpu; exit 77 without a device).
 #include "runtime/engine/engine.h"
 
 #include <doctest/doctest.h>
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +23,7 @@
 
 #include "runtime/model/model_loader.h"
 #include "tests/unit/runtime/model_file_writers.h"
+#include "tests/unit/skip.h"
 
 namespace ghostd::runtime {
 namespace {
@@ -80,11 +84,30 @@ void write_model(const std::filesystem::path& dir) {
   w.write(dir / "model.safetensors");
 }
 
+// The backend the cases run on: GHOSTD_TEST_DEVICE (cpu by default).
+std::string test_device() {
+  const char* d = std::getenv("GHOSTD_TEST_DEVICE");
+  return d && *d ? d : "cpu";
+}
+
 struct TestModel {
   test::TempDir dir;
-  std::unique_ptr<Backend> backend = make_cpu_backend({.threads = 1});
+  std::unique_ptr<Backend> backend;
   LoadedModel loaded;
+  bool ready = false;  // false: the device is not here (skipped)
   TestModel() {
+    const std::string device = test_device();
+    if (device == "cpu") {
+      backend = make_cpu_backend({.threads = 1});
+    } else {
+      auto b = make_backend(device);
+      if (!b.ok()) {
+        ghostd::test::skip(device + ": " + b.error().message);
+        return;
+      }
+      backend = std::move(*b);
+    }
+    ready = true;
     write_model(dir.path());
     auto m = load_model(dir.path(), *backend, /*need_tokenizer=*/false);
     REQUIRE_MESSAGE(m.ok(), (m.ok() ? "" : m.error().message));
@@ -198,6 +221,7 @@ void check_clean_shutdown(Engine& engine) {
 
 TEST_CASE("engine: batched decoding equals decoding each job alone") {
   TestModel tm;
+  if (!tm.ready) return;
   std::mt19937 rng(7);
   std::vector<CompletionJob> jobs;
   for (int i = 0; i < 6; ++i)
@@ -258,6 +282,7 @@ TEST_CASE("engine: batched decoding equals decoding each job alone") {
 
 TEST_CASE("engine: a reused prefix gives the same tokens as a fresh prefill") {
   TestModel tm;
+  if (!tm.ready) return;
   std::mt19937 rng(11);
   const std::vector<int32_t> shared = random_prompt(rng, 70);  // 4 full blocks + a partial one
   auto with_tail = [&](int n) {
@@ -303,6 +328,7 @@ TEST_CASE("engine: a reused prefix gives the same tokens as a fresh prefill") {
 
 TEST_CASE("engine: prompt-lookup speculation gives the tokens of plain greedy decoding") {
   TestModel tm;
+  if (!tm.ready) return;
   std::mt19937 rng(5);
   const std::vector<int32_t> unit = random_prompt(rng, 12);
   std::vector<int32_t> prompt;
@@ -355,6 +381,7 @@ EngineStats stress(TestModel& tm, uint32_t seed, std::map<JobStatus, int>& total
   std::vector<std::vector<int32_t>> bases;
   for (int d = 0; d < 3; ++d) bases.push_back(random_prompt(rng, 40));
   std::vector<JobId> ids;
+  std::vector<CompletionJob> submitted;
   for (int i = 0; i < 60; ++i) {
     const int doc = static_cast<int>(rng() % 3);
     std::vector<int32_t> p = bases[static_cast<size_t>(doc)];
@@ -368,6 +395,7 @@ EngineStats stress(TestModel& tm, uint32_t seed, std::map<JobStatus, int>& total
     if (rng() % 6 == 0) j.sampling.temperature = 0.7f;
     if (i == 17) j.stop.max_new_tokens = 1000;  // can never fit: fails
     const int stop_after = rng() % 7 == 0 ? 2 : -1;
+    submitted.push_back(j);
     ids.push_back(engine->submit(std::move(j), c.callbacks(stop_after)));
     if (rng() % 4 == 0) engine->cancel(ids[rng() % ids.size()]);
     if (rng() % 8 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 3));
@@ -388,6 +416,25 @@ EngineStats stress(TestModel& tm, uint32_t seed, std::map<JobStatus, int>& total
   }
   CHECK(by_status[JobStatus::kFailed] == 1);  // the one that can never fit
   for (const auto& [status, n] : by_status) totals[status] += n;
+  // Token values: whatever a greedy job got under batching, drafts, pauses,
+  // evictions (recomputed KV) and prefix sharing is a prefix of what it gets
+  // alone on an idle engine (it may have stopped early: cancel, deadline).
+  auto ref = make_engine(tm, small_options());
+  int compared = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    const Outcome& out = c.at(i);
+    if (out.result.tokens.empty() || submitted[i].sampling.temperature > 0) continue;
+    CompletionJob alone_job = submitted[i];
+    alone_job.deadline = Clock::time_point::max();
+    alone_job.priority = Priority::kInteractive;
+    const Outcome alone = run_alone(*ref, alone_job);
+    CAPTURE(i);
+    REQUIRE(alone.result.tokens.size() >= out.result.tokens.size());
+    CHECK(std::equal(out.result.tokens.begin(), out.result.tokens.end(), alone.result.tokens.begin()));
+    ++compared;
+  }
+  CHECK(compared > 10);
+  check_clean_shutdown(*ref);
   const EngineStats st = engine->stats();
   CHECK(st.active_jobs == 0);
   return st;
@@ -395,6 +442,7 @@ EngineStats stress(TestModel& tm, uint32_t seed, std::map<JobStatus, int>& total
 
 TEST_CASE("engine: randomized submits, cancels, deadlines and priorities leak no block") {
   TestModel tm;
+  if (!tm.ready) return;
   uint64_t preempted = 0;
   std::map<JobStatus, int> totals;
   for (uint32_t seed = 1; seed <= 6; ++seed) {
@@ -408,6 +456,7 @@ TEST_CASE("engine: randomized submits, cancels, deadlines and priorities leak no
 
 TEST_CASE("engine: memory pressure queues jobs that fit and fails one that never can") {
   TestModel tm;
+  if (!tm.ready) return;
   std::mt19937 rng(9);
   std::vector<CompletionJob> jobs;
   for (int i = 0; i < 5; ++i)
@@ -435,6 +484,7 @@ TEST_CASE("engine: memory pressure queues jobs that fit and fails one that never
 
 TEST_CASE("engine: exactly one on_done per job, also at shutdown and after it") {
   TestModel tm;
+  if (!tm.ready) return;
   auto engine = make_engine(tm, small_options());
   Collector c;
   std::mt19937 rng(1);
@@ -464,6 +514,7 @@ TEST_CASE("engine: exactly one on_done per job, also at shutdown and after it") 
 
 TEST_CASE("engine: callbacks may submit, but not shut down") {
   TestModel tm;
+  if (!tm.ready) return;
   auto engine = make_engine(tm, small_options());
   std::mt19937 rng(2);
   Collector c;
@@ -491,6 +542,7 @@ TEST_CASE("engine: callbacks may submit, but not shut down") {
 
 TEST_CASE("engine: a failing forward fails only its job") {
   TestModel tm;
+  if (!tm.ready) return;
   std::mt19937 rng(21);
   std::vector<CompletionJob> good;
   for (int i = 0; i < 3; ++i)
@@ -522,6 +574,7 @@ TEST_CASE("engine: a failing forward fails only its job") {
 
 TEST_CASE("engine: create rejects a budget that holds no block") {
   TestModel tm;
+  if (!tm.ready) return;
   EngineOptions o;
   o.kv_memory_bytes = tm.block_bytes() - 1;
   auto e = Engine::create(tm.model(), o);
@@ -531,6 +584,7 @@ TEST_CASE("engine: create rejects a budget that holds no block") {
 
 TEST_CASE("engine: token healing constrains the first tokens to the required bytes") {
   TestModel tm;
+  if (!tm.ready) return;
   // A synthetic byte table: token i is two bytes, 'a' + i / 26 then 'a' + i % 26,
   // so prefixes of one token and continuations across tokens both occur.
   EngineOptions o = small_options();
