@@ -76,6 +76,7 @@ class TimingBackend final : public Backend {
     return std::exchange(held_, Status());
   }
   size_t free_memory() const override { return in_->free_memory(); }
+  std::string fatal_error() const override { return in_->fatal_error(); }
   Result<Weight> load_weight(const TensorView& t) override { return in_->load_weight(t); }
   void embedding(const Weight& t, const int32_t* ids, int n, float* out) override {
     timed("embedding", [&] { in_->embedding(t, ids, n, out); });

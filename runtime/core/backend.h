@@ -120,6 +120,10 @@ class Backend {
   // Waits for queued work; returns the first error an op reported since the
   // last call (kernels report failures here, never by aborting).
   virtual Status synchronize() = 0;
+  // Empty while the device works; else why it cannot run anything again
+  // (a sticky CUDA error: illegal address, a trap, an ECC error). Set by a
+  // failed synchronize; the engine then fails its jobs and stops serving.
+  virtual std::string fatal_error() const { return {}; }
   // Bytes the backend can still hand out (device memory), or 0 if unknown.
   virtual size_t free_memory() const = 0;
 

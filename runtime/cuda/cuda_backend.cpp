@@ -91,6 +91,8 @@ class CudaBackend final : public Backend {
     return Error{std::exchange(error_, std::string())};
   }
 
+  std::string fatal_error() const override { return fatal_; }
+
   size_t free_memory() const override {
     cudaSetDevice(device_);
     size_t free = 0, total = 0;
@@ -354,7 +356,32 @@ class CudaBackend final : public Backend {
   bool check(cudaError_t e, const char* op) {
     if (e == cudaSuccess) return true;
     fail(std::string(op) + ": " + cuda_error_string(e));
+    if (is_sticky(e) && fatal_.empty()) {
+      // The context is unusable: every later call returns this error.
+      fatal_ = "cuda backend " + name_ + ": " + op + ": " + cuda_error_string(e) +
+               " (a sticky error: the device needs a new process)";
+      spdlog::error("{}", fatal_);
+    }
     return false;
+  }
+
+  static bool is_sticky(cudaError_t e) {
+    switch (e) {
+      case cudaErrorIllegalAddress:
+      case cudaErrorLaunchFailure:
+      case cudaErrorHardwareStackError:
+      case cudaErrorIllegalInstruction:
+      case cudaErrorMisalignedAddress:
+      case cudaErrorInvalidAddressSpace:
+      case cudaErrorInvalidPc:
+      case cudaErrorAssert:
+      case cudaErrorECCUncorrectable:
+      case cudaErrorLaunchTimeout:
+      case cudaErrorDevicesUnavailable:
+        return true;
+      default:
+        return false;
+    }
   }
 
   void fail(const std::string& message) {
@@ -368,6 +395,7 @@ class CudaBackend final : public Backend {
   Stream stream_;
   CublasHandle blas_;
   std::string error_;  // first failure since the last synchronize()
+  std::string fatal_;  // set once a sticky error is seen
   std::vector<DeviceMemory> weights_;
   static constexpr size_t kCopyArgsBytes = size_t{64} << 10;
   DeviceMemory act_, attn_ws_, copy_args_;  // reused scratch

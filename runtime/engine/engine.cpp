@@ -123,12 +123,14 @@ JobId Engine::submit(CompletionJob job, JobCallbacks callbacks) {
   std::unique_lock lock(mu_);
   const JobId id = next_id_++;
   const bool cannot_heal = !job.required_prefix.empty() && options_.token_bytes.empty();
-  if (stopping_ || cannot_heal) {
+  if (stopping_ || cannot_heal || !fatal_.empty()) {
+    const std::string fatal = fatal_;
     lock.unlock();
     JobResult r;
-    r.status = cannot_heal ? JobStatus::kFailed : JobStatus::kCancelled;
-    r.error = cannot_heal ? "engine: a job with required_prefix needs EngineOptions::token_bytes"
-                          : "engine: shut down";
+    r.status = stopping_ ? JobStatus::kCancelled : JobStatus::kFailed;
+    r.error = !fatal.empty() ? fatal
+              : cannot_heal  ? "engine: a job with required_prefix needs EngineOptions::token_bytes"
+                             : "engine: shut down";
     r.metrics.prompt_tokens = static_cast<int>(job.prompt.size());
     call_on_done(callbacks, id, std::move(r));
     return id;
@@ -236,6 +238,18 @@ void Engine::run() {
   publish_stats();
   std::lock_guard lock(mu_);
   shutdown_status_ = status;
+}
+
+void Engine::enter_fatal(const std::string& why) {
+  const std::string message = "engine: the device failed; no job can run until ghostd restarts: " + why;
+  if (local_stats_.fatal_error.empty()) spdlog::error("{}", message);
+  local_stats_.fatal_error = message;
+  {
+    std::lock_guard lock(mu_);
+    fatal_ = message;
+    stats_.fatal_error = message;  // before any on_done: callers may look at once
+  }
+  fail_all(message);
 }
 
 void Engine::fail_all(const std::string& message) {
@@ -358,6 +372,13 @@ void Engine::step() {
   Status st = forward(plan.seqs, 0, 0);
   size_t num_failed = 0;
   if (!st.ok()) {
+    // A sticky device error: retrying would fail every job one by one, and
+    // every later step too. End them all with the reason, once.
+    if (std::string fatal = model_.backend().fatal_error(); !fatal.empty()) {
+      enter_fatal(fatal);
+      publish_stats();
+      return;
+    }
     // Retry each sequence alone (its slots are simply rewritten; the copies
     // are done), so one bad request cannot fail the others in its batch. The
     // survivors' outputs land where a batch of just them would put them.

@@ -64,6 +64,7 @@ struct EngineStats {
   int cached_blocks = 0;
   int active_jobs = 0;  // submitted and not yet ended
   std::string accounting_error;
+  std::string fatal_error;  // the device failed for good: every job fails with this
 };
 
 // Thread-safety: submit, cancel, stats and shutdown may be called from any
@@ -115,6 +116,7 @@ class Engine : public EngineInterface {
   void step();
   void finish(std::vector<EndedJob>& ended);
   void fail_all(const std::string& message);
+  void enter_fatal(const std::string& why);
   void propose_drafts(const StepPlan& plan);
   // Prepares and runs `seqs`, then downloads what sampling needs: the
   // device argmax of every row into ids_[row_base...] and, for the
@@ -153,6 +155,7 @@ class Engine : public EngineInterface {
   JobId next_id_ = 1;
   bool stopping_ = false;
   bool stopped_ = false;
+  std::string fatal_;  // set once the backend reports a sticky failure
   Status shutdown_status_;
   EngineStats stats_;
   std::thread thread_;
