@@ -7,8 +7,6 @@ namespace ghostd::kernels {
 
 namespace {
 
-constexpr int kMaxSplits = 64;
-
 // Query heads per block: the whole GQA group when a kernel is built for it
 // (group 2..8 and head_dim up to 64 or 97..128), else 1.
 int heads_per_block(const AttentionArgs& a) {
@@ -37,26 +35,22 @@ void launch_single(int j, const AttentionArgs& a, int splits, float* out, float*
 
 }  // namespace
 
-int attention_splits(const AttentionArgs& a, int target_blocks) {
-  if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0) return 1;
-  const int64_t items = static_cast<int64_t>(a.num_tokens) * (a.n_heads / heads_per_block(a));
-  if (items <= 0 || items >= target_blocks) return 1;
-  return static_cast<int>(std::min<int64_t>(kMaxSplits, (target_blocks + items - 1) / items));
+int attention_splits(const AttentionArgs& a) {
+  return a.max_context > 0 ? attention_token_splits(a.max_context) : kAttentionMaxSplits;
 }
 
-size_t attention_workspace_floats(const AttentionArgs& a, int target_blocks) {
-  const int splits = attention_splits(a, target_blocks);
+size_t attention_workspace_floats(const AttentionArgs& a) {
+  const int splits = attention_splits(a);
   if (splits == 1) return 0;
   return static_cast<size_t>(a.num_tokens) * a.n_heads * splits * (a.head_dim + 2);
 }
 
-cudaError_t paged_attention(const AttentionArgs& a, float* out, float* workspace, int target_blocks,
-                            cudaStream_t stream) {
+cudaError_t paged_attention(const AttentionArgs& a, float* out, float* workspace, cudaStream_t stream) {
   if (a.num_tokens <= 0) return cudaSuccess;
   if (a.head_dim <= 0 || a.head_dim > kAttentionMaxHeadDim || a.n_kv_heads <= 0 ||
       a.n_heads % a.n_kv_heads != 0 || a.block_size <= 0)
     return cudaErrorInvalidValue;
-  const int splits = attention_splits(a, target_blocks);
+  const int splits = attention_splits(a);
   float* partial = splits > 1 ? workspace : nullptr;
   if (splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
   const int j = (a.head_dim + kWarp - 1) / kWarp, g = heads_per_block(a);

@@ -1,9 +1,14 @@
 // Causal attention of each new token over its sequence's paged KV cache, with
 // grouped-query heads. One block per (token, head, split): each warp keeps an
 // online softmax over its share of the positions, so any context length runs
-// in fixed registers and shared memory. When tokens * heads alone would not
-// fill the GPU (decode), the positions are split across blocks and a second
-// kernel merges the partial softmaxes.
+// in fixed registers and shared memory. Long contexts are split across
+// blocks and a second kernel merges the partial softmaxes in split order.
+//
+// Batch invariance: a token's splits depend on its own context length only
+// (attention_token_splits), never on the other tokens of the step or on
+// occupancy, so its output is bitwise the same alone, batched, as a verify
+// row or in a prefill chunk. (A one-split token gives the same bits through
+// the merge as without it: the merge multiplies by expf(0) = 1 and adds 0.)
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -14,6 +19,17 @@
 namespace ghostd::kernels {
 
 inline constexpr int kAttentionMaxHeadDim = 256;
+inline constexpr int kAttentionMaxSplits = 16;          // per token
+inline constexpr int kAttentionSplitMinPositions = 64;  // a split covers at least this many
+
+// Splits of a token that attends to n_ctx positions: a function of n_ctx only.
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+inline int attention_token_splits(int n_ctx) {
+  const int s = (n_ctx + kAttentionSplitMinPositions - 1) / kAttentionSplitMinPositions;
+  return s < 1 ? 1 : (s > kAttentionMaxSplits ? kAttentionMaxSplits : s);
+}
 
 struct AttentionArgs {
   const float* q = nullptr;              // [num_tokens, n_heads * head_dim]
@@ -29,17 +45,17 @@ struct AttentionArgs {
   int n_kv_heads = 0;
   int head_dim = 0;
   float scale = 1.0f;
+  int max_context = 0;  // largest positions[t] + 1 of the step (host-known); 0: unknown
 };
 
-// Splits used for `args` when aiming at `target_blocks` blocks, and the
-// workspace (floats) they need; 0 floats when no split is needed.
-int attention_splits(const AttentionArgs& args, int target_blocks);
-size_t attention_workspace_floats(const AttentionArgs& args, int target_blocks);
+// Split slots of the launch (the most any token of the step uses), and the
+// workspace (floats) they need; 0 floats when no token splits.
+int attention_splits(const AttentionArgs& args);
+size_t attention_workspace_floats(const AttentionArgs& args);
 
 // out: [num_tokens, n_heads * head_dim]. `workspace` must hold
-// attention_workspace_floats(args, target_blocks) floats.
-cudaError_t paged_attention(const AttentionArgs& args, float* out, float* workspace,
-                            int target_blocks, cudaStream_t stream);
+// attention_workspace_floats(args) floats.
+cudaError_t paged_attention(const AttentionArgs& args, float* out, float* workspace, cudaStream_t stream);
 
 }  // namespace ghostd::kernels
 
@@ -69,7 +85,18 @@ __global__ void __launch_bounds__(kAttentionWarps* kWarp)
   const int64_t kv_dim = static_cast<int64_t>(a.n_kv_heads) * hd;
   const int64_t head_off = static_cast<int64_t>(h0 / group) * hd;
   const int n_ctx = a.positions[t] + 1;
-  const int chunk = (n_ctx + splits - 1) / splits;
+  const int own_splits = attention_token_splits(n_ctx);
+  if (split >= own_splits) {  // a slot this token does not use: an empty partial
+    if (partial != nullptr && threadIdx.x == 0) {
+      for (int g = 0; g < G; ++g) {
+        float* part = partial + ((static_cast<int64_t>(t) * a.n_heads + h0 + g) * splits + split) * (hd + 2);
+        part[0] = -INFINITY;
+        part[1] = 0.0f;
+      }
+    }
+    return;
+  }
+  const int chunk = (n_ctx + own_splits - 1) / own_splits;
   const int begin = split * chunk, end = min(n_ctx, begin + chunk);
   const int32_t* table = a.tables + a.table_start[a.token_seq[t]];
 

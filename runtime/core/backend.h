@@ -90,6 +90,7 @@ struct BatchView {
   const int32_t* seq_first_token = nullptr;  // [num_seqs + 1]
   const int32_t* block_table_start = nullptr;  // [num_seqs + 1] offsets into block_tables
   const int32_t* block_tables = nullptr;
+  int max_kv_len = 0;  // host-known: the largest seq_kv_len (0: unknown); sizes launches
 };
 
 // One copy-on-write block copy: the whole block `src` to `dst`, every layer.

@@ -42,7 +42,6 @@ class CudaBackend final : public Backend {
   CudaBackend(int device, const cudaDeviceProp& props, Stream stream, CublasHandle blas)
       : device_(device),
         name_("cuda:" + std::to_string(device) + " " + props.name),
-        target_blocks_(2 * props.multiProcessorCount),
         stream_(std::move(stream)),
         blas_(std::move(blas)) {}
 
@@ -208,9 +207,10 @@ class CudaBackend final : public Backend {
     a.n_kv_heads = shape.n_kv_heads;
     a.head_dim = shape.head_dim;
     a.scale = shape.scale;
-    const size_t ws = kernels::attention_workspace_floats(a, target_blocks_);
+    a.max_context = batch.max_kv_len;
+    const size_t ws = kernels::attention_workspace_floats(a);
     if (!grow(attn_ws_, ws * sizeof(float), "attention workspace")) return;
-    check(kernels::paged_attention(a, out, attn_ws_.as<float>(), target_blocks_, stream_.get()),
+    check(kernels::paged_attention(a, out, attn_ws_.as<float>(), stream_.get()),
           "attention");
   }
 
@@ -294,11 +294,9 @@ class CudaBackend final : public Backend {
     // Activations cast to 16 bits for cuBLAS, and the attention splits'
     // partial results at their largest (see attention_workspace_floats).
     const size_t act = static_cast<size_t>(std::max(max_tokens, 1)) * std::max(max_cols, 1) * 2;
-    // Splits happen only while a step has fewer work items than
-    // target_blocks_, so items * splits < 2 * target_blocks_; each item is at
-    // most a whole KV group of heads.
-    const int group = shape.n_kv_heads > 0 ? std::max(1, shape.n_heads / shape.n_kv_heads) : 1;
-    const size_t attn = static_cast<size_t>(2) * target_blocks_ * group * (shape.head_dim + 2);
+    // Every token at the most splits (attention_workspace_floats).
+    const size_t attn = static_cast<size_t>(std::max(max_tokens, 1)) * shape.n_heads * kernels::kAttentionMaxSplits *
+                        (shape.head_dim + 2);
     if (!grow(act_, act, "matmul activations") || !grow(attn_ws_, attn * sizeof(float), "attention workspace") ||
         !grow(copy_args_, kCopyArgsBytes, "kv block copies"))
       return Error{std::exchange(error_, std::string())};
@@ -391,7 +389,6 @@ class CudaBackend final : public Backend {
 
   int device_;
   std::string name_;
-  int target_blocks_;
   Stream stream_;
   CublasHandle blas_;
   std::string error_;  // first failure since the last synchronize()

@@ -221,6 +221,7 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
   const Staging& L = layout_;
   int32_t* h = host_.data();
   int T = 0, E = 0, R = 0;
+  int32_t max_kv_len = 0;
   h[L.first] = 0;
   h[L.table_start] = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
@@ -235,6 +236,7 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
       ++T;
     }
     h[L.kv_len + s] = in.start_pos + static_cast<int32_t>(in.tokens.size());
+    max_kv_len = std::max(max_kv_len, h[L.kv_len + s]);
     h[L.first + s + 1] = T;
     for (int32_t b : in.block_table) h[L.tables + E++] = b;
     h[L.table_start + s + 1] = E;
@@ -243,6 +245,7 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
   num_seqs_ = static_cast<int>(batch.size());
   num_table_ = E;
   num_rows_ = R;
+  max_kv_len_ = max_kv_len;
   upload_bytes_ = (L.tables + static_cast<size_t>(E)) * sizeof(int32_t);
   return {};
 }
@@ -267,6 +270,7 @@ Status Model::run(KvStorage& kv) {
   bv.seq_first_token = dev + L.first;
   bv.block_table_start = dev + L.table_start;
   bv.block_tables = dev + L.tables;
+  bv.max_kv_len = max_kv_len_;
 
   AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim,
                        1.0f / std::sqrt(static_cast<float>(c.head_dim))};

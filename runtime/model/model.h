@@ -123,7 +123,7 @@ class Model {
   Buffer staging_;             // its device copy
   Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_, logits_out_;
   // The prepared step.
-  int num_tokens_ = 0, num_seqs_ = 0, num_table_ = 0, num_rows_ = 0;
+  int num_tokens_ = 0, num_seqs_ = 0, num_table_ = 0, num_rows_ = 0, max_kv_len_ = 0;
   size_t upload_bytes_ = 0;
   bool ran_ = false;
 };

@@ -367,6 +367,32 @@ void run_attention(Fixture& f, const AttnCase& c) {
   gpu.attention(mq.gf(), bg, shape, {K.gf(), V.gf()}, out.gf());
   expect_close(out.gpu_floats(), out.cpu_floats(), 0, 2e-5, "attention");
 
+  // Batch invariance: each sequence's rows alone (its own launch size, its
+  // own max_kv_len) are bitwise the rows it got in the batch, both with the
+  // batch's largest context known and unknown (all split slots launched).
+  const std::vector<float> batched = out.gpu_floats();
+  for (int known : {1, 0}) {
+    BatchView b2 = bg;
+    b2.max_kv_len = known ? *std::max_element(kv_len.begin(), kv_len.end()) : 0;
+    Mirror o2(cpu, gpu, nullptr, size_t(T) * q_dim * 4);
+    gpu.attention(mq.gf(), b2, shape, {K.gf(), V.gf()}, o2.gf());
+    CHECK(o2.gpu_floats() == batched);
+  }
+  for (int s = 0; s < S; ++s) {
+    CAPTURE(s);
+    const int n = first[s + 1] - first[s];
+    BatchView one = bg;
+    one.num_tokens = n;
+    one.positions = mpos.gi() + first[s];
+    one.slots = mslot.gi() + first[s];
+    one.token_seq = mts.gi() + first[s];  // still indexes the full tables
+    one.max_kv_len = kv_len[s];
+    Mirror o1(cpu, gpu, nullptr, size_t(n) * q_dim * 4);
+    gpu.attention(mq.gf() + size_t(first[s]) * q_dim, one, shape, {K.gf(), V.gf()}, o1.gf());
+    const std::vector<float> alone = o1.gpu_floats();
+    CHECK(std::equal(alone.begin(), alone.end(), batched.begin() + size_t(first[s]) * q_dim));
+  }
+
   if (next_block >= 3) {
     // Ordered copies with hazards (a source later overwritten, a destination
     // later read): the GPU splits them into waves and must match in-order copies.
