@@ -102,6 +102,13 @@ class TimingBackend final : public Backend {
   void silu_mul(const float* g, const float* u, int64_t n, float* out) override {
     timed("silu_mul", [&] { in_->silu_mul(g, u, n, out); });
   }
+  void add_rms_norm(float* x, const float* y, const Weight& w, int rows, int dim, float eps, float* out) override {
+    timed("add_rms_norm", [&] { in_->add_rms_norm(x, y, w, rows, dim, eps, out); });
+  }
+  void rope_store_kv(float* q, float* k, const float* v, const BatchView& b, const AttentionShape& s,
+                     const float* f, KvLayerView l) override {
+    timed("rope_store_kv", [&] { in_->rope_store_kv(q, k, v, b, s, f, l); });
+  }
   void add(float* x, const float* y, int64_t n) override {
     timed("add", [&] { in_->add(x, y, n); });
   }

@@ -152,6 +152,15 @@ class Backend {
   // 0..its own). q, out: [num_tokens, n_heads * head_dim].
   virtual void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
                          KvLayerView layer, float* out) = 0;
+  // Fused: x += y, then out = rms_norm(x) * w (the residual add and the next
+  // norm in one pass). The same values as add() then rms_norm(). out may be y.
+  virtual void add_rms_norm(float* x, const float* y, const Weight& w, int rows, int dim, float eps,
+                            float* out) = 0;
+  // Fused: RoPE on q ([num_tokens, n_heads * head_dim]) and k ([num_tokens,
+  // n_kv_heads * head_dim]) in place, then k and v written to their slots.
+  // The same values as rope(q), rope(k), kv_store().
+  virtual void rope_store_kv(float* q, float* k, const float* v, const BatchView& batch,
+                             const AttentionShape& shape, const float* inv_freq, KvLayerView layer) = 0;
   // out = silu(gate) * up, elementwise.
   virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
   // x += y, elementwise.

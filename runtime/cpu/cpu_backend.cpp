@@ -173,6 +173,19 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
   }
 
+  void add_rms_norm(float* x, const float* y, const Weight& w, int rows, int dim, float eps,
+                    float* out) override {
+    add(x, y, static_cast<int64_t>(rows) * dim);
+    rms_norm(x, w, rows, dim, eps, out);
+  }
+
+  void rope_store_kv(float* q, float* k, const float* v, const BatchView& batch, const AttentionShape& shape,
+                     const float* inv_freq, KvLayerView layer) override {
+    rope(q, batch.num_tokens, shape.n_heads, shape.head_dim, batch.positions, inv_freq);
+    rope(k, batch.num_tokens, shape.n_kv_heads, shape.head_dim, batch.positions, inv_freq);
+    kv_store(k, v, batch, shape.n_kv_heads * shape.head_dim, layer);
+  }
+
   void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) override {
     for (int i = 0; i < n; ++i)
       std::memcpy(out + static_cast<int64_t>(i) * dim, x + static_cast<int64_t>(rows[i]) * dim, dim * sizeof(float));

@@ -214,6 +214,18 @@ class CudaBackend final : public Backend {
           "attention");
   }
 
+  void add_rms_norm(float* x, const float* y, const Weight& w, int rows, int dim, float eps,
+                    float* out) override {
+    check(kernels::add_rms_norm(x, y, w.data, w.dtype, rows, dim, eps, out, stream_.get()), "add_rms_norm");
+  }
+
+  void rope_store_kv(float* q, float* k, const float* v, const BatchView& batch, const AttentionShape& shape,
+                     const float* inv_freq, KvLayerView layer) override {
+    check(kernels::rope_store_kv(q, k, v, batch.num_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim,
+                                 batch.positions, inv_freq, batch.slots, layer.k, layer.v, stream_.get()),
+          "rope_store_kv");
+  }
+
   void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
     check(kernels::silu_mul(gate, up, n, out, stream_.get()), "silu_mul");
   }

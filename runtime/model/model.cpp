@@ -277,27 +277,30 @@ Status Model::run(KvStorage& kv) {
   const int H = c.hidden_size;
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
+  // Per layer: residual adds fused with the norm that follows them (the
+  // next layer's input norm included), RoPE fused with the KV append.
   be.embedding(embed_, dev + L.ids, T, x);
+  if (!layers_.empty()) be.rms_norm(x, layers_[0].attn_norm, T, H, c.rms_norm_eps, xn);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& Ly = layers_[l];
-    be.rms_norm(x, Ly.attn_norm, T, H, c.rms_norm_eps, xn);
     be.matmul(xn, T, Ly.q, Ly.q_bias ? &Ly.q_bias : nullptr, q_.as<float>());
     be.matmul(xn, T, Ly.k, Ly.k_bias ? &Ly.k_bias : nullptr, k_.as<float>());
     be.matmul(xn, T, Ly.v, Ly.v_bias ? &Ly.v_bias : nullptr, v_.as<float>());
-    be.rope(q_.as<float>(), T, c.num_heads, c.head_dim, bv.positions, inv_freq_.as<float>());
-    be.rope(k_.as<float>(), T, c.num_kv_heads, c.head_dim, bv.positions, inv_freq_.as<float>());
     KvLayerView layer = kv.layer(static_cast<int>(l));
-    be.kv_store(k_.as<float>(), v_.as<float>(), bv, kv.kv_dim(), layer);
+    be.rope_store_kv(q_.as<float>(), k_.as<float>(), v_.as<float>(), bv, shape, inv_freq_.as<float>(), layer);
     be.attention(q_.as<float>(), bv, shape, layer, attn_.as<float>());
     be.matmul(attn_.as<float>(), T, Ly.o, nullptr, xn);
-    be.add(x, xn, static_cast<int64_t>(T) * H);
-    be.rms_norm(x, Ly.mlp_norm, T, H, c.rms_norm_eps, xn);
+    be.add_rms_norm(x, xn, Ly.mlp_norm, T, H, c.rms_norm_eps, xn);
     be.matmul(xn, T, Ly.gate, nullptr, gate_.as<float>());
     be.matmul(xn, T, Ly.up, nullptr, up_.as<float>());
     be.silu_mul(gate_.as<float>(), up_.as<float>(), static_cast<int64_t>(T) * c.intermediate_size,
                 gate_.as<float>());
     be.matmul(gate_.as<float>(), T, Ly.down, nullptr, xn);
-    be.add(x, xn, static_cast<int64_t>(T) * H);
+    if (l + 1 < layers_.size()) {
+      be.add_rms_norm(x, xn, layers_[l + 1].attn_norm, T, H, c.rms_norm_eps, xn);
+    } else {
+      be.add(x, xn, static_cast<int64_t>(T) * H);
+    }
   }
   // Only the rows whose logits are wanted go through the final norm and head.
   be.gather_rows(x, dev + L.logit_rows, R, H, logits_in_.as<float>());

@@ -656,6 +656,13 @@ class DyingBackend final : public Backend {
   }
   void silu_mul(const float* g, const float* u, int64_t n, float* o) override { in_->silu_mul(g, u, n, o); }
   void add(float* x, const float* y, int64_t n) override { in_->add(x, y, n); }
+  void add_rms_norm(float* x, const float* y, const Weight& w, int r, int d, float e, float* o) override {
+    in_->add_rms_norm(x, y, w, r, d, e, o);
+  }
+  void rope_store_kv(float* q, float* k, const float* v, const BatchView& b, const AttentionShape& s, const float* f,
+                     KvLayerView l) override {
+    in_->rope_store_kv(q, k, v, b, s, f, l);
+  }
   void gather_rows(const float* x, const int32_t* r, int n, int d, float* o) override { in_->gather_rows(x, r, n, d, o); }
   void argmax_rows(const float* x, int r, int c, int32_t* o) override { in_->argmax_rows(x, r, c, o); }
   void copy_kv_blocks(std::span<const KvLayerView> l, std::span<const KvBlockCopy> c, int bs, int d) override {
