@@ -59,9 +59,12 @@ want build && { grep -q '^FAILED' "$OUT/build.log" && status=1; }
 
 want tests && {
   step "ctest -L gpu"
-  (cd "$BUILD" && timeout 300 ctest -L gpu --output-on-failure -V) || fail "ctest -L gpu"
+  # Includes the engine invariants on CUDA (unit.runtime.engine.engine_cuda).
+  # Here a GPU is expected: a skipped GPU test is a failure.
+  (cd "$BUILD" && timeout 300 ctest -L gpu --output-on-failure -V) 2>&1 | tee "$OUT/ctest-gpu.log" || fail "ctest -L gpu"
+  grep -q '(Skipped)' "$OUT/ctest-gpu.log" && fail "a GPU test was skipped on a GPU machine"
   step "backend op-consistency test (cpu + cuda)"
-  (cd "$BUILD" && timeout 120 ctest -R 'unit\.runtime\.backend_ops' --output-on-failure -V) || fail "backend_ops"
+  (cd "$BUILD" && timeout 120 ctest -R 'unit\.runtime\.core\.backend_ops' --output-on-failure -V) || fail "backend_ops"
 } 2>&1 | tee "$OUT/tests.log"
 want tests && grep -q '^FAILED' "$OUT/tests.log" && status=1
 
