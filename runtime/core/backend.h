@@ -179,6 +179,21 @@ class Backend {
   virtual void copy_kv_blocks(std::span<const KvLayerView> layers, std::span<const KvBlockCopy> copies,
                               int block_size, int kv_dim) = 0;
 
+  // Step capture (CUDA graphs). Ops queued between begin_capture() and
+  // end_capture() are recorded instead of run; replay(id) runs them again
+  // with the same arguments: the same pointers, whose contents may change in
+  // between (upload before replay). Only ops may be called while capturing,
+  // never alloc, upload, download or synchronize. begin_capture() is false
+  // where capture is not available.
+  virtual bool begin_capture() { return false; }
+  virtual Result<int> end_capture() { return Error{"step capture is not supported by " + name()}; }
+  virtual void replay(int id) { (void)id; }
+  // Frees a captured step (its pointers are about to be freed).
+  virtual void release_capture(int id) { (void)id; }
+  // Whether replaying captured steps pays for padding them to a bucket
+  // (launch overhead dominates a decode step): true on a GPU.
+  virtual bool capture_pays() const { return false; }
+
   // Allocates the scratch the ops need for steps of up to `max_tokens` rows,
   // matrices of up to `max_cols` columns and this attention shape, so that
   // no op allocates during a step. Backends without scratch do nothing.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <vector>
 
@@ -18,7 +19,7 @@ namespace {
 
 // Host-memory backend. Ops run on the calling (engine) thread plus the pool.
 // Thread-safety: single owner thread, like every Backend.
-class CpuBackend final : public Backend {
+class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& opts)
       : pool_(opts.threads), kernels_(cpu::select_kernels()) {
@@ -247,8 +248,93 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
+// Step capture on the CPU: the ops between begin_capture and end_capture are
+// recorded as calls with their arguments and replayed later, as a CUDA graph
+// is. It buys no speed here; it lets the CPU run (and CI test) the engine's
+// graph path: fixed pointers, padded buckets, replays.
+// Thread-safety: single owner thread, like every Backend.
+class CapturingCpuBackend final : public CpuBackend {
+ public:
+  using CpuBackend::CpuBackend;
+
+  bool begin_capture() override {
+    if (recording_) return false;
+    recording_ = true;
+    current_.clear();
+    return true;
+  }
+  Result<int> end_capture() override {
+    if (!recording_) return Error{"cpu backend: end_capture without begin_capture"};
+    recording_ = false;
+    graphs_.push_back(std::move(current_));
+    current_.clear();
+    return static_cast<int>(graphs_.size()) - 1;
+  }
+  void replay(int id) override {
+    if (id < 0 || static_cast<size_t>(id) >= graphs_.size()) return;
+    for (const auto& op : graphs_[static_cast<size_t>(id)]) op();
+  }
+  void release_capture(int id) override {
+    if (id >= 0 && static_cast<size_t>(id) < graphs_.size()) graphs_[static_cast<size_t>(id)].clear();
+  }
+
+  void embedding(const Weight& t, const int32_t* ids, int n, float* out) override {
+    run([=, this] { CpuBackend::embedding(t, ids, n, out); });
+  }
+  void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps, float* out) override {
+    run([=, this] { CpuBackend::rms_norm(x, w, rows, dim, eps, out); });
+  }
+  void matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out) override {
+    const Weight b = bias ? *bias : Weight{};
+    run([=, this] { CpuBackend::matmul(x, rows, w, b ? &b : nullptr, out); });
+  }
+  void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions, const float* inv_freq) override {
+    run([=, this] { CpuBackend::rope(x, rows, n_heads, head_dim, positions, inv_freq); });
+  }
+  void kv_store(const float* k, const float* v, const BatchView& batch, int kv_dim, KvLayerView layer) override {
+    run([=, this] { CpuBackend::kv_store(k, v, batch, kv_dim, layer); });
+  }
+  void attention(const float* q, const BatchView& batch, const AttentionShape& shape, KvLayerView layer,
+                 float* out) override {
+    run([=, this] { CpuBackend::attention(q, batch, shape, layer, out); });
+  }
+  void add_rms_norm(float* x, const float* y, const Weight& w, int rows, int dim, float eps, float* out) override {
+    run([=, this] { CpuBackend::add_rms_norm(x, y, w, rows, dim, eps, out); });
+  }
+  void rope_store_kv(float* q, float* k, const float* v, const BatchView& batch, const AttentionShape& shape,
+                     const float* inv_freq, KvLayerView layer) override {
+    run([=, this] { CpuBackend::rope_store_kv(q, k, v, batch, shape, inv_freq, layer); });
+  }
+  void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
+    run([=, this] { CpuBackend::silu_mul(gate, up, n, out); });
+  }
+  void add(float* x, const float* y, int64_t n) override {
+    run([=, this] { CpuBackend::add(x, y, n); });
+  }
+  void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) override {
+    run([=, this] { CpuBackend::gather_rows(x, rows, n, dim, out); });
+  }
+  void argmax_rows(const float* x, int rows, int cols, int32_t* out) override {
+    run([=, this] { CpuBackend::argmax_rows(x, rows, cols, out); });
+  }
+
+ private:
+  template <class F>
+  void run(F&& f) {
+    if (recording_) {
+      current_.emplace_back(std::forward<F>(f));
+    } else {
+      f();
+    }
+  }
+
+  bool recording_ = false;
+  std::vector<std::function<void()>> current_;
+  std::vector<std::vector<std::function<void()>>> graphs_;
+};
+
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
-  return std::make_unique<CpuBackend>(options);
+  return std::make_unique<CapturingCpuBackend>(options);
 }
 
 }  // namespace ghostd::runtime

@@ -48,7 +48,58 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_.get());
+    for (cudaGraphExec_t g : graphs_)
+      if (g) cudaGraphExecDestroy(g);
   }
+
+  // CUDA graphs over the stream. An op that fails while capturing records
+  // the failure as usual; end_capture then refuses the graph.
+  bool begin_capture() override {
+    cudaSetDevice(device_);
+    if (capturing_ || !error_.empty()) return false;
+    if (cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    capturing_ = true;
+    return true;
+  }
+
+  Result<int> end_capture() override {
+    if (!capturing_) return Error{"cuda backend: end_capture without begin_capture"};
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamEndCapture(stream_.get(), &graph);
+    cudaGraphExec_t exec = nullptr;
+    if (e == cudaSuccess && error_.empty()) e = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (e != cudaSuccess || !error_.empty()) {
+      cudaGetLastError();
+      if (exec) cudaGraphExecDestroy(exec);
+      std::string why = !error_.empty() ? std::exchange(error_, std::string()) : cuda_error_string(e);
+      return Error{"cuda backend " + name_ + ": step capture failed: " + why};
+    }
+    graphs_.push_back(exec);
+    return static_cast<int>(graphs_.size()) - 1;
+  }
+
+  void replay(int id) override {
+    if (id < 0 || static_cast<size_t>(id) >= graphs_.size() || !graphs_[static_cast<size_t>(id)]) {
+      fail("replay: no captured step " + std::to_string(id));
+      return;
+    }
+    cudaSetDevice(device_);
+    check(cudaGraphLaunch(graphs_[static_cast<size_t>(id)], stream_.get()), "replay");
+  }
+
+  void release_capture(int id) override {
+    if (id < 0 || static_cast<size_t>(id) >= graphs_.size() || !graphs_[static_cast<size_t>(id)]) return;
+    cudaSetDevice(device_);
+    cudaGraphExecDestroy(graphs_[static_cast<size_t>(id)]);
+    graphs_[static_cast<size_t>(id)] = nullptr;
+  }
+
+  bool capture_pays() const override { return true; }
 
   std::string name() const override { return name_; }
 
@@ -310,8 +361,12 @@ class CudaBackend final : public Backend {
     const size_t attn = static_cast<size_t>(std::max(max_tokens, 1)) * shape.n_heads * kernels::kAttentionMaxSplits *
                         (shape.head_dim + 2);
     if (!grow(act_, act, "matmul activations") || !grow(attn_ws_, attn * sizeof(float), "attention workspace") ||
-        !grow(copy_args_, kCopyArgsBytes, "kv block copies"))
+        !grow(copy_args_, kCopyArgsBytes, "kv block copies") || !grow(blas_ws_, kBlasWorkspaceBytes, "cuBLAS workspace"))
       return Error{std::exchange(error_, std::string())};
+    // cuBLAS must not allocate while a step is captured into a graph.
+    if (cublasStatus_t st = cublasSetWorkspace(blas_.get(), blas_ws_.get(), blas_ws_.bytes());
+        st != CUBLAS_STATUS_SUCCESS)
+      return Error{std::string("cuda backend: cublasSetWorkspace: ") + cublasGetStatusString(st)};
     copy_host_.reserve(kCopyArgsBytes);
     copy_wave_.reserve(kCopyArgsBytes / sizeof(int32_t));
     copy_reads_.reserve(kCopyArgsBytes / sizeof(int32_t));
@@ -407,7 +462,10 @@ class CudaBackend final : public Backend {
   std::string fatal_;  // set once a sticky error is seen
   std::vector<DeviceMemory> weights_;
   static constexpr size_t kCopyArgsBytes = size_t{64} << 10;
-  DeviceMemory act_, attn_ws_, copy_args_;  // reused scratch
+  static constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
+  DeviceMemory act_, attn_ws_, copy_args_, blas_ws_;  // reused scratch
+  bool capturing_ = false;
+  std::vector<cudaGraphExec_t> graphs_;
   std::vector<std::byte> copy_host_;                  // pointers and pairs of one wave
   std::vector<int32_t> copy_wave_, copy_reads_, copy_writes_;
 };

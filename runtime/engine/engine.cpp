@@ -87,8 +87,11 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
                  " bytes holds no KV block (one block of " + std::to_string(options.block_size) +
                  " tokens takes " + std::to_string(per_block) + " bytes)"};
   }
-  auto kv = KvStorage::create(backend, model.config(), num_blocks, options.block_size);
+  const bool graphs = options.step_graphs > 0 || (options.step_graphs < 0 && backend.capture_pays());
+  // The scratch block takes padding rows of captured steps.
+  auto kv = KvStorage::create(backend, model.config(), num_blocks, options.block_size, /*scratch_block=*/graphs);
   if (!kv) return Error{"engine: " + kv.error().message};
+  model.set_step_graphs(graphs);
   return std::unique_ptr<Engine>(
       new Engine(model, std::move(options), num_blocks, std::move(*kv), cap.max_logit_rows));
 }
@@ -457,6 +460,8 @@ void Engine::propose_drafts(const StepPlan& plan) {
 }
 
 void Engine::publish_stats() {
+  local_stats_.captured_steps = model_.captured_steps();
+  local_stats_.replayed_steps = static_cast<uint64_t>(model_.replayed_steps());
   local_stats_.free_blocks = pool_.num_free();
   local_stats_.cached_blocks = cache_.num_cached_blocks();
   std::lock_guard lock(mu_);

@@ -41,6 +41,10 @@ struct EngineOptions {
   SchedulerConfig scheduler;
   PrefixCache::Config prefix;
   bool prompt_lookup_drafts = true;  // greedy jobs with use_draft only
+  // Decode steps captured per batch-size bucket and replayed (CUDA graphs):
+  // -1 where the backend says it pays (a GPU), 0 off, 1 on (the CPU emulates
+  // capture, so tests run this path everywhere).
+  int step_graphs = -1;
   int max_draft_tokens = 4;
   // Checks scheduler/pool/cache accounting after every step (tests, debugging);
   // the first failure is kept in EngineStats::accounting_error.
@@ -65,6 +69,8 @@ struct EngineStats {
   int active_jobs = 0;  // submitted and not yet ended
   std::string accounting_error;
   std::string fatal_error;  // the device failed for good: every job fails with this
+  int captured_steps = 0;   // decode-step graphs captured (one per bucket)
+  uint64_t replayed_steps = 0;
 };
 
 // Thread-safety: submit, cancel, stats and shutdown may be called from any

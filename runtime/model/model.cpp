@@ -1,8 +1,11 @@
 #include "runtime/model/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
+
+#include <spdlog/spdlog.h>
 
 namespace ghostd::runtime {
 
@@ -13,14 +16,18 @@ size_t KvStorage::bytes_per_block(const ModelConfig& c, int block_size) {
 }
 
 Result<KvStorage> KvStorage::create(Backend& backend, const ModelConfig& c, int num_blocks,
-                                    int block_size) {
+                                    int block_size, bool scratch_block) {
   if (num_blocks <= 0 || block_size <= 0)
     return Error{"kv cache: need at least one block of at least one slot"};
+  static std::atomic<uint64_t> next_id{1};
   KvStorage kv;
+  kv.id_ = next_id++;
   kv.num_blocks_ = num_blocks;
+  kv.scratch_block_ = scratch_block ? num_blocks : -1;
   kv.block_size_ = block_size;
   kv.kv_dim_ = c.num_kv_heads * c.head_dim;
-  const size_t bytes = static_cast<size_t>(num_blocks) * block_size * kv.kv_dim_ * sizeof(float);
+  const size_t allocated = static_cast<size_t>(num_blocks) + (scratch_block ? 1 : 0);
+  const size_t bytes = allocated * block_size * kv.kv_dim_ * sizeof(float);
   for (int l = 0; l < c.num_layers; ++l) {
     auto k = backend.alloc(bytes);
     if (!k) return Error{"kv cache: " + k.error().message};
@@ -128,6 +135,7 @@ Status Model::reserve(const StepCapacity& want) {
   if (cap.max_tokens == cap_.max_tokens && cap.max_seqs == cap_.max_seqs &&
       cap.max_table_entries == cap_.max_table_entries && cap.max_logit_rows == cap_.max_logit_rows)
     return {};
+  release_graphs();  // they point into the workspaces about to be replaced
   const ModelConfig& c = config_;
   const size_t T = cap.max_tokens, f = sizeof(float), i32 = sizeof(int32_t);
   const size_t QD = static_cast<size_t>(c.num_heads) * c.head_dim;
@@ -186,6 +194,7 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
   const ModelConfig& c = config_;
   const int bs = kv.block_size();
   ran_ = false;
+  bucket_ = 0;
   num_tokens_ = num_seqs_ = num_table_ = num_rows_ = 0;
   const StepCapacity need = capacity_for(batch);
   if (need.max_tokens > cap_.max_tokens || need.max_seqs > cap_.max_seqs ||
@@ -241,22 +250,87 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
     for (int32_t b : in.block_table) h[L.tables + E++] = b;
     h[L.table_start + s + 1] = E;
   }
+  num_rows_ = R;  // rows the caller sees; padding rows come after them
+  // A captured step: pure decode, padded to its bucket with scratch rows.
+  bucket_ = 0;
+  bool decode_only = graphs_ && kv.scratch_block() >= 0 && !batch.empty();
+  for (const SequenceInput& in : batch) decode_only = decode_only && in.tokens.size() == 1;
+  if (decode_only) {
+    int bucket = 1;
+    while (bucket < static_cast<int>(batch.size())) bucket *= 2;
+    const int pads = bucket - static_cast<int>(batch.size());
+    if (bucket <= cap_.max_seqs && T + pads <= cap_.max_tokens && R + pads <= cap_.max_logit_rows &&
+        E + pads <= cap_.max_table_entries) {
+      const int32_t scratch = kv.scratch_block();
+      for (int s = static_cast<int>(batch.size()); s < bucket; ++s) {
+        h[L.logit_rows + R++] = T;
+        h[L.ids + T] = 0;
+        h[L.positions + T] = 0;
+        h[L.slots + T] = scratch * bs;
+        h[L.token_seq + T] = s;
+        ++T;
+        h[L.kv_len + s] = 1;
+        h[L.first + s + 1] = T;
+        h[L.tables + E++] = scratch;
+        h[L.table_start + s + 1] = E;
+      }
+      bucket_ = bucket;
+    }
+  }
   num_tokens_ = T;
-  num_seqs_ = static_cast<int>(batch.size());
+  num_seqs_ = bucket_ > 0 ? bucket_ : static_cast<int>(batch.size());
   num_table_ = E;
-  num_rows_ = R;
+  run_rows_ = R;
   max_kv_len_ = max_kv_len;
   upload_bytes_ = (L.tables + static_cast<size_t>(E)) * sizeof(int32_t);
   return {};
 }
 
 Status Model::run(KvStorage& kv) {
-  const ModelConfig& c = config_;
-  const int T = num_tokens_, S = num_seqs_, R = num_rows_;
+  const int T = num_tokens_, S = num_seqs_, R = run_rows_;
   if (T == 0) return {};
   Backend& be = backend_;
-  const Staging& L = layout_;
   be.upload(staging_.get(), host_.data(), upload_bytes_);  // the one upload of the step
+  if (bucket_ > 0) {
+    if (graph_kv_ != kv.id()) {
+      release_graphs();
+      graph_kv_ = kv.id();
+    }
+    const int key = bucket_;
+    auto it = graph_ids_.find(key);
+    if (it == graph_ids_.end() && !graph_failed_.count(key) && be.begin_capture()) {
+      // Launch sizes must not depend on this step's contexts: max_kv_len 0.
+      queue_step(kv, T, S, R, 0);
+      auto id = be.end_capture();
+      if (id.ok()) {
+        it = graph_ids_.emplace(key, *id).first;
+      } else {
+        spdlog::warn("model: decode steps of {} sequences run uncaptured: {}", bucket_, id.error().message);
+        graph_failed_.insert(key);
+      }
+    }
+    if (it != graph_ids_.end()) {
+      be.replay(it->second);
+      ++replays_;
+      ran_ = true;
+      return {};
+    }
+  }
+  queue_step(kv, T, S, R, max_kv_len_);
+  ran_ = true;
+  return {};
+}
+
+void Model::release_graphs() {
+  for (const auto& [bucket, id] : graph_ids_) backend_.release_capture(id);
+  graph_ids_.clear();
+  graph_failed_.clear();
+}
+
+void Model::queue_step(KvStorage& kv, int T, int S, int R, int max_kv_len) {
+  const ModelConfig& c = config_;
+  Backend& be = backend_;
+  const Staging& L = layout_;
   const int32_t* dev = staging_.as<int32_t>();
 
   BatchView bv;
@@ -270,7 +344,7 @@ Status Model::run(KvStorage& kv) {
   bv.seq_first_token = dev + L.first;
   bv.block_table_start = dev + L.table_start;
   bv.block_tables = dev + L.tables;
-  bv.max_kv_len = max_kv_len_;
+  bv.max_kv_len = max_kv_len;
 
   AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim,
                        1.0f / std::sqrt(static_cast<float>(c.head_dim))};
@@ -306,8 +380,6 @@ Status Model::run(KvStorage& kv) {
   be.gather_rows(x, dev + L.logit_rows, R, H, logits_in_.as<float>());
   be.rms_norm(logits_in_.as<float>(), final_norm_, R, H, c.rms_norm_eps, xn);
   be.matmul(xn, R, lm_head_, nullptr, logits_out_.as<float>());
-  ran_ = true;
-  return {};
 }
 
 Status Model::argmax(std::span<int32_t> out) {

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -20,16 +22,23 @@ namespace ghostd::runtime {
 class KvStorage {
  public:
   static size_t bytes_per_block(const ModelConfig& config, int block_size);
+  // With `scratch_block`, one block more is allocated that no block table
+  // may name (num_blocks() does not count it): padding rows of captured
+  // steps write and read it.
   static Result<KvStorage> create(Backend& backend, const ModelConfig& config, int num_blocks,
-                                  int block_size);
+                                  int block_size, bool scratch_block = false);
 
   int num_blocks() const { return num_blocks_; }
+  int scratch_block() const { return scratch_block_; }  // -1: none
+  uint64_t id() const { return id_; }  // unique per created storage (captured steps name it)
   int block_size() const { return block_size_; }
   int kv_dim() const { return kv_dim_; }
   KvLayerView layer(int i) const { return {k_[i].as<float>(), v_[i].as<float>()}; }
 
  private:
+  uint64_t id_ = 0;
   int num_blocks_ = 0;
+  int scratch_block_ = -1;
   int block_size_ = 0;
   int kv_dim_ = 0;
   std::vector<Buffer> k_, v_;
@@ -88,6 +97,15 @@ class Model {
   // After run: logits rows [first, first + rows) to host memory.
   Status download_logits(int first, int rows, float* out);
 
+  // Captured steps (CUDA graphs): a pure decode step (one new token per
+  // sequence) is padded to a bucket of 1, 2, 4, 8, ... sequences with rows
+  // that write and read the KV storage's scratch block, captured once per
+  // bucket and replayed. Kernel choices then follow the bucket, never the
+  // live count. Needs a KvStorage with a scratch block; off by default.
+  void set_step_graphs(bool on) { graphs_ = on; }
+  int captured_steps() const { return static_cast<int>(graph_ids_.size()); }
+  int replayed_steps() const { return replays_; }
+
   // prepare + run + every logits row downloaded (tools, tests). `logits` is
   // the caller's: it is resized to rows * vocab_size.
   Status forward(std::span<const SequenceInput> batch, KvStorage& kv, std::vector<float>& logits);
@@ -110,6 +128,8 @@ class Model {
   };
 
   Model(const ModelConfig& config, Backend& backend) : config_(config), backend_(backend) {}
+  // The layer loop and the head over the staged step (T tokens, R logits rows).
+  void queue_step(KvStorage& kv, int T, int S, int R, int max_kv_len);
 
   ModelConfig config_;
   Backend& backend_;
@@ -123,9 +143,18 @@ class Model {
   Buffer staging_;             // its device copy
   Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_, logits_out_;
   // The prepared step.
-  int num_tokens_ = 0, num_seqs_ = 0, num_table_ = 0, num_rows_ = 0, max_kv_len_ = 0;
+  int num_tokens_ = 0, num_seqs_ = 0, num_table_ = 0, num_rows_ = 0, run_rows_ = 0, max_kv_len_ = 0;
   size_t upload_bytes_ = 0;
   bool ran_ = false;
+  void release_graphs();
+  // Captured steps of one KV storage by bucket; buckets whose capture failed
+  // run eagerly. A new storage or a new reserve() (new pointers) drops them.
+  bool graphs_ = false;
+  int bucket_ = 0;  // the prepared step's bucket, 0: eager
+  uint64_t graph_kv_ = 0;
+  std::map<int, int> graph_ids_;
+  std::set<int> graph_failed_;
+  int replays_ = 0;
 };
 
 }  // namespace ghostd::runtime

@@ -126,6 +126,9 @@ EngineOptions small_options(int num_blocks = 256) {
   o.scheduler.max_batch_tokens = 48;  // forces chunked prefill mixed with decodes
   o.prompt_lookup_drafts = false;
   o.validate_each_step = true;
+  // GHOSTD_TEST_STEP_GRAPHS=1: decode steps captured and replayed (the CPU
+  // emulates capture), ctest unit.runtime.engine.engine_graphs.
+  if (const char* g = std::getenv("GHOSTD_TEST_STEP_GRAPHS"); g && *g) o.step_graphs = std::atoi(g);
   (void)num_blocks;
   return o;
 }
@@ -272,6 +275,11 @@ TEST_CASE("engine: batched decoding equals decoding each job alone") {
     max_batch = std::max(max_batch, m.max_batch_size);
   }
   CHECK(max_batch > 1);
+  if (const char* g = std::getenv("GHOSTD_TEST_STEP_GRAPHS"); g && std::atoi(g) > 0) {
+    // The decode steps went through captured graphs (else this run proves nothing more).
+    CHECK(engine->stats().replayed_steps > 0);
+    CHECK(engine->stats().captured_steps > 1);
+  }
   // Idle engine sleeps: no steps without work (after the last step settles).
   std::this_thread::sleep_for(50ms);
   const uint64_t steps = engine->stats().steps;
