@@ -32,6 +32,20 @@ Result<SplitBehavior> parse_behavior(const json& j, const std::string& field, co
   return where.at(field, "unknown behavior '" + s + "'");
 }
 
+// A SentencePiece user-defined piece matched in raw text: U+2581 stands for a space.
+std::string spm_piece_text_for_added(const std::string& piece) {
+  std::string out;
+  for (size_t i = 0; i < piece.size();) {
+    if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {
+      out.push_back(' ');
+      i += 3;
+    } else {
+      out.push_back(piece[i++]);
+    }
+  }
+  return out;
+}
+
 bool bool_or(const json& j, const char* key, bool fallback) {
   auto it = j.find(key);
   return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
@@ -246,29 +260,64 @@ Result<Tokenizer> Tokenizer::from_hf_json(const std::filesystem::path& path) {
 }
 
 Result<Tokenizer> Tokenizer::from_vocab(const VocabSpec& spec) {
-  const Where where{"GGUF vocabulary"};
+  const Where where{spec.origin};
   if (spec.tokens.empty()) return where.at("tokenizer.ggml.tokens", "empty");
   if (!spec.token_types.empty() && spec.token_types.size() != spec.tokens.size()) {
     return where.at("tokenizer.ggml.token_type", "has " + std::to_string(spec.token_types.size()) +
                                                      " entries, expected " + std::to_string(spec.tokens.size()));
   }
+  if (spec.model != "gpt2" && spec.model != "llama") {
+    return where.at("tokenizer.ggml.model", "is \"" + spec.model +
+                                                "\", expected \"gpt2\" (byte-level BPE) or \"llama\" (SentencePiece BPE)");
+  }
   TokenizerConfig config;
   config.origin = where.file;
   config.pieces = spec.tokens;
+  config.sentencepiece = spec.model == "llama";
+  if (config.sentencepiece) {
+    if (spec.scores.empty()) return where.at("tokenizer.ggml.scores", "missing (SentencePiece vocabularies need one score per token)");
+    if (spec.scores.size() != spec.tokens.size()) {
+      return where.at("tokenizer.ggml.scores", "has " + std::to_string(spec.scores.size()) + " entries, expected " +
+                                                   std::to_string(spec.tokens.size()));
+    }
+    config.scores = spec.scores;
+    // Only normal (1) and user-defined (4) pieces come out of merges; types absent: all do.
+    if (!spec.token_types.empty()) {
+      config.mergeable.resize(spec.tokens.size());
+      for (size_t i = 0; i < spec.token_types.size(); ++i) {
+        config.mergeable[i] = spec.token_types[i] == 1 || spec.token_types[i] == 4;
+      }
+    }
+    config.add_space_prefix = spec.add_space_prefix.value_or(true);
+  }
+  config.unk_id = spec.unk_id;
   for (size_t i = 0; i < spec.token_types.size(); ++i) {
     const int32_t type = spec.token_types[i];
     const auto id = static_cast<int32_t>(i);
     if (type == 2) {
-      config.unk_id = id;
+      if (config.unk_id < 0) config.unk_id = id;
     } else if (type == 3 || type == 4) {
       // Control tokens are special; user-defined ones are split out even
       // without parse_special, as HF's non-special added tokens are.
       AddedToken a;
-      a.content = spec.tokens[i];
+      a.content = config.sentencepiece ? spm_piece_text_for_added(spec.tokens[i]) : spec.tokens[i];
       a.id = id;
       a.special = type == 3;
       if (!a.content.empty()) config.added.push_back(std::move(a));
     }
+  }
+  if (config.sentencepiece) {
+    if (!spec.merges.empty()) {
+      return where.at("tokenizer.ggml.merges", "present in a SentencePiece (\"llama\") vocabulary, which merges by score");
+    }
+    const auto n = static_cast<int32_t>(spec.tokens.size());
+    if (spec.bos_id >= n) return where.at("tokenizer.ggml.bos_token_id", "out of range");
+    if (spec.eos_id >= n) return where.at("tokenizer.ggml.eos_token_id", "out of range");
+    if (spec.unk_id >= n) return where.at("tokenizer.ggml.unknown_token_id", "out of range");
+    config.bos_id = spec.bos_id;
+    config.eos_id = spec.eos_id;
+    config.add_bos = spec.add_bos.value_or(true) && spec.bos_id >= 0;
+    return build(std::move(config));
   }
   config.merges.reserve(spec.merges.size());
   for (size_t i = 0; i < spec.merges.size(); ++i) {
@@ -283,10 +332,11 @@ Result<Tokenizer> Tokenizer::from_vocab(const VocabSpec& spec) {
   auto pre = PreTokenizer::from_gguf_name(pre_name);
   if (!pre) return where.at("tokenizer.ggml.pre", pre.error().message);
   config.pre = std::move(pre).value();
-  config.ignore_merges = pre_name == "llama-bpe" || pre_name == "llama3" || pre_name == "llama-v3";
+  config.ignore_merges = PreTokenizer::gguf_name_ignores_merges(pre_name);
   const auto n = static_cast<int32_t>(spec.tokens.size());
   if (spec.bos_id >= n) return where.at("tokenizer.ggml.bos_token_id", "out of range");
   if (spec.eos_id >= n) return where.at("tokenizer.ggml.eos_token_id", "out of range");
+  if (spec.unk_id >= n) return where.at("tokenizer.ggml.unknown_token_id", "out of range");
   config.bos_id = spec.bos_id;
   config.eos_id = spec.eos_id;
   return build(std::move(config));

@@ -53,6 +53,20 @@ class GgufReader {
       } else if (key == "tokenizer.ggml.pre") {
         REQUIRE(type == 8);
         spec.pre = str();
+      } else if (key == "tokenizer.ggml.model") {
+        REQUIRE(type == 8);
+        spec.model = str();
+      } else if (key == "tokenizer.ggml.scores") {
+        REQUIRE(type == 9);
+        REQUIRE(get<uint32_t>() == 6);
+        const auto n = get<uint64_t>();
+        for (uint64_t j = 0; j < n; ++j) spec.scores.push_back(get<float>());
+      } else if (key == "tokenizer.ggml.add_bos_token" && type == 7) {
+        spec.add_bos = get<uint8_t>() != 0;
+      } else if (key == "tokenizer.ggml.add_space_prefix" && type == 7) {
+        spec.add_space_prefix = get<uint8_t>() != 0;
+      } else if (key == "tokenizer.ggml.unknown_token_id" && type == 4) {
+        spec.unk_id = static_cast<int32_t>(get<uint32_t>());
       } else if (key == "tokenizer.ggml.bos_token_id" && type == 4) {
         spec.bos_id = static_cast<int32_t>(get<uint32_t>());
       } else if (key == "tokenizer.ggml.eos_token_id" && type == 4) {
@@ -149,8 +163,8 @@ void check_conformance(const std::string& model) {
   for (const auto& v : vectors) {
     CAPTURE(v.text);
     CHECK(tok.encode(v.text, /*parse_special=*/false) == v.ids);
-    CHECK(tok.decode(tok.encode(v.text, false)) == v.text);
-    CHECK(tok.decode(v.ids) == v.text);
+    CHECK(tok.decode_text(tok.encode(v.text, false)) == v.text);
+    CHECK(tok.decode_text(v.ids) == v.text);
   }
 }
 
@@ -159,6 +173,73 @@ void check_conformance(const std::string& model) {
 TEST_CASE("gpt-2 vocabulary matches every Hugging Face vector") { check_conformance("gpt-2"); }
 
 TEST_CASE("starcoder vocabulary matches every Hugging Face vector") { check_conformance("starcoder"); }
+
+TEST_CASE("llama-spm (SentencePiece) vocabulary matches every Hugging Face vector") {
+  check_conformance("llama-spm");
+}
+
+TEST_CASE("llama-spm: dummy prefix, byte fallback, control tokens and decode") {
+  const Tokenizer tok = load_gguf_vocab("llama-spm");
+  CHECK(tok.is_sentencepiece());
+  CHECK(tok.adds_space_prefix());
+  CHECK(tok.vocab_size() == 32000);
+  CHECK(tok.bos_id() == 1);
+  CHECK(tok.eos_id() == 2);
+  CHECK(tok.add_bos_default());
+  // "▁Hello" carries the dummy prefix; without it the word starts bare.
+  const auto with = tok.encode("Hello", false);
+  const auto without = tok.encode("Hello", false, /*dummy_prefix=*/false);
+  REQUIRE(with.size() == 1);
+  CHECK(tok.token_bytes(with[0]) == " Hello");
+  CHECK(with != without);
+  CHECK(tok.decode(without) == "Hello");
+  CHECK(tok.decode(with) == " Hello");
+  CHECK(tok.decode_text(with) == "Hello");
+  // A character missing from the vocabulary falls back to <0xXX> tokens.
+  const std::string rare = "\xF0\x9F\xA6\x99";  // U+1F999
+  const auto bytes = tok.encode(rare, false, false);
+  REQUIRE(bytes.size() == 4);
+  CHECK(bytes[0] == *tok.find_token("<0xF0>"));
+  CHECK(tok.decode(bytes) == rare);
+  // Control tokens split out only with parse_special; the prefix follows them.
+  const auto ctl = tok.encode("<s>a", true);
+  REQUIRE(ctl.size() == 2);
+  CHECK(ctl[0] == 1);
+  CHECK(tok.token_bytes(ctl[1]) == " a");
+  CHECK(tok.is_special(1));
+  CHECK(tok.decode(ctl, /*skip_special=*/true) == " a");
+  CHECK(tok.encode("<s>a", false).front() != 1);
+  // Streaming byte-fallback tokens: nothing until the character completes.
+  StreamDecoder dec(tok);
+  CHECK(dec.push(bytes[0]).empty());
+  CHECK(dec.push(bytes[1]).empty());
+  CHECK(dec.push(bytes[2]).empty());
+  CHECK(dec.push(bytes[3]) == rare);
+  CHECK(dec.push(with[0]) == " Hello");
+  CHECK(dec.flush().empty());
+}
+
+TEST_CASE("SentencePiece from_vocab errors name the field") {
+  VocabSpec spec;
+  spec.origin = "m.gguf";
+  spec.model = "llama";
+  spec.tokens = {"<unk>", "\xE2\x96\x81", "a", "\xE2\x96\x81" "a"};
+  spec.token_types = {2, 1, 1, 1};
+  auto missing = Tokenizer::from_vocab(spec);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message.find("m.gguf: tokenizer.ggml.scores: missing") == 0);
+  spec.scores = {0, -1};
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("tokenizer.ggml.scores: has 2 entries") != std::string::npos);
+  spec.model = "bert";
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("tokenizer.ggml.model") != std::string::npos);
+  spec.model = "llama";
+  spec.scores = {0, -1, -2, -3};
+  auto ok = Tokenizer::from_vocab(spec);
+  REQUIRE(ok.ok());
+  // No byte pieces: an unknown character is one <unk>.
+  CHECK(ok->encode("a\xE4\xBD\xA0" "a", false) == std::vector<int32_t>{3, 0, 2});
+  CHECK(ok->encode("a a", false) == std::vector<int32_t>{3, 3});
+}
 
 TEST_CASE("random bytes round-trip, invalid UTF-8 included") {
   const Tokenizer tok = load_gguf_vocab("gpt-2");
