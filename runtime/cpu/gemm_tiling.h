@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "runtime/core/backend.h"
+#include "runtime/core/quant_blocks.h"
 
 namespace ghostd::runtime::cpu {
 namespace {
@@ -33,12 +34,17 @@ inline float load1(const void* row, int k) {
   }
 }
 
+// ggml block types other than Q8_0 (whose values load directly) are unpacked a
+// block at a time; Q8_0 keeps its direct per-8-values path.
+template <DType D>
+inline constexpr bool kUnpackBlocks = dtype_is_quantized(D) && D != DType::kQ8_0;
+
 template <DType D>
 inline const void* row_ptr(const Weight& w, int64_t n) {
   if constexpr (D == DType::kF32)
     return static_cast<const float*>(w.data) + n * w.cols;
-  else if constexpr (D == DType::kQ8_0)
-    return static_cast<const uint8_t*>(w.data) + n * (w.cols / 32) * 34;
+  else if constexpr (dtype_is_quantized(D))
+    return static_cast<const uint8_t*>(w.data) + n * (w.cols / dtype_block_elems(D)) * dtype_block_bytes(D);
   else
     return static_cast<const uint16_t*>(w.data) + n * w.cols;
 }
@@ -76,6 +82,20 @@ void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, i
       return gemm_tiled<Dot, DType::kF16>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ8_0:
       return gemm_tiled<Dot, DType::kQ8_0>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ4_0:
+      return gemm_tiled<Dot, DType::kQ4_0>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ4_1:
+      return gemm_tiled<Dot, DType::kQ4_1>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ5_0:
+      return gemm_tiled<Dot, DType::kQ5_0>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ5_1:
+      return gemm_tiled<Dot, DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ4_K:
+      return gemm_tiled<Dot, DType::kQ4_K>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ5_K:
+      return gemm_tiled<Dot, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ6_K:
+      return gemm_tiled<Dot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
   }
 }
 
