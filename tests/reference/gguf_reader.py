@@ -128,6 +128,12 @@ _BLOCKS = {  # ggml type -> (numpy block layout, values per block, decoder)
 }
 
 
+def decode_blocks(gtype, raw, n):
+    """n values of ggml block type gtype (2, 3, 6, 7, 12, 13, 14) from bytes -> float32 [n]."""
+    layout, elems, decode = _BLOCKS[gtype]
+    return decode(np.frombuffer(raw, layout, n // elems)).reshape(-1)
+
+
 def read_gguf(path):
     """Returns (metadata dict, dict name -> float32 torch tensor)."""
     with open(path, "rb") as f:

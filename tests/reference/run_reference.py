@@ -54,6 +54,11 @@ VARIANTS = {
     "gguf_qwen2_bias_tied_f16": (
         ["--arch", "qwen2", *_SMALL, "--kv-heads", "2", "--tied", "--dtype", "f32",
          "--rope-theta", "1000000", "--seed", "7"], 24, [], "f16"),
+    # Q4_K_M mix (Q4_K, Q6_K for attn_v/ffn_down/output) from make_random_gguf's own
+    # quantizer; llama's Q/K rows permuted before quantization, as llama.cpp does.
+    "gguf_llama_q4_k_m": (
+        ["--arch", "llama", "--hidden", "256", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+         "--intermediate", "512", "--vocab", "384", "--untied", "--dtype", "f32", "--seed", "8"], 24, [], "q4_k_m"),
     # A file llama.cpp's llama-quantize wrote, one ggml block type per kind of
     # tensor (tests/data/quant/README.md); the reference gets its values
     # decoded by gguf_reader.py.
