@@ -53,7 +53,7 @@ struct Dot {
     for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
     const auto* blk = static_cast<const unsigned char*>(wrow);
     for (int k0 = 0; k0 < cols; k0 += kBe, blk += kBb) {
-      quant::dequant_block<D>(blk, buf);
+      unpack_block<D>(blk, buf);
       for (int k = 0; k < kBe; k += 32) {
         const __m512 w0 = _mm512_load_ps(buf + k), w1 = _mm512_load_ps(buf + k + 16);
         for (int r = 0; r < R; ++r) {

@@ -34,6 +34,86 @@ inline float load1(const void* row, int k) {
   }
 }
 
+// 8 bytes at p widened to 8 int32 lanes.
+inline __m256i widen8(const unsigned char* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+// y = d * q - m per lane, two roundings as in the reference (no FMA).
+inline void store_dqm(float* y, __m256 d, __m256i q, __m256 m) {
+  _mm256_store_ps(y, _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q)), m));
+}
+
+// One block of a ggml type into dtype_block_elems(D) floats at y (32-byte
+// aligned). The types of the common downloads (Q4_0, Q4_K_M's Q4_K/Q5_K/Q6_K)
+// are unpacked eight lanes at a time with AVX2, with the reference's rounding
+// steps, so they give the same values as dequantize_row; the rarer ones use
+// the scalar reference.
+template <DType D>
+inline void unpack_block(const unsigned char* b, float* y) {
+  if constexpr (D == DType::kQ4_0) {
+    const __m256i low4 = _mm256_set1_epi32(0xF);
+    const __m256 d = _mm256_set1_ps(quant::load_f16(b));
+    const __m256i eight = _mm256_set1_epi32(8);
+    for (int l = 0; l < 16; l += 8) {
+      const __m256i a = widen8(b + 2 + l);
+      _mm256_store_ps(y + l, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(a, low4), eight)), d));
+      _mm256_store_ps(y + 16 + l, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(a, 4), eight)), d));
+    }
+  } else if constexpr (D == DType::kQ4_K || D == DType::kQ5_K) {
+    const float d = quant::load_f16(b);
+    const float dmin = quant::load_f16(b + 2);
+    const unsigned char* qh = b + 16;
+    const unsigned char* qs = b + (D == DType::kQ5_K ? 48 : 16);
+    const __m256i one = _mm256_set1_epi32(1), low4 = _mm256_set1_epi32(0xF);
+    for (int c = 0; c < 4; ++c, qs += 32, y += 64) {
+      int sc = 0, m = 0;
+      quant::k_scale_min(2 * c, b + 4, sc, m);
+      const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc)), m1 = _mm256_set1_ps(dmin * static_cast<float>(m));
+      quant::k_scale_min(2 * c + 1, b + 4, sc, m);
+      const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc)), m2 = _mm256_set1_ps(dmin * static_cast<float>(m));
+      for (int l = 0; l < 32; l += 8) {
+        const __m256i a = widen8(qs + l);
+        __m256i lo = _mm256_and_si256(a, low4), hi = _mm256_srli_epi32(a, 4);
+        if constexpr (D == DType::kQ5_K) {
+          const __m256i h = widen8(qh + l);
+          lo = _mm256_add_epi32(lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * c), one), 4));
+          hi = _mm256_add_epi32(hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * c + 1), one), 4));
+        }
+        store_dqm(y + l, d1, lo, m1);
+        store_dqm(y + 32 + l, d2, hi, m2);
+      }
+    }
+  } else if constexpr (D == DType::kQ6_K) {
+    const unsigned char* ql = b;
+    const unsigned char* qh = b + 128;
+    const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+    const float d = quant::load_f16(b + 208);
+    const __m256i three = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32), low4 = _mm256_set1_epi32(0xF);
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8, y += 128) {
+      for (int l = 0; l < 32; l += 8) {
+        const int is = l / 16;
+        const __m256i a = widen8(ql + l), c = widen8(ql + 32 + l), h = widen8(qh + l);
+        auto high2 = [&](int shift) { return _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, shift), three), 4); };
+        const __m256i q1 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, low4), high2(0)), off);
+        const __m256i q2 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(c, low4), high2(2)), off);
+        const __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), high2(4)), off);
+        const __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(c, 4), high2(6)), off);
+        // (d * sc) first, then * q: the reference's rounding order.
+        auto put = [&](float* dst, int s, __m256i q) {
+          _mm256_store_ps(dst, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[s])), _mm256_cvtepi32_ps(q)));
+        };
+        put(y + l, is, q1);
+        put(y + 32 + l, is + 2, q2);
+        put(y + 64 + l, is + 4, q3);
+        put(y + 96 + l, is + 6, q4);
+      }
+    }
+  } else {
+    quant::dequant_block<D>(b, y);
+  }
+}
+
 // ggml block types other than Q8_0 (whose values load directly) are unpacked a
 // block at a time; Q8_0 keeps its direct per-8-values path.
 template <DType D>

@@ -173,6 +173,18 @@ TEST_CASE("gemm kernels on ggml block types match the dequantized reference and 
           CHECK(std::memcmp(&out[r * n + j], &one[j], sizeof(float)) == 0);
         }
       }
+      // One-hot rows pick single weights: the kernel's unpacked block values
+      // equal the reference dequantization exactly.
+      std::vector<float> eye(static_cast<size_t>(cols) * cols, 0.0f), picked(static_cast<size_t>(cols) * n);
+      for (int k = 0; k < cols; ++k) eye[static_cast<size_t>(k) * cols + k] = 1.0f;
+      g(eye.data(), cols, w, 0, n, picked.data(), n);
+      size_t differ = 0;
+      for (int k = 0; k < cols; ++k) {
+        for (int j = 0; j < n; ++j) {
+          if (picked[static_cast<size_t>(k) * n + j] != deq[static_cast<size_t>(j) * cols + k]) ++differ;
+        }
+      }
+      CHECK(differ == 0);
     }
   }
 }
