@@ -246,7 +246,8 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
   tok.special_.assign(size, 0);
   tok.byte_id_.fill(-1);
   if (config.sentencepiece) {
-    if (config.scores.size() != config.pieces.size()) {
+    // Scores drive the merges unless a merges list does (HF tokenizer.json).
+    if (config.merges.empty() && config.scores.size() != config.pieces.size()) {
       return Error{origin + ": scores: has " + std::to_string(config.scores.size()) + " entries, expected " +
                    std::to_string(config.pieces.size()) + " (one per token)"};
     }
@@ -256,6 +257,8 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
     }
     tok.sentencepiece_ = true;
     tok.add_space_prefix_ = config.add_space_prefix;
+    tok.prefix_after_added_ = config.prefix_after_added;
+    tok.spm_split_words_ = config.split_words;
     tok.scores_ = std::move(config.scores);
     tok.mergeable_ = config.mergeable.empty() ? std::vector<uint8_t>(config.pieces.size(), 1)
                                               : std::move(config.mergeable);
@@ -366,7 +369,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
     }
     encode_segment(text.substr(start, seg_end - start), prefix, scratch, out);
     out.push_back(hit->id);
-    prefix = dummy_prefix;
+    prefix = dummy_prefix && prefix_after_added_;
     i += hit->content.size();
     if (hit->rstrip) {
       while (i < text.size() && is_space(text[i])) ++i;
@@ -385,6 +388,7 @@ void Tokenizer::encode_segment(std::string_view text, bool prefix, Scratch& scra
     std::string& escaped = scratch.prefixed;
     escaped.clear();
     if (prefix && add_space_prefix_) escaped += kSpmSpace;
+    // (the escaped text must outlive the words cut from it below)
     for (char c : text) {
       if (c == ' ') {
         escaped += kSpmSpace;
@@ -392,7 +396,18 @@ void Tokenizer::encode_segment(std::string_view text, bool prefix, Scratch& scra
         escaped.push_back(c);
       }
     }
-    spm(escaped, scratch, out);
+    if (!spm_split_words_) {
+      encode_spm_word(escaped, scratch, out);
+      return;
+    }
+    // Metaspace(split): words start at each U+2581; merges stay inside them.
+    std::string_view rest = escaped;
+    while (!rest.empty()) {
+      size_t cut = rest.find(kSpmSpace, 1);
+      if (cut == std::string_view::npos) cut = rest.size();
+      encode_spm_word(rest.substr(0, cut), scratch, out);
+      rest.remove_prefix(cut);
+    }
     return;
   }
   if (nfc_ && !is_ascii(text)) {
@@ -442,16 +457,32 @@ void Tokenizer::encode_word(std::string_view word, Scratch& scratch,
 // Applies merges lowest rank first (leftmost on ties), as Hugging Face does,
 // with a heap of candidate pairs: O(n log n) for long words.
 void Tokenizer::bpe(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const {
-  using Candidate = Scratch::Candidate;
   auto& syms = scratch.symbols;
-  auto& heap = scratch.heap;
   syms.clear();
-  heap.clear();
   const auto n = static_cast<int32_t>(word.size());
   for (int32_t i = 0; i < n; ++i) {
     syms.push_back({byte_id_[static_cast<unsigned char>(word[static_cast<size_t>(i)])], i - 1,
                     i + 1 < n ? i + 1 : -1});
   }
+  merge_by_rank(scratch);
+  for (int32_t i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
+    const int32_t id = syms[static_cast<size_t>(i)].id;
+    if (id >= 0) {
+      out.push_back(id);
+    } else if (unk_id_ >= 0) {
+      out.push_back(unk_id_);  // a byte missing from the vocabulary
+    }
+  }
+}
+
+// Merges scratch.symbols (a linked list in order; id -1 never merges) lowest
+// rank first, leftmost on ties.
+void Tokenizer::merge_by_rank(Scratch& scratch) const {
+  using Candidate = Scratch::Candidate;
+  auto& syms = scratch.symbols;
+  auto& heap = scratch.heap;
+  heap.clear();
+  const auto n = static_cast<int32_t>(syms.size());
   auto try_push = [&](int32_t left) {
     if (left < 0) return;
     const int32_t right = syms[static_cast<size_t>(left)].next;
@@ -480,13 +511,51 @@ void Tokenizer::bpe(std::string_view word, Scratch& scratch, std::vector<int32_t
     try_push(left.prev);
     try_push(c.left);
   }
+}
+
+// Hugging Face's BPE over SentencePiece pieces (tokenizer.json with
+// byte_fallback): characters are the first symbols, merges apply by rank, and
+// a character missing from the vocabulary becomes its <0xXX> tokens.
+void Tokenizer::bpe_chars(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
+  auto& syms = scratch.symbols;
+  auto& spans = scratch.spm_symbols;  // start/len of each first symbol
+  syms.clear();
+  spans.clear();
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = std::min(utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
+    const auto idx = static_cast<int32_t>(syms.size());
+    auto it = piece_to_id_.find(text.substr(i, len));
+    syms.push_back({it != piece_to_id_.end() ? it->second : -1, idx - 1, -1});
+    if (idx > 0) syms[static_cast<size_t>(idx - 1)].next = idx;
+    spans.push_back({static_cast<int32_t>(i), static_cast<int32_t>(len), 0, 0});
+    i += len;
+  }
+  if (syms.empty()) return;
+  merge_by_rank(scratch);
   for (int32_t i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
     const int32_t id = syms[static_cast<size_t>(i)].id;
     if (id >= 0) {
       out.push_back(id);
-    } else if (unk_id_ >= 0) {
-      out.push_back(unk_id_);  // a byte missing from the vocabulary
+      continue;
     }
+    // Never merged, so still one character.
+    const std::string_view ch = text.substr(static_cast<size_t>(spans[static_cast<size_t>(i)].start),
+                                            static_cast<size_t>(spans[static_cast<size_t>(i)].len));
+    const bool fallback = std::all_of(ch.begin(), ch.end(),
+                                      [&](char c) { return byte_id_[static_cast<unsigned char>(c)] >= 0; });
+    if (fallback) {
+      for (char c : ch) out.push_back(byte_id_[static_cast<unsigned char>(c)]);
+    } else if (unk_id_ >= 0) {
+      out.push_back(unk_id_);
+    }
+  }
+}
+
+void Tokenizer::encode_spm_word(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
+  if (merges_.empty()) {
+    spm(text, scratch, out);
+  } else {
+    bpe_chars(text, scratch, out);
   }
 }
 

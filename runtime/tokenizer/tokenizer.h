@@ -68,6 +68,8 @@ struct TokenizerConfig {
   std::vector<float> scores;
   std::vector<uint8_t> mergeable;
   bool add_space_prefix = false;      // SentencePiece dummy prefix
+  bool prefix_after_added = true;     // ... also after each added token (legacy Llama)
+  bool split_words = false;           // Metaspace(split): merges stay within words
   std::vector<std::pair<std::string, std::string>> merges;  // by rank
   std::vector<AddedToken> added;
   PreTokenizer pre;
@@ -124,6 +126,9 @@ class Tokenizer {
   Tokenizer();
   void encode_segment(std::string_view text, bool prefix, Scratch& scratch, std::vector<int32_t>& out) const;
   void spm(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void bpe_chars(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void encode_spm_word(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void merge_by_rank(Scratch& scratch) const;
   void encode_word(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
   void bpe(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
 
@@ -155,6 +160,8 @@ class Tokenizer {
   bool add_bos_ = false;
   bool sentencepiece_ = false;
   bool add_space_prefix_ = false;
+  bool prefix_after_added_ = true;
+  bool spm_split_words_ = false;
   std::vector<float> scores_;            // SentencePiece: id -> score
   std::vector<uint8_t> mergeable_;       // SentencePiece: id -> may come out of a merge
   std::unique_ptr<Cache> cache_;

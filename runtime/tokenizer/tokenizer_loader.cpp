@@ -51,9 +51,22 @@ bool bool_or(const json& j, const char* key, bool fallback) {
   return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
+// What marks a tokenizer.json as SentencePiece-style: spaces become U+2581
+// (a Replace normalizer or a Metaspace pre-tokenizer), a dummy prefix comes
+// from a Prepend normalizer or Metaspace's prepend_scheme.
+struct SpmStyle {
+  bool prepend = false;    // normalizer Prepend("▁")
+  bool replace = false;    // normalizer Replace(" " -> "▁")
+  bool metaspace = false;  // pre_tokenizer Metaspace
+  bool split = false;      // Metaspace split
+  std::string prepend_scheme = "always";
+};
+
+constexpr std::string_view kMetaspace = "\xE2\x96\x81";
+
 // Flattens a pre_tokenizer tree (Sequence of ByteLevel/Split/Digits) into steps.
 Status parse_pre(const json& j, const std::string& field, const Where& where,
-                 std::vector<SplitStep>& steps, bool& add_prefix_space) {
+                 std::vector<SplitStep>& steps, bool& add_prefix_space, SpmStyle& spm) {
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
     return where.at(field + ".type", "expected a pre-tokenizer object with a type");
   }
@@ -63,7 +76,7 @@ Status parse_pre(const json& j, const std::string& field, const Where& where,
     if (it == j.end() || !it->is_array()) return where.at(field + ".pretokenizers", "expected an array");
     for (size_t i = 0; i < it->size(); ++i) {
       GHOSTD_TRY_STATUS(parse_pre((*it)[i], field + ".pretokenizers[" + std::to_string(i) + "]",
-                                  where, steps, add_prefix_space));
+                                  where, steps, add_prefix_space, spm));
     }
   } else if (type == "ByteLevel") {
     // HF's defaults: add_prefix_space and use_regex are true when absent.
@@ -95,14 +108,28 @@ Status parse_pre(const json& j, const std::string& field, const Where& where,
     steps.push_back(std::move(step));
   } else if (type == "Digits") {
     steps.push_back(SplitStep{bool_or(j, "individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)"});
+  } else if (type == "Metaspace") {
+    if (j.value("replacement", std::string(kMetaspace)) != kMetaspace) {
+      return where.at(field + ".replacement", "only U+2581 is supported");
+    }
+    spm.metaspace = true;
+    spm.split = bool_or(j, "split", true);
+    if (auto it = j.find("prepend_scheme"); it != j.end() && it->is_string()) {
+      spm.prepend_scheme = it->get<std::string>();
+      if (spm.prepend_scheme != "always" && spm.prepend_scheme != "first" && spm.prepend_scheme != "never") {
+        return where.at(field + ".prepend_scheme", "unknown scheme '" + spm.prepend_scheme + "'");
+      }
+    } else {
+      spm.prepend_scheme = bool_or(j, "add_prefix_space", true) ? "always" : "never";
+    }
   } else {
     return where.at(field + ".type", "unsupported pre-tokenizer '" + type +
-                                         "' (expected ByteLevel, Split, Digits or Sequence)");
+                                         "' (expected ByteLevel, Split, Digits, Metaspace or Sequence)");
   }
   return {};
 }
 
-Status parse_normalizer(const json& j, const std::string& field, const Where& where, bool& nfc) {
+Status parse_normalizer(const json& j, const std::string& field, const Where& where, bool& nfc, SpmStyle& spm) {
   if (j.is_null()) return {};
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
     return where.at(field + ".type", "expected a normalizer object with a type");
@@ -110,15 +137,26 @@ Status parse_normalizer(const json& j, const std::string& field, const Where& wh
   const auto& type = j["type"].get_ref<const std::string&>();
   if (type == "NFC") {
     nfc = true;
+  } else if (type == "Prepend") {
+    if (j.value("prepend", std::string()) != kMetaspace) return where.at(field + ".prepend", "only U+2581 is supported");
+    spm.prepend = true;
+  } else if (type == "Replace") {
+    const auto pat = j.find("pattern");
+    if (pat == j.end() || !pat->is_object() || pat->value("String", std::string()) != " " ||
+        j.value("content", std::string()) != kMetaspace) {
+      return where.at(field, "only Replace(\" \" -> U+2581) is supported");
+    }
+    spm.replace = true;
   } else if (type == "Sequence") {
     const auto it = j.find("normalizers");
     if (it == j.end() || !it->is_array()) return where.at(field + ".normalizers", "expected an array");
     for (size_t i = 0; i < it->size(); ++i) {
       GHOSTD_TRY_STATUS(
-          parse_normalizer((*it)[i], field + ".normalizers[" + std::to_string(i) + "]", where, nfc));
+          parse_normalizer((*it)[i], field + ".normalizers[" + std::to_string(i) + "]", where, nfc, spm));
     }
   } else {
-    return where.at(field + ".type", "unsupported normalizer '" + type + "' (expected NFC or Sequence)");
+    return where.at(field + ".type",
+                    "unsupported normalizer '" + type + "' (expected NFC, Prepend, Replace or Sequence)");
   }
   return {};
 }
@@ -207,13 +245,28 @@ Result<TokenizerConfig> parse_hf_json(const json& root, const Where& where) {
       config.added.push_back(std::move(a));
     }
   }
+  SpmStyle spm;
   if (auto it = root.find("normalizer"); it != root.end()) {
-    GHOSTD_TRY_STATUS(parse_normalizer(*it, "normalizer", where, config.nfc));
+    GHOSTD_TRY_STATUS(parse_normalizer(*it, "normalizer", where, config.nfc, spm));
   }
   std::vector<SplitStep> steps;
   bool add_prefix_space = false;
   if (auto it = root.find("pre_tokenizer"); it != root.end() && !it->is_null()) {
-    GHOSTD_TRY_STATUS(parse_pre(*it, "pre_tokenizer", where, steps, add_prefix_space));
+    GHOSTD_TRY_STATUS(parse_pre(*it, "pre_tokenizer", where, steps, add_prefix_space, spm));
+  }
+  const bool byte_fallback = bool_or(model, "byte_fallback", false);
+  if (spm.replace || spm.metaspace) {
+    if (!steps.empty() || add_prefix_space) {
+      return where.at("pre_tokenizer", "byte-level or regex steps together with SentencePiece-style U+2581 spaces");
+    }
+    // SentencePiece pieces (U+2581 for a space): merges by rank over characters.
+    config.sentencepiece = true;
+    config.add_space_prefix = spm.prepend || (spm.metaspace && spm.prepend_scheme != "never");
+    config.prefix_after_added = spm.prepend || spm.prepend_scheme == "always";
+    config.split_words = spm.metaspace && spm.split;
+  } else if (spm.prepend || byte_fallback) {
+    return where.at(spm.prepend ? "normalizer" : "model.byte_fallback",
+                    "SentencePiece-style vocabulary without a Replace(\" \" -> U+2581) normalizer or Metaspace");
   }
   auto pre = PreTokenizer::create(std::move(steps), add_prefix_space);
   if (!pre) return where.at("pre_tokenizer", pre.error().message);
