@@ -70,54 +70,10 @@ struct Dot {
     for (int r = 0; r < R; ++r) out[r * out_stride] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
   }
 
-  // Q4_K (most of a Q4_K_M file) without a scratch round trip: per 32-value
-  // sub-block, sum(x * (d*sc*q - dmin*m)) = (d*sc) * sum(x*q) - (dmin*m) * sum(x),
-  // with the nibbles converted in registers. Same order for every R.
-  template <int R>
-  static void q4k_rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
-    constexpr size_t kBb = dtype_block_bytes(DType::kQ4_K);
-    const __m256i low4 = _mm256_set1_epi32(0xF);
-    __m256 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-    const auto* blk = static_cast<const unsigned char*>(wrow);
-    for (int k0 = 0; k0 < cols; k0 += 256, blk += kBb) {
-      const float d = quant::load_f16(blk);
-      const float dmin = quant::load_f16(blk + 2);
-      const unsigned char* qs = blk + 16;
-      for (int c = 0; c < 4; ++c, qs += 32) {
-        int sc = 0, m = 0;
-        quant::k_scale_min(2 * c, blk + 4, sc, m);
-        const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc)), m1 = _mm256_set1_ps(dmin * static_cast<float>(m));
-        quant::k_scale_min(2 * c + 1, blk + 4, sc, m);
-        const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc)), m2 = _mm256_set1_ps(dmin * static_cast<float>(m));
-        __m256 xq_lo[R], xq_hi[R], x_lo[R], x_hi[R];
-        for (int r = 0; r < R; ++r) xq_lo[r] = xq_hi[r] = x_lo[r] = x_hi[r] = _mm256_setzero_ps();
-        for (int l = 0; l < 32; l += 8) {
-          const __m256i a = widen8(qs + l);
-          const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(a, low4));
-          const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(a, 4));
-          for (int r = 0; r < R; ++r) {
-            const float* xr = x + static_cast<int64_t>(r) * cols + k0 + 64 * c + l;
-            const __m256 xl = _mm256_loadu_ps(xr), xh = _mm256_loadu_ps(xr + 32);
-            xq_lo[r] = _mm256_fmadd_ps(xl, lo, xq_lo[r]);
-            xq_hi[r] = _mm256_fmadd_ps(xh, hi, xq_hi[r]);
-            x_lo[r] = _mm256_add_ps(x_lo[r], xl);
-            x_hi[r] = _mm256_add_ps(x_hi[r], xh);
-          }
-        }
-        for (int r = 0; r < R; ++r) {
-          acc[r] = _mm256_fnmadd_ps(m1, x_lo[r], _mm256_fmadd_ps(d1, xq_lo[r], acc[r]));
-          acc[r] = _mm256_fnmadd_ps(m2, x_hi[r], _mm256_fmadd_ps(d2, xq_hi[r], acc[r]));
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r) out[r * out_stride] = hsum(acc[r]);
-  }
-
   template <DType D, int R>
   static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
     if constexpr (D == DType::kQ4_K)
-      q4k_rows<R>(x, cols, wrow, out, out_stride);
+      q4k_rows_avx2<R>(x, cols, wrow, out, out_stride);
     else if constexpr (kUnpackBlocks<D>)
       block_rows<D, R>(x, cols, wrow, out, out_stride);
     else

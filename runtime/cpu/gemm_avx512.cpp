@@ -36,7 +36,9 @@ inline __m512 load16(const void* row, int k) {
 struct Dot {
   template <DType D, int R>
   static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
-    if constexpr (kUnpackBlocks<D>)
+    if constexpr (D == DType::kQ4_K)
+      q4k_rows_avx2<R>(x, cols, wrow, out, out_stride);  // 8-lane nibble conversion is the limit, not the FMA width
+    else if constexpr (kUnpackBlocks<D>)
       block_rows<D, R>(x, cols, wrow, out, out_stride);
     else
       direct_rows<D, R>(x, cols, wrow, out, out_stride);
