@@ -32,13 +32,15 @@ inline __m512 load16(const void* row, int k) {
   }
 }
 
+inline __m512 load_2x8(const float* p) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_load_ps(p)), _mm256_load_ps(p + 8), 1);
+}
+
 // Same operation order for every row whatever R (see gemm.h).
 struct Dot {
   template <DType D, int R>
   static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
-    if constexpr (D == DType::kQ4_K)
-      q4k_rows_avx2<R>(x, cols, wrow, out, out_stride);  // 8-lane nibble conversion is the limit, not the FMA width
-    else if constexpr (kUnpackBlocks<D>)
+    if constexpr (kUnpackBlocks<D>)
       block_rows<D, R>(x, cols, wrow, out, out_stride);
     else
       direct_rows<D, R>(x, cols, wrow, out, out_stride);
@@ -57,7 +59,9 @@ struct Dot {
     for (int k0 = 0; k0 < cols; k0 += kBe, blk += kBb) {
       unpack_block<D>(blk, buf);
       for (int k = 0; k < kBe; k += 32) {
-        const __m512 w0 = _mm512_load_ps(buf + k), w1 = _mm512_load_ps(buf + k + 16);
+        // 256-bit loads matching the unpacker's 256-bit stores: a 512-bit load
+        // spanning two fresh stores cannot be forwarded and stalls (10x slower Q4_0).
+        const __m512 w0 = load_2x8(buf + k), w1 = load_2x8(buf + k + 16);
         for (int r = 0; r < R; ++r) {
           const float* xr = x + static_cast<int64_t>(r) * cols + k0 + k;
           acc0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr), w0, acc0[r]);
