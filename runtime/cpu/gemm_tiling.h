@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "runtime/core/backend.h"
 #include "runtime/core/quant_blocks.h"
@@ -124,11 +125,15 @@ inline float hsum8(__m256 v) {
 
 // Q4_K (most of a Q4_K_M file) without a scratch round trip: per 32-value
 // sub-block, sum(x * (d*sc*q - dmin*m)) = (d*sc) * sum(x*q) - (dmin*m) * sum(x),
-// with the nibbles converted in registers. Same order for every R.
+// with the nibbles converted in registers. xsums holds each x row's
+// per-sub-block lane sums (q4k_x_sums), computed once per call rather than per
+// weight row. Same order for every R.
 template <int R>
-void q4k_rows_avx2(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
+void q4k_rows_avx2(const float* x, int cols, const float* xsums, const void* wrow, float* out,
+                   int64_t out_stride) {
   constexpr size_t kBb = dtype_block_bytes(DType::kQ4_K);
   const __m256i low4 = _mm256_set1_epi32(0xF);
+  const int64_t sums_stride = cols / 4;  // 8 lanes per 32 values
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const auto* blk = static_cast<const unsigned char*>(wrow);
@@ -142,29 +147,115 @@ void q4k_rows_avx2(const float* x, int cols, const void* wrow, float* out, int64
       const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc)), m1 = _mm256_set1_ps(dmin * static_cast<float>(m));
       quant::k_scale_min(2 * c + 1, blk + 4, sc, m);
       const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc)), m2 = _mm256_set1_ps(dmin * static_cast<float>(m));
-      __m256 xq_lo[R], xq_hi[R], x_lo[R], x_hi[R];
-      for (int r = 0; r < R; ++r) xq_lo[r] = xq_hi[r] = x_lo[r] = x_hi[r] = _mm256_setzero_ps();
+      __m256 xq_lo[R], xq_hi[R];
+      for (int r = 0; r < R; ++r) xq_lo[r] = xq_hi[r] = _mm256_setzero_ps();
       for (int l = 0; l < 32; l += 8) {
         const __m256i a = widen8(qs + l);
         const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(a, low4));
         const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(a, 4));
         for (int r = 0; r < R; ++r) {
           const float* xr = x + static_cast<int64_t>(r) * cols + k0 + 64 * c + l;
-          const __m256 xl = _mm256_loadu_ps(xr), xh = _mm256_loadu_ps(xr + 32);
-          xq_lo[r] = _mm256_fmadd_ps(xl, lo, xq_lo[r]);
-          xq_hi[r] = _mm256_fmadd_ps(xh, hi, xq_hi[r]);
-          x_lo[r] = _mm256_add_ps(x_lo[r], xl);
-          x_hi[r] = _mm256_add_ps(x_hi[r], xh);
+          xq_lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(xr), lo, xq_lo[r]);
+          xq_hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 32), hi, xq_hi[r]);
         }
       }
+      const int64_t sub = (k0 + 64 * c) / 32;
       for (int r = 0; r < R; ++r) {
-        acc[r] = _mm256_fnmadd_ps(m1, x_lo[r], _mm256_fmadd_ps(d1, xq_lo[r], acc[r]));
-        acc[r] = _mm256_fnmadd_ps(m2, x_hi[r], _mm256_fmadd_ps(d2, xq_hi[r], acc[r]));
+        const float* xs = xsums + r * sums_stride + sub * 8;
+        acc[r] = _mm256_fnmadd_ps(m1, _mm256_loadu_ps(xs), _mm256_fmadd_ps(d1, xq_lo[r], acc[r]));
+        acc[r] = _mm256_fnmadd_ps(m2, _mm256_loadu_ps(xs + 8), _mm256_fmadd_ps(d2, xq_hi[r], acc[r]));
       }
     }
   }
   for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]);
 }
+
+// Lane sums of each 32-value chunk of each x row: ((x[0:8] + x[8:16]) +
+// x[16:24]) + x[24:32], one fixed order, so a row's sums never depend on the batch.
+inline void q4k_x_sums(const float* x, int rows, int cols, float* sums) {
+  for (int r = 0; r < rows; ++r) {
+    for (int s = 0; s < cols / 32; ++s) {
+      const float* xs = x + static_cast<int64_t>(r) * cols + 32 * s;
+      __m256 v = _mm256_setzero_ps();
+      for (int l = 0; l < 32; l += 8) v = _mm256_add_ps(v, _mm256_loadu_ps(xs + l));
+      _mm256_storeu_ps(sums + (static_cast<int64_t>(r) * (cols / 32) + s) * 8, v);
+    }
+  }
+}
+
+// gemm_tiled's loop for Q4_K, with the x sums made first.
+inline void gemm_q4k_avx2(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                          int64_t out_stride) {
+  const int cols = static_cast<int>(w.cols);
+  std::vector<float> sums(static_cast<size_t>(rows) * static_cast<size_t>(cols / 4));
+  q4k_x_sums(x, rows, cols, sums.data());
+  const size_t row_bytes = dtype_bytes(DType::kQ4_K, cols);
+  auto wrow = [&](int64_t n) { return static_cast<const unsigned char*>(w.data) + static_cast<size_t>(n) * row_bytes; };
+  constexpr int64_t kBlockN = 64;
+  for (int64_t nb = n_begin; nb < n_end; nb += kBlockN) {
+    const int64_t ne = nb + kBlockN < n_end ? nb + kBlockN : n_end;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4)
+      for (int64_t n = nb; n < ne; ++n)
+        q4k_rows_avx2<4>(x + static_cast<int64_t>(r) * cols, cols, sums.data() + static_cast<int64_t>(r) * (cols / 4),
+                         wrow(n), out + r * out_stride + n, out_stride);
+    for (; r < rows; ++r)
+      for (int64_t n = nb; n < ne; ++n)
+        q4k_rows_avx2<1>(x + static_cast<int64_t>(r) * cols, cols, sums.data() + static_cast<int64_t>(r) * (cols / 4),
+                         wrow(n), out + r * out_stride + n, out_stride);
+  }
+}
+
+// Q6_K the same way: per 16-value sub-block, (d*sc) * sum(x*q), the 6-bit
+// values assembled and converted in registers. Same order for every R.
+template <int R>
+void q6k_rows_avx2(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
+  constexpr size_t kBb = dtype_block_bytes(DType::kQ6_K);
+  const __m256i low4 = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const auto* blk = static_cast<const unsigned char*>(wrow);
+  for (int k0 = 0; k0 < cols; k0 += 256, blk += kBb) {
+    const unsigned char* ql = blk;
+    const unsigned char* qh = blk + 128;
+    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    const float d = quant::load_f16(blk + 208);
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8) {
+      for (int is = 0; is < 2; ++is) {
+        __m256 xq[4][R];
+        for (int k = 0; k < 4; ++k)
+          for (int r = 0; r < R; ++r) xq[k][r] = _mm256_setzero_ps();
+        for (int l = 16 * is; l < 16 * is + 16; l += 8) {
+          const __m256i a = widen8(ql + l), c = widen8(ql + 32 + l), h = widen8(qh + l);
+          auto high2 = [&](int shift) { return _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, shift), three), 4); };
+          const __m256 f[4] = {
+              _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, low4), high2(0)), off)),
+              _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(c, low4), high2(2)), off)),
+              _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), high2(4)), off)),
+              _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(c, 4), high2(6)), off))};
+          for (int r = 0; r < R; ++r) {
+            const float* xr = x + static_cast<int64_t>(r) * cols + k0 + 128 * half + l;
+            for (int k = 0; k < 4; ++k) xq[k][r] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 32 * k), f[k], xq[k][r]);
+          }
+        }
+        for (int k = 0; k < 4; ++k) {
+          const __m256 dsc = _mm256_set1_ps(d * static_cast<float>(sc[is + 2 * k]));
+          for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(dsc, xq[k][r], acc[r]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]);
+}
+
+// gemm_tiled's interface for q6k_rows_avx2.
+struct Q6kDot {
+  template <DType D, int R>
+  static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
+    static_assert(D == DType::kQ6_K);
+    q6k_rows_avx2<R>(x, cols, wrow, out, out_stride);
+  }
+};
 
 // ggml block types other than Q8_0 (whose values load directly) are unpacked a
 // block at a time; Q8_0 keeps its direct per-8-values path.
@@ -223,11 +314,11 @@ void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, i
     case DType::kQ5_1:
       return gemm_tiled<Dot, DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ4_K:
-      return gemm_tiled<Dot, DType::kQ4_K>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_q4k_avx2(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_K:
       return gemm_tiled<Dot, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ6_K:
-      return gemm_tiled<Dot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Q6kDot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
   }
 }
 
