@@ -72,9 +72,7 @@ struct Dot {
 
   template <DType D, int R>
   static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
-    if constexpr (D == DType::kQ4_K)
-      q4k_rows_avx2<R>(x, cols, wrow, out, out_stride);
-    else if constexpr (kUnpackBlocks<D>)
+    if constexpr (kUnpackBlocks<D>)
       block_rows<D, R>(x, cols, wrow, out, out_stride);
     else
       direct_rows<D, R>(x, cols, wrow, out, out_stride);
