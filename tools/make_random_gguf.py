@@ -2,7 +2,9 @@
 """Convert an HF checkpoint (typically from make_random_model.py) to GGUF v3.
 
 Writes llama.cpp's tensor names and metadata for the `llama` and `qwen2`
-architectures, tensors in F32, F16, BF16 or Q8_0 (1-D tensors such as norms
+architectures, tensors in F32, F16, BF16, Q8_0 or the Q4_K_M mix (Q6_K for
+attn_v, ffn_down and output, Q4_K for the rest, Q8_0 for rows that are not
+whole 256-value blocks, as llama-quantize falls back; 1-D tensors such as norms
 and biases stay F32, as llama.cpp keeps them), the tokenizer as
 tokenizer.ggml.* (BPE "gpt2" model, pre "qwen2"), and for llama the Q/K row
 permutation llama.cpp applies so its interleaved-pair rope equals HF's
@@ -35,8 +37,9 @@ ALIGNMENT = 32
 # gguf metadata value types
 U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
 # ggml tensor types and llama.cpp file types
-GGML = {"f32": 0, "f16": 1, "q8_0": 8, "bf16": 30}
-FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}
+GGML = {"f32": 0, "f16": 1, "q8_0": 8, "bf16": 30, "q4_k": 12, "q6_k": 14}
+FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32, "q4_k_m": 15}
+TYPES = ["f32", "f16", "bf16", "q8_0", "q4_k_m"]  # what --type takes
 TOKEN_NORMAL, TOKEN_CONTROL = 1, 3
 QK8_0 = 32
 
@@ -90,8 +93,68 @@ def quantize_q8_0(w):
     return blocks.tobytes(), deq.reshape(w.shape)
 
 
-def encode_tensor(t, qtype):
+def _round(x):
+    return np.floor(x + 0.5)
+
+
+def quantize_q4_k(w):
+    """Rows (a multiple of 256 wide) -> ggml block_q4_K bytes. A plain min/max fit per
+    32-value sub-block (llama-quantize searches harder; any valid blocks do here)."""
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 8, 32)
+    lo = np.minimum(x.min(axis=2), 0)
+    scale = (x.max(axis=2) - lo) / 15
+    mins = -lo
+    d16 = (scale.max(axis=1) / 63).astype(np.float16)
+    dmin16 = (mins.max(axis=1) / 63).astype(np.float16)
+    d, dmin = d16.astype(np.float32)[:, None], dmin16.astype(np.float32)[:, None]
+    sc = np.clip(_round(np.divide(scale, d, out=np.zeros_like(scale), where=d > 0)), 0, 63).astype(np.int32)
+    m = np.clip(_round(np.divide(mins, dmin, out=np.zeros_like(mins), where=dmin > 0)), 0, 63).astype(np.int32)
+    eff_d = (d * sc)[:, :, None]
+    eff_m = (dmin * m)[:, :, None]
+    q = np.clip(_round(np.divide(x + eff_m, eff_d, out=np.zeros_like(x), where=eff_d > 0)), 0, 15).astype(np.int32)
+    scales = np.zeros((x.shape[0], 12), np.int32)
+    scales[:, 0:4] = sc[:, 0:4] | ((sc[:, 4:8] >> 4) << 6)
+    scales[:, 4:8] = m[:, 0:4] | ((m[:, 4:8] >> 4) << 6)
+    scales[:, 8:12] = (sc[:, 4:8] & 0xF) | ((m[:, 4:8] & 0xF) << 4)
+    q = q.reshape(-1, 4, 2, 32)  # chunk of 64: low-nibble sub-block, high-nibble sub-block
+    qs = (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(-1, 128)
+    blocks = np.empty(x.shape[0], dtype=[("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (12,)), ("qs", "u1", (128,))])
+    blocks["d"], blocks["dmin"], blocks["scales"], blocks["qs"] = d16, dmin16, scales, qs
+    return blocks.tobytes()
+
+
+def quantize_q6_k(w):
+    """Rows (a multiple of 256 wide) -> ggml block_q6_K bytes (max-abs fit per 16 values)."""
+    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 16, 16)
+    s = np.abs(x).max(axis=2) / 31
+    d16 = (s.max(axis=1) / 127).astype(np.float16)
+    d = d16.astype(np.float32)[:, None]
+    sc = np.clip(_round(np.divide(s, d, out=np.zeros_like(s), where=d > 0)), 0, 127).astype(np.int32)
+    eff = (d * sc)[:, :, None]
+    q = (np.clip(_round(np.divide(x, eff, out=np.zeros_like(x), where=eff > 0)), -32, 31) + 32).astype(np.int32)
+    y = q.reshape(-1, 2, 4, 32)  # half, quarter, element
+    ql = np.concatenate([(y[:, :, 0] & 0xF) | ((y[:, :, 2] & 0xF) << 4),
+                         (y[:, :, 1] & 0xF) | ((y[:, :, 3] & 0xF) << 4)], axis=2).reshape(-1, 128)
+    qh = ((y[:, :, 0] >> 4) | ((y[:, :, 1] >> 4) << 2) | ((y[:, :, 2] >> 4) << 4) |
+          ((y[:, :, 3] >> 4) << 6)).reshape(-1, 64)
+    blocks = np.empty(x.shape[0], dtype=[("ql", "u1", (128,)), ("qh", "u1", (64,)), ("scales", "i1", (16,)),
+                                         ("d", "<f2")])
+    blocks["ql"], blocks["qh"], blocks["scales"], blocks["d"] = ql, qh, sc, d16
+    return blocks.tobytes()
+
+
+def encode_tensor(t, qtype, gname=""):
     """torch tensor -> (ggml type, bytes, dequantized float32 tensor)."""
+    if t.dim() == 2 and qtype == "q4_k_m":
+        if t.shape[-1] % 256:
+            qtype = "q8_0"  # llama-quantize's fallback for rows that are not whole K blocks
+        else:
+            from gguf_reader import decode_blocks
+            six = any(k in gname for k in ("attn_v", "ffn_down")) or gname == "output.weight"
+            a = t.to(torch.float32).numpy()
+            gtype = GGML["q6_k"] if six else GGML["q4_k"]
+            data = quantize_q6_k(a) if six else quantize_q4_k(a)
+            return gtype, data, torch.from_numpy(decode_blocks(gtype, data, a.size).reshape(a.shape).copy())
     if t.dim() == 1 or qtype == "f32":
         a = t.to(torch.float32)
         return GGML["f32"], a.numpy().astype("<f4").tobytes(), a
@@ -245,13 +308,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hf", required=True, help="HF model directory")
     ap.add_argument("--out", required=True, help="GGUF file to write")
-    ap.add_argument("--type", choices=sorted(GGML), default="f32", help="type of the 2-D weights")
+    ap.add_argument("--type", choices=TYPES, default="f32", help="type of the 2-D weights")
     ap.add_argument("--dequant-out", help="also write the stored weights, dequantized to F32, as an HF directory")
     a = ap.parse_args(argv)
     kv, tensors, cfg = convert(a.hf, a.type)
     encoded, dequant = [], {}
     for gname, hname, t, perm in tensors:
-        gtype, data, deq = encode_tensor(t, a.type)
+        gtype, data, deq = encode_tensor(t, a.type, gname)
         encoded.append((gname, list(t.shape), gtype, data))
         if hname is not None:
             dequant[hname] = llama_unpermute(deq, perm) if perm else deq

@@ -1,8 +1,11 @@
 #include "runtime/core/dtype.h"
 
+#include "runtime/core/quant_blocks.h"
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstring>
 
 namespace ghostd::runtime {
 
@@ -12,20 +15,20 @@ const char* dtype_name(DType dtype) {
     case DType::kF16: return "F16";
     case DType::kBF16: return "BF16";
     case DType::kQ8_0: return "Q8_0";
+    case DType::kQ4_0: return "Q4_0";
+    case DType::kQ4_1: return "Q4_1";
+    case DType::kQ5_0: return "Q5_0";
+    case DType::kQ5_1: return "Q5_1";
+    case DType::kQ4_K: return "Q4_K";
+    case DType::kQ5_K: return "Q5_K";
+    case DType::kQ6_K: return "Q6_K";
   }
   return "?";
 }
 
 size_t dtype_bytes(DType dtype, int64_t n_elements) {
   assert(dtype_count_ok(dtype, n_elements));
-  const auto n = static_cast<size_t>(n_elements);
-  switch (dtype) {
-    case DType::kF32: return n * 4;
-    case DType::kF16:
-    case DType::kBF16: return n * 2;
-    case DType::kQ8_0: return n / kQ8_0BlockSize * kQ8_0BlockBytes;
-  }
-  return 0;
+  return static_cast<size_t>(n_elements / dtype_block_elems(dtype)) * dtype_block_bytes(dtype);
 }
 
 void dequantize_row(DType dtype, const void* src, float* dst, int64_t n) {
@@ -46,16 +49,31 @@ void dequantize_row(DType dtype, const void* src, float* dst, int64_t n) {
       assert(n % kQ8_0BlockSize == 0);
       for (int64_t b = 0; b < n / kQ8_0BlockSize; ++b) {
         const unsigned char* block = bytes + b * kQ8_0BlockBytes;
-        uint16_t h;
-        std::memcpy(&h, block, 2);
-        const float scale = f16_to_f32(h);
+        const float scale = quant::load_f16(block);
         const auto* q = reinterpret_cast<const int8_t*>(block + 2);
         for (int64_t i = 0; i < kQ8_0BlockSize; ++i) {
           dst[b * kQ8_0BlockSize + i] = scale * static_cast<float>(q[i]);
         }
       }
       return;
+    default:
+      break;
   }
+  void (*block_fn)(const unsigned char*, float*) = nullptr;
+  switch (dtype) {
+    case DType::kQ4_0: block_fn = quant::dequant_block<DType::kQ4_0>; break;
+    case DType::kQ4_1: block_fn = quant::dequant_block<DType::kQ4_1>; break;
+    case DType::kQ5_0: block_fn = quant::dequant_block<DType::kQ5_0>; break;
+    case DType::kQ5_1: block_fn = quant::dequant_block<DType::kQ5_1>; break;
+    case DType::kQ4_K: block_fn = quant::dequant_block<DType::kQ4_K>; break;
+    case DType::kQ5_K: block_fn = quant::dequant_block<DType::kQ5_K>; break;
+    case DType::kQ6_K: block_fn = quant::dequant_block<DType::kQ6_K>; break;
+    default: return;
+  }
+  const int64_t be = dtype_block_elems(dtype);
+  const size_t bb = dtype_block_bytes(dtype);
+  assert(n % be == 0);
+  for (int64_t b = 0; b < n / be; ++b) block_fn(bytes + static_cast<size_t>(b) * bb, dst + b * be);
 }
 
 void quantize_row_q8_0(const float* src, void* dst, int64_t n) {

@@ -9,22 +9,73 @@
 
 namespace ghostd::runtime {
 
-// kQ8_0 is ggml's Q8_0: blocks of 32 values, each an f16 scale followed by
-// 32 int8 quants (34 bytes); value = scale * quant.
-enum class DType { kF32, kF16, kBF16, kQ8_0 };
+// The quantized types are ggml's block formats, byte for byte as GGUF stores
+// them (ggml-common.h): a row is a sequence of blocks, each holding its own
+// scales, so a weight row can be used without converting the tensor.
+// - kQ8_0: 32 values: f16 d, 32 int8 q; value = d * q (34 bytes).
+// - kQ4_0: 32 values: f16 d, 16 bytes of nibbles; value = d * (q - 8) (18).
+// - kQ4_1: 32 values: f16 d, f16 m, nibbles; value = d * q + m (20).
+// - kQ5_0: 32 values: f16 d, 4 bytes of fifth bits, nibbles;
+//   value = d * (q - 16) (22).
+// - kQ5_1: 32 values: f16 d, f16 m, fifth bits, nibbles; d * q + m (24).
+// - kQ4_K: 256 values in 8 sub-blocks of 32: f16 d, f16 dmin, 12 bytes of
+//   6-bit sub-block scales and mins, 128 bytes of nibbles;
+//   value = d * sc * q - dmin * m (144).
+// - kQ5_K: as Q4_K plus 32 bytes of fifth bits (176).
+// - kQ6_K: 256 values in 16 sub-blocks of 16: 128 bytes of low nibbles, 64
+//   of high 2-bit pairs, 16 int8 scales, f16 d; value = d * sc * (q - 32) (210).
+enum class DType { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ4_K, kQ5_K, kQ6_K };
 
 inline constexpr int64_t kQ8_0BlockSize = 32;
 inline constexpr size_t kQ8_0BlockBytes = 34;
 
 const char* dtype_name(DType dtype);
 
-// Bytes taken by n_elements values. For kQ8_0, n_elements must be a multiple
-// of kQ8_0BlockSize (check with dtype_count_ok first on untrusted input).
+// Values per block (1 for F32/F16/BF16) and bytes per block.
+inline constexpr int64_t dtype_block_elems(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16: return 1;
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1: return 32;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K: return 256;
+  }
+  return 1;
+}
+
+inline constexpr size_t dtype_block_bytes(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return 4;
+    case DType::kF16:
+    case DType::kBF16: return 2;
+    case DType::kQ8_0: return 34;
+    case DType::kQ4_0: return 18;
+    case DType::kQ4_1: return 20;
+    case DType::kQ5_0: return 22;
+    case DType::kQ5_1: return 24;
+    case DType::kQ4_K: return 144;
+    case DType::kQ5_K: return 176;
+    case DType::kQ6_K: return 210;
+  }
+  return 0;
+}
+
+inline constexpr bool dtype_is_quantized(DType dtype) { return dtype_block_elems(dtype) > 1; }
+
+// Bytes taken by n_elements values. For a quantized dtype, n_elements must be
+// a multiple of its block size (check with dtype_count_ok first on untrusted
+// input).
 size_t dtype_bytes(DType dtype, int64_t n_elements);
 
-// True when n_elements can be stored as dtype (Q8_0 needs whole blocks).
+// True when n_elements can be stored as dtype (quantized types need whole blocks).
 inline bool dtype_count_ok(DType dtype, int64_t n_elements) {
-  return n_elements >= 0 && (dtype != DType::kQ8_0 || n_elements % kQ8_0BlockSize == 0);
+  return n_elements >= 0 && n_elements % dtype_block_elems(dtype) == 0;
 }
 
 inline uint32_t f32_bits(float f) {
@@ -89,7 +140,8 @@ inline uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | (r >> 13));
 }
 
-// Converts n values of dtype at src to f32. For kQ8_0, n is a multiple of 32.
+// Converts n values of dtype at src to f32, bit for bit as ggml's reference
+// dequantization does. For a quantized dtype, n is a multiple of its block size.
 void dequantize_row(DType dtype, const void* src, float* dst, int64_t n);
 
 // ggml's Q8_0 quantization: per block scale = max|x| / 127, quant =

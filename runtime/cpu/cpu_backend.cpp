@@ -48,8 +48,12 @@ class CpuBackend : public Backend {
     w.rows = t.shape.size() == 2 ? t.shape[0] : 1;
     w.cols = t.shape.back();
     w.data = t.data;
-    if (w.dtype == DType::kQ8_0 && w.cols % 32 != 0)
-      return Error{"tensor " + t.name + ": Q8_0 rows must be a multiple of 32 elements"};
+    if (w.cols % dtype_block_elems(w.dtype) != 0)
+      return Error{"tensor " + t.name + ": " + dtype_name(w.dtype) + " rows must be a multiple of " +
+                   std::to_string(dtype_block_elems(w.dtype)) + " elements"};
+    if (t.nbytes < dtype_bytes(w.dtype, w.rows * w.cols))
+      return Error{"tensor " + t.name + ": " + std::to_string(t.nbytes) + " bytes, expected " +
+                   std::to_string(dtype_bytes(w.dtype, w.rows * w.cols))};
     return w;
   }
 
@@ -219,28 +223,7 @@ class CpuBackend : public Backend {
   }
 
   // Converts a one-row weight to float.
-  void unit_row(const Weight& w, float* dst) {
-    const int64_t n = w.cols;
-    switch (w.dtype) {
-      case DType::kF32: std::memcpy(dst, w.data, n * sizeof(float)); return;
-      case DType::kBF16:
-        for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
-        return;
-      case DType::kF16:
-        for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
-        return;
-      case DType::kQ8_0: {
-        auto* p = static_cast<const uint8_t*>(w.data);
-        for (int64_t b = 0; b < n / 32; ++b, p += 34) {
-          uint16_t d16;
-          std::memcpy(&d16, p, 2);
-          float d = f16_to_f32(d16);
-          for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(p[2 + j]));
-        }
-        return;
-      }
-    }
-  }
+  void unit_row(const Weight& w, float* dst) { dequantize_row(w.dtype, w.data, dst, w.cols); }
 
   cpu::ThreadPool pool_;
   cpu::Kernels kernels_;

@@ -46,8 +46,40 @@ inline __m256 load8(const void* row, int k) {
 // R rows of x against one weight row; every row uses the same operation
 // order, so results do not depend on R.
 struct Dot {
+  // Block types: each block of the weight row is unpacked once into scratch
+  // and used by all R rows; the accumulation order is the one below for every R.
+  template <DType D, int R>
+  static void block_rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
+    constexpr int kBe = static_cast<int>(dtype_block_elems(D));
+    constexpr size_t kBb = dtype_block_bytes(D);
+    alignas(32) float buf[kBe];
+    __m256 acc0[R], acc1[R];
+    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    const auto* blk = static_cast<const unsigned char*>(wrow);
+    for (int k0 = 0; k0 < cols; k0 += kBe, blk += kBb) {
+      unpack_block<D>(blk, buf);
+      for (int k = 0; k < kBe; k += 16) {
+        const __m256 w0 = _mm256_load_ps(buf + k), w1 = _mm256_load_ps(buf + k + 8);
+        for (int r = 0; r < R; ++r) {
+          const float* xr = x + static_cast<int64_t>(r) * cols + k0 + k;
+          acc0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(xr), w0, acc0[r]);
+          acc1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 8), w1, acc1[r]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) out[r * out_stride] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
+  }
+
   template <DType D, int R>
   static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
+    if constexpr (kUnpackBlocks<D>)
+      block_rows<D, R>(x, cols, wrow, out, out_stride);
+    else
+      direct_rows<D, R>(x, cols, wrow, out, out_stride);
+  }
+
+  template <DType D, int R>
+  static void direct_rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
     __m256 acc0[R], acc1[R];
     for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
     int k = 0;

@@ -8,34 +8,11 @@ namespace ghostd::runtime::cpu {
 
 namespace {
 
-// Loads weight row n, elements [k, k + count), as floats.
+// Weight row n as floats (block types unpacked block by block into this one
+// row of scratch; the tensor itself is never converted).
 inline void load_row(const Weight& w, int64_t n, float* dst) {
-  const int64_t cols = w.cols;
-  switch (w.dtype) {
-    case DType::kF32:
-      std::memcpy(dst, static_cast<const float*>(w.data) + n * cols, cols * sizeof(float));
-      break;
-    case DType::kBF16: {
-      auto* p = static_cast<const uint16_t*>(w.data) + n * cols;
-      for (int64_t k = 0; k < cols; ++k) dst[k] = bf16_to_f32(p[k]);
-      break;
-    }
-    case DType::kF16: {
-      auto* p = static_cast<const uint16_t*>(w.data) + n * cols;
-      for (int64_t k = 0; k < cols; ++k) dst[k] = f16_to_f32(p[k]);
-      break;
-    }
-    case DType::kQ8_0: {
-      auto* p = static_cast<const uint8_t*>(w.data) + n * (cols / 32) * 34;
-      for (int64_t b = 0; b < cols / 32; ++b, p += 34) {
-        uint16_t d16;
-        std::memcpy(&d16, p, 2);
-        float d = f16_to_f32(d16);
-        for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(p[2 + j]));
-      }
-      break;
-    }
-  }
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  dequantize_row(w.dtype, base + static_cast<size_t>(n) * dtype_bytes(w.dtype, w.cols), dst, w.cols);
 }
 
 }  // namespace

@@ -159,6 +159,7 @@ class CudaBackend final : public Backend {
     w.rows = t.shape.size() == 2 ? t.shape[0] : 1;
     w.cols = t.shape.back();
     const int64_t n = w.rows * w.cols;
+    if (dtype_is_quantized(t.dtype) && t.dtype != DType::kQ8_0) return load_decoded_f16(t, w);
     const size_t stored = t.dtype == DType::kQ8_0
                               ? static_cast<size_t>(n / kQ8_0BlockSize) * kQ8_0BlockBytes
                               : static_cast<size_t>(n) * element_bytes(t.dtype);
@@ -192,6 +193,43 @@ class CudaBackend final : public Backend {
       cudaGetLastError();
       return Error{"tensor " + t.name + ": copy to the GPU failed: " + cuda_error_string(e)};
     }
+    w.data = mem.get();
+    weights_.push_back(std::move(mem));
+    return w;
+  }
+
+  // ggml's Q4_0 .. Q6_K blocks have no CUDA kernels yet: the rows are decoded
+  // on the host once, at load, and the GPU keeps them as F16.
+  Result<Weight> load_decoded_f16(const TensorView& t, Weight w) {
+    const int64_t n = w.rows * w.cols;
+    if (w.cols % dtype_block_elems(t.dtype) != 0)
+      return Error{"tensor " + t.name + ": " + dtype_name(t.dtype) + " rows must be a multiple of " +
+                   std::to_string(dtype_block_elems(t.dtype)) + " elements"};
+    if (t.nbytes < dtype_bytes(t.dtype, n))
+      return Error{"tensor " + t.name + ": " + std::to_string(t.nbytes) + " bytes, expected " +
+                   std::to_string(dtype_bytes(t.dtype, n))};
+    std::vector<uint16_t> host(static_cast<size_t>(n));
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    const auto* base = reinterpret_cast<const unsigned char*>(t.data);
+    const size_t row_bytes = dtype_bytes(t.dtype, w.cols);
+    for (int64_t r = 0; r < w.rows; ++r) {
+      dequantize_row(t.dtype, base + static_cast<size_t>(r) * row_bytes, row.data(), w.cols);
+      for (int64_t c = 0; c < w.cols; ++c) host[static_cast<size_t>(r * w.cols + c)] = f32_to_f16(row[static_cast<size_t>(c)]);
+    }
+    DeviceMemory mem;
+    const size_t bytes = host.size() * sizeof(uint16_t);
+    if (cudaError_t e = DeviceMemory::allocate(bytes, mem); e != cudaSuccess) {
+      cudaGetLastError();
+      return Error{"tensor " + t.name + ": cannot allocate " + std::to_string(bytes) +
+                   " bytes on the GPU: " + cuda_error_string(e)};
+    }
+    cudaError_t e = cudaMemcpyAsync(mem.get(), host.data(), bytes, cudaMemcpyDefault, stream_.get());
+    if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());  // before host is freed
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return Error{"tensor " + t.name + ": copy to the GPU failed: " + cuda_error_string(e)};
+    }
+    w.dtype = DType::kF16;
     w.data = mem.get();
     weights_.push_back(std::move(mem));
     return w;

@@ -76,7 +76,14 @@ bool dtype_from_ggml(uint32_t t, DType* out) {
   switch (t) {
     case 0: *out = DType::kF32; return true;
     case 1: *out = DType::kF16; return true;
+    case 2: *out = DType::kQ4_0; return true;
+    case 3: *out = DType::kQ4_1; return true;
+    case 6: *out = DType::kQ5_0; return true;
+    case 7: *out = DType::kQ5_1; return true;
     case 8: *out = DType::kQ8_0; return true;
+    case 12: *out = DType::kQ4_K; return true;
+    case 13: *out = DType::kQ5_K; return true;
+    case 14: *out = DType::kQ6_K; return true;
     case 30: *out = DType::kBF16; return true;
     default: return false;
   }
@@ -274,10 +281,12 @@ Status GgufParser::parse(GgufFile& f) {
     if (!dtype_from_ggml(type, &t.dtype)) {
       const char* tn = ggml_type_name(type);
       return fail(where + " has ggml type " + std::to_string(type) + (tn ? std::string(" (") + tn + ")" : "") +
-                  "; supported: F32, F16, BF16, Q8_0");
+                  "; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K");
     }
-    if (t.dtype == DType::kQ8_0 && (ne.empty() || ne[0] % kQ8_0BlockSize != 0)) {
-      return fail(where + " is Q8_0 but its row length is not a multiple of 32");
+    if (dtype_is_quantized(t.dtype) && (ne.empty() || ne[0] % dtype_block_elems(t.dtype) != 0)) {
+      return fail(where + " is " + dtype_name(t.dtype) + " but its row length " +
+                  (ne.empty() ? std::string("(none)") : std::to_string(ne[0])) + " is not a multiple of " +
+                  std::to_string(dtype_block_elems(t.dtype)) + " (whole blocks)");
     }
     if (offset % f.alignment_ != 0) {
       return fail(where + " has offset " + std::to_string(offset) + ", not a multiple of the alignment " +

@@ -54,7 +54,8 @@ class GgufValue {
 };
 
 // A parsed GGUF file. Every offset and count from the file is checked against
-// its size before use; tensor types other than F32, F16, BF16 and Q8_0 are an
+// its size before use; tensor types other than F32, F16, BF16, Q8_0, Q4_0,
+// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K are an
 // error naming the tensor. Shapes are converted to PyTorch order (outermost
 // first). Move-only; views stay valid while it lives.
 // Thread-safety: immutable after open; const methods may run concurrently.

@@ -14,21 +14,34 @@ bool is_gguf_path(const fs::path& p) { return fs::is_regular_file(p) && p.extens
 
 Result<std::unique_ptr<Tokenizer>> tokenizer_from_gguf(const GgufFile& g, const fs::path& p) {
   VocabSpec spec;
+  spec.origin = p.string();
   auto tokens = g.get_string_array("tokenizer.ggml.tokens");
   if (!tokens) return Error{p.string() + ": missing tokenizer.ggml.tokens (expected a string array)"};
   spec.tokens = std::move(*tokens);
-  if (auto model = g.get_string("tokenizer.ggml.model"); model && *model != "gpt2")
-    return Error{p.string() + ": tokenizer.ggml.model is \"" + *model +
-                 "\", expected \"gpt2\" (byte-level BPE)"};
+  spec.model = g.get_string("tokenizer.ggml.model").value_or("gpt2");
   if (auto types = g.get_int_array("tokenizer.ggml.token_type")) {
     spec.token_types.assign(types->begin(), types->end());
+  }
+  if (const GgufValue* scores = g.find("tokenizer.ggml.scores")) {
+    if (scores->type() != GgufType::kArray) return Error{p.string() + ": tokenizer.ggml.scores: expected an array"};
+    spec.scores.resize(scores->array_size());
+    for (size_t i = 0; i < spec.scores.size(); ++i) {
+      auto v = scores->float_at(i);
+      if (!v) return Error{p.string() + ": tokenizer.ggml.scores[" + std::to_string(i) + "]: expected a number"};
+      spec.scores[i] = static_cast<float>(*v);
+    }
   }
   if (auto merges = g.get_string_array("tokenizer.ggml.merges")) spec.merges = std::move(*merges);
   spec.pre = g.get_string("tokenizer.ggml.pre").value_or("default");
   if (auto b = g.get_int("tokenizer.ggml.bos_token_id")) spec.bos_id = static_cast<int32_t>(*b);
   if (auto e = g.get_int("tokenizer.ggml.eos_token_id")) spec.eos_id = static_cast<int32_t>(*e);
+  if (auto u = g.get_int("tokenizer.ggml.unknown_token_id")) spec.unk_id = static_cast<int32_t>(*u);
+  if (spec.model == "llama") {
+    if (const GgufValue* v = g.find("tokenizer.ggml.add_bos_token")) spec.add_bos = v->as_bool();
+    if (const GgufValue* v = g.find("tokenizer.ggml.add_space_prefix")) spec.add_space_prefix = v->as_bool();
+  }
   auto tok = Tokenizer::from_vocab(spec);
-  if (!tok) return Error{p.string() + ": " + tok.error().message};
+  if (!tok) return tok.error();
   return std::make_unique<Tokenizer>(std::move(*tok));
 }
 

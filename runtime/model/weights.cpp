@@ -17,6 +17,15 @@ size_t element_alignment(DType dtype) {
     case DType::kF16:
     case DType::kBF16:
     case DType::kQ8_0: return 2;  // Q8_0 blocks start with an f16 scale
+    // ggml's other blocks are byte arrays with f16 fields at even offsets; the
+    // kernels read them with memcpy, so no stricter alignment is needed.
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K: return 2;
   }
   return 1;
 }

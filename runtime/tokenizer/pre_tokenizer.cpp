@@ -186,28 +186,114 @@ Result<PreTokenizer> PreTokenizer::create(std::vector<SplitStep> steps, bool add
   return pre;
 }
 
-Result<PreTokenizer> PreTokenizer::from_gguf_name(std::string_view name) {
-  std::vector<SplitStep> steps;
-  if (name == "default" || name == "gpt-2" || name == "gpt2" || name == "olmo" ||
-      name == "jais") {
-    steps = {isolated(kGpt2Pattern)};
-  } else if (name == "starcoder" || name == "refact") {
-    steps = {isolated(R"(\p{N})"), isolated(kGpt2Pattern)};
-  } else if (name == "qwen2") {
-    steps = {isolated(kQwen2Pattern)};
-  } else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3" || name == "smaug-bpe") {
-    steps = {isolated(kLlama3Pattern)};
-  } else if (name == "deepseek-coder") {
-    steps = {isolated(R"([\r\n])"), isolated(R"(\s?\p{L}+)"), isolated(R"(\s?\p{P}+)"),
-             isolated(kCjk), isolated(R"(\p{N})")};
-  } else if (name == "deepseek-llm") {
-    steps = {isolated(R"([\r\n])"), isolated(kDeepSeekLlmLetters), isolated(kDeepSeekPunct),
-             isolated(R"(\s+$)"), isolated(kCjk), isolated(R"(\p{N}+)")};
-  } else {
-    return Error{"unknown pre-tokenizer '" + std::string(name) +
-                 "' (expected gpt-2, starcoder, qwen2, llama-bpe, deepseek-coder or deepseek-llm)"};
+namespace {
+
+// Patterns of the pre-tokenizers that GGUF files name in tokenizer.ggml.pre,
+// as the models' tokenizer.json files state them (PCRE2 runs those as they
+// are, so no rewritten variants are needed).
+constexpr std::string_view kContractionsI = R"((?i:'s|'t|'re|'ve|'m|'ll|'d))";
+constexpr std::string_view kQwen35Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kJais2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1})";
+// DeepSeek-V3: digits in threes, then CJK kana/ideographs, then the rest.
+constexpr std::string_view kDeepSeekV3Cjk = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+";
+constexpr std::string_view kDeepSeekV3Pattern =
+    R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kGpt2NoTrailingPattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
+constexpr std::string_view kBloomPattern = " ?[^(\\s|.,!?\u2026\u3002\uff0c\u3001\u0964\u06d4\u060c)]+";
+constexpr std::string_view kTekkenPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kGpt4oPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Possessive quantifiers as in the model's tokenizer.json (PCRE2 has them).
+constexpr std::string_view kBailingPattern =
+    R"('(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+)";
+constexpr std::string_view kSeedCoderPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kExaoneMoePattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+)";
+
+struct NamedPre {
+  std::vector<std::string_view> names;
+  std::vector<std::string_view> patterns;  // each an Isolated split, in order
+  bool ignore_merges = false;              // a word that is a whole vocab entry skips BPE
+};
+
+const std::vector<NamedPre>& named_pre_tokenizers() {
+  static const std::vector<NamedPre> kTable = {
+      {{"default", "gpt-2", "gpt2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de",
+        "a.x-4.0", "mellum", "modern-bert", "jina-v1-en", "jina-v2-code", "roberta-bpe", "mpt", "olmo",
+        "jais", "trillion", "granite-docling", "exaone4"},
+       {kGpt2Pattern}},
+      {{"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b", "mellum2"},
+       {R"(\p{N})", kGpt2Pattern}},
+      {{"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "hunyuan", "solar-open", "megrez",
+        "grok-2"},
+       {kQwen2Pattern}},
+      {{"qwen35"}, {kQwen35Pattern}},
+      {{"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+        "jina-v5-nano"},
+       {kLlama3Pattern},
+       true},
+      {{"dbrx", "smaug-bpe", "glm4", "chatglm-bpe"}, {kLlama3Pattern}},
+      {{"jais-2"}, {kJais2Pattern}},
+      {{"deepseek-coder"}, {R"([\r\n])", R"(\s?\p{L}+)", R"(\s?\p{P}+)", kCjk, R"(\p{N})"}},
+      {{"deepseek-llm"},
+       {R"([\r\n])", kDeepSeekLlmLetters, kDeepSeekPunct, R"(\s+$)", kCjk, R"(\p{N}+)"}},
+      {{"deepseek-v3", "hunyuan-dense", "joyai-llm"}, {R"(\p{N}{1,3})", kDeepSeekV3Cjk, kDeepSeekV3Pattern}},
+      {{"falcon"}, {R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2NoTrailingPattern, "[0-9][0-9][0-9]"}},
+      {{"poro-chat", "bloom", "gpt3-finnish"}, {kBloomPattern}},
+      {{"viking"}, {kBloomPattern, R"(\p{N})"}},
+      {{"tekken"}, {kTekkenPattern}, true},
+      {{"gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"}, {kGpt4oPattern}},
+      {{"tiny_aya", "cohere2moe"}, {R"(\d{1,3}(?=(?:\d{3})*\b))", kGpt4oPattern}},
+      {{"bailingmoe", "bailingmoe2", "llada-moe"}, {kBailingPattern}},
+      {{"seed-coder"}, {kSeedCoderPattern}},
+      {{"exaone-moe"}, {kExaoneMoePattern}},
+      {{"laguna"}, {R"([^\n]+|[\n]+)", kQwen2Pattern}},
+      {{"chameleon"},
+       {"<sentinel:[0-9]+>", "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z", "([\\t\\n]|    |  )", R"(\p{N})",
+        R"([\p{P}!-/:-@\[-`{-~])", kGpt2Pattern}},
+  };
+  return kTable;
+}
+
+const NamedPre* find_named(std::string_view name) {
+  for (const auto& entry : named_pre_tokenizers()) {
+    for (auto n : entry.names) {
+      if (n == name) return &entry;
+    }
   }
-  return create(std::move(steps));
+  return nullptr;
+}
+
+}  // namespace
+
+Result<PreTokenizer> PreTokenizer::from_gguf_name(std::string_view name) {
+  const NamedPre* entry = find_named(name);
+  if (entry == nullptr) {
+    return Error{"unknown pre-tokenizer '" + std::string(name) +
+                 "' (expected one of the byte-level BPE names llama.cpp knows, e.g. gpt-2, starcoder, "
+                 "qwen2, llama-bpe, deepseek-coder, deepseek-v3, tekken; see PreTokenizer::gguf_names())"};
+  }
+  std::vector<SplitStep> steps;
+  for (auto pattern : entry->patterns) steps.push_back(isolated(pattern));
+  auto pre = create(std::move(steps));
+  if (!pre) return Error{"pre-tokenizer '" + std::string(name) + "': " + pre.error().message};
+  return pre;
+}
+
+bool PreTokenizer::gguf_name_ignores_merges(std::string_view name) {
+  const NamedPre* entry = find_named(name);
+  return entry != nullptr && entry->ignore_merges;
+}
+
+std::vector<std::string_view> PreTokenizer::gguf_names() {
+  std::vector<std::string_view> names;
+  for (const auto& entry : named_pre_tokenizers()) names.insert(names.end(), entry.names.begin(), entry.names.end());
+  return names;
 }
 
 void PreTokenizer::run(size_t first_step, std::string_view text, PieceFn fn, void* ctx,

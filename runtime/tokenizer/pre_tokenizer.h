@@ -37,6 +37,11 @@ class PreTokenizer {
   // Maps a GGUF `tokenizer.ggml.pre` name ("gpt-2", "qwen2", "llama-bpe", ...)
   // to its steps; an unknown name is an error.
   static Result<PreTokenizer> from_gguf_name(std::string_view name);
+  // Whether that pre-tokenizer's models look a whole word up before BPE
+  // (HF ignore_merges: Llama-3, Tekken).
+  static bool gguf_name_ignores_merges(std::string_view name);
+  // Every name from_gguf_name accepts.
+  static std::vector<std::string_view> gguf_names();
 
   PreTokenizer();
   PreTokenizer(PreTokenizer&&) noexcept;

@@ -64,6 +64,47 @@ bool is_ascii(std::string_view s) {
 // Whitespace that an lstrip/rstrip added token swallows (ASCII only).
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
+// SentencePiece's stand-in for a space: U+2581 LOWER ONE EIGHTH BLOCK.
+constexpr std::string_view kSpmSpace = "\xE2\x96\x81";
+
+// "<0xAB>" -> 0xAB; -1 for anything else.
+int spm_byte_piece(std::string_view piece) {
+  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  const int hi = hex(piece[3]);
+  const int lo = hex(piece[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+// Bytes of one SentencePiece piece: U+2581 is a space.
+std::string spm_piece_text(std::string_view piece) {
+  std::string out;
+  out.reserve(piece.size());
+  size_t i = 0;
+  while (i < piece.size()) {
+    if (piece.compare(i, kSpmSpace.size(), kSpmSpace) == 0) {
+      out.push_back(' ');
+      i += kSpmSpace.size();
+    } else {
+      out.push_back(piece[i++]);
+    }
+  }
+  return out;
+}
+
+// Length of the UTF-8 sequence that starts with `c` (1 for a stray byte).
+size_t utf8_len(unsigned char c) {
+  if (c < 0xC0) return 1;
+  if (c < 0xE0) return 2;
+  if (c < 0xF0) return 3;
+  return 4;
+}
+
 uint64_t pair_key(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
@@ -164,10 +205,28 @@ struct Tokenizer::Scratch {
       return rank != o.rank ? rank > o.rank : left > o.left;
     }
   };
+  // SentencePiece: a symbol is a byte range of the escaped text.
+  struct SpmSymbol {
+    int32_t start;
+    int32_t len;  // 0: merged into its left neighbour
+    int32_t prev;
+    int32_t next;
+  };
+  struct SpmCandidate {
+    float score;
+    int32_t left;
+    int32_t len;  // combined length when queued; stale if it changed
+    // Max-heap order: highest score first, leftmost on ties.
+    bool operator<(const SpmCandidate& o) const {
+      return score != o.score ? score < o.score : left > o.left;
+    }
+  };
   std::string normalized;
   std::string prefixed;
   std::vector<Symbol> symbols;
   std::vector<Candidate> heap;
+  std::vector<SpmSymbol> spm_symbols;
+  std::vector<SpmCandidate> spm_heap;
 };
 
 Tokenizer::Tokenizer() : cache_(std::make_unique<Cache>()) {}
@@ -185,7 +244,40 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
   }
   tok.bytes_.resize(size);
   tok.special_.assign(size, 0);
-  for (size_t id = 0; id < config.pieces.size(); ++id) {
+  tok.byte_id_.fill(-1);
+  if (config.sentencepiece) {
+    // Scores drive the merges unless a merges list does (HF tokenizer.json).
+    if (config.merges.empty() && config.scores.size() != config.pieces.size()) {
+      return Error{origin + ": scores: has " + std::to_string(config.scores.size()) + " entries, expected " +
+                   std::to_string(config.pieces.size()) + " (one per token)"};
+    }
+    if (!config.mergeable.empty() && config.mergeable.size() != config.pieces.size()) {
+      return Error{origin + ": token types: has " + std::to_string(config.mergeable.size()) +
+                   " entries, expected " + std::to_string(config.pieces.size())};
+    }
+    tok.sentencepiece_ = true;
+    tok.add_space_prefix_ = config.add_space_prefix;
+    tok.prefix_after_added_ = config.prefix_after_added;
+    tok.spm_split_words_ = config.split_words;
+    tok.scores_ = std::move(config.scores);
+    tok.mergeable_ = config.mergeable.empty() ? std::vector<uint8_t>(config.pieces.size(), 1)
+                                              : std::move(config.mergeable);
+    tok.mergeable_.resize(size, 0);
+    tok.scores_.resize(size, 0.0f);
+    for (size_t id = 0; id < config.pieces.size(); ++id) {
+      const std::string& piece = config.pieces[id];
+      if (piece.empty()) continue;
+      tok.piece_to_id_.emplace(piece, static_cast<int32_t>(id));
+      if (const int b = spm_byte_piece(piece); b >= 0) {
+        tok.bytes_[id] = std::string(1, static_cast<char>(b));
+        tok.mergeable_[id] = 0;
+        if (tok.byte_id_[static_cast<size_t>(b)] < 0) tok.byte_id_[static_cast<size_t>(b)] = static_cast<int32_t>(id);
+      } else {
+        tok.bytes_[id] = spm_piece_text(piece);
+      }
+    }
+  }
+  for (size_t id = 0; id < (tok.sentencepiece_ ? 0 : config.pieces.size()); ++id) {
     const std::string& piece = config.pieces[id];
     if (piece.empty()) continue;
     std::string raw;
@@ -194,8 +286,7 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
     tok.bytes_to_id_.emplace(raw, static_cast<int32_t>(id));
     tok.bytes_[id] = std::move(raw);
   }
-  tok.byte_id_.fill(-1);
-  for (int b = 0; b < 256; ++b) {
+  for (int b = 0; b < (tok.sentencepiece_ ? 0 : 256); ++b) {
     auto it = tok.bytes_to_id_.find(std::string(1, static_cast<char>(b)));
     if (it != tok.bytes_to_id_.end()) tok.byte_id_[b] = it->second;
   }
@@ -224,6 +315,7 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
     if (auto it = tok.bytes_to_id_.find(a.content); it != tok.bytes_to_id_.end() && it->second == a.id) {
       tok.bytes_to_id_.erase(it);
     }
+    if (tok.sentencepiece_) tok.mergeable_[static_cast<size_t>(a.id)] = 0;
     tok.special_[a.id] = a.special ? 1 : 0;
     tok.added_to_id_[a.content] = a.id;
     tok.added_by_first_[static_cast<unsigned char>(a.content[0])].push_back(i);
@@ -243,12 +335,15 @@ Result<Tokenizer> Tokenizer::build(TokenizerConfig config) {
   return tok;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special, bool dummy_prefix) const {
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   Scratch scratch;
+  // SentencePiece puts its dummy prefix in front of the text and after each
+  // added token; byte-level vocabularies ignore the flag.
+  bool prefix = dummy_prefix;
   if (added_.empty()) {
-    encode_segment(text, scratch, out);
+    encode_segment(text, prefix, scratch, out);
     return out;
   }
   // Added tokens are cut out first, longest match at the leftmost position.
@@ -272,21 +367,49 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
     if (hit->lstrip) {
       while (seg_end > start && is_space(text[seg_end - 1])) --seg_end;
     }
-    encode_segment(text.substr(start, seg_end - start), scratch, out);
+    encode_segment(text.substr(start, seg_end - start), prefix, scratch, out);
     out.push_back(hit->id);
+    prefix = dummy_prefix && prefix_after_added_;
     i += hit->content.size();
     if (hit->rstrip) {
       while (i < text.size() && is_space(text[i])) ++i;
     }
     start = i;
   }
-  encode_segment(text.substr(start), scratch, out);
+  encode_segment(text.substr(start), prefix, scratch, out);
   return out;
 }
 
-void Tokenizer::encode_segment(std::string_view text, Scratch& scratch,
+void Tokenizer::encode_segment(std::string_view text, bool prefix, Scratch& scratch,
                                std::vector<int32_t>& out) const {
   if (text.empty()) return;
+  if (sentencepiece_) {
+    // Escape spaces (and add the dummy prefix) before merging: pieces hold U+2581.
+    std::string& escaped = scratch.prefixed;
+    escaped.clear();
+    if (prefix && add_space_prefix_) escaped += kSpmSpace;
+    // (the escaped text must outlive the words cut from it below)
+    for (char c : text) {
+      if (c == ' ') {
+        escaped += kSpmSpace;
+      } else {
+        escaped.push_back(c);
+      }
+    }
+    if (!spm_split_words_) {
+      encode_spm_word(escaped, scratch, out);
+      return;
+    }
+    // Metaspace(split): words start at each U+2581; merges stay inside them.
+    std::string_view rest = escaped;
+    while (!rest.empty()) {
+      size_t cut = rest.find(kSpmSpace, 1);
+      if (cut == std::string_view::npos) cut = rest.size();
+      encode_spm_word(rest.substr(0, cut), scratch, out);
+      rest.remove_prefix(cut);
+    }
+    return;
+  }
   if (nfc_ && !is_ascii(text)) {
     utf8proc_uint8_t* dst = nullptr;
     const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
@@ -334,16 +457,32 @@ void Tokenizer::encode_word(std::string_view word, Scratch& scratch,
 // Applies merges lowest rank first (leftmost on ties), as Hugging Face does,
 // with a heap of candidate pairs: O(n log n) for long words.
 void Tokenizer::bpe(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const {
-  using Candidate = Scratch::Candidate;
   auto& syms = scratch.symbols;
-  auto& heap = scratch.heap;
   syms.clear();
-  heap.clear();
   const auto n = static_cast<int32_t>(word.size());
   for (int32_t i = 0; i < n; ++i) {
     syms.push_back({byte_id_[static_cast<unsigned char>(word[static_cast<size_t>(i)])], i - 1,
                     i + 1 < n ? i + 1 : -1});
   }
+  merge_by_rank(scratch);
+  for (int32_t i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
+    const int32_t id = syms[static_cast<size_t>(i)].id;
+    if (id >= 0) {
+      out.push_back(id);
+    } else if (unk_id_ >= 0) {
+      out.push_back(unk_id_);  // a byte missing from the vocabulary
+    }
+  }
+}
+
+// Merges scratch.symbols (a linked list in order; id -1 never merges) lowest
+// rank first, leftmost on ties.
+void Tokenizer::merge_by_rank(Scratch& scratch) const {
+  using Candidate = Scratch::Candidate;
+  auto& syms = scratch.symbols;
+  auto& heap = scratch.heap;
+  heap.clear();
+  const auto n = static_cast<int32_t>(syms.size());
   auto try_push = [&](int32_t left) {
     if (left < 0) return;
     const int32_t right = syms[static_cast<size_t>(left)].next;
@@ -372,14 +511,124 @@ void Tokenizer::bpe(std::string_view word, Scratch& scratch, std::vector<int32_t
     try_push(left.prev);
     try_push(c.left);
   }
+}
+
+// Hugging Face's BPE over SentencePiece pieces (tokenizer.json with
+// byte_fallback): characters are the first symbols, merges apply by rank, and
+// a character missing from the vocabulary becomes its <0xXX> tokens.
+void Tokenizer::bpe_chars(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
+  auto& syms = scratch.symbols;
+  auto& spans = scratch.spm_symbols;  // start/len of each first symbol
+  syms.clear();
+  spans.clear();
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = std::min(utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
+    const auto idx = static_cast<int32_t>(syms.size());
+    auto it = piece_to_id_.find(text.substr(i, len));
+    syms.push_back({it != piece_to_id_.end() ? it->second : -1, idx - 1, -1});
+    if (idx > 0) syms[static_cast<size_t>(idx - 1)].next = idx;
+    spans.push_back({static_cast<int32_t>(i), static_cast<int32_t>(len), 0, 0});
+    i += len;
+  }
+  if (syms.empty()) return;
+  merge_by_rank(scratch);
   for (int32_t i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
     const int32_t id = syms[static_cast<size_t>(i)].id;
     if (id >= 0) {
       out.push_back(id);
+      continue;
+    }
+    // Never merged, so still one character.
+    const std::string_view ch = text.substr(static_cast<size_t>(spans[static_cast<size_t>(i)].start),
+                                            static_cast<size_t>(spans[static_cast<size_t>(i)].len));
+    const bool fallback = std::all_of(ch.begin(), ch.end(),
+                                      [&](char c) { return byte_id_[static_cast<unsigned char>(c)] >= 0; });
+    if (fallback) {
+      for (char c : ch) out.push_back(byte_id_[static_cast<unsigned char>(c)]);
     } else if (unk_id_ >= 0) {
-      out.push_back(unk_id_);  // a byte missing from the vocabulary
+      out.push_back(unk_id_);
     }
   }
+}
+
+void Tokenizer::encode_spm_word(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
+  if (merges_.empty()) {
+    spm(text, scratch, out);
+  } else {
+    bpe_chars(text, scratch, out);
+  }
+}
+
+// SentencePiece BPE: start from UTF-8 characters and repeatedly merge the
+// adjacent pair whose concatenation is a mergeable piece with the highest
+// score (leftmost on ties). What is left and not in the vocabulary falls back
+// to its bytes' <0xXX> tokens (or unk).
+void Tokenizer::spm(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
+  auto& syms = scratch.spm_symbols;
+  auto& heap = scratch.spm_heap;
+  syms.clear();
+  heap.clear();
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = std::min(utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
+    const auto idx = static_cast<int32_t>(syms.size());
+    syms.push_back({static_cast<int32_t>(i), static_cast<int32_t>(len), idx - 1, -1});
+    if (idx > 0) syms[static_cast<size_t>(idx - 1)].next = idx;
+    i += len;
+  }
+  auto try_push = [&](int32_t left) {
+    if (left < 0) return;
+    const auto& l = syms[static_cast<size_t>(left)];
+    if (l.next < 0) return;
+    const auto& r = syms[static_cast<size_t>(l.next)];
+    const std::string_view joined = text.substr(static_cast<size_t>(l.start), static_cast<size_t>(l.len + r.len));
+    auto it = piece_to_id_.find(joined);
+    if (it == piece_to_id_.end() || !mergeable_[static_cast<size_t>(it->second)]) return;
+    heap.push_back({scores_[static_cast<size_t>(it->second)], left, l.len + r.len});
+    std::push_heap(heap.begin(), heap.end());
+  };
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) try_push(i);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end());
+    const auto c = heap.back();
+    heap.pop_back();
+    auto& left = syms[static_cast<size_t>(c.left)];
+    if (left.len == 0 || left.next < 0) continue;
+    auto& right = syms[static_cast<size_t>(left.next)];
+    if (left.len + right.len != c.len) continue;  // one side changed since it was queued
+    left.len += right.len;
+    right.len = 0;
+    left.next = right.next;
+    if (left.next >= 0) syms[static_cast<size_t>(left.next)].prev = c.left;
+    try_push(left.prev);
+    try_push(c.left);
+  }
+  for (int32_t i = syms.empty() ? -1 : 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
+    const auto& sym = syms[static_cast<size_t>(i)];
+    const std::string_view piece = text.substr(static_cast<size_t>(sym.start), static_cast<size_t>(sym.len));
+    if (auto it = piece_to_id_.find(piece); it != piece_to_id_.end() && mergeable_[static_cast<size_t>(it->second)]) {
+      out.push_back(it->second);
+      continue;
+    }
+    // Without byte fallback pieces the character is one unknown token.
+    const bool fallback = std::all_of(piece.begin(), piece.end(),
+                                      [&](char ch) { return byte_id_[static_cast<unsigned char>(ch)] >= 0; });
+    if (!fallback) {
+      if (unk_id_ >= 0) out.push_back(unk_id_);
+      continue;
+    }
+    for (char ch : piece) out.push_back(byte_id_[static_cast<unsigned char>(ch)]);
+  }
+}
+
+std::string Tokenizer::decode_text(std::span<const int32_t> ids, bool skip_special) const {
+  std::string out = decode(ids, skip_special);
+  // HF's Llama decoder strips the one space the dummy prefix added, and only
+  // when the first token carries it.
+  if (adds_space_prefix() && !ids.empty() && !out.empty() && out[0] == ' ') {
+    const std::string& first = token_bytes(ids[0]);
+    if (!first.empty() && first[0] == ' ') out.erase(0, 1);
+  }
+  return out;
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {

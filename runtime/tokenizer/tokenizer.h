@@ -1,6 +1,11 @@
-// Byte-level BPE tokenizer (GPT-2 family: GPT-2, Llama-3, Qwen2, StarCoder2,
-// DeepSeek-Coder), loaded from a Hugging Face tokenizer.json or from a GGUF
-// vocabulary. Encoding matches Hugging Face's encode(add_special_tokens=False).
+// BPE tokenizer of two kinds, loaded from a Hugging Face tokenizer.json or from
+// a GGUF vocabulary. Encoding matches Hugging Face's encode(add_special_tokens=False).
+// - Byte-level BPE (GPT-2 family: GPT-2, Llama-3, Qwen2, StarCoder2,
+//   DeepSeek-Coder): regex pre-tokenizer, rank-ordered merges.
+// - SentencePiece BPE (Llama 2, CodeLlama; GGUF tokenizer.ggml.model "llama"):
+//   spaces become U+2581 with one more in front of the text (the dummy
+//   prefix), adjacent pieces merge highest score first, and characters
+//   missing from the vocabulary fall back to <0xXX> byte tokens.
 // Not modelled (none of the target tokenizers needs them): added tokens'
 // `single_word` and `normalized` (matching is always on the raw text),
 // Unicode (non-ASCII) whitespace for lstrip/rstrip, BPE dropout/byte_fallback.
@@ -25,12 +30,19 @@ namespace ghostd::runtime {
 // The tokenizer part of a GGUF file's metadata.
 struct VocabSpec {
   std::vector<std::string> tokens;    // GPT-2 byte-level encoded, e.g. "Ġthe"
+                                      // (SentencePiece: "▁the", "<0x0A>")
+  std::vector<float> scores;          // SentencePiece merge priorities; required there
   std::vector<int32_t> token_types;   // GGUF: 1 normal, 2 unknown, 3 control,
                                       // 4 user-defined, 5 unused, 6 byte; may be empty
   std::vector<std::string> merges;    // "a b" form
   std::string pre;                    // tokenizer.ggml.pre, e.g. "gpt-2", "qwen2"
+  std::string model = "gpt2";         // tokenizer.ggml.model: "gpt2" or "llama"
   int32_t bos_id = -1;
   int32_t eos_id = -1;
+  int32_t unk_id = -1;
+  std::optional<bool> add_bos;          // tokenizer.ggml.add_bos_token
+  std::optional<bool> add_space_prefix;  // tokenizer.ggml.add_space_prefix (SentencePiece)
+  std::string origin = "GGUF vocabulary";  // file name for error messages
 };
 
 // A token split out of the text before pre-tokenization (HF "added_tokens").
@@ -46,7 +58,18 @@ struct AddedToken {
 // Everything a tokenizer is built from; both loaders fill it in.
 struct TokenizerConfig {
   std::string origin;                 // file name for error messages
-  std::vector<std::string> pieces;    // id -> byte-level encoded piece; "" for a gap
+  // SentencePiece pieces are plain UTF-8 with U+2581 for a space; byte-level
+  // ones are GPT-2 byte-level encoded.
+  bool sentencepiece = false;
+  std::vector<std::string> pieces;    // id -> piece; "" for a gap
+  // SentencePiece only: id -> merge score (higher merges first), and whether
+  // the piece may come out of a merge (normal and user-defined pieces; not
+  // control, unknown or byte pieces).
+  std::vector<float> scores;
+  std::vector<uint8_t> mergeable;
+  bool add_space_prefix = false;      // SentencePiece dummy prefix
+  bool prefix_after_added = true;     // ... also after each added token (legacy Llama)
+  bool split_words = false;           // Metaspace(split): merges stay within words
   std::vector<std::pair<std::string, std::string>> merges;  // by rank
   std::vector<AddedToken> added;
   PreTokenizer pre;
@@ -71,11 +94,19 @@ class Tokenizer {
   ~Tokenizer();
 
   // Token ids of `text`; never adds BOS. With parse_special false, special
-  // added tokens in the text are encoded as plain text.
-  std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const;
-  // Exact bytes of the tokens (inverse of the byte-level mapping); unknown ids
-  // decode to nothing.
+  // added tokens in the text are encoded as plain text. SentencePiece: the
+  // dummy-prefix space goes in front of the text and after each added token
+  // (as llama.cpp and HF's legacy Llama tokenizer do) unless dummy_prefix is
+  // false (prompt parts that continue text).
+  std::vector<int32_t> encode(std::string_view text, bool parse_special = true,
+                              bool dummy_prefix = true) const;
+  // Exact bytes of the tokens as a continuation of earlier text (inverse of the
+  // byte-level mapping; SentencePiece U+2581 is a space, <0xXX> its byte);
+  // unknown ids decode to nothing.
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
+  // The text that encode() turned into `ids`: decode() without the dummy-prefix
+  // space that SentencePiece put in front (HF's decode of a whole sequence).
+  std::string decode_text(std::span<const int32_t> ids, bool skip_special = false) const;
   // Raw bytes of one token ("" for an id out of range).
   const std::string& token_bytes(int32_t id) const;
   // Id of an added token by its content, or of a vocabulary piece by its
@@ -86,12 +117,18 @@ class Tokenizer {
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }
   bool add_bos_default() const { return add_bos_; }
+  bool is_sentencepiece() const { return sentencepiece_; }
+  bool adds_space_prefix() const { return sentencepiece_ && add_space_prefix_; }
 
  private:
   struct Cache;
   struct Scratch;
   Tokenizer();
-  void encode_segment(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void encode_segment(std::string_view text, bool prefix, Scratch& scratch, std::vector<int32_t>& out) const;
+  void spm(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void bpe_chars(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void encode_spm_word(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const;
+  void merge_by_rank(Scratch& scratch) const;
   void encode_word(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
   void bpe(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const;
 
@@ -107,7 +144,7 @@ class Tokenizer {
 
   std::vector<std::string> bytes_;       // id -> raw bytes
   std::vector<uint8_t> special_;         // id -> is special
-  IdMap piece_to_id_;                    // byte-level piece text -> id
+  IdMap piece_to_id_;                    // piece text (byte-level or SentencePiece) -> id
   IdMap bytes_to_id_;                    // raw bytes -> id (BPE vocabulary only)
   std::unordered_map<uint64_t, Merge> merges_;  // (left id, right id) -> merge
   std::array<int32_t, 256> byte_id_{};   // single byte -> id, -1 if absent
@@ -121,6 +158,12 @@ class Tokenizer {
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
   bool add_bos_ = false;
+  bool sentencepiece_ = false;
+  bool add_space_prefix_ = false;
+  bool prefix_after_added_ = true;
+  bool spm_split_words_ = false;
+  std::vector<float> scores_;            // SentencePiece: id -> score
+  std::vector<uint8_t> mergeable_;       // SentencePiece: id -> may come out of a merge
   std::unique_ptr<Cache> cache_;
 };
 

@@ -32,14 +32,41 @@ Result<SplitBehavior> parse_behavior(const json& j, const std::string& field, co
   return where.at(field, "unknown behavior '" + s + "'");
 }
 
+// A SentencePiece user-defined piece matched in raw text: U+2581 stands for a space.
+std::string spm_piece_text_for_added(const std::string& piece) {
+  std::string out;
+  for (size_t i = 0; i < piece.size();) {
+    if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {
+      out.push_back(' ');
+      i += 3;
+    } else {
+      out.push_back(piece[i++]);
+    }
+  }
+  return out;
+}
+
 bool bool_or(const json& j, const char* key, bool fallback) {
   auto it = j.find(key);
   return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
+// What marks a tokenizer.json as SentencePiece-style: spaces become U+2581
+// (a Replace normalizer or a Metaspace pre-tokenizer), a dummy prefix comes
+// from a Prepend normalizer or Metaspace's prepend_scheme.
+struct SpmStyle {
+  bool prepend = false;    // normalizer Prepend("▁")
+  bool replace = false;    // normalizer Replace(" " -> "▁")
+  bool metaspace = false;  // pre_tokenizer Metaspace
+  bool split = false;      // Metaspace split
+  std::string prepend_scheme = "always";
+};
+
+constexpr std::string_view kMetaspace = "\xE2\x96\x81";
+
 // Flattens a pre_tokenizer tree (Sequence of ByteLevel/Split/Digits) into steps.
 Status parse_pre(const json& j, const std::string& field, const Where& where,
-                 std::vector<SplitStep>& steps, bool& add_prefix_space) {
+                 std::vector<SplitStep>& steps, bool& add_prefix_space, SpmStyle& spm) {
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
     return where.at(field + ".type", "expected a pre-tokenizer object with a type");
   }
@@ -49,7 +76,7 @@ Status parse_pre(const json& j, const std::string& field, const Where& where,
     if (it == j.end() || !it->is_array()) return where.at(field + ".pretokenizers", "expected an array");
     for (size_t i = 0; i < it->size(); ++i) {
       GHOSTD_TRY_STATUS(parse_pre((*it)[i], field + ".pretokenizers[" + std::to_string(i) + "]",
-                                  where, steps, add_prefix_space));
+                                  where, steps, add_prefix_space, spm));
     }
   } else if (type == "ByteLevel") {
     // HF's defaults: add_prefix_space and use_regex are true when absent.
@@ -81,14 +108,28 @@ Status parse_pre(const json& j, const std::string& field, const Where& where,
     steps.push_back(std::move(step));
   } else if (type == "Digits") {
     steps.push_back(SplitStep{bool_or(j, "individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)"});
+  } else if (type == "Metaspace") {
+    if (j.value("replacement", std::string(kMetaspace)) != kMetaspace) {
+      return where.at(field + ".replacement", "only U+2581 is supported");
+    }
+    spm.metaspace = true;
+    spm.split = bool_or(j, "split", true);
+    if (auto it = j.find("prepend_scheme"); it != j.end() && it->is_string()) {
+      spm.prepend_scheme = it->get<std::string>();
+      if (spm.prepend_scheme != "always" && spm.prepend_scheme != "first" && spm.prepend_scheme != "never") {
+        return where.at(field + ".prepend_scheme", "unknown scheme '" + spm.prepend_scheme + "'");
+      }
+    } else {
+      spm.prepend_scheme = bool_or(j, "add_prefix_space", true) ? "always" : "never";
+    }
   } else {
     return where.at(field + ".type", "unsupported pre-tokenizer '" + type +
-                                         "' (expected ByteLevel, Split, Digits or Sequence)");
+                                         "' (expected ByteLevel, Split, Digits, Metaspace or Sequence)");
   }
   return {};
 }
 
-Status parse_normalizer(const json& j, const std::string& field, const Where& where, bool& nfc) {
+Status parse_normalizer(const json& j, const std::string& field, const Where& where, bool& nfc, SpmStyle& spm) {
   if (j.is_null()) return {};
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
     return where.at(field + ".type", "expected a normalizer object with a type");
@@ -96,15 +137,26 @@ Status parse_normalizer(const json& j, const std::string& field, const Where& wh
   const auto& type = j["type"].get_ref<const std::string&>();
   if (type == "NFC") {
     nfc = true;
+  } else if (type == "Prepend") {
+    if (j.value("prepend", std::string()) != kMetaspace) return where.at(field + ".prepend", "only U+2581 is supported");
+    spm.prepend = true;
+  } else if (type == "Replace") {
+    const auto pat = j.find("pattern");
+    if (pat == j.end() || !pat->is_object() || pat->value("String", std::string()) != " " ||
+        j.value("content", std::string()) != kMetaspace) {
+      return where.at(field, "only Replace(\" \" -> U+2581) is supported");
+    }
+    spm.replace = true;
   } else if (type == "Sequence") {
     const auto it = j.find("normalizers");
     if (it == j.end() || !it->is_array()) return where.at(field + ".normalizers", "expected an array");
     for (size_t i = 0; i < it->size(); ++i) {
       GHOSTD_TRY_STATUS(
-          parse_normalizer((*it)[i], field + ".normalizers[" + std::to_string(i) + "]", where, nfc));
+          parse_normalizer((*it)[i], field + ".normalizers[" + std::to_string(i) + "]", where, nfc, spm));
     }
   } else {
-    return where.at(field + ".type", "unsupported normalizer '" + type + "' (expected NFC or Sequence)");
+    return where.at(field + ".type",
+                    "unsupported normalizer '" + type + "' (expected NFC, Prepend, Replace or Sequence)");
   }
   return {};
 }
@@ -193,13 +245,28 @@ Result<TokenizerConfig> parse_hf_json(const json& root, const Where& where) {
       config.added.push_back(std::move(a));
     }
   }
+  SpmStyle spm;
   if (auto it = root.find("normalizer"); it != root.end()) {
-    GHOSTD_TRY_STATUS(parse_normalizer(*it, "normalizer", where, config.nfc));
+    GHOSTD_TRY_STATUS(parse_normalizer(*it, "normalizer", where, config.nfc, spm));
   }
   std::vector<SplitStep> steps;
   bool add_prefix_space = false;
   if (auto it = root.find("pre_tokenizer"); it != root.end() && !it->is_null()) {
-    GHOSTD_TRY_STATUS(parse_pre(*it, "pre_tokenizer", where, steps, add_prefix_space));
+    GHOSTD_TRY_STATUS(parse_pre(*it, "pre_tokenizer", where, steps, add_prefix_space, spm));
+  }
+  const bool byte_fallback = bool_or(model, "byte_fallback", false);
+  if (spm.replace || spm.metaspace) {
+    if (!steps.empty() || add_prefix_space) {
+      return where.at("pre_tokenizer", "byte-level or regex steps together with SentencePiece-style U+2581 spaces");
+    }
+    // SentencePiece pieces (U+2581 for a space): merges by rank over characters.
+    config.sentencepiece = true;
+    config.add_space_prefix = spm.prepend || (spm.metaspace && spm.prepend_scheme != "never");
+    config.prefix_after_added = spm.prepend || spm.prepend_scheme == "always";
+    config.split_words = spm.metaspace && spm.split;
+  } else if (spm.prepend || byte_fallback) {
+    return where.at(spm.prepend ? "normalizer" : "model.byte_fallback",
+                    "SentencePiece-style vocabulary without a Replace(\" \" -> U+2581) normalizer or Metaspace");
   }
   auto pre = PreTokenizer::create(std::move(steps), add_prefix_space);
   if (!pre) return where.at("pre_tokenizer", pre.error().message);
@@ -246,29 +313,64 @@ Result<Tokenizer> Tokenizer::from_hf_json(const std::filesystem::path& path) {
 }
 
 Result<Tokenizer> Tokenizer::from_vocab(const VocabSpec& spec) {
-  const Where where{"GGUF vocabulary"};
+  const Where where{spec.origin};
   if (spec.tokens.empty()) return where.at("tokenizer.ggml.tokens", "empty");
   if (!spec.token_types.empty() && spec.token_types.size() != spec.tokens.size()) {
     return where.at("tokenizer.ggml.token_type", "has " + std::to_string(spec.token_types.size()) +
                                                      " entries, expected " + std::to_string(spec.tokens.size()));
   }
+  if (spec.model != "gpt2" && spec.model != "llama") {
+    return where.at("tokenizer.ggml.model", "is \"" + spec.model +
+                                                "\", expected \"gpt2\" (byte-level BPE) or \"llama\" (SentencePiece BPE)");
+  }
   TokenizerConfig config;
   config.origin = where.file;
   config.pieces = spec.tokens;
+  config.sentencepiece = spec.model == "llama";
+  if (config.sentencepiece) {
+    if (spec.scores.empty()) return where.at("tokenizer.ggml.scores", "missing (SentencePiece vocabularies need one score per token)");
+    if (spec.scores.size() != spec.tokens.size()) {
+      return where.at("tokenizer.ggml.scores", "has " + std::to_string(spec.scores.size()) + " entries, expected " +
+                                                   std::to_string(spec.tokens.size()));
+    }
+    config.scores = spec.scores;
+    // Only normal (1) and user-defined (4) pieces come out of merges; types absent: all do.
+    if (!spec.token_types.empty()) {
+      config.mergeable.resize(spec.tokens.size());
+      for (size_t i = 0; i < spec.token_types.size(); ++i) {
+        config.mergeable[i] = spec.token_types[i] == 1 || spec.token_types[i] == 4;
+      }
+    }
+    config.add_space_prefix = spec.add_space_prefix.value_or(true);
+  }
+  config.unk_id = spec.unk_id;
   for (size_t i = 0; i < spec.token_types.size(); ++i) {
     const int32_t type = spec.token_types[i];
     const auto id = static_cast<int32_t>(i);
     if (type == 2) {
-      config.unk_id = id;
+      if (config.unk_id < 0) config.unk_id = id;
     } else if (type == 3 || type == 4) {
       // Control tokens are special; user-defined ones are split out even
       // without parse_special, as HF's non-special added tokens are.
       AddedToken a;
-      a.content = spec.tokens[i];
+      a.content = config.sentencepiece ? spm_piece_text_for_added(spec.tokens[i]) : spec.tokens[i];
       a.id = id;
       a.special = type == 3;
       if (!a.content.empty()) config.added.push_back(std::move(a));
     }
+  }
+  if (config.sentencepiece) {
+    if (!spec.merges.empty()) {
+      return where.at("tokenizer.ggml.merges", "present in a SentencePiece (\"llama\") vocabulary, which merges by score");
+    }
+    const auto n = static_cast<int32_t>(spec.tokens.size());
+    if (spec.bos_id >= n) return where.at("tokenizer.ggml.bos_token_id", "out of range");
+    if (spec.eos_id >= n) return where.at("tokenizer.ggml.eos_token_id", "out of range");
+    if (spec.unk_id >= n) return where.at("tokenizer.ggml.unknown_token_id", "out of range");
+    config.bos_id = spec.bos_id;
+    config.eos_id = spec.eos_id;
+    config.add_bos = spec.add_bos.value_or(true) && spec.bos_id >= 0;
+    return build(std::move(config));
   }
   config.merges.reserve(spec.merges.size());
   for (size_t i = 0; i < spec.merges.size(); ++i) {
@@ -283,10 +385,11 @@ Result<Tokenizer> Tokenizer::from_vocab(const VocabSpec& spec) {
   auto pre = PreTokenizer::from_gguf_name(pre_name);
   if (!pre) return where.at("tokenizer.ggml.pre", pre.error().message);
   config.pre = std::move(pre).value();
-  config.ignore_merges = pre_name == "llama-bpe" || pre_name == "llama3" || pre_name == "llama-v3";
+  config.ignore_merges = PreTokenizer::gguf_name_ignores_merges(pre_name);
   const auto n = static_cast<int32_t>(spec.tokens.size());
   if (spec.bos_id >= n) return where.at("tokenizer.ggml.bos_token_id", "out of range");
   if (spec.eos_id >= n) return where.at("tokenizer.ggml.eos_token_id", "out of range");
+  if (spec.unk_id >= n) return where.at("tokenizer.ggml.unknown_token_id", "out of range");
   config.bos_id = spec.bos_id;
   config.eos_id = spec.eos_id;
   return build(std::move(config));

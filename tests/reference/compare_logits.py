@@ -18,6 +18,9 @@ Tolerances, by the dtype the weights are stored in (see README.md):
     a real bug (rope pairing or scaling, bias, GQA mapping) causes.
   q8_0 (GGUF): atol 5e-2, rtol 1e-2: the reference uses the dequantized
     weights exactly, but a CPU kernel may quantize activations to 8 bits too.
+  ggml_blocks, q4_k_m (GGUF Q4_0 .. Q6_K): the float tolerance: the reference
+    uses the decoded block values exactly and ghostd's kernels multiply those
+    in float32 without quantizing activations.
 """
 import argparse
 import os
@@ -33,6 +36,11 @@ TOLERANCES = {  # weight dtype -> (atol, rtol)
     "f16": (1e-3, 1e-4),
     "bf16": (1e-3, 1e-4),
     "q8_0": (5e-2, 1e-2),
+    # ggml blocks (Q4_0 .. Q6_K): the reference has the decoded values exactly
+    # and ghostd's CPU kernels multiply those in float32 (activations are not
+    # quantized), so the float tolerance holds.
+    "ggml_blocks": (1e-3, 1e-4),
+    "q4_k_m": (1e-3, 1e-4),
 }
 _STORED = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 

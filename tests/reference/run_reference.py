@@ -11,6 +11,7 @@ file with compare_logits. Exit status: 0 pass, 1 mismatch or ghostd failure,
 77 skipped (no torch).
 """
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -53,7 +54,68 @@ VARIANTS = {
     "gguf_qwen2_bias_tied_f16": (
         ["--arch", "qwen2", *_SMALL, "--kv-heads", "2", "--tied", "--dtype", "f32",
          "--rope-theta", "1000000", "--seed", "7"], 24, [], "f16"),
+    # Q4_K_M mix (Q4_K, Q6_K for attn_v/ffn_down/output) from make_random_gguf's own
+    # quantizer; llama's Q/K rows permuted before quantization, as llama.cpp does.
+    "gguf_llama_q4_k_m": (
+        ["--arch", "llama", "--hidden", "256", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+         "--intermediate", "512", "--vocab", "384", "--untied", "--dtype", "f32", "--seed", "8"], 24, [], "q4_k_m"),
+    # A file llama.cpp's llama-quantize wrote, one ggml block type per kind of
+    # tensor (tests/data/quant/README.md); the reference gets its values
+    # decoded by gguf_reader.py.
+    "gguf_qwen2_mixed_blocks": (None, 24, [], "file:tests/data/quant/tiny-qwen2-mixed.gguf"),
 }
+
+# GGUF tensor names -> Hugging Face names, for files not made by make_random_gguf.
+_GGUF_LAYER = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+               "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+               "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+               "ffn_down": "mlp.down_proj"}
+
+
+def hf_dir_from_gguf(gguf_path, out):
+    """Writes a Qwen2 GGUF's values, decoded by gguf_reader, as an F32 HF directory."""
+    sys.path.insert(0, os.path.join(ROOT, "tools", "pylib"))
+    from gguf_reader import read_gguf
+    from safetensors_io import write_safetensors
+    meta, tensors = read_gguf(gguf_path)
+    arch = meta["general.architecture"]
+    if arch != "qwen2":
+        raise ValueError(f"{gguf_path}: architecture {arch}; only qwen2 (no Q/K permutation) is handled here")
+    # The decoders must reproduce ggml's own dequantized values (the .f32
+    # files next to the test file), or the oracle proves nothing.
+    import numpy as np
+    for ref in sorted(f for f in os.listdir(os.path.dirname(gguf_path)) if f.endswith(".f32")):
+        want = np.fromfile(os.path.join(os.path.dirname(gguf_path), ref), "<f4")
+        got = tensors[ref[:-len(".f32")] + ".weight"].numpy().reshape(-1)[:want.size]
+        if not np.array_equal(got.view(np.uint32), want.view(np.uint32)):
+            raise ValueError(f"gguf_reader decodes {ref[:-4]} differently from ggml's reference")
+    hf = {}
+    for name, t in tensors.items():
+        parts = name.split(".")
+        if parts[0] == "blk":
+            hf[f"model.layers.{parts[1]}.{_GGUF_LAYER[parts[2]]}.{parts[3]}"] = t
+        else:
+            hf[{"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}[parts[0]]
+               + "." + parts[1]] = t
+    os.makedirs(out)
+    write_safetensors(os.path.join(out, "model.safetensors"), {k: v.contiguous() for k, v in hf.items()},
+                      {"format": "pt"})
+    cfg = {
+        "architectures": ["Qwen2ForCausalLM"],
+        "hidden_size": meta[f"{arch}.embedding_length"],
+        "num_hidden_layers": meta[f"{arch}.block_count"],
+        "num_attention_heads": meta[f"{arch}.attention.head_count"],
+        "num_key_value_heads": meta[f"{arch}.attention.head_count_kv"],
+        "intermediate_size": meta[f"{arch}.feed_forward_length"],
+        "rms_norm_eps": meta[f"{arch}.attention.layer_norm_rms_epsilon"],
+        "rope_theta": meta[f"{arch}.rope.freq_base"],
+        "max_position_embeddings": meta[f"{arch}.context_length"],
+        "vocab_size": hf["model.embed_tokens.weight"].shape[0],
+        "tie_word_embeddings": "lm_head.weight" not in hf,
+    }
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    return cfg["vocab_size"]
 
 
 def run_variant(name, ghostd_logits, work):
@@ -69,18 +131,27 @@ def run_variant(name, ghostd_logits, work):
     os.makedirs(work)
     hf = os.path.join(work, "model")
     t0 = time.time()
-    make_random_model.main([*gen_args, "--out", hf])
-    model_arg, ref_dir = hf, hf
-    if gguf_type:
+    if gguf_type and gguf_type.startswith("file:"):
+        model_arg = os.path.join(ROOT, gguf_type[len("file:"):])
+        ref_dir = os.path.join(work, "dequant")
+        vocab = hf_dir_from_gguf(model_arg, ref_dir)
+        # Ordinary ids only: starcoder's specials are the first few ids.
+        rng = np.random.default_rng(sum(map(ord, name)))
+        prompt = rng.integers(100, vocab, size=prompt_len).tolist()
+        gguf_type = "ggml_blocks"
+    else:
+        make_random_model.main([*gen_args, "--out", hf])
+        model_arg, ref_dir = hf, hf
+        vocab = int(gen_args[gen_args.index("--vocab") + 1])
+        # Ordinary ids only (the last 9 are special tokens), from a per-variant seed.
+        rng = np.random.default_rng(sum(map(ord, name)))
+        prompt = rng.integers(0, vocab - len(make_random_model.SPECIAL_TOKENS), size=prompt_len).tolist()
+    if gguf_type and gguf_type != "ggml_blocks":
         import make_random_gguf
         model_arg = os.path.join(work, f"model-{gguf_type}.gguf")
         # The reference reads the weights exactly as the GGUF stores them.
         ref_dir = model_arg[:-len(".gguf")] + "-dequant"
         make_random_gguf.main(["--hf", hf, "--out", model_arg, "--type", gguf_type, "--dequant-out", ref_dir])
-    vocab = int(gen_args[gen_args.index("--vocab") + 1])
-    # Ordinary ids only (the last 9 are special tokens), from a per-variant seed.
-    rng = np.random.default_rng(sum(map(ord, name)))
-    prompt = rng.integers(0, vocab - len(make_random_model.SPECIAL_TOKENS), size=prompt_len).tolist()
     out = os.path.join(work, "ghostd.glog")
     cmd = [ghostd_logits, "--model", model_arg, "--tokens", " ".join(map(str, prompt)),
            "--steps", str(STEPS), "--out", out, *extra]

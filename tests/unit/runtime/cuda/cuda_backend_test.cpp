@@ -56,6 +56,8 @@ std::vector<std::byte> weight_bytes(DType dtype, int64_t rows, int64_t cols, uin
     case DType::kQ8_0:
       quantize_row_q8_0(f.data(), out.data(), rows * cols);
       break;
+    default:
+      FAIL("no test encoder for " << dtype_name(dtype));
   }
   return out;
 }

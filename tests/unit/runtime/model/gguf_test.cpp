@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <random>
 
 #include "tests/unit/runtime/model_file_writers.h"
@@ -202,8 +204,8 @@ TEST_CASE("gguf: malformed files give errors naming the file and what is wrong")
        {"metadata 'odd'", "unknown value type 13"}},
       {"duplicate key", with([](GgufWriter& g) { g.u32("a", 1).u32("a", 2); }), {"'a' appears twice"}},
       {"bad alignment", with([](GgufWriter& g) { g.u32("general.alignment", 3); }), {"general.alignment"}},
-      {"unsupported tensor type", with([&](GgufWriter& g) { g.tensor("blk.0.attn_q.weight", {4}, 12, f32x4); }),
-       {"m.gguf", "tensor 'blk.0.attn_q.weight'", "ggml type 12 (Q4_K)"}},
+      {"unsupported tensor type", with([&](GgufWriter& g) { g.tensor("blk.0.attn_q.weight", {4}, 10, f32x4); }),
+       {"m.gguf", "tensor 'blk.0.attn_q.weight'", "ggml type 10 (Q2_K)"}},
       {"unknown tensor type", with([&](GgufWriter& g) { g.tensor("t", {4}, 99, f32x4); }),
        {"tensor 't'", "ggml type 99"}},
       {"tensor beyond the file", with([&](GgufWriter& g) { g.tensor("t", {8}, 0, f32x4); }),
@@ -223,6 +225,14 @@ TEST_CASE("gguf: malformed files give errors naming the file and what is wrong")
        {"tensor 't'", "impossible shape"}},
       {"Q8_0 row not whole blocks", with([&](GgufWriter& g) { g.tensor("t", {16, 2}, 8, Bytes(34, 0)); }),
        {"tensor 't'", "multiple of 32"}},
+      {"Q4_K row not whole blocks", with([&](GgufWriter& g) { g.tensor("t", {128, 2}, 12, Bytes(144, 0)); }),
+       {"tensor 't'", "Q4_K", "multiple of 256"}},
+      {"Q4_0 row not whole blocks", with([&](GgufWriter& g) { g.tensor("t", {48}, 2, Bytes(36, 0)); }),
+       {"tensor 't'", "Q4_0", "multiple of 32"}},
+      {"Q6_K blocks truncated", with([&](GgufWriter& g) { g.tensor("blk.0.ffn_down.weight", {256, 2}, 14, Bytes(210, 0)); }),
+       {"m.gguf", "tensor 'blk.0.ffn_down.weight'", "420 bytes", "beyond the end of the file"}},
+      {"Q5_1 blocks truncated", with([&](GgufWriter& g) { g.tensor("t", {64}, 7, Bytes(47, 0)); }),
+       {"tensor 't'", "48 bytes", "beyond the end of the file"}},
   };
   for (const auto& c : cases) {
     CAPTURE(c.what);
@@ -268,5 +278,50 @@ TEST_CASE("gguf: every truncation and random corruption fails cleanly") {
       }
       CHECK(sum < ~0u);
     }
+  }
+}
+
+TEST_CASE("gguf: ggml block types dequantize bit for bit as ggml's reference") {
+  const std::filesystem::path dir = std::filesystem::path(GHOSTD_TEST_DATA) / "quant";
+  auto f = GgufFile::open(dir / "tiny-qwen2-mixed.gguf");
+  REQUIRE_MESSAGE(f.ok(), (f.ok() ? "" : f.error().message));
+  struct Case {
+    const char* tensor;
+    DType dtype;
+    int64_t rows;  // rows to compare (token_embd's reference holds the first 64)
+  };
+  const Case cases[] = {
+      {"blk.0.attn_q.weight", DType::kQ4_0, 256},   {"blk.0.attn_k.weight", DType::kQ4_1, 128},
+      {"blk.0.attn_v.weight", DType::kQ5_0, 128},   {"blk.0.attn_output.weight", DType::kQ5_1, 256},
+      {"blk.0.ffn_gate.weight", DType::kQ4_K, 768}, {"blk.0.ffn_up.weight", DType::kQ5_K, 768},
+      {"blk.0.ffn_down.weight", DType::kQ6_K, 256}, {"token_embd.weight", DType::kQ4_K, 64},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.tensor);
+    const TensorView* t = f->find_tensor(c.tensor);
+    REQUIRE(t != nullptr);
+    CHECK(t->dtype == c.dtype);
+    REQUIRE(t->shape.size() == 2);
+    const int64_t cols = t->shape[1];
+    std::string ref_name = c.tensor;
+    ref_name = ref_name.substr(0, ref_name.size() - std::string(".weight").size()) + ".f32";
+    std::ifstream in(dir / ref_name, std::ios::binary);
+    REQUIRE(in);
+    std::vector<float> want(static_cast<size_t>(c.rows * cols));
+    in.read(reinterpret_cast<char*>(want.data()), static_cast<std::streamsize>(want.size() * 4));
+    REQUIRE(in.gcount() == static_cast<std::streamsize>(want.size() * 4));
+    std::vector<float> got(want.size());
+    dequantize_row(t->dtype, t->data, got.data(), c.rows * cols);
+    size_t mismatches = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (std::memcmp(&got[i], &want[i], 4) != 0) ++mismatches;
+    }
+    CHECK(mismatches == 0);
+    // Row by row from the row's own address gives the same bits (how kernels see it).
+    std::vector<float> row(static_cast<size_t>(cols));
+    const auto* base = reinterpret_cast<const unsigned char*>(t->data);
+    const size_t row_bytes = dtype_bytes(t->dtype, cols);
+    dequantize_row(t->dtype, base + row_bytes * static_cast<size_t>(c.rows - 1), row.data(), cols);
+    CHECK(std::memcmp(row.data(), want.data() + (c.rows - 1) * cols, row.size() * 4) == 0);
   }
 }

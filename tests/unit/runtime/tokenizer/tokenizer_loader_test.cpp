@@ -192,7 +192,7 @@ TEST_CASE("malformed tokenizer.json files give errors naming the file and field"
   word_piece["model"]["type"] = "WordPiece";
   cases.push_back({"word_piece", word_piece.dump(), "model.type"});
   json bad_pre = j;
-  bad_pre["pre_tokenizer"] = {{"type", "Metaspace"}};
+  bad_pre["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
   cases.push_back({"bad_pre", bad_pre.dump(), "pre_tokenizer.type"});
   json bad_regex = j;
   bad_regex["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};

@@ -1,8 +1,14 @@
 #include "runtime/tokenizer/tokenizer.h"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <unordered_map>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -53,6 +59,20 @@ class GgufReader {
       } else if (key == "tokenizer.ggml.pre") {
         REQUIRE(type == 8);
         spec.pre = str();
+      } else if (key == "tokenizer.ggml.model") {
+        REQUIRE(type == 8);
+        spec.model = str();
+      } else if (key == "tokenizer.ggml.scores") {
+        REQUIRE(type == 9);
+        REQUIRE(get<uint32_t>() == 6);
+        const auto n = get<uint64_t>();
+        for (uint64_t j = 0; j < n; ++j) spec.scores.push_back(get<float>());
+      } else if (key == "tokenizer.ggml.add_bos_token" && type == 7) {
+        spec.add_bos = get<uint8_t>() != 0;
+      } else if (key == "tokenizer.ggml.add_space_prefix" && type == 7) {
+        spec.add_space_prefix = get<uint8_t>() != 0;
+      } else if (key == "tokenizer.ggml.unknown_token_id" && type == 4) {
+        spec.unk_id = static_cast<int32_t>(get<uint32_t>());
       } else if (key == "tokenizer.ggml.bos_token_id" && type == 4) {
         spec.bos_id = static_cast<int32_t>(get<uint32_t>());
       } else if (key == "tokenizer.ggml.eos_token_id" && type == 4) {
@@ -149,8 +169,8 @@ void check_conformance(const std::string& model) {
   for (const auto& v : vectors) {
     CAPTURE(v.text);
     CHECK(tok.encode(v.text, /*parse_special=*/false) == v.ids);
-    CHECK(tok.decode(tok.encode(v.text, false)) == v.text);
-    CHECK(tok.decode(v.ids) == v.text);
+    CHECK(tok.decode_text(tok.encode(v.text, false)) == v.text);
+    CHECK(tok.decode_text(v.ids) == v.text);
   }
 }
 
@@ -159,6 +179,162 @@ void check_conformance(const std::string& model) {
 TEST_CASE("gpt-2 vocabulary matches every Hugging Face vector") { check_conformance("gpt-2"); }
 
 TEST_CASE("starcoder vocabulary matches every Hugging Face vector") { check_conformance("starcoder"); }
+
+TEST_CASE("llama-spm (SentencePiece) vocabulary matches every Hugging Face vector") {
+  check_conformance("llama-spm");
+}
+
+TEST_CASE("llama-spm: dummy prefix, byte fallback, control tokens and decode") {
+  const Tokenizer tok = load_gguf_vocab("llama-spm");
+  CHECK(tok.is_sentencepiece());
+  CHECK(tok.adds_space_prefix());
+  CHECK(tok.vocab_size() == 32000);
+  CHECK(tok.bos_id() == 1);
+  CHECK(tok.eos_id() == 2);
+  CHECK(tok.add_bos_default());
+  // "▁Hello" carries the dummy prefix; without it the word starts bare.
+  const auto with = tok.encode("Hello", false);
+  const auto without = tok.encode("Hello", false, /*dummy_prefix=*/false);
+  REQUIRE(with.size() == 1);
+  CHECK(tok.token_bytes(with[0]) == " Hello");
+  CHECK(with != without);
+  CHECK(tok.decode(without) == "Hello");
+  CHECK(tok.decode(with) == " Hello");
+  CHECK(tok.decode_text(with) == "Hello");
+  // A character missing from the vocabulary falls back to <0xXX> tokens.
+  const std::string rare = "\xF0\x9F\xA6\x99";  // U+1F999
+  const auto bytes = tok.encode(rare, false, false);
+  REQUIRE(bytes.size() == 4);
+  CHECK(bytes[0] == *tok.find_token("<0xF0>"));
+  CHECK(tok.decode(bytes) == rare);
+  // Control tokens split out only with parse_special; the prefix follows them.
+  const auto ctl = tok.encode("<s>a", true);
+  REQUIRE(ctl.size() == 2);
+  CHECK(ctl[0] == 1);
+  CHECK(tok.token_bytes(ctl[1]) == " a");
+  CHECK(tok.is_special(1));
+  CHECK(tok.decode(ctl, /*skip_special=*/true) == " a");
+  CHECK(tok.encode("<s>a", false).front() != 1);
+  // Streaming byte-fallback tokens: nothing until the character completes.
+  StreamDecoder dec(tok);
+  CHECK(dec.push(bytes[0]).empty());
+  CHECK(dec.push(bytes[1]).empty());
+  CHECK(dec.push(bytes[2]).empty());
+  CHECK(dec.push(bytes[3]) == rare);
+  CHECK(dec.push(with[0]) == " Hello");
+  CHECK(dec.flush().empty());
+}
+
+TEST_CASE("SentencePiece from_vocab errors name the field") {
+  VocabSpec spec;
+  spec.origin = "m.gguf";
+  spec.model = "llama";
+  spec.tokens = {"<unk>", "\xE2\x96\x81", "a", "\xE2\x96\x81" "a"};
+  spec.token_types = {2, 1, 1, 1};
+  auto missing = Tokenizer::from_vocab(spec);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message.find("m.gguf: tokenizer.ggml.scores: missing") == 0);
+  spec.scores = {0, -1};
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("tokenizer.ggml.scores: has 2 entries") != std::string::npos);
+  spec.model = "bert";
+  CHECK(Tokenizer::from_vocab(spec).error().message.find("tokenizer.ggml.model") != std::string::npos);
+  spec.model = "llama";
+  spec.scores = {0, -1, -2, -3};
+  auto ok = Tokenizer::from_vocab(spec);
+  REQUIRE(ok.ok());
+  // No byte pieces: an unknown character is one <unk>.
+  CHECK(ok->encode("a\xE4\xBD\xA0" "a", false) == std::vector<int32_t>{3, 0, 2});
+  CHECK(ok->encode("a a", false) == std::vector<int32_t>{3, 3});
+}
+
+namespace {
+
+// The llama-spm vocabulary as Hugging Face's converter writes it into a
+// tokenizer.json (SentencePieceExtractor): every split of every piece into
+// two pieces is a merge, ordered by the piece's score, then by ids.
+nlohmann::json hf_json_from_spm(const VocabSpec& spec) {
+  using nlohmann::json;
+  std::unordered_map<std::string, int32_t> id;
+  for (size_t i = 0; i < spec.tokens.size(); ++i) id.emplace(spec.tokens[i], static_cast<int32_t>(i));
+  struct Merge {
+    float score;
+    int32_t piece, left, right;
+  };
+  std::vector<Merge> merges;
+  for (size_t i = 0; i < spec.tokens.size(); ++i) {
+    const std::string& p = spec.tokens[i];
+    for (size_t cut = 1; cut < p.size(); ++cut) {
+      if ((static_cast<unsigned char>(p[cut]) & 0xC0) == 0x80) continue;  // inside a character
+      auto l = id.find(p.substr(0, cut)), r = id.find(p.substr(cut));
+      if (l != id.end() && r != id.end()) merges.push_back({spec.scores[i], static_cast<int32_t>(i), l->second, r->second});
+    }
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.piece != b.piece) return a.piece < b.piece;
+    return a.left != b.left ? a.left < b.left : a.right < b.right;
+  });
+  json vocab = json::object();
+  for (size_t i = 0; i < spec.tokens.size(); ++i) vocab[spec.tokens[i]] = i;
+  json jm = json::array();
+  for (const auto& m : merges) jm.push_back(spec.tokens[static_cast<size_t>(m.left)] + " " + spec.tokens[static_cast<size_t>(m.right)]);
+  json added = json::array();
+  for (int i = 0; i < 3; ++i) added.push_back({{"id", i}, {"content", spec.tokens[static_cast<size_t>(i)]}, {"special", true}});
+  return {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", jm}, {"byte_fallback", true}, {"unk_token", "<unk>"}}},
+          {"added_tokens", added},
+          {"post_processor", {{"type", "TemplateProcessing"}, {"single", json::array({{{"SpecialToken", {{"id", "<s>"}}}}})}}}};
+}
+
+}  // namespace
+
+TEST_CASE("llama-spm as a Hugging Face tokenizer.json (merges by rank, byte fallback) matches every vector") {
+  GgufReader reader(read_file(kDataDir + "ggml-vocab-llama-spm.gguf"));
+  const VocabSpec spec = reader.read_vocab();
+  const nlohmann::json base = hf_json_from_spm(spec);
+  // The two ways tokenizer.json files say it: Llama-2's normalizers, and the
+  // newer Metaspace pre-tokenizer.
+  nlohmann::json legacy = base, metaspace = base;
+  legacy["normalizer"] = {{"type", "Sequence"},
+                          {"normalizers",
+                           {{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}},
+                            {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}}}};
+  legacy["pre_tokenizer"] = nullptr;
+  metaspace["normalizer"] = nullptr;
+  metaspace["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", "first"}, {"split", false}};
+  const auto vectors = load_vectors("llama-spm");
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("ghostd_spm_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  for (const auto* j : {&legacy, &metaspace}) {
+    const auto path = dir / "tokenizer.json";
+    std::ofstream(path, std::ios::binary) << j->dump();
+    auto tok = Tokenizer::from_hf_json(path);
+    REQUIRE_MESSAGE(tok.ok(), (tok.ok() ? "" : tok.error().message));
+    CHECK(tok->is_sentencepiece());
+    CHECK(tok->bos_id() == 1);
+    for (const auto& v : vectors) {
+      CAPTURE(v.text);
+      CHECK(tok->encode(v.text, false) == v.ids);
+      CHECK(tok->decode_text(v.ids) == v.text);
+    }
+    // After a special token the legacy normalizer prepends again; "first" does not.
+    const auto after = tok->encode("<s>a", true);
+    REQUIRE(after.size() == 2);
+    CHECK(tok->token_bytes(after[1]) == (j == &legacy ? " a" : "a"));
+  }
+  // Metaspace with split: merges stay within words (U+2581 starts each).
+  metaspace["pre_tokenizer"]["split"] = true;
+  std::ofstream(dir / "tokenizer.json", std::ios::binary) << metaspace.dump();
+  auto split = Tokenizer::from_hf_json(dir / "tokenizer.json");
+  REQUIRE(split.ok());
+  for (int32_t id : split->encode("a  b", false)) CHECK(split->token_bytes(id) != "  ");
+  // byte_fallback without U+2581 handling is refused, naming the field.
+  nlohmann::json bad = base;
+  std::ofstream(dir / "tokenizer.json", std::ios::binary) << bad.dump();
+  auto refused = Tokenizer::from_hf_json(dir / "tokenizer.json");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("model.byte_fallback") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
 
 TEST_CASE("random bytes round-trip, invalid UTF-8 included") {
   const Tokenizer tok = load_gguf_vocab("gpt-2");
