@@ -32,6 +32,7 @@ std::vector<float> forward_all(Model& m, const ModelConfig& c, const std::vector
     in.push_back({seqs[i], 0, tables[i], true});
   }
   std::vector<float> logits;
+  REQUIRE(m.reserve(Model::capacity_for(in)).ok());
   const Status st = m.forward(in, *kv, logits);
   REQUIRE_MESSAGE(st.ok(), st.message());
   return logits;
