@@ -57,74 +57,64 @@ class CpuBackend : public Backend {
     return w;
   }
 
+  // Light ops run in parallel over rows (or elements) once a step is big
+  // enough to pay for a region; each element is computed the same way
+  // whatever the split, so results do not depend on the thread count.
+  static constexpr int64_t kLightGrain = 16384;  // elements per chunk, at least
+  static int64_t row_grain(int64_t dim) { return std::max<int64_t>(1, kLightGrain / std::max<int64_t>(1, dim)); }
+
   void embedding(const Weight& table, const int32_t* ids, int n, float* out) override {
     const int64_t dim = table.cols;
-    for (int i = 0; i < n; ++i) {
-      // Ids are validated against the vocabulary by the model before this op.
-      Weight row = table;
-      row.rows = 1;
-      row.data = row_address(table, ids[i]);
-      float* dst = out + i * dim;
-      std::fill(dst, dst + dim, 0.0f);
-      unit_row(row, dst);
-    }
+    pool_.parallel_for(n, row_grain(dim), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        // Ids are validated against the vocabulary by the model before this op.
+        Weight row = table;
+        row.rows = 1;
+        row.data = row_address(table, ids[i]);
+        float* dst = out + i * dim;
+        std::fill(dst, dst + dim, 0.0f);
+        unit_row(row, dst);
+      }
+    });
   }
 
   void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps, float* out) override {
-    std::vector<float> weight(dim);
-    unit_row(w, weight.data());
-    for (int r = 0; r < rows; ++r) {
-      const float* xr = x + static_cast<int64_t>(r) * dim;
-      float* o = out + static_cast<int64_t>(r) * dim;
-      double ss = 0;  // double: the norm must not depend on summation luck
-      for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-      float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
-      for (int i = 0; i < dim; ++i) o[i] = (xr[i] * inv) * weight[i];
-    }
+    const float* weight = as_floats(w, norm_weight_);
+    pool_.parallel_for(rows, row_grain(dim), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) norm_row(x + r * dim, weight, dim, eps, out + r * dim);
+    });
   }
 
   void matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out) override {
     const int64_t n = w.rows;
+    const float* bv = bias && *bias ? as_floats(*bias, bias_) : nullptr;
     // Split output columns across threads; 16-column grain keeps chunks
-    // cache-line aligned in the output.
-    pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) { kernels_.gemm(x, rows, w, b, e, out, n); });
-    if (bias && *bias) {
-      std::vector<float> bv(n);
-      unit_row(*bias, bv.data());
-      for (int r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < n; ++j) out[r * n + j] += bv[j];
-    }
+    // cache-line aligned in the output. The bias is added per chunk, in the
+    // same region, after its products.
+    pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) {
+      kernels_.gemm(x, rows, w, b, e, out, n);
+      if (bv)
+        for (int r = 0; r < rows; ++r)
+          for (int64_t j = b; j < e; ++j) out[r * n + j] += bv[j];
+    });
   }
 
   void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions,
             const float* inv_freq) override {
-    const int half = head_dim / 2;
-    std::vector<float> cs(half), sn(half);
-    for (int r = 0; r < rows; ++r) {
-      for (int i = 0; i < half; ++i) {
-        // HF computes the angle in float32: position * inv_freq.
-        float angle = static_cast<float>(positions[r]) * inv_freq[i];
-        cs[i] = std::cos(angle);
-        sn[i] = std::sin(angle);
-      }
-      for (int h = 0; h < n_heads; ++h) {
-        float* v = x + (static_cast<int64_t>(r) * n_heads + h) * head_dim;
-        for (int i = 0; i < half; ++i) {
-          float a = v[i], b = v[i + half];
-          v[i] = a * cs[i] - b * sn[i];
-          v[i + half] = b * cs[i] + a * sn[i];
-        }
-      }
-    }
+    pool_.parallel_for(rows, row_grain(static_cast<int64_t>(n_heads) * head_dim), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) rope_row(x + r * n_heads * head_dim, n_heads, head_dim, positions[r], inv_freq);
+    });
   }
 
   void kv_store(const float* k, const float* v, const BatchView& batch, int kv_dim,
                 KvLayerView layer) override {
-    for (int t = 0; t < batch.num_tokens; ++t) {
-      int64_t slot = batch.slots[t];
-      std::memcpy(layer.k + slot * kv_dim, k + static_cast<int64_t>(t) * kv_dim, kv_dim * sizeof(float));
-      std::memcpy(layer.v + slot * kv_dim, v + static_cast<int64_t>(t) * kv_dim, kv_dim * sizeof(float));
-    }
+    pool_.parallel_for(batch.num_tokens, row_grain(2 * kv_dim), [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t slot = batch.slots[t];
+        std::memcpy(layer.k + slot * kv_dim, k + t * kv_dim, kv_dim * sizeof(float));
+        std::memcpy(layer.v + slot * kv_dim, v + t * kv_dim, kv_dim * sizeof(float));
+      }
+    });
   }
 
   void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
@@ -168,27 +158,48 @@ class CpuBackend : public Backend {
   }
 
   void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
-    for (int64_t i = 0; i < n; ++i) {
-      float g = gate[i];
-      out[i] = (g / (1.0f + std::exp(-g))) * up[i];
-    }
+    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float g = gate[i];
+        out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+      }
+    });
   }
 
   void add(float* x, const float* y, int64_t n) override {
-    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) x[i] += y[i];
+    });
   }
 
   void add_rms_norm(float* x, const float* y, const Weight& w, int rows, int dim, float eps,
                     float* out) override {
-    add(x, y, static_cast<int64_t>(rows) * dim);
-    rms_norm(x, w, rows, dim, eps, out);
+    const float* weight = as_floats(w, norm_weight_);
+    // Row by row, one region: the add of a row, then its norm (out may be y:
+    // the row of y is read before the row of out is written).
+    pool_.parallel_for(rows, row_grain(dim), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        float* xr = x + r * dim;
+        const float* yr = y + r * dim;
+        for (int i = 0; i < dim; ++i) xr[i] += yr[i];
+        norm_row(xr, weight, dim, eps, out + r * dim);
+      }
+    });
   }
 
   void rope_store_kv(float* q, float* k, const float* v, const BatchView& batch, const AttentionShape& shape,
                      const float* inv_freq, KvLayerView layer) override {
-    rope(q, batch.num_tokens, shape.n_heads, shape.head_dim, batch.positions, inv_freq);
-    rope(k, batch.num_tokens, shape.n_kv_heads, shape.head_dim, batch.positions, inv_freq);
-    kv_store(k, v, batch, shape.n_kv_heads * shape.head_dim, layer);
+    const int hd = shape.head_dim, kv_dim = shape.n_kv_heads * hd;
+    const int64_t q_dim = static_cast<int64_t>(shape.n_heads) * hd;
+    pool_.parallel_for(batch.num_tokens, row_grain(q_dim + 2 * kv_dim), [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        rope_row(q + t * q_dim, shape.n_heads, hd, batch.positions[t], inv_freq);
+        rope_row(k + t * kv_dim, shape.n_kv_heads, hd, batch.positions[t], inv_freq);
+        const int64_t slot = batch.slots[t];
+        std::memcpy(layer.k + slot * kv_dim, k + t * kv_dim, kv_dim * sizeof(float));
+        std::memcpy(layer.v + slot * kv_dim, v + t * kv_dim, kv_dim * sizeof(float));
+      }
+    });
   }
 
   void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) override {
@@ -217,6 +228,44 @@ class CpuBackend : public Backend {
   }
 
  private:
+  // x * rsqrt(mean(x^2) + eps) * w for one row; the sum of squares in double
+  // so the norm does not depend on summation luck.
+  static void norm_row(const float* xr, const float* weight, int dim, float eps, float* o) {
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
+    for (int i = 0; i < dim; ++i) o[i] = (xr[i] * inv) * weight[i];
+  }
+
+  // RoPE with rotate_half pairing on the heads of one row. HF computes the
+  // angle in float32: position * inv_freq. At most 256 pairs (head_dim 512).
+  static void rope_row(float* row, int n_heads, int head_dim, int32_t position, const float* inv_freq) {
+    const int half = head_dim / 2;
+    float cs[256], sn[256];
+    for (int i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(position) * inv_freq[i];
+      cs[i] = std::cos(angle);
+      sn[i] = std::sin(angle);
+    }
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = row + static_cast<int64_t>(h) * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + half] = b * cs[i] + a * sn[i];
+      }
+    }
+  }
+
+  // A one-row weight as floats: in place when it is float32, else converted
+  // into `scratch` (kept, so steady-state steps do not allocate).
+  const float* as_floats(const Weight& w, std::vector<float>& scratch) {
+    if (w.dtype == DType::kF32) return static_cast<const float*>(w.data);
+    if (scratch.size() < static_cast<size_t>(w.cols)) scratch.resize(static_cast<size_t>(w.cols));
+    unit_row(w, scratch.data());
+    return scratch.data();
+  }
+
   static const void* row_address(const Weight& w, int64_t r) {
     auto* base = static_cast<const std::byte*>(w.data);
     return base + dtype_bytes(w.dtype, w.cols) * r;
@@ -226,6 +275,7 @@ class CpuBackend : public Backend {
   void unit_row(const Weight& w, float* dst) { dequantize_row(w.dtype, w.data, dst, w.cols); }
 
   cpu::ThreadPool pool_;
+  std::vector<float> norm_weight_, bias_;  // converted one-row weights (engine thread)
   cpu::Kernels kernels_;
 };
 

@@ -1,10 +1,14 @@
-// A fixed pool of worker threads for data-parallel loops in the CPU backend.
+// A fixed pool of worker threads for the data-parallel loops of the CPU
+// backend. One forward step runs dozens of short parallel regions, so a
+// region must not cost a wake-up per worker: workers spin briefly on the
+// region counter before they sleep (std::atomic wait, a futex), the calling
+// thread runs a chunk itself, and only as many workers take part as there
+// are chunks.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,22 +27,25 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Runs fn(begin, end) over [0, n) split into contiguous chunks of at least
-  // `grain` items, one chunk per thread; the caller runs a chunk too.
+  // `grain` items, at most one chunk per thread; the caller runs chunk 0.
+  // The split depends on n, grain and the thread count only.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
   void worker_loop(int index);
 
+  // Region word: (region number << 16) | chunks, so a worker learns both in
+  // one load and never reads the chunk count of a later region.
+  static constexpr uint64_t kChunkBits = 16;
+  static constexpr uint64_t kChunkMask = (uint64_t{1} << kChunkBits) - 1;
+
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable start_cv_;
-  std::condition_variable done_cv_;
+  std::atomic<uint64_t> region_{0};
+  std::atomic<int> pending_{0};  // participating workers still running
+  std::atomic<bool> stop_{false};
+  // Read by participating workers only, published by region_ (release).
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  int job_chunks_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
 };
 
 }  // namespace ghostd::runtime::cpu

@@ -59,6 +59,7 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightS
   if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
     return Error{"model config: num_attention_heads must be a multiple of num_key_value_heads"};
   if (c.head_dim % 2 != 0) return Error{"model config: head_dim must be even for RoPE"};
+  if (c.head_dim > 512) return Error{"model config: head_dim " + std::to_string(c.head_dim) + " is above the supported 512"};
   std::unique_ptr<Model> m(new Model(c, backend));
   const int64_t H = c.hidden_size, V = c.vocab_size, I = c.intermediate_size;
   const int64_t QD = static_cast<int64_t>(c.num_heads) * c.head_dim;
