@@ -97,9 +97,10 @@ class Client:
         self.closed = asyncio.Event()
         self.arrived = asyncio.Event()
 
-    async def connect(self):
+    async def connect(self, local_addr=None):
         self.reader, self.writer = await asyncio.open_connection(
-            "127.0.0.1", self.port, ssl=self.tls_ctx, server_hostname="localhost" if self.tls_ctx else None)
+            "127.0.0.1", self.port, ssl=self.tls_ctx, server_hostname="localhost" if self.tls_ctx else None,
+            local_addr=local_addr)
         self.pump = asyncio.create_task(self._pump())
         return self
 
