@@ -145,6 +145,12 @@ void LspServer::arm_idle_timer() {
       arm_idle_timer();  // a message came since: wait for the rest
       return;
     }
+    if (!pending_.empty()) {
+      // Waiting for its own answers is not idle.
+      last_message_ = Clock::now();
+      arm_idle_timer();
+      return;
+    }
     spdlog::info("session {} from {}: idle for {} s; closing", context_.id, context_.peer, options_.idle_timeout_s);
     log_message(1, "ghostd: closing the session: no message for " + std::to_string(options_.idle_timeout_s) +
                        " s (--idle-timeout-s)");

@@ -41,7 +41,7 @@ struct ServerOptions {
   std::string token_file;        // --token-file: "TENANT TOKEN" lines; socket sessions must present one
   bool insecure = false;         // --insecure: allow a non-loopback listener without TLS and tokens
   int handshake_timeout_ms = 10000;  // --handshake-timeout-ms: TLS handshake, then the first message (initialize)
-  int idle_timeout_s = 0;            // --idle-timeout-s: close a socket session silent this long (0 = never)
+  int idle_timeout_s = 0;            // --idle-timeout-s: close a socket session silent this long, nothing in flight (0 = never)
   int max_documents = 1000;          // --max-open-documents per session
   size_t max_document_bytes = 256u << 20;  // --max-document-bytes: all open documents of a session together
   int max_requests_in_flight = 64;         // --max-requests-in-flight per session
