@@ -20,7 +20,9 @@ std::array<unsigned char, 32> digest(std::string_view s) {
   return d;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r';
+}
 
 }  // namespace
 
@@ -52,10 +54,12 @@ Result<TokenTable> TokenTable::parse(std::string_view text, const std::string& o
     if (std::any_of(token.begin(), token.end(), is_space)) {
       return Error{where + ": expected 'TENANT TOKEN' (a token has no spaces)"};
     }
-    if (token.size() < 16) return Error{where + ": the token is shorter than 16 characters (too easy to guess)"};
+    if (token.size() < 16)
+      return Error{where + ": the token is shorter than 16 characters (too easy to guess)"};
     auto d = digest(token);
     for (const Entry& e : t.entries_) {
-      if (e.digest == d) return Error{where + ": the token is already listed (tokens must be unique)"};
+      if (e.digest == d)
+        return Error{where + ": the token is already listed (tokens must be unique)"};
     }
     t.entries_.push_back({std::string(tenant), d});
   }
@@ -89,8 +93,9 @@ std::chrono::milliseconds AuthThrottle::delay(const std::string& address, Clock:
 
 void AuthThrottle::record_failure(const std::string& address, Clock::time_point now) {
   if (!failures_.contains(address) && failures_.size() >= kMaxAddresses) {
-    auto stalest = std::min_element(failures_.begin(), failures_.end(),
-                                    [](const auto& a, const auto& b) { return a.second.last < b.second.last; });
+    auto stalest = std::min_element(
+        failures_.begin(), failures_.end(),
+        [](const auto& a, const auto& b) { return a.second.last < b.second.last; });
     failures_.erase(stalest);
   }
   Failures& f = failures_[address];
@@ -99,6 +104,8 @@ void AuthThrottle::record_failure(const std::string& address, Clock::time_point 
   f.last = now;
 }
 
-void AuthThrottle::record_success(const std::string& address) { failures_.erase(address); }
+void AuthThrottle::record_success(const std::string& address) {
+  failures_.erase(address);
+}
 
 }  // namespace ghostd::server

@@ -22,7 +22,8 @@ namespace ghostd::server {
 class TokenTable {
  public:
   static ghostd::runtime::Result<TokenTable> load(const std::filesystem::path& path);
-  static ghostd::runtime::Result<TokenTable> parse(std::string_view text, const std::string& origin);
+  static ghostd::runtime::Result<TokenTable> parse(std::string_view text,
+                                                   const std::string& origin);
 
   // The tenant of `token`, or nullopt. Constant time in the token's bytes:
   // every entry is compared by SHA-256 digest with CRYPTO_memcmp, no early

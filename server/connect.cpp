@@ -10,6 +10,7 @@
 // document; the replayed initialize's reply is its own, not the editor's.
 #include "server/connect.h"
 
+#include <spdlog/spdlog.h>
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -18,7 +19,6 @@
 #include <asio/ssl/host_name_verification.hpp>
 #include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -41,8 +41,10 @@ namespace {
 constexpr const char* kUsage =
     "usage: ghostd connect tls://HOST:PORT | tcp://HOST:PORT [options]\n"
     "  stdio language server for an editor, bridged to a shared `ghostd serve --listen`\n"
-    "  --token-file PATH        file holding the token (else the GHOSTD_TOKEN environment variable)\n"
-    "  --ca-file PEM            trust this CA (or self-signed certificate) instead of the system's\n"
+    "  --token-file PATH        file holding the token (else the GHOSTD_TOKEN environment "
+    "variable)\n"
+    "  --ca-file PEM            trust this CA (or self-signed certificate) instead of the "
+    "system's\n"
     "  --insecure               allow tcp:// to a non-loopback host\n"
     "  --log-level LEVEL        trace|debug|info|warn|error|off (warn; logs go to stderr)\n"
     "  The editor's initializationOptions go through (model: a name the server offers).\n";
@@ -70,7 +72,8 @@ std::optional<Target> parse_target(std::string_view url) {
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == url.size()) return std::nullopt;
   t.host = std::string(url.substr(0, colon));
   t.port = std::string(url.substr(colon + 1));
-  if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']') t.host = t.host.substr(1, t.host.size() - 2);
+  if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']')
+    t.host = t.host.substr(1, t.host.size() - 2);
   return t;
 }
 
@@ -80,14 +83,21 @@ using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
 class Bridge {
  public:
   Bridge(asio::io_context& io, Target target, std::string token, asio::ssl::context* tls)
-      : io_(io), target_(std::move(target)), token_(std::move(token)), tls_(tls), retry_(io), resolver_(io) {}
+      : io_(io),
+        target_(std::move(target)),
+        token_(std::move(token)),
+        tls_(tls),
+        retry_(io),
+        resolver_(io) {}
 
   void start() {
     editor_ = make_stdio_transport(io_.get_executor(), kDefaultMaxMessageBytes);
     editor_->start({[this](std::string body) { from_editor(std::move(body)); },
                     [this](const Frame& f) {
-                      editor_->send(dump_json({{"jsonrpc", "2.0"}, {"id", nullptr},
-                                               {"error", {{"code", -32700}, {"message", f.error}}}}));
+                      editor_->send(
+                          dump_json({{"jsonrpc", "2.0"},
+                                     {"id", nullptr},
+                                     {"error", {{"code", -32700}, {"message", f.error}}}}));
                     },
                     [this] { editor_gone(); }});
     connect();
@@ -106,7 +116,8 @@ class Bridge {
     if (method == "initialize" && request) {
       json& params = msg["params"];
       if (!params.is_object()) params = json::object();
-      if (!params.contains("initializationOptions") || !params["initializationOptions"].is_object()) {
+      if (!params.contains("initializationOptions") ||
+          !params["initializationOptions"].is_object()) {
         params["initializationOptions"] = json::object();
       }
       if (!token_.empty()) params["initializationOptions"]["token"] = token_;
@@ -129,14 +140,18 @@ class Bridge {
     if (request) {
       if (!server_ || !connected_) {
         // Answered now rather than held: a completion is worthless later.
-        editor_->send(dump_json({{"jsonrpc", "2.0"}, {"id", msg["id"]},
-                                 {"error", {{"code", static_cast<int>(ErrorCode::kRequestFailed)},
-                                            {"message", "ghostd connect: not connected to " + url() + "; retrying"}}}}));
+        editor_->send(dump_json(
+            {{"jsonrpc", "2.0"},
+             {"id", msg["id"]},
+             {"error",
+              {{"code", static_cast<int>(ErrorCode::kRequestFailed)},
+               {"message", "ghostd connect: not connected to " + url() + "; retrying"}}}}));
         return;
       }
       in_flight_[dump_json(msg["id"])] = msg["id"];
     }
-    if (!msg.contains("method") && msg.contains("id") && !connected_) return;  // a reply to a gone server
+    if (!msg.contains("method") && msg.contains("id") && !connected_)
+      return;  // a reply to a gone server
     forward(std::move(body));
   }
 
@@ -175,10 +190,13 @@ class Bridge {
         if (msg.contains("result") && msg["result"].is_object()) {
           const json& caps = msg["result"].value("capabilities", json::object());
           const std::string enc = caps.value("positionEncoding", "utf-16");
-          encoding_ = enc == "utf-8" ? PositionEncoding::kUtf8 : enc == "utf-32" ? PositionEncoding::kUtf32
-                                                                                  : PositionEncoding::kUtf16;
-        } else if (msg.contains("error") && msg["error"].value("code", 0) == static_cast<int>(ErrorCode::kUnauthorized)) {
-          spdlog::error("ghostd connect: {} refused the token: {}", url(), msg["error"].value("message", ""));
+          encoding_ = enc == "utf-8"    ? PositionEncoding::kUtf8
+                      : enc == "utf-32" ? PositionEncoding::kUtf32
+                                        : PositionEncoding::kUtf16;
+        } else if (msg.contains("error") &&
+                   msg["error"].value("code", 0) == static_cast<int>(ErrorCode::kUnauthorized)) {
+          spdlog::error("ghostd connect: {} refused the token: {}", url(),
+                        msg["error"].value("message", ""));
           give_up_ = true;
         }
       }
@@ -191,73 +209,87 @@ class Bridge {
     if (!msg.contains("result")) {
       spdlog::error("ghostd connect: {} refused the replayed initialize: {}", url(),
                     msg.value("error", json::object()).value("message", std::string("?")));
-      if (msg.contains("error") && msg["error"].value("code", 0) == static_cast<int>(ErrorCode::kUnauthorized)) {
+      if (msg.contains("error") &&
+          msg["error"].value("code", 0) == static_cast<int>(ErrorCode::kUnauthorized)) {
         give_up_ = true;
       }
       server_->close();
       return;
     }
-    if (initialized_) server_->send(dump_json({{"jsonrpc", "2.0"}, {"method", "initialized"}, {"params", json::object()}}));
+    if (initialized_)
+      server_->send(
+          dump_json({{"jsonrpc", "2.0"}, {"method", "initialized"}, {"params", json::object()}}));
     for (const Document* d : docs_.in_open_order()) {
-      json item = {{"uri", d->uri()}, {"languageId", d->language_id()}, {"version", d->version()},
+      json item = {{"uri", d->uri()},
+                   {"languageId", d->language_id()},
+                   {"version", d->version()},
                    {"text", d->text().str()}};
-      json open = {{"jsonrpc", "2.0"}, {"method", "textDocument/didOpen"}, {"params", {{"textDocument", item}}}};
+      json open = {{"jsonrpc", "2.0"},
+                   {"method", "textDocument/didOpen"},
+                   {"params", {{"textDocument", item}}}};
       server_->send(dump_json(open));
     }
     connected_ = true;
-    spdlog::info("ghostd connect: reconnected to {}; replayed {} open documents", url(), docs_.size());
+    spdlog::info("ghostd connect: reconnected to {}; replayed {} open documents", url(),
+                 docs_.size());
   }
 
-  std::string url() const { return (target_.tls ? "tls://" : "tcp://") + target_.host + ":" + target_.port; }
+  std::string url() const {
+    return (target_.tls ? "tls://" : "tcp://") + target_.host + ":" + target_.port;
+  }
 
   void connect() {
     if (exiting_ || editor_closed_) return;
-    resolver_.async_resolve(target_.host, target_.port,
-                            [this](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
-                              if (ec) {
-                                spdlog::warn("ghostd connect: {}: {}", url(), ec.message());
-                                retry();
-                                return;
-                              }
-                              auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
-                              asio::async_connect(*socket, results,
-                                                  [this, socket](const asio::error_code& cec, const auto&) {
-                                                    if (cec) {
-                                                      spdlog::warn("ghostd connect: {}: {}", url(), cec.message());
-                                                      retry();
-                                                      return;
-                                                    }
-                                                    asio::error_code nd;
-                                                    socket->set_option(asio::ip::tcp::no_delay(true), nd);
-                                                    on_connected(std::move(*socket));
-                                                  });
-                            });
+    resolver_.async_resolve(
+        target_.host, target_.port,
+        [this](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
+          if (ec) {
+            spdlog::warn("ghostd connect: {}: {}", url(), ec.message());
+            retry();
+            return;
+          }
+          auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
+          asio::async_connect(*socket, results,
+                              [this, socket](const asio::error_code& cec, const auto&) {
+                                if (cec) {
+                                  spdlog::warn("ghostd connect: {}: {}", url(), cec.message());
+                                  retry();
+                                  return;
+                                }
+                                asio::error_code nd;
+                                socket->set_option(asio::ip::tcp::no_delay(true), nd);
+                                on_connected(std::move(*socket));
+                              });
+        });
   }
 
   void on_connected(asio::ip::tcp::socket socket) {
     if (!tls_) {
-      attach(std::make_unique<StreamTransport<asio::ip::tcp::socket>>(std::move(socket), std::nullopt,
-                                                                        kDefaultMaxMessageBytes));
+      attach(std::make_unique<StreamTransport<asio::ip::tcp::socket>>(
+          std::move(socket), std::nullopt, kDefaultMaxMessageBytes));
       return;
     }
     auto stream = std::make_shared<TlsStream>(std::move(socket), *tls_);
     SSL_set_tlsext_host_name(stream->native_handle(), target_.host.c_str());  // SNI
     stream->set_verify_callback(asio::ssl::host_name_verification(target_.host));
-    stream->async_handshake(asio::ssl::stream_base::client, [this, stream](const asio::error_code& ec) {
-      if (ec) {
-        spdlog::warn("ghostd connect: TLS handshake with {}: {}", url(), ec.message());
-        retry();
-        return;
-      }
-      attach(std::make_unique<StreamTransport<TlsStream>>(std::move(*stream), std::nullopt, kDefaultMaxMessageBytes));
-    });
+    stream->async_handshake(
+        asio::ssl::stream_base::client, [this, stream](const asio::error_code& ec) {
+          if (ec) {
+            spdlog::warn("ghostd connect: TLS handshake with {}: {}", url(), ec.message());
+            retry();
+            return;
+          }
+          attach(std::make_unique<StreamTransport<TlsStream>>(std::move(*stream), std::nullopt,
+                                                              kDefaultMaxMessageBytes));
+        });
   }
 
   void attach(std::unique_ptr<Transport> t) {
     backoff_ = kFirstRetry;
     server_ = std::move(t);
     const uint64_t generation = ++generation_;
-    server_->start({[this](std::string body) { from_server(std::move(body)); }, {},
+    server_->start({[this](std::string body) { from_server(std::move(body)); },
+                    {},
                     [this, generation] {
                       // Destroyed after this handler returns, on the loop.
                       asio::post(io_, [this, generation] {
@@ -275,7 +307,10 @@ class Bridge {
       connected_ = true;
       return;
     }
-    server_->send(dump_json({{"jsonrpc", "2.0"}, {"id", kReplayId}, {"method", "initialize"}, {"params", *init_params_}}));
+    server_->send(dump_json({{"jsonrpc", "2.0"},
+                             {"id", kReplayId},
+                             {"method", "initialize"},
+                             {"params", *init_params_}}));
   }
 
   void server_gone() {
@@ -283,10 +318,12 @@ class Bridge {
     connected_ = false;
     server_.reset();
     for (auto& [_, id] : in_flight_) {
-      editor_->send(dump_json({{"jsonrpc", "2.0"}, {"id", id},
-                               {"error", {{"code", static_cast<int>(ErrorCode::kRequestFailed)},
-                                          {"message", "ghostd connect: the connection to " + url() +
-                                                          " closed; reconnecting"}}}}));
+      editor_->send(dump_json({{"jsonrpc", "2.0"},
+                               {"id", id},
+                               {"error",
+                                {{"code", static_cast<int>(ErrorCode::kRequestFailed)},
+                                 {"message", "ghostd connect: the connection to " + url() +
+                                                 " closed; reconnecting"}}}}));
     }
     in_flight_.clear();
     if (exiting_ || editor_closed_ || give_up_) {
@@ -356,7 +393,8 @@ std::string read_token_file(const std::string& path, std::string& error) {
   }
   std::string line;
   while (std::getline(in, line)) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+      line.pop_back();
     size_t start = line.find_first_not_of(" \t");
     if (start != std::string::npos && line[start] != '#') return line.substr(start);
   }
@@ -380,11 +418,14 @@ int run_connect(std::span<char*> args) {
       std::fputs(kUsage, stdout);
       return 0;
     } else if (a == "--token-file") {
-      if (!value(token_file)) return std::fprintf(stderr, "ghostd connect: --token-file: missing value\n"), 2;
+      if (!value(token_file))
+        return std::fprintf(stderr, "ghostd connect: --token-file: missing value\n"), 2;
     } else if (a == "--ca-file") {
-      if (!value(ca_file)) return std::fprintf(stderr, "ghostd connect: --ca-file: missing value\n"), 2;
+      if (!value(ca_file))
+        return std::fprintf(stderr, "ghostd connect: --ca-file: missing value\n"), 2;
     } else if (a == "--log-level") {
-      if (!value(log_level)) return std::fprintf(stderr, "ghostd connect: --log-level: missing value\n"), 2;
+      if (!value(log_level))
+        return std::fprintf(stderr, "ghostd connect: --log-level: missing value\n"), 2;
     } else if (a == "--insecure") {
       insecure = true;
     } else if (!a.starts_with("--") && url.empty()) {
@@ -396,8 +437,9 @@ int run_connect(std::span<char*> args) {
   }
   auto target = parse_target(url);
   if (!target) {
-    std::fprintf(stderr, "ghostd connect: expected tls://HOST:PORT or tcp://HOST:PORT, got '%s'\n%s", url.c_str(),
-                 kUsage);
+    std::fprintf(stderr,
+                 "ghostd connect: expected tls://HOST:PORT or tcp://HOST:PORT, got '%s'\n%s",
+                 url.c_str(), kUsage);
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -406,7 +448,8 @@ int run_connect(std::span<char*> args) {
     auto ip = asio::ip::make_address(target->host == "localhost" ? "127.0.0.1" : target->host, ec);
     if (ec || !ip.is_loopback()) {
       std::fprintf(stderr,
-                   "ghostd connect: tcp://%s is not loopback: the code you type would cross the network in clear "
+                   "ghostd connect: tcp://%s is not loopback: the code you type would cross the "
+                   "network in clear "
                    "text. Use tls://, or --insecure on a network you trust\n",
                    target->host.c_str());
       return 2;
@@ -429,7 +472,10 @@ int run_connect(std::span<char*> args) {
     } else {
       tls->set_default_verify_paths(ec);
     }
-    if (ec) return std::fprintf(stderr, "ghostd connect: --ca-file %s: %s\n", ca_file.c_str(), ec.message().c_str()), 2;
+    if (ec)
+      return std::fprintf(stderr, "ghostd connect: --ca-file %s: %s\n", ca_file.c_str(),
+                          ec.message().c_str()),
+             2;
     tls->set_verify_mode(asio::ssl::verify_peer);
   }
   asio::io_context io;

@@ -109,7 +109,8 @@ class PrefixCache {
     bool live = false;
   };
 
-  int32_t find_child(int32_t parent, int32_t salt, uint64_t hash, std::span<const int32_t> tokens) const;
+  int32_t find_child(int32_t parent, int32_t salt, uint64_t hash,
+                     std::span<const int32_t> tokens) const;
   int32_t doc_index(std::string_view document_id);
   int32_t salt_index(std::string_view salt);
   void touch(Node& node, int32_t doc);

@@ -166,18 +166,22 @@ size_t Scheduler::fair_order(std::vector<Job*>& order) const {
   // Each session's jobs in its own order; sessions keyed by (priority, tenant, session).
   using SessionKey = std::tuple<int, std::string_view, uint64_t>;
   std::map<SessionKey, std::vector<Job*>> by_session;
-  for (Job* j : order) by_session[{static_cast<int>(j->priority), j->tenant, j->session_id}].push_back(j);
+  for (Job* j : order)
+    by_session[{static_cast<int>(j->priority), j->tenant, j->session_id}].push_back(j);
   std::set<std::pair<std::string_view, uint64_t>> distinct;
   // Per (priority, tenant): its sessions, first job first.
   std::map<std::pair<int, std::string_view>, std::vector<std::vector<Job*>*>> by_tenant;
   for (auto& [key, jobs] : by_session) {
-    std::sort(jobs.begin(), jobs.end(), [&](const Job* a, const Job* b) { return own_key(a) < own_key(b); });
+    std::sort(jobs.begin(), jobs.end(),
+              [&](const Job* a, const Job* b) { return own_key(a) < own_key(b); });
     by_tenant[{std::get<0>(key), std::get<1>(key)}].push_back(&jobs);
     distinct.insert({std::get<1>(key), std::get<2>(key)});
   }
   for (auto& [key, sess] : by_tenant) {
     std::sort(sess.begin(), sess.end(),
-              [&](const std::vector<Job*>* a, const std::vector<Job*>* b) { return own_key(a->front()) < own_key(b->front()); });
+              [&](const std::vector<Job*>* a, const std::vector<Job*>* b) {
+                return own_key(a->front()) < own_key(b->front());
+              });
     // Sessions take turns within the tenant: the k-th job of the i-th session
     // is the tenant's (k * sessions + i)-th; tenants then take turns by that.
     for (size_t i = 0; i < sess.size(); ++i) {

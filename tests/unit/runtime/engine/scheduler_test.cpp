@@ -433,8 +433,8 @@ TEST_CASE("stop, cancel during a step, failed step and drain each end a job exac
 }
 
 namespace {
-CompletionJob owned_job(std::vector<int32_t> prompt, int max_new, std::string tenant, uint64_t session,
-                        std::string doc) {
+CompletionJob owned_job(std::vector<int32_t> prompt, int max_new, std::string tenant,
+                        uint64_t session, std::string doc) {
   CompletionJob j = make_job(std::move(prompt), max_new, Priority::kInteractive, std::move(doc));
   j.tenant = std::move(tenant);
   j.session_id = session;
@@ -442,19 +442,24 @@ CompletionJob owned_job(std::vector<int32_t> prompt, int max_new, std::string te
   return j;
 }
 
-std::map<uint64_t, int> slots_per_session(const StepPlan& p, const std::map<JobId, uint64_t>& owner) {
+std::map<uint64_t, int> slots_per_session(const StepPlan& p,
+                                          const std::map<JobId, uint64_t>& owner) {
   std::map<uint64_t, int> n;
   for (const auto& s : p.seqs) ++n[owner.at(s.id)];
   return n;
 }
 }  // namespace
 
-TEST_CASE("fairness: a quiet session's keystroke is not queued behind a flooding session's backlog") {
+TEST_CASE(
+    "fairness: a quiet session's keystroke is not queued behind a flooding session's backlog") {
   Harness h(256, 4, SchedulerConfig{.max_batch_tokens = 64, .max_batch_seqs = 4});
   std::map<JobId, uint64_t> owner;
   // Session 1 floods: 12 jobs, all submitted (and so due) before the keystroke.
   for (JobId id = 1; id <= 12; ++id) {
-    h.sched.submit(id, owned_job(seq_tokens(6, static_cast<int>(id)), 30, "t", 1, "flood" + std::to_string(id)), h.now);
+    h.sched.submit(
+        id,
+        owned_job(seq_tokens(6, static_cast<int>(id)), 30, "t", 1, "flood" + std::to_string(id)),
+        h.now);
     owner[id] = 1;
   }
   h.step();
@@ -483,15 +488,18 @@ TEST_CASE("fairness: tenants share the batch equally, then the sessions of a ten
     std::string tenant = s == 4 ? "B" : "A";
     tenant_of[s] = tenant;
     for (int k = 0; k < 6; ++k, ++id) {
-      h.sched.submit(id, owned_job(seq_tokens(5, static_cast<int>(id)), 8, tenant, s, "d" + std::to_string(id)), h.now);
+      h.sched.submit(
+          id,
+          owned_job(seq_tokens(5, static_cast<int>(id)), 8, tenant, s, "d" + std::to_string(id)),
+          h.now);
       owner[id] = s;
     }
   }
   StepPlan p = h.step();
   auto n = slots_per_session(p, owner);
   CHECK(p.seqs.size() == 8);
-  CHECK(n[4] == 4);                   // tenant B: half the batch
-  CHECK(n[1] + n[2] + n[3] == 4);     // tenant A: the other half, spread over its sessions
+  CHECK(n[4] == 4);                // tenant B: half the batch
+  CHECK(n[1] + n[2] + n[3] == 4);  // tenant A: the other half, spread over its sessions
   for (uint64_t s : {1, 2, 3}) CHECK(n[s] >= 1);
   h.run_all();
   for (const auto& [jid, r] : h.results) CHECK(r.status == JobStatus::kFinished);
@@ -511,7 +519,8 @@ TEST_CASE("fairness: a long prefill takes its share of the step's tokens, not al
   REQUIRE(p.seqs.size() == 2);
   for (const auto& s : p.seqs) {
     CAPTURE(s.id);
-    CHECK(s.tokens.size() == (s.id == 1 ? 32u : 20u));  // 64 tokens / 2 sessions; the small job fits
+    CHECK(s.tokens.size() ==
+          (s.id == 1 ? 32u : 20u));  // 64 tokens / 2 sessions; the small job fits
   }
   h.run_all();
   CHECK(h.results[1].tokens == reference(big));
