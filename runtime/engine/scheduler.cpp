@@ -159,7 +159,7 @@ void Scheduler::make_room(int need, const std::vector<Job*>& order, size_t after
   }
 }
 
-size_t Scheduler::fair_order(std::vector<Job*>& order) const {
+Scheduler::Shares Scheduler::fair_order(std::vector<Job*>& order) const {
   auto own_key = [](const Job* j) {
     return std::make_tuple(state_rank(j->state), j->deadline, j->arrival);
   };
@@ -192,7 +192,22 @@ size_t Scheduler::fair_order(std::vector<Job*>& order) const {
     return std::make_tuple(static_cast<int>(a->priority), a->round, own_key(a)) <
            std::make_tuple(static_cast<int>(b->priority), b->round, own_key(b));
   });
-  return distinct.size();
+  // Shares: equal per tenant, then equal (rounded up) per session of a tenant.
+  Shares shares;
+  std::map<std::string_view, int> sessions_of;
+  for (const auto& [tenant, session] : distinct) ++sessions_of[tenant];
+  if (distinct.size() <= 1) return shares;
+  const int tenants = static_cast<int>(sessions_of.size());
+  const int bs = pool_.block_size();
+  const int tenant_tokens = std::max(bs, config_.max_batch_tokens / tenants);
+  const int tenant_seqs = std::max(1, config_.max_batch_seqs / tenants);
+  for (const auto& [tenant, n] : sessions_of) {
+    shares.tenant[tenant] = {tenant_tokens, tenant_seqs};
+    shares.session_of_tenant[tenant] = {std::max(bs, (tenant_tokens + n - 1) / n),
+                                        std::max(1, (tenant_seqs + n - 1) / n)};
+  }
+  shares.limited = true;
+  return shares;
 }
 
 StepPlan Scheduler::schedule(Clock::time_point now) {
@@ -212,13 +227,14 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
   std::vector<Job*> order;
   order.reserve(jobs_.size());
   for (auto& [id, job] : jobs_) order.push_back(&job);
-  const size_t sessions = fair_order(order);
+  const Shares shares = fair_order(order);
 
   // 3./4. Fill the batch.
   const int bs = pool_.block_size();
   int budget = config_.max_batch_tokens;
-  const int prefill_share =
-      sessions > 1 ? std::max(bs, config_.max_batch_tokens / static_cast<int>(sessions)) : budget;
+  // Tokens and sequences each tenant and session used in this step.
+  std::map<std::string_view, Share> tenant_used;
+  std::map<std::pair<std::string_view, uint64_t>, Share> session_used;
   bool memory_blocked = false;
   std::vector<uint8_t> in_plan(order.size(), 0);
   for (size_t i = 0; i < order.size(); ++i) {
@@ -226,6 +242,16 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     Job& job = *order[i];
     const bool admitting = job.blocks.empty();
     if (admitting && memory_blocked) continue;
+    // Its owner's share of the step: what is left of the tenant's and the session's.
+    int share_left = budget;
+    Share& tu = tenant_used[job.tenant];
+    Share& su = session_used[{job.tenant, job.session_id}];
+    if (shares.limited) {
+      const Share& tc = shares.tenant.at(job.tenant);
+      const Share& sc = shares.session_of_tenant.at(job.tenant);
+      share_left = std::min({share_left, tc.tokens - tu.tokens, sc.tokens - su.tokens});
+      if (share_left <= 0 || tu.seqs >= tc.seqs || su.seqs >= sc.seqs) continue;
+    }
     int reused = 0;
     if (admitting && cache_ != nullptr) {
       std::span<const int32_t> all(job.tokens);
@@ -241,10 +267,10 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     if (pending == 1) {
       const int remaining_new = job.max_new_tokens - job.generated();
       k = std::max(0, std::min({static_cast<int>(job.draft.size()), config_.max_draft_tokens,
-                                budget - 1, remaining_new - 1}));
+                                share_left - 1, remaining_new - 1}));
       n = 1 + k;
     } else {
-      n = std::min({pending, budget, prefill_share});
+      n = std::min(pending, share_left);
     }
     if (job.blocks.blocks_needed(pool_, n) > pool_.num_free()) {
       const int avail = pool_.num_free() + reclaimable_blocks(order, i);
@@ -280,6 +306,10 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     if (pending > 1) plan.num_prefill_tokens += n;
     plan.num_tokens += n;
     budget -= n;
+    tu.tokens += n;
+    su.tokens += n;
+    ++tu.seqs;
+    ++su.seqs;
     job.draft.clear();  // proposed against this position only
     plan.seqs.push_back(std::move(s));
     in_plan[i] = 1;

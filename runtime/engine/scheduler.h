@@ -18,8 +18,13 @@
 //     and a quiet session's keystroke is in the first round, never behind
 //     another session's backlog. Within a session running jobs keep their
 //     slot (no thrashing); across classes the higher class always goes first.
-//     While several sessions have work, one prefill chunk takes at most an
-//     equal share of max_batch_tokens (at least a block).
+//     While several sessions have work, each tenant gets at most an equal
+//     share of the step (max_batch_tokens and max_batch_seqs over the
+//     tenants with jobs) and each of its sessions an equal part of that
+//     (rounded up; at least a block of tokens and one sequence). Capacity a
+//     session cannot use is not handed to another beyond its share: a
+//     flooding session gets its share, not more, so the steps the others
+//     wait for stay small.
 //  3. Walking that order under max_batch_tokens and max_batch_seqs, each job
 //     asks for its tokens: a decode position (1 token, or 1 + k draft tokens to
 //     verify, all logits) when only its last token is pending, else a prefill
@@ -44,6 +49,7 @@
 
 #include <map>
 #include <optional>
+#include <string_view>
 #include <span>
 #include <string>
 #include <vector>
@@ -168,8 +174,18 @@ class Scheduler {
   void cache_blocks(const Job& job);
   int reclaimable_blocks(const std::vector<Job*>& order, size_t after) const;
   void make_room(int need, const std::vector<Job*>& order, size_t after, StepPlan& plan);
-  // Step 2: sorts `order` and returns how many sessions have jobs in it.
-  size_t fair_order(std::vector<Job*>& order) const;
+  struct Share {
+    int tokens = 0;
+    int seqs = 0;
+  };
+  // Caps per step while more than one session has jobs (else !limited).
+  struct Shares {
+    bool limited = false;
+    std::map<std::string_view, Share> tenant;             // per tenant
+    std::map<std::string_view, Share> session_of_tenant;  // per session of that tenant
+  };
+  // Step 2: sorts `order`; returns the shares of step 3.
+  Shares fair_order(std::vector<Job*>& order) const;
 
   SchedulerConfig config_;
   BlockPool& pool_;

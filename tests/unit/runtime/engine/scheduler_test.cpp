@@ -468,10 +468,11 @@ TEST_CASE(
   h.sched.submit(100, key, h.now);
   owner[100] = 2;
   StepPlan p = h.step();
-  // Without fairness the quiet job would wait for 8 of the flood's jobs to finish.
+  // Without fairness the quiet job would wait for 8 of the flood's jobs to
+  // finish; with it the flood keeps its share (2 of 4 slots), not more.
   auto n = slots_per_session(p, owner);
   CHECK(n[2] == 1);
-  CHECK(n[1] == 3);
+  CHECK(n[1] == 2);
   h.run_all();
   CHECK(h.results[100].tokens == reference(key));
   CHECK(h.results[100].metrics.queue_ms <= 1.0);  // scheduled in the step after it arrived
@@ -528,17 +529,31 @@ TEST_CASE("fairness: a long prefill takes its share of the step's tokens, not al
   h.check_no_leaks();
 }
 
-TEST_CASE("fairness never overrides priority classes") {
+TEST_CASE("fairness: priority decides within each session's share") {
   Harness h(256, 4, SchedulerConfig{.max_batch_seqs = 2});
   h.sched.submit(1, owned_job(seq_tokens(6, 1), 10, "t", 1, "a"), h.now);
-  h.sched.submit(2, owned_job(seq_tokens(6, 2), 10, "t", 1, "b"), h.now);
   CompletionJob prefetch = owned_job(seq_tokens(6, 3), 10, "t", 2, "c");
   prefetch.priority = Priority::kPrefetch;
-  h.sched.submit(3, prefetch, h.now);
+  h.sched.submit(2, prefetch, h.now);  // session 2's prefetch arrives first
+  h.sched.submit(3, owned_job(seq_tokens(6, 2), 10, "t", 2, "b"), h.now);
   StepPlan p = h.step();
   std::set<JobId> ids;
   for (const auto& s : p.seqs) ids.insert(s.id);
-  CHECK(ids == std::set<JobId>{1, 2});
+  CHECK(ids == std::set<JobId>{1, 3});  // session 2's slot goes to its interactive job
+  h.run_all();
+  h.check_no_leaks();
+}
+
+TEST_CASE("fairness: a lone session still gets the whole step") {
+  Harness h(256, 4, SchedulerConfig{.max_batch_tokens = 64, .max_batch_seqs = 4});
+  for (JobId id = 1; id <= 6; ++id) {
+    h.sched.submit(
+        id, owned_job(seq_tokens(40, static_cast<int>(id)), 4, "t", 1, "d" + std::to_string(id)),
+        h.now);
+  }
+  StepPlan p = h.step();
+  CHECK(p.seqs.size() == 2);  // 40 + 24 tokens: the budget, not a share
+  CHECK(p.num_tokens == 64);
   h.run_all();
   h.check_no_leaks();
 }
