@@ -102,6 +102,9 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   job.prompt = std::move(prompt.tokens);
   job.document_id = input.document_id;
   job.priority = input.priority;
+  job.tenant = input.tenant;
+  job.session_id = input.session_id;
+  job.cache_salt = input.tenant;  // isolation: no tenant reuses (or times) another's cached KV
   job.deadline = Clock::now() + settings.deadline;
   job.sampling = settings.sampling;
   job.stop.max_new_tokens = settings.max_tokens;

@@ -29,6 +29,8 @@ struct CompletionInput {
   std::string path;
   std::vector<ContextFile> context;
   ghostd::runtime::Priority priority = ghostd::runtime::Priority::kInteractive;
+  std::string tenant;      // fair scheduling and the prefix-cache salt
+  uint64_t session_id = 0;
 };
 
 struct CompletionSettings {

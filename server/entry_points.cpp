@@ -10,13 +10,18 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <list>
+#include <set>
 
 #include "server/lsp_server.h"
 #include "server/stream_transport.h"
@@ -47,18 +52,27 @@ std::unique_ptr<MetricsLog> open_metrics(const ServerOptions& options) {
 // Thread-safety: not thread-safe; on the io_context's thread.
 class Sessions {
  public:
-  Sessions(const ServerOptions& options, rt::EngineInterface& engine, ModelState& model, MetricsLog* metrics)
-      : options_(options), engine_(engine), model_(model), metrics_(metrics) {}
+  Sessions(const ServerOptions& options, rt::EngineInterface& engine, ModelState& model, MetricsLog* metrics,
+           const TokenTable* tokens)
+      : options_(options), engine_(engine), model_(model), metrics_(metrics), tokens_(tokens) {}
 
   template <class Socket>
-  void add(Socket socket) {
+  void add(Socket socket, std::string peer) {
     if (stopping_) return;  // closing the socket refuses the late client
     auto ex = socket.get_executor();
     list_.push_back({});
     auto it = std::prev(list_.end());
     it->transport =
         std::make_unique<StreamTransport<Socket>>(std::move(socket), std::nullopt, options_.max_message_bytes);
-    it->server = std::make_unique<LspServer>(*it->transport, engine_, model_, options_, metrics_);
+    SessionContext context;
+    context.id = next_id_++;
+    context.remote = true;
+    context.peer = std::move(peer);
+    context.tokens = tokens_;
+    context.throttle = tokens_ ? &throttle_ : nullptr;
+    spdlog::debug("session {} from {}", context.id, context.peer);
+    it->server =
+        std::make_unique<LspServer>(*it->transport, engine_, model_, options_, metrics_, std::move(context));
     // `this` outlives every handler (see the top of the file); `it` stays
     // valid until the erase below, which is the only one.
     it->server->start([this, it, ex](int code) {
@@ -76,6 +90,7 @@ class Sessions {
   }
 
   void clear() { list_.clear(); }
+  bool stopping() const { return stopping_; }
 
  private:
   struct Session {
@@ -85,19 +100,30 @@ class Sessions {
   const ServerOptions& options_;
   rt::EngineInterface& engine_;
   ModelState& model_;
-  MetricsLog* metrics_;  // may be null; owned by run_lsp_socket's frame
+  MetricsLog* metrics_;       // may be null; owned by run_lsp_socket's frame
+  const TokenTable* tokens_;  // may be null; owned by run_lsp_socket's frame
+  AuthThrottle throttle_;
   std::list<Session> list_;
+  uint64_t next_id_ = 1;
   bool stopping_ = false;
 };
 
-// Accepts connections on one listening socket; each becomes a session.
+// Accepts connections on one listening socket; each becomes a session. With
+// a TLS context (TCP only) a connection first completes its handshake within
+// --handshake-timeout-ms; a peer whose first byte is not a TLS record (a
+// plain LSP client) gets a plain-text error reply saying so.
 // Thread-safety: not thread-safe; on the io_context's thread.
 template <class Acceptor>
 class Listener {
  public:
   using Socket = typename Acceptor::protocol_type::socket;
-  Listener(Acceptor acceptor, Sessions& sessions)
-      : acceptor_(std::move(acceptor)), retry_(acceptor_.get_executor()), sessions_(sessions) {}
+  static constexpr bool kTcp = std::is_same_v<Acceptor, asio::ip::tcp::acceptor>;
+  Listener(Acceptor acceptor, Sessions& sessions, asio::ssl::context* tls, std::chrono::milliseconds handshake_timeout)
+      : acceptor_(std::move(acceptor)),
+        retry_(acceptor_.get_executor()),
+        sessions_(sessions),
+        tls_(tls),
+        handshake_timeout_(handshake_timeout) {}
 
   void start() { accept_next(); }
   void close() {
@@ -105,9 +131,29 @@ class Listener {
     asio::error_code ec;
     acceptor_.close(ec);
     retry_.cancel();
+    // Their handlers run (aborted) and drop them.
+    for (const auto& h : handshakes_) h->stream.lowest_layer().close(ec);
   }
 
  private:
+  struct Handshake {
+    Handshake(Socket s, asio::ssl::context& ctx) : stream(std::move(s), ctx), timer(stream.get_executor()) {}
+    asio::ssl::stream<Socket> stream;
+    asio::steady_timer timer;
+    std::string peer;
+    std::array<char, 1> first{};
+  };
+
+  static std::string peer_of(const Socket& socket) {
+    if constexpr (kTcp) {
+      asio::error_code ec;
+      auto ep = socket.remote_endpoint(ec);
+      return ec ? std::string("unknown") : ep.address().to_string();
+    } else {
+      return "unix";
+    }
+  }
+
   void accept_next() {
     acceptor_.async_accept([this](const asio::error_code& ec, Socket socket) {
       if (closed_ || ec == asio::error::operation_aborted) return;
@@ -120,14 +166,74 @@ class Listener {
         });
         return;
       }
-      sessions_.add(std::move(socket));
+      std::string peer = peer_of(socket);
+      if (tls_ && !sessions_.stopping()) {
+        handshake(std::move(socket), std::move(peer));
+      } else {
+        sessions_.add(std::move(socket), std::move(peer));
+      }
       accept_next();
     });
+  }
+
+  void handshake(Socket socket, std::string peer) {
+    auto h = std::make_shared<Handshake>(std::move(socket), *tls_);
+    h->peer = std::move(peer);
+    handshakes_.insert(h);
+    h->timer.expires_after(handshake_timeout_);
+    h->timer.async_wait([h, ms = handshake_timeout_.count()](const asio::error_code& ec) {
+      if (ec) return;
+      spdlog::warn("TLS handshake from {}: not done within {} ms (--handshake-timeout-ms); closing", h->peer, ms);
+      asio::error_code close_ec;
+      h->stream.lowest_layer().close(close_ec);  // the pending operation ends with an error
+    });
+    // Peek at the first byte: a TLS handshake starts with record type 22.
+    h->stream.next_layer().async_receive(
+        asio::buffer(h->first), asio::socket_base::message_peek, [this, h](const asio::error_code& ec, size_t n) {
+          if (ec || n == 0 || closed_) {
+            finish(h);
+            return;
+          }
+          if (h->first[0] != 0x16) {
+            spdlog::warn("connection from {}: not TLS (plain LSP on a TLS port?); closing", h->peer);
+            static const std::string kBody =
+                R"({"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"this port speaks TLS: connect with TLS (tls://HOST:PORT), not plain TCP"}})";
+            auto reply = std::make_shared<std::string>(encode_frame(kBody));
+            asio::async_write(h->stream.next_layer(), asio::buffer(*reply), [this, h, reply](const asio::error_code&, size_t) {
+              asio::error_code sec;
+              h->stream.next_layer().shutdown(asio::socket_base::shutdown_send, sec);
+              finish(h);
+            });
+            return;
+          }
+          h->stream.async_handshake(asio::ssl::stream_base::server, [this, h](const asio::error_code& hs_ec) {
+            if (hs_ec) {
+              spdlog::warn("TLS handshake from {} failed: {}", h->peer, hs_ec.message());
+              finish(h);
+              return;
+            }
+            h->timer.cancel();
+            handshakes_.erase(h);
+            if (closed_) return;
+            sessions_.add(std::move(h->stream), h->peer);
+          });
+        });
+  }
+
+  // Ends a connection that never became a session.
+  void finish(const std::shared_ptr<Handshake>& h) {
+    h->timer.cancel();
+    asio::error_code ec;
+    h->stream.lowest_layer().close(ec);
+    handshakes_.erase(h);
   }
 
   Acceptor acceptor_;
   asio::steady_timer retry_;
   Sessions& sessions_;
+  asio::ssl::context* tls_;  // null: plain; owned by run_lsp_socket's frame
+  std::chrono::milliseconds handshake_timeout_;
+  std::set<std::shared_ptr<Handshake>> handshakes_;  // in progress
   bool closed_ = false;
 };
 
@@ -151,7 +257,7 @@ int run_lsp_stdio(const ServerOptions& options, rt::EngineInterface& engine, Mod
   int code = 1;
   {
     auto transport = make_stdio_transport(io.get_executor(), options.max_message_bytes);
-    LspServer server(*transport, engine, model, options, metrics.get());
+    LspServer server(*transport, engine, model, options, metrics.get(), SessionContext{.id = 1});
     asio::signal_set signals(io, SIGINT, SIGTERM);
     bool shutting_down = false;
     // The handlers below capture locals of this block by reference: the loop
@@ -176,8 +282,44 @@ int run_lsp_stdio(const ServerOptions& options, rt::EngineInterface& engine, Mod
 int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, ModelState& model,
                    std::function<void(unsigned short, std::function<void()>)> on_listening) {
   asio::io_context io;
+  asio::error_code ec;
+  std::optional<TokenTable> tokens;
+  if (!options.token_file.empty()) {
+    auto t = TokenTable::load(options.token_file);
+    if (!t.ok()) {
+      spdlog::error("{}", t.error().message);
+      return 1;
+    }
+    tokens.emplace(std::move(*t));
+    spdlog::info("--token-file {}: {} tokens; sessions must authenticate", options.token_file, tokens->size());
+  }
+  std::optional<asio::ssl::context> tls;
+  if (options.tls()) {
+    tls.emplace(asio::ssl::context::tls_server);
+    // TLS 1.2 and 1.3 only.
+    SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
+    tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                         asio::ssl::context::no_tlsv1_1,
+                     ec);
+    if (!ec) tls->use_certificate_chain_file(options.tls_cert, ec);
+    if (ec) {
+      spdlog::error("--tls-cert {}: {}", options.tls_cert, ec.message());
+      return 1;
+    }
+    tls->use_private_key_file(options.tls_key, asio::ssl::context::pem, ec);
+    if (ec) {
+      spdlog::error("--tls-key {}: {}", options.tls_key, ec.message());
+      return 1;
+    }
+    if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {
+      spdlog::error("--tls-key {} does not match the certificate in --tls-cert {}", options.tls_key, options.tls_cert);
+      return 1;
+    }
+  }
+  const std::chrono::milliseconds handshake_timeout(options.handshake_timeout_ms);
   auto metrics = open_metrics(options);
-  Sessions sessions(options, engine, model, metrics.get());
+  Sessions sessions(options, engine, model, metrics.get(), tokens ? &*tokens : nullptr);
   std::optional<Listener<asio::ip::tcp::acceptor>> tcp;
   std::optional<Listener<asio::local::stream_protocol::acceptor>> unix_socket;
   asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -197,7 +339,6 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
   // Thread-safe; valid until run_lsp_socket returns.
   auto stop = [&io, &shut_down] { asio::post(io, shut_down); };
 
-  asio::error_code ec;
   const std::string& addr = options.listen;
   unsigned short bound = 0;
   if (addr.starts_with("unix:")) {
@@ -213,7 +354,7 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
       return 1;
     }
     spdlog::info("listening on {}", addr);
-    unix_socket.emplace(std::move(acceptor), sessions);
+    unix_socket.emplace(std::move(acceptor), sessions, nullptr, handshake_timeout);
     unix_socket->start();
   } else {
     size_t colon = addr.rfind(':');
@@ -230,6 +371,17 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
       spdlog::error("--listen {}: bad address: {}", addr, ec.message());
       return 1;
     }
+    if (!ip.is_loopback() && !(tls && tokens)) {
+      if (!options.insecure) {
+        spdlog::error("--listen {}: refusing a non-loopback address without TLS and tokens: anyone who can reach it "
+                      "could read the code editors send and use the daemon. Pass --tls-cert, --tls-key and "
+                      "--token-file, or --insecure on a network you trust",
+                      addr);
+        return 1;
+      }
+      spdlog::warn("--listen {} --insecure: serving {} without {}", addr, ip.to_string(),
+                   tls ? "tokens" : tokens ? "TLS" : "TLS or tokens");
+    }
     asio::ip::tcp::acceptor acceptor(io);
     asio::ip::tcp::endpoint ep(ip, port);
     acceptor.open(ep.protocol(), ec);
@@ -241,8 +393,8 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
       return 1;
     }
     bound = acceptor.local_endpoint().port();
-    spdlog::info("listening on {}:{}", ip.to_string(), bound);
-    tcp.emplace(std::move(acceptor), sessions);
+    spdlog::info("listening on {}:{}{}", ip.to_string(), bound, tls ? " (TLS)" : "");
+    tcp.emplace(std::move(acceptor), sessions, tls ? &*tls : nullptr, handshake_timeout);
     tcp->start();
   }
   signals.async_wait([&shut_down](const asio::error_code& sig_ec, int signo) {

@@ -24,6 +24,7 @@ enum class ErrorCode : int {
   kInvalidParams = -32602,
   kInternalError = -32603,
   kServerNotInitialized = -32002,
+  kUnauthorized = -32001,  // ghostd: missing or wrong initializationOptions.token
   kRequestFailed = -32803,
   kRequestCancelled = -32800,
   kContentModified = -32801,

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "server/version.h"
 
@@ -49,13 +50,18 @@ struct LspServer::PendingCompletion {
 };
 
 LspServer::LspServer(Transport& transport, rt::EngineInterface& engine, ModelState& model, ServerOptions options,
-                     MetricsLog* metrics)
+                     MetricsLog* metrics, SessionContext context)
     : transport_(transport),
       model_(model),
       options_(std::move(options)),
       metrics_(metrics),
       dispatcher_([this](std::string body) { transport_.send(std::move(body)); }),
-      core_(transport.executor(), engine) {
+      core_(transport.executor(), engine),
+      context_(std::move(context)),
+      first_message_timer_(transport.executor()),
+      idle_timer_(transport.executor()),
+      auth_timer_(transport.executor()) {
+  authenticated_ = context_.tokens == nullptr;
   register_handlers();
 }
 
@@ -78,12 +84,77 @@ void LspServer::start(std::function<void(int)> on_exit) {
       if (alive.lock()) on_model_update(s);
     });
   });
+  if (context_.remote) {
+    // Slowloris: a connection that has not sent a whole first message in
+    // time is closed, however slowly its bytes trickle in.
+    first_message_timer_.expires_after(std::chrono::milliseconds(options_.handshake_timeout_ms));
+    first_message_timer_.async_wait([this, alive](const asio::error_code& ec) {
+      if (ec || !alive.lock() || got_message_ || state_ == State::kExited) return;
+      spdlog::warn("session {} from {}: no message within {} ms; closing", context_.id, context_.peer,
+                   options_.handshake_timeout_ms);
+      refuse("no initialize within " + std::to_string(options_.handshake_timeout_ms) +
+                 " ms (--handshake-timeout-ms); closing",
+             nullptr);
+    });
+    arm_idle_timer();
+  }
   transport_.start({
-      [this](std::string body) { dispatcher_.dispatch(body); },
+      [this](std::string body) { on_message(std::move(body)); },
       [this](const Frame& f) { on_frame_error(f); },
       [this] {
         if (state_ != State::kExited) finish_exit(state_ == State::kShutdown ? 0 : 1);
       },
+  });
+}
+
+void LspServer::on_message(std::string body) {
+  got_message_ = true;
+  last_message_ = Clock::now();
+  if (!authenticated_ && state_ != State::kExited) {
+    // Before a valid token only one initialize may come; anything else ends
+    // the connection, so an unauthenticated peer reaches no other handler.
+    json msg = json::parse(body, nullptr, false);
+    const bool is_initialize = msg.is_object() && msg.contains("id") && msg.value("method", "") == "initialize";
+    if (!is_initialize || held_initialize_) {
+      json id = msg.is_object() && msg.contains("id") && (msg["id"].is_string() || msg["id"].is_number_integer())
+                    ? msg["id"]
+                    : json(nullptr);
+      spdlog::warn("session {} from {}: a message before authentication; closing", context_.id, context_.peer);
+      refuse("authentication required: the first message must be 'initialize' with initializationOptions.token",
+             id);
+      return;
+    }
+  }
+  dispatcher_.dispatch(body);
+}
+
+void LspServer::refuse(const std::string& message, const json& id) {
+  if (state_ == State::kExited) return;
+  dispatcher_.send_error(ErrorCode::kUnauthorized, message, id);
+  finish_exit(1);
+}
+
+void LspServer::arm_idle_timer() {
+  if (options_.idle_timeout_s <= 0) return;
+  const auto limit = std::chrono::seconds(options_.idle_timeout_s);
+  idle_timer_.expires_at(last_message_ + limit);
+  std::weak_ptr<int> alive = alive_;
+  idle_timer_.async_wait([this, alive, limit](const asio::error_code& ec) {
+    if (ec || !alive.lock() || state_ == State::kExited) return;
+    if (Clock::now() - last_message_ < limit) {
+      arm_idle_timer();  // a message came since: wait for the rest
+      return;
+    }
+    if (!pending_.empty()) {
+      // Waiting for its own answers is not idle.
+      last_message_ = Clock::now();
+      arm_idle_timer();
+      return;
+    }
+    spdlog::info("session {} from {}: idle for {} s; closing", context_.id, context_.peer, options_.idle_timeout_s);
+    log_message(1, "ghostd: closing the session: no message for " + std::to_string(options_.idle_timeout_s) +
+                       " s (--idle-timeout-s)");
+    finish_exit(1);
   });
 }
 
@@ -146,6 +217,11 @@ void LspServer::register_handlers() {
 }
 
 void LspServer::on_frame_error(const Frame& frame) {
+  if (!authenticated_) {
+    spdlog::warn("session {} from {}: malformed data before authentication; closing", context_.id, context_.peer);
+    refuse("authentication required; malformed message: " + frame.error, nullptr);
+    return;
+  }
   if (frame.kind == Frame::Kind::kTooLarge) {
     dispatcher_.send_error(ErrorCode::kInvalidRequest, frame.error);
   } else {
@@ -166,13 +242,67 @@ void LspServer::finish_exit(int code) {
   for (auto& k : keys) {
     if (auto it = pending_.find(k); it != pending_.end()) core_.cancel(it->second->ticket, CompletionOutcome::kCancelled);
   }
+  if (held_initialize_) {
+    (*held_initialize_)(RpcError{ErrorCode::kInvalidRequest, "session closed"});
+    held_initialize_.reset();
+  }
   state_ = State::kExited;
   exit_code_ = code;
+  first_message_timer_.cancel();
+  idle_timer_.cancel();
+  auth_timer_.cancel();
   transport_.close();
   if (on_exit_) on_exit_(code);
 }
 
 void LspServer::initialize(const json& params, ReplyOnce reply) {
+  if (authenticated_) {
+    authenticate_and_initialize(params, std::move(reply));
+    return;
+  }
+  // Repeated failures from this address: the attempt waits (the throttle
+  // grows the wait with each failure) before the token is even checked.
+  const auto wait = context_.throttle ? context_.throttle->delay(context_.peer, Clock::now())
+                                      : std::chrono::milliseconds(0);
+  if (wait.count() == 0) {
+    authenticate_and_initialize(params, std::move(reply));
+    return;
+  }
+  held_initialize_.emplace(std::move(reply));
+  held_params_ = params;
+  auth_timer_.expires_after(wait);
+  std::weak_ptr<int> alive = alive_;
+  auth_timer_.async_wait([this, alive](const asio::error_code& ec) {
+    if (ec || !alive.lock() || !held_initialize_ || state_ == State::kExited) return;
+    ReplyOnce r = std::move(*held_initialize_);
+    held_initialize_.reset();
+    authenticate_and_initialize(std::exchange(held_params_, json()), std::move(r));
+  });
+}
+
+void LspServer::authenticate_and_initialize(const json& params, ReplyOnce reply) {
+  if (!authenticated_) {
+    std::string token;
+    if (params.is_object() && params.contains("initializationOptions")) {
+      const json& io = params["initializationOptions"];
+      if (io.is_object() && io.contains("token") && io["token"].is_string()) token = io["token"];
+    }
+    std::optional<std::string> tenant = token.empty() ? std::nullopt : context_.tokens->tenant_for(token);
+    if (!tenant) {
+      if (context_.throttle) context_.throttle->record_failure(context_.peer, Clock::now());
+      spdlog::warn("session {} from {}: authentication failed ({})", context_.id, context_.peer,
+                   token.empty() ? "no token" : "unknown token");
+      reply(RpcError{ErrorCode::kUnauthorized, token.empty()
+                                                   ? "authentication required: initializationOptions.token is missing"
+                                                   : "authentication failed: unknown token"});
+      finish_exit(1);
+      return;
+    }
+    if (context_.throttle) context_.throttle->record_success(context_.peer);
+    authenticated_ = true;
+    tenant_ = *tenant;
+    spdlog::info("session {} from {}: tenant {}", context_.id, context_.peer, tenant_);
+  }
   auto p = parse_initialize(params);
   if (!p.ok()) {
     reply(RpcError{ErrorCode::kInvalidParams, p.error().message});
@@ -189,9 +319,27 @@ void LspServer::initialize(const json& params, ReplyOnce reply) {
   trace_ = p->trace;
   if (params.contains("rootUri") && params["rootUri"].is_string()) root_path_ = params["rootUri"];
   std::optional<std::string> option_error;
-  if (auto s = apply_initialization_options(options_, p->initialization_options); !s.ok()) {
+  ServerOptions applied = options_;
+  if (auto s = apply_initialization_options(applied, p->initialization_options); !s.ok()) {
     option_error = s.message();
+  } else if (applied.model != options_.model) {
+    // The client named a model: a --model NAME, or (stdio only: the editor's
+    // own process) a path. A socket client never makes the daemon open a path.
+    if (const std::string* path = find_named_model(options_, applied.model)) {
+      applied.model = *path;
+    } else if (context_.remote) {
+      std::string names;
+      for (const auto& [n, _] : options_.named_models) names += (names.empty() ? "" : ", ") + n;
+      spdlog::warn("session {} from {}: refused model '{}'", context_.id, context_.peer, applied.model);
+      reply(RpcError{ErrorCode::kInvalidParams,
+                     "initializationOptions.model: unknown model '" + applied.model + "'; " +
+                         (names.empty() ? std::string("this server offers no model choice (omit the option)")
+                                        : "this server offers: " + names) +
+                         " (remote sessions select models by name)"});
+      return;
+    }
   }
+  if (!option_error) options_ = applied;
   state_ = State::kRunning;
   json caps = {
       {"positionEncoding", position_encoding_name(encoding_)},
@@ -254,7 +402,32 @@ void LspServer::did_open(const json& params) {
   }
   auto& td = p->text_document;
   cancel_document_completions(td.uri, CompletionOutcome::kCancelled);
+  const Document* existing = docs_.find(td.uri);
+  const size_t replaced = existing ? existing->text().size() : 0;
+  std::string refused;
+  if (!existing && docs_.size() >= static_cast<size_t>(options_.max_documents)) {
+    refused = "the session has " + std::to_string(docs_.size()) + " open documents, the limit (--max-open-documents)";
+  } else if (document_bytes_ - replaced + td.text.size() > options_.max_document_bytes) {
+    refused = "the session's open documents would hold " + std::to_string(document_bytes_ - replaced + td.text.size()) +
+              " bytes, over the limit of " + std::to_string(options_.max_document_bytes) + " (--max-document-bytes)";
+  }
+  if (!refused.empty()) {
+    if (existing) forget_document(td.uri, refused);
+    log_message(1, "didOpen " + td.uri + " refused: " + refused);
+    if (refused_documents_.size() < static_cast<size_t>(options_.max_documents)) refused_documents_[td.uri] = refused;
+    return;
+  }
+  refused_documents_.erase(td.uri);
   docs_.open(td.uri, td.language_id, td.version, td.text);
+  document_bytes_ = document_bytes_ - replaced + td.text.size();
+}
+
+void LspServer::forget_document(const std::string& uri, const std::string& reason) {
+  if (const Document* d = docs_.find(uri)) {
+    document_bytes_ -= d->text().size();
+    docs_.close(uri);
+  }
+  if (refused_documents_.size() < static_cast<size_t>(options_.max_documents)) refused_documents_[uri] = reason;
 }
 
 void LspServer::did_change(const json& params) {
@@ -264,8 +437,20 @@ void LspServer::did_change(const json& params) {
     return;
   }
   cancel_document_completions(p->uri, CompletionOutcome::kCancelled);
+  const Document* before = docs_.find(p->uri);
+  const size_t old_size = before ? before->text().size() : 0;
   if (auto s = docs_.change(p->uri, p->version, p->changes, encoding_); !s.ok()) {
     log_message(2, "didChange: " + s.message());
+  }
+  if (const Document* after = docs_.find(p->uri)) {
+    document_bytes_ = document_bytes_ - old_size + after->text().size();
+    if (document_bytes_ > options_.max_document_bytes) {
+      const std::string reason = "an edit brought the session's open documents to " + std::to_string(document_bytes_) +
+                                 " bytes, over the limit of " + std::to_string(options_.max_document_bytes) +
+                                 " (--max-document-bytes); the document was dropped";
+      log_message(1, "didChange " + p->uri + ": " + reason);
+      forget_document(p->uri, reason);
+    }
   }
 }
 
@@ -276,6 +461,9 @@ void LspServer::did_close(const json& params) {
     return;
   }
   cancel_document_completions(p->uri, CompletionOutcome::kCancelled);
+  if (refused_documents_.erase(p->uri)) return;
+  const Document* d = docs_.find(p->uri);
+  if (d) document_bytes_ -= d->text().size();
   if (!docs_.close(p->uri)) log_message(2, "didClose for a document that is not open: " + p->uri);
 }
 
@@ -328,7 +516,10 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
   }
   const Document* doc = docs_.find(p->uri);
   if (!doc) {
-    reply(RpcError{ErrorCode::kInvalidParams, "document is not open: " + p->uri});
+    auto refused = refused_documents_.find(p->uri);
+    reply(RpcError{ErrorCode::kInvalidParams, refused == refused_documents_.end()
+                                                  ? "document is not open: " + p->uri
+                                                  : "document " + p->uri + " is not open: " + refused->second});
     return;
   }
   std::string key = dump_json(reply.id());
@@ -338,6 +529,12 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
   }
   // A newer request for the document supersedes the older ones: they get an empty result now.
   cancel_document_completions(p->uri, CompletionOutcome::kSuperseded);
+  if (pending_.size() >= static_cast<size_t>(options_.max_requests_in_flight)) {
+    reply(RpcError{ErrorCode::kRequestFailed, "too many requests in flight: " + std::to_string(pending_.size()) +
+                                                  " unanswered completions, the session's limit "
+                                                  "(--max-requests-in-flight); wait for answers"});
+    return;
+  }
 
   ModelSnapshot model = model_.snapshot();
   if (model.phase != ModelSnapshot::Phase::kReady || !model.info) {
@@ -345,6 +542,8 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
     if (metrics_) {  // every completion request gets its line, served or not
       CompletionRecord r;
       r.request_id = key;
+      r.tenant = tenant_;
+      r.session = context_.id;
       r.document = p->uri;
       r.method = inline_items ? "inline" : "completion";
       r.trigger = trigger_name(inline_items, p->trigger_kind);
@@ -392,6 +591,8 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
   }
   CompletionInput in;
   in.document_id = p->uri;
+  in.tenant = tenant_;
+  in.session_id = context_.id;
   in.prefix = text.substr(prefix_begin, offset - prefix_begin);
   in.suffix = text.substr(offset, static_cast<size_t>(st.budget.suffix_tokens) * 8);
   in.line_prefix = text.substr(line_start, offset - line_start);
@@ -459,6 +660,8 @@ void LspServer::reply_completion(const std::string& key, CompletionOutput out) {
   if (metrics_) {
     CompletionRecord r;
     r.request_id = p.request_id;
+    r.tenant = tenant_;
+    r.session = context_.id;
     r.document = p.uri;
     r.method = p.inline_items ? "inline" : "completion";
     r.trigger = p.trigger;

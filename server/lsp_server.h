@@ -3,6 +3,7 @@
 // completion core; the entry points below run sessions over stdio or sockets.
 #pragma once
 
+#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <unordered_map>
 
 #include "runtime/engine/engine_api.h"
+#include "server/auth.h"
 #include "server/completion.h"
 #include "server/documents.h"
 #include "server/jsonrpc.h"
@@ -23,12 +25,21 @@
 
 namespace ghostd::server {
 
+// Where a session comes from and what it may do (docs/deployment.md).
+struct SessionContext {
+  uint64_t id = 0;      // the daemon's session number: fair scheduling, metrics
+  bool remote = false;  // a socket session: models by name only, first-message and idle timeouts
+  std::string peer;     // the remote address, for logs and the throttle
+  const TokenTable* tokens = nullptr;  // set: the first message must be initialize with a valid token
+  AuthThrottle* throttle = nullptr;    // set with tokens
+};
+
 // Thread-safety: not thread-safe; lives on its transport's executor.
 class LspServer {
  public:
   // `metrics` may be null. Everything passed in must outlive the server.
   LspServer(Transport& transport, ghostd::runtime::EngineInterface& engine, ModelState& model,
-            ServerOptions options, MetricsLog* metrics);
+            ServerOptions options, MetricsLog* metrics, SessionContext context = {});
   ~LspServer();
   LspServer(const LspServer&) = delete;
   LspServer& operator=(const LspServer&) = delete;
@@ -45,12 +56,19 @@ class LspServer {
   PositionEncoding encoding() const { return encoding_; }
   const DocumentStore& documents() const { return docs_; }
   size_t pending_requests() const { return pending_.size(); }
+  const std::string& tenant() const { return tenant_; }
 
  private:
   enum class State { kUninitialized, kRunning, kShutdown, kExited };
   struct PendingCompletion;
 
   void register_handlers();
+  void on_message(std::string body);
+  // Ends an unauthenticated session with an error reply (`id` may be null).
+  void refuse(const std::string& message, const json& id);
+  void authenticate_and_initialize(const json& params, ReplyOnce reply);
+  void arm_idle_timer();
+  void forget_document(const std::string& uri, const std::string& reason);
   void on_frame_error(const Frame& frame);
   void on_model_update(const ModelSnapshot& s);
   void log_message(int type, const std::string& message);
@@ -88,6 +106,22 @@ class LspServer {
   std::shared_ptr<Mailbox> mailbox_;  // model-state updates arrive through it
   std::function<void(int)> on_exit_;
   std::optional<int> exit_code_;
+
+  SessionContext context_;
+  std::string tenant_;
+  bool authenticated_ = false;
+  bool got_message_ = false;
+  size_t document_bytes_ = 0;  // all open documents together (--max-document-bytes)
+  // Documents a limit refused or dropped: completions on them name the reason.
+  std::unordered_map<std::string, std::string> refused_documents_;
+  std::chrono::steady_clock::time_point last_message_ = std::chrono::steady_clock::now();
+  asio::steady_timer first_message_timer_;
+  asio::steady_timer idle_timer_;
+  asio::steady_timer auth_timer_;
+  // An initialize held back by the auth throttle (declared after the
+  // dispatcher: destroyed before it, so its drop-reply can still be sent).
+  std::optional<ReplyOnce> held_initialize_;
+  json held_params_;
 };
 
 // Serves one session over fds 0/1 until exit; returns the exit code.

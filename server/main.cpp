@@ -8,6 +8,7 @@
 
 #include "runtime/core/log.h"
 #include "server/cli_commands.h"
+#include "server/connect.h"
 #include "server/serve.h"
 #include "server/version.h"
 
@@ -20,6 +21,7 @@ void print_help() {
       "  ghostd [serve] [options]          run the language server (stdio; see docs/configuration.md)\n"
       "  ghostd generate --model PATH --prompt TEXT [options]   generate text, print tokens/s\n"
       "  ghostd tokenize --model PATH [--decode] [--no-special] text to ids (or back) on stdin\n"
+      "  ghostd connect tls://HOST:PORT [options]  stdio bridge to a shared `ghostd serve --listen`\n"
       "  ghostd --version | --help\n\n"
       "Each command answers --help with its options.\n"
       "--model takes a Hugging Face directory or a GGUF file.\n"
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   if (cmd == "serve") return ghostd::server::run_serve(rest, argv[0]);
   if (cmd == "generate") return ghostd::server::run_generate(rest);
   if (cmd == "tokenize") return ghostd::server::run_tokenize(rest);
+  if (cmd == "connect") return ghostd::server::run_connect(rest);
   std::fprintf(stderr, "ghostd: unknown command '%s' (try --help)\n", argv[1]);
   return 2;
 }

@@ -15,6 +15,8 @@ std::string to_json_line(const CompletionRecord& r) {
   nlohmann::json j = {
       {"type", "completion"},
       {"request_id", r.request_id},
+      {"tenant", r.tenant},
+      {"session", r.session},
       {"document", r.document},
       {"method", r.method},
       {"trigger", r.trigger},

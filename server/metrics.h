@@ -18,6 +18,8 @@ namespace ghostd::server {
 
 struct CompletionRecord {
   std::string request_id;
+  std::string tenant;    // from the session's token; empty without --token-file
+  uint64_t session = 0;  // the daemon's session number
   std::string document;
   std::string method;   // inline or completion
   std::string trigger;  // invoked | automatic | character

@@ -1,6 +1,7 @@
 #include "server/options.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <iterator>
 #include <string_view>
@@ -43,7 +44,19 @@ const char* server_options_help() {
          "  --log-level LEVEL        trace|debug|info|warn|error|off (info)\n"
          "  --threads N              CPU backend threads (0 = all cores)\n"
          "  --device DEV             cpu, cuda, cuda:N or auto (cpu)\n"
-         "  --kv-memory-mb N         KV cache budget in MiB (0 = the engine's default)\n";
+         "  --kv-memory-mb N         KV cache budget in MiB (0 = the engine's default)\n"
+         "  --model NAME=PATH        a model clients may select by name (repeatable; with --listen\n"
+         "                           clients can select nothing else)\n"
+         "remote editors (with --listen; docs/deployment.md):\n"
+         "  --tls-cert PEM           TLS certificate chain for the TCP listener (TLS 1.2+)\n"
+         "  --tls-key PEM            its private key\n"
+         "  --token-file PATH        lines 'TENANT TOKEN'; sessions send initializationOptions.token\n"
+         "  --insecure               allow a non-loopback address without TLS and tokens\n"
+         "  --handshake-timeout-ms N TLS handshake, then the first message, within N ms (10000)\n"
+         "  --idle-timeout-s N       close a session that sends nothing for N s (0 = never)\n"
+         "  --max-open-documents N   open documents per session (1000)\n"
+         "  --max-document-bytes N   bytes of all open documents of a session (268435456)\n"
+         "  --max-requests-in-flight N  unanswered completion requests per session (64)\n";
 }
 
 namespace {
@@ -62,8 +75,15 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--model",          "--draft-model",       "--max-tokens", "--context-budget",
         "--suffix-tokens",  "--context-tokens",    "--deadline-ms", "--max-lines",
         "--metrics-log",    "--metrics-summary-s", "--listen",      "--max-message-bytes",
-        "--log-level",      "--threads",           "--kv-memory-mb", "--device"};
+        "--log-level",      "--threads",           "--kv-memory-mb", "--device",
+        "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
+        "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight"};
     std::string_view name = flag.substr(0, flag.find('='));
+    if (name == "--insecure") {
+      if (flag != name) return Error{"--insecure takes no value"};
+      o.insecure = true;
+      continue;
+    }
     if (name != "--no-draft" &&
         std::find(std::begin(kValueFlags), std::end(kValueFlags), name) == std::end(kValueFlags)) {
       return Error{"unknown flag " + std::string(name) + " (see --help)"};
@@ -83,7 +103,19 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
     };
     Status s;
     if (flag == "--model") {
-      o.model = value;
+      // NAME=PATH when what comes before '=' is a plain name (paths have a '/' or a dot-free tail).
+      size_t eq = value.find('=');
+      std::string_view n = value.substr(0, eq == std::string_view::npos ? 0 : eq);
+      if (!n.empty() && std::all_of(n.begin(), n.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+          })) {
+        if (value.size() == eq + 1) return Error{"--model " + std::string(value) + ": missing the path after '='"};
+        if (find_named_model(o, n)) return Error{"--model: the name '" + std::string(n) + "' is given twice"};
+        o.named_models.emplace_back(std::string(n), std::string(value.substr(eq + 1)));
+      } else {
+        if (!o.model.empty()) return Error{"--model: only one unnamed model (name the others: --model NAME=PATH)"};
+        o.model = value;
+      }
     } else if (flag == "--draft-model") {
       return Error{std::string(kNoDraftModel)};
     } else if (flag == "--no-draft") {
@@ -118,12 +150,47 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       s = int_flag(o.kv_memory_mb, 0, 1 << 20);
     } else if (flag == "--log-level") {
       o.log_level = value;
+    } else if (flag == "--tls-cert") {
+      o.tls_cert = value;
+    } else if (flag == "--tls-key") {
+      o.tls_key = value;
+    } else if (flag == "--token-file") {
+      o.token_file = value;
+    } else if (flag == "--handshake-timeout-ms") {
+      s = int_flag(o.handshake_timeout_ms, 10, 600000);
+    } else if (flag == "--idle-timeout-s") {
+      s = int_flag(o.idle_timeout_s, 0, 7 * 86400);
+    } else if (flag == "--max-open-documents") {
+      s = int_flag(o.max_documents, 1, 1 << 20);
+    } else if (flag == "--max-document-bytes") {
+      auto v = parse_int(flag, value, 1024, 1ll << 40);
+      if (!v.ok()) return v.error();
+      o.max_document_bytes = static_cast<size_t>(*v);
+    } else if (flag == "--max-requests-in-flight") {
+      s = int_flag(o.max_requests_in_flight, 1, 1 << 20);
     } else {
       return Error{"unknown flag " + std::string(flag) + " (see --help)"};
     }
     if (!s.ok()) return s.error();
   }
+  // Flags that would otherwise be silently ignored.
+  if (o.tls_cert.empty() != o.tls_key.empty()) return Error{"--tls-cert and --tls-key go together"};
+  const bool remote_flags = o.tls() || !o.token_file.empty() || o.insecure || o.idle_timeout_s > 0;
+  if (remote_flags && o.listen.empty()) {
+    return Error{"--tls-cert, --tls-key, --token-file, --insecure and --idle-timeout-s need --listen "
+                 "(a stdio session is the editor's own process)"};
+  }
+  if (o.tls() && o.listen.starts_with("unix:")) {
+    return Error{"--tls-cert: TLS is for TCP listeners; a Unix socket is guarded by its file permissions"};
+  }
   return o;
+}
+
+const std::string* find_named_model(const ServerOptions& options, std::string_view name) {
+  for (const auto& [n, path] : options.named_models) {
+    if (n == name) return &path;
+  }
+  return nullptr;
 }
 
 Status apply_initialization_options(ServerOptions& options, const nlohmann::json& j) {

@@ -5,6 +5,9 @@
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "runtime/core/result.h"
 
@@ -12,6 +15,9 @@ namespace ghostd::server {
 
 struct ServerOptions {
   std::string model;        // --model PATH (HF directory or .gguf)
+  // --model NAME=PATH (repeatable): the models clients may select by name
+  // (initializationOptions.model). Socket clients can name nothing else.
+  std::vector<std::pair<std::string, std::string>> named_models;
   int max_tokens = 64;      // --max-tokens: new tokens per completion
   int context_budget = 2048;  // --context-budget: prompt tokens in all
   int suffix_tokens = 128;    // --suffix-tokens: the suffix window
@@ -27,7 +33,23 @@ struct ServerOptions {
   int threads = 0;                       // --threads: CPU backend threads (0 = all cores)
   std::string device = "cpu";            // --device: cpu, cuda, cuda:N or auto
   int kv_memory_mb = 0;                  // --kv-memory-mb: KV cache budget (0 = the engine's default)
+
+  // Serving remote editors (docs/deployment.md).
+  std::string tls_cert;          // --tls-cert PEM: TLS on the TCP listener (with --tls-key)
+  std::string tls_key;           // --tls-key PEM
+  std::string token_file;        // --token-file: "TENANT TOKEN" lines; socket sessions must present one
+  bool insecure = false;         // --insecure: allow a non-loopback listener without TLS and tokens
+  int handshake_timeout_ms = 10000;  // --handshake-timeout-ms: TLS handshake, then the first message (initialize)
+  int idle_timeout_s = 0;            // --idle-timeout-s: close a socket session silent this long, nothing in flight (0 = never)
+  int max_documents = 1000;          // --max-open-documents per session
+  size_t max_document_bytes = 256u << 20;  // --max-document-bytes: all open documents of a session together
+  int max_requests_in_flight = 64;         // --max-requests-in-flight per session
+
+  bool tls() const { return !tls_cert.empty(); }
 };
+
+// The path --model NAME=PATH gives NAME, or nullopt.
+const std::string* find_named_model(const ServerOptions& options, std::string_view name);
 
 // Parses the flags above; anything else is an error naming the flag. argv[0]
 // is skipped.
@@ -37,7 +59,8 @@ const char* server_options_help();
 // Applies the camelCase keys of initializationOptions / settings.ghostd
 // (maxTokens, contextBudget, suffixTokens, contextTokens, deadlineMs,
 // maxLines, useDraft; model and metricsLog are accepted but only take effect
-// at startup; a non-empty draftModel is an error until draft models run). Unknown keys are ignored; a wrong type is an
+// at startup; a non-empty draftModel is an error until draft models run).
+// Unknown keys are ignored; a wrong type is an
 // error naming the key, and leaves `options` unchanged.
 ghostd::runtime::Status apply_initialization_options(ServerOptions& options, const nlohmann::json& j);
 

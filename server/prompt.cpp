@@ -72,10 +72,14 @@ std::vector<int32_t> fit_prefix(const TokenizerView& tok, std::string_view prefi
     double excess = static_cast<double>(ids.size() - static_cast<size_t>(budget)) / static_cast<double>(ids.size());
     size_t cut = static_cast<size_t>(excess * static_cast<double>(rest.size())) + 1;
     size_t target = dropped + cut;
-    target = (target + kPrefixCutQuantum - 1) / kPrefixCutQuantum * kPrefixCutQuantum;
-    target = std::min(target, prefix.size());
-    dropped = next_line_start(prefix, target);
-    if (dropped >= prefix.size()) dropped = target;  // no line break: cut mid-line
+    // A quantized cut keeps the prompt's start still while the user types,
+    // but never at the cost of the whole prefix (a prefix shorter than the
+    // quantum once cut to nothing: an empty prompt the engine refused).
+    const size_t quantized = (target + kPrefixCutQuantum - 1) / kPrefixCutQuantum * kPrefixCutQuantum;
+    if (quantized < prefix.size()) target = quantized;
+    if (target >= prefix.size()) break;  // keep the tail, below
+    const size_t line = next_line_start(prefix, target);
+    dropped = line < prefix.size() ? line : target;  // no line break after it: cut mid-line
     ids = encode(tok, prefix.substr(dropped));
   }
   if (static_cast<int>(ids.size()) > budget) {  // pathological tokenization: keep the tail

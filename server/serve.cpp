@@ -163,7 +163,9 @@ int run_serve(std::span<char*> args, const char* argv0) {
   // is joined below before any of them goes, and `state` (which holds the
   // handler) goes with them.
   state.set_load_request_handler([&o, &state, &loader, &runtime, &slot, argv0](const std::string& requested) {
-    fs::path path = requested.empty() ? fs::path(o.model) : fs::path(requested);
+    // The default: --model PATH, else the first --model NAME=PATH.
+    const std::string& fallback = o.model.empty() && !o.named_models.empty() ? o.named_models.front().second : o.model;
+    fs::path path = requested.empty() ? fs::path(fallback) : fs::path(requested);
     if (path.empty()) {
       std::error_code ec;
       fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -183,7 +185,9 @@ int run_serve(std::span<char*> args, const char* argv0) {
     // The client's initializationOptions may name the model: load on initialize.
     code = run_lsp_stdio(o, slot, state);
   } else {
-    (void)state.request_model(o.model);
+    // Socket sessions select models by name only; the daemon loads its
+    // default now (so a session naming it by name gets no warning).
+    (void)state.request_model(o.model.empty() && !o.named_models.empty() ? o.named_models.front().second : o.model);
     code = run_lsp_socket(o, slot, state);
   }
   if (loader.joinable()) loader.join();

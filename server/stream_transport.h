@@ -1,9 +1,11 @@
-// Transport over Asio stream objects (descriptors, TCP and Unix sockets).
+// Transport over Asio stream objects (descriptors, TCP and Unix sockets,
+// TLS over TCP).
 #pragma once
 
 #include <array>
 #include <asio/read.hpp>
 #include <asio/socket_base.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <chrono>
@@ -15,6 +17,11 @@
 #include "server/transport.h"
 
 namespace ghostd::server {
+
+template <class Stream>
+struct IsTlsStream : std::false_type {};
+template <class Next>
+struct IsTlsStream<asio::ssl::stream<Next>> : std::true_type {};
 
 // Reads from `in`, writes to `out` (the same socket when `out` is empty).
 // Closing a socket is graceful: after the last queued write it shuts down
@@ -70,21 +77,41 @@ class StreamTransport : public Transport {
   };
 
   static constexpr std::chrono::seconds kLinger{2};
-  static constexpr bool kIsSocket = requires(Stream & st, asio::error_code & ec) {
+  static constexpr bool kIsTls = IsTlsStream<Stream>::value;
+  static constexpr bool kIsSocket = kIsTls || requires(Stream & st, asio::error_code & ec) {
     st.shutdown(asio::socket_base::shutdown_send, ec);
   };
+
+  static void close_stream(Stream& st, asio::error_code& ec) {
+    if constexpr (kIsTls) {
+      st.lowest_layer().close(ec);
+    } else {
+      st.close(ec);
+    }
+  }
 
   static void close_now(State& st) {
     asio::error_code ec;
     if (st.linger) st.linger->cancel();
-    st.in.close(ec);
-    if (st.out) st.out->close(ec);
+    close_stream(st.in, ec);
+    if (st.out) close_stream(*st.out, ec);
   }
 
   // After the last write: descriptors close; a socket whose peer has not
   // closed yet half-closes and lingers (see the class comment).
   static void close_streams(const std::shared_ptr<State>& s) {
-    if constexpr (kIsSocket) {
+    if constexpr (kIsTls) {
+      // TLS: close_notify (so the peer knows the stream was not cut), then
+      // the socket once the peer answers it or kLinger has passed.
+      if (!s->peer_closed && !s->linger) {
+        s->linger.emplace(s->in.get_executor(), kLinger);
+        s->linger->async_wait([s](const asio::error_code& wait_ec) {
+          if (!wait_ec) close_now(*s);
+        });
+        s->in.async_shutdown([s](const asio::error_code&) { close_now(*s); });
+        return;
+      }
+    } else if constexpr (kIsSocket) {
       if (!s->peer_closed && !s->linger) {
         asio::error_code ec;
         s->in.shutdown(asio::socket_base::shutdown_send, ec);

@@ -14,7 +14,7 @@ jobs=${JOBS:-$(nproc)}
 
 # Build and test dependencies, all from Debian 12.
 pkgs=(build-essential cmake ninja-build pkg-config git python3
-      nlohmann-json3-dev libasio-dev libspdlog-dev doctest-dev libpcre2-dev libutf8proc-dev)
+      nlohmann-json3-dev libasio-dev libspdlog-dev doctest-dev libpcre2-dev libutf8proc-dev libssl-dev)
 if [ "$mode" = test ]; then
   # PyTorch reference oracle (libopenblas0-pthread: torch is ~20x slower on reference BLAS).
   pkgs+=(python3 python3-torch python3-numpy python3-regex libopenblas0-pthread)
@@ -22,6 +22,8 @@ if [ "$mode" = test ]; then
   pkgs+=(clang libclang-rt-14-dev neovim emacs-nox elpa-eglot)
   # The .deb (tests/package/deb_test.sh).
   pkgs+=(dpkg-dev file)
+  # TLS tests make certificates with the openssl CLI; the load-balancer test runs HAProxy.
+  pkgs+=(openssl haproxy)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

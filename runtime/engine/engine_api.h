@@ -42,6 +42,14 @@ struct CompletionJob {
   // after typed indentation) instead of continuing from an unnatural boundary.
   // Needs EngineOptions::token_bytes; the bytes are part of the output tokens.
   std::string required_prefix;
+  // Who asked. The scheduler shares step capacity fairly between tenants,
+  // then between the sessions of a tenant (scheduler.h, step 2).
+  std::string tenant;
+  uint64_t session_id = 0;
+  // Prefix-cache isolation (vLLM's cache_salt): KV cached by a job is reused
+  // only by jobs with the same salt. The server passes the tenant; empty is
+  // the one shared salt of a daemon without tenants.
+  std::string cache_salt;
 };
 
 enum class JobStatus { kFinished, kCancelled, kExpired, kFailed };

@@ -31,13 +31,13 @@ uint64_t PrefixCache::default_hash(uint64_t parent, std::span<const int32_t> tok
   return h;
 }
 
-int32_t PrefixCache::find_child(int32_t parent, uint64_t hash,
+int32_t PrefixCache::find_child(int32_t parent, int32_t salt, uint64_t hash,
                                 std::span<const int32_t> tokens) const {
   auto [lo, hi] = by_hash_.equal_range(hash);
   for (auto it = lo; it != hi; ++it) {
     const Node& n = nodes_[it->second];
-    // The hash only narrows the search; identity is (parent node, tokens).
-    if (n.parent == parent &&
+    // The hash only narrows the search; identity is (parent node or salt, tokens).
+    if (n.parent == parent && n.salt == salt &&
         std::equal(n.tokens.begin(), n.tokens.end(), tokens.begin(), tokens.end())) {
       return it->second;
     }
@@ -54,6 +54,15 @@ int32_t PrefixCache::doc_index(std::string_view document_id) {
   return idx;
 }
 
+int32_t PrefixCache::salt_index(std::string_view salt) {
+  if (salt.empty()) return 0;
+  auto it = salt_ids_.find(std::string(salt));
+  if (it != salt_ids_.end()) return it->second;
+  const auto idx = static_cast<int32_t>(salt_ids_.size() + 1);
+  salt_ids_.emplace(std::string(salt), idx);
+  return idx;
+}
+
 void PrefixCache::touch_document(std::string_view document_id) {
   doc_last_active_[doc_index(document_id)] = ++tick_;
 }
@@ -66,18 +75,20 @@ void PrefixCache::touch(Node& node, int32_t doc) {
   if (node.docs.size() > kDocsPerNode) node.docs.erase(node.docs.begin());
 }
 
-PrefixMatch PrefixCache::match(std::span<const int32_t> tokens, std::string_view document_id) {
+PrefixMatch PrefixCache::match(std::span<const int32_t> tokens, std::string_view document_id,
+                               std::string_view salt_name) {
   const int32_t doc = doc_index(document_id);
+  const int32_t salt = salt_index(salt_name);
   doc_last_active_[doc] = ++tick_;
   const size_t bs = static_cast<size_t>(pool_.block_size());
   PrefixMatch m;
   int32_t parent = -1;
-  uint64_t h = 0;
+  uint64_t h = static_cast<uint64_t>(salt);
   size_t i = 0;
   for (; i + bs <= tokens.size(); i += bs) {
     auto blk = tokens.subspan(i, bs);
     uint64_t hh = hash_(h, blk);
-    int32_t c = find_child(parent, hh, blk);
+    int32_t c = find_child(parent, salt, hh, blk);
     if (c < 0) break;
     touch(nodes_[c], doc);
     pool_.add_ref(nodes_[c].block);
@@ -93,6 +104,7 @@ PrefixMatch PrefixCache::match(std::span<const int32_t> tokens, std::string_view
   int32_t best = -1;
   size_t best_len = 0;
   for (int32_t c : children) {
+    if (nodes_[c].salt != salt) continue;
     const auto& t = nodes_[c].tokens;
     size_t len = std::mismatch(rest.begin(), rest.end(), t.begin()).first - rest.begin();
     if (len > best_len) {
@@ -110,18 +122,19 @@ PrefixMatch PrefixCache::match(std::span<const int32_t> tokens, std::string_view
 }
 
 int PrefixCache::insert(std::span<const int32_t> tokens, std::span<const BlockId> blocks,
-                        std::string_view document_id) {
+                        std::string_view document_id, std::string_view salt_name) {
   const int32_t doc = doc_index(document_id);
+  const int32_t salt = salt_index(salt_name);
   doc_last_active_[doc] = ++tick_;
   const size_t bs = static_cast<size_t>(pool_.block_size());
   const size_t n_full = std::min(tokens.size() / bs, blocks.size());
   int added = 0;
   int32_t parent = -1;
-  uint64_t h = 0;
+  uint64_t h = static_cast<uint64_t>(salt);
   for (size_t b = 0; b < n_full; ++b) {
     auto blk = tokens.subspan(b * bs, bs);
     uint64_t hh = hash_(h, blk);
-    int32_t c = find_child(parent, hh, blk);
+    int32_t c = find_child(parent, salt, hh, blk);
     if (c < 0) {
       if (free_nodes_.empty()) {
         c = static_cast<int32_t>(nodes_.size());
@@ -137,6 +150,7 @@ int PrefixCache::insert(std::span<const int32_t> tokens, std::span<const BlockId
       n.tokens.assign(blk.begin(), blk.end());
       n.children.clear();
       n.docs.clear();
+      n.salt = salt;
       n.live = true;
       pool_.add_ref(blocks[b]);
       (parent < 0 ? roots_ : nodes_[parent].children).push_back(c);
@@ -275,11 +289,12 @@ Status PrefixCache::validate() const {
     const std::string where = "PrefixCache: node " + std::to_string(i);
     if (n.tokens.size() != bs) return make_error(where + " holds a partial block");
     if (pool_.ref_count(n.block) < 1) return make_error(where + " holds a free block");
-    uint64_t parent_hash = 0;
+    uint64_t parent_hash = static_cast<uint64_t>(n.salt);
     const std::vector<int32_t>* siblings = &roots_;
     if (n.parent >= 0) {
       const Node& p = nodes_[n.parent];
       if (!p.live) return make_error(where + " has a dead parent");
+      if (p.salt != n.salt) return make_error(where + " has a salt other than its parent's");
       parent_hash = p.hash;
       siblings = &p.children;
     }

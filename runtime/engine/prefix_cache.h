@@ -22,6 +22,11 @@
 // evicted last; among the rest (and then among those) least recently used
 // leaves go first. A node records the documents that used it, so documents
 // sharing context (repo files, common headers) share blocks.
+//
+// Salt: every lookup and insert names a salt (the tenant; vLLM's cache_salt).
+// Chains are rooted per salt, so a prefix cached under one salt is never
+// matched under another: no tenant can learn from a cache hit's timing what
+// another tenant's code holds.
 #pragma once
 
 #include <cstdint>
@@ -63,7 +68,8 @@ class PrefixCache {
 
   // Longest cached prefix of `tokens` (at most tokens.size() tokens), touching
   // the matched nodes and `document_id`.
-  PrefixMatch match(std::span<const int32_t> tokens, std::string_view document_id);
+  PrefixMatch match(std::span<const int32_t> tokens, std::string_view document_id,
+                    std::string_view salt = {});
 
   // Caches the full blocks of a sequence: blocks[i] holds tokens
   // [i * block_size, (i + 1) * block_size). Only whole blocks are cached;
@@ -71,7 +77,7 @@ class PrefixCache {
   // insertion stops at a chain cached under a different block.
   // Returns the number of newly cached blocks.
   int insert(std::span<const int32_t> tokens, std::span<const BlockId> blocks,
-             std::string_view document_id);
+             std::string_view document_id, std::string_view salt = {});
 
   // Marks a document active (e.g. a keystroke on it) without a lookup.
   void touch_document(std::string_view document_id);
@@ -99,11 +105,14 @@ class PrefixCache {
     std::vector<int32_t> children;
     uint64_t last_used = 0;
     std::vector<int32_t> docs;  // recent documents that used it, newest last
+    int32_t salt = 0;           // salt_index() of its chain
     bool live = false;
   };
 
-  int32_t find_child(int32_t parent, uint64_t hash, std::span<const int32_t> tokens) const;
+  int32_t find_child(int32_t parent, int32_t salt, uint64_t hash,
+                     std::span<const int32_t> tokens) const;
   int32_t doc_index(std::string_view document_id);
+  int32_t salt_index(std::string_view salt);
   void touch(Node& node, int32_t doc);
   void remove_leaf(int32_t index);
   bool is_evictable_leaf(const Node& node) const;
@@ -120,6 +129,7 @@ class PrefixCache {
   uint64_t tick_ = 0;  // logical clock for LRU
   std::unordered_map<std::string, int32_t> doc_ids_;
   std::vector<uint64_t> doc_last_active_;
+  std::unordered_map<std::string, int32_t> salt_ids_;  // "" is 0
 };
 
 }  // namespace ghostd::runtime

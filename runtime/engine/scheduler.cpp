@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <set>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 
@@ -42,6 +44,9 @@ void Scheduler::submit(JobId id, const CompletionJob& job, Clock::time_point now
   j.deadline = job.deadline;
   j.submitted = now;
   j.document_id = job.document_id;
+  j.tenant = job.tenant;
+  j.session_id = job.session_id;
+  j.cache_salt = job.cache_salt;
   j.tokens = job.prompt;
   j.prompt_len = static_cast<int>(job.prompt.size());
   j.max_new_tokens = job.stop.max_new_tokens;
@@ -99,7 +104,7 @@ void Scheduler::cache_blocks(const Job& job) {
   if (cache_ == nullptr || job.blocks.empty()) return;
   std::span<const int32_t> computed(job.tokens.data(),
                                     static_cast<size_t>(job.blocks.num_tokens()));
-  cache_->insert(computed, job.blocks.blocks(), job.document_id);
+  cache_->insert(computed, job.blocks.blocks(), job.document_id, job.cache_salt);
 }
 
 EndedJob Scheduler::end_job(Job& job, JobStatus status, Clock::time_point now) {
@@ -154,6 +159,57 @@ void Scheduler::make_room(int need, const std::vector<Job*>& order, size_t after
   }
 }
 
+Scheduler::Shares Scheduler::fair_order(std::vector<Job*>& order) const {
+  auto own_key = [](const Job* j) {
+    return std::make_tuple(state_rank(j->state), j->deadline, j->arrival);
+  };
+  // Each session's jobs in its own order; sessions keyed by (priority, tenant, session).
+  using SessionKey = std::tuple<int, std::string_view, uint64_t>;
+  std::map<SessionKey, std::vector<Job*>> by_session;
+  for (Job* j : order)
+    by_session[{static_cast<int>(j->priority), j->tenant, j->session_id}].push_back(j);
+  std::set<std::pair<std::string_view, uint64_t>> distinct;
+  // Per (priority, tenant): its sessions, first job first.
+  std::map<std::pair<int, std::string_view>, std::vector<std::vector<Job*>*>> by_tenant;
+  for (auto& [key, jobs] : by_session) {
+    std::sort(jobs.begin(), jobs.end(),
+              [&](const Job* a, const Job* b) { return own_key(a) < own_key(b); });
+    by_tenant[{std::get<0>(key), std::get<1>(key)}].push_back(&jobs);
+    distinct.insert({std::get<1>(key), std::get<2>(key)});
+  }
+  for (auto& [key, sess] : by_tenant) {
+    std::sort(sess.begin(), sess.end(),
+              [&](const std::vector<Job*>* a, const std::vector<Job*>* b) {
+                return own_key(a->front()) < own_key(b->front());
+              });
+    // Sessions take turns within the tenant: the k-th job of the i-th session
+    // is the tenant's (k * sessions + i)-th; tenants then take turns by that.
+    for (size_t i = 0; i < sess.size(); ++i) {
+      for (size_t k = 0; k < sess[i]->size(); ++k) (*sess[i])[k]->round = k * sess.size() + i;
+    }
+  }
+  std::sort(order.begin(), order.end(), [&](const Job* a, const Job* b) {
+    return std::make_tuple(static_cast<int>(a->priority), a->round, own_key(a)) <
+           std::make_tuple(static_cast<int>(b->priority), b->round, own_key(b));
+  });
+  // Shares: equal per tenant, then equal (rounded up) per session of a tenant.
+  Shares shares;
+  std::map<std::string_view, int> sessions_of;
+  for (const auto& [tenant, session] : distinct) ++sessions_of[tenant];
+  if (distinct.size() <= 1) return shares;
+  const int tenants = static_cast<int>(sessions_of.size());
+  const int bs = pool_.block_size();
+  const int tenant_tokens = std::max(bs, config_.max_batch_tokens / tenants);
+  const int tenant_seqs = std::max(1, config_.max_batch_seqs / tenants);
+  for (const auto& [tenant, n] : sessions_of) {
+    shares.tenant[tenant] = {tenant_tokens, tenant_seqs};
+    shares.session_of_tenant[tenant] = {std::max(bs, (tenant_tokens + n - 1) / n),
+                                        std::max(1, (tenant_seqs + n - 1) / n)};
+  }
+  shares.limited = true;
+  return shares;
+}
+
 StepPlan Scheduler::schedule(Clock::time_point now) {
   StepPlan plan;
   // 1. Leavers.
@@ -171,16 +227,14 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
   std::vector<Job*> order;
   order.reserve(jobs_.size());
   for (auto& [id, job] : jobs_) order.push_back(&job);
-  std::sort(order.begin(), order.end(), [](const Job* a, const Job* b) {
-    return std::make_tuple(static_cast<int>(a->priority), state_rank(a->state), a->deadline,
-                           a->arrival) < std::make_tuple(static_cast<int>(b->priority),
-                                                         state_rank(b->state), b->deadline,
-                                                         b->arrival);
-  });
+  const Shares shares = fair_order(order);
 
   // 3./4. Fill the batch.
   const int bs = pool_.block_size();
   int budget = config_.max_batch_tokens;
+  // Tokens and sequences each tenant and session used in this step.
+  std::map<std::string_view, Share> tenant_used;
+  std::map<std::pair<std::string_view, uint64_t>, Share> session_used;
   bool memory_blocked = false;
   std::vector<uint8_t> in_plan(order.size(), 0);
   for (size_t i = 0; i < order.size(); ++i) {
@@ -188,10 +242,20 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     Job& job = *order[i];
     const bool admitting = job.blocks.empty();
     if (admitting && memory_blocked) continue;
+    // Its owner's share of the step: what is left of the tenant's and the session's.
+    int share_left = budget;
+    Share& tu = tenant_used[job.tenant];
+    Share& su = session_used[{job.tenant, job.session_id}];
+    if (shares.limited) {
+      const Share& tc = shares.tenant.at(job.tenant);
+      const Share& sc = shares.session_of_tenant.at(job.tenant);
+      share_left = std::min({share_left, tc.tokens - tu.tokens, sc.tokens - su.tokens});
+      if (share_left <= 0 || tu.seqs >= tc.seqs || su.seqs >= sc.seqs) continue;
+    }
     int reused = 0;
     if (admitting && cache_ != nullptr) {
       std::span<const int32_t> all(job.tokens);
-      PrefixMatch m = cache_->match(all.first(all.size() - 1), job.document_id);
+      PrefixMatch m = cache_->match(all.first(all.size() - 1), job.document_id, job.cache_salt);
       reused = m.n_tokens;
       if (m.n_tokens > 0) job.blocks.adopt(std::move(m.blocks), m.n_tokens, bs);
     }
@@ -203,10 +267,10 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     if (pending == 1) {
       const int remaining_new = job.max_new_tokens - job.generated();
       k = std::max(0, std::min({static_cast<int>(job.draft.size()), config_.max_draft_tokens,
-                                budget - 1, remaining_new - 1}));
+                                share_left - 1, remaining_new - 1}));
       n = 1 + k;
     } else {
-      n = std::min(pending, budget);
+      n = std::min(pending, share_left);
     }
     if (job.blocks.blocks_needed(pool_, n) > pool_.num_free()) {
       const int avail = pool_.num_free() + reclaimable_blocks(order, i);
@@ -242,6 +306,10 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     if (pending > 1) plan.num_prefill_tokens += n;
     plan.num_tokens += n;
     budget -= n;
+    tu.tokens += n;
+    su.tokens += n;
+    ++tu.seqs;
+    ++su.seqs;
     job.draft.clear();  // proposed against this position only
     plan.seqs.push_back(std::move(s));
     in_plan[i] = 1;

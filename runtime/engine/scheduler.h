@@ -10,9 +10,21 @@
 //  1. Cancelled, stopped and expired jobs (and jobs that can never fit) leave:
 //     their computed full blocks go to the prefix cache, their blocks back to
 //     the pool, and their terminal result is in plan.ended.
-//  2. The rest are ordered by (priority class, running < paused < waiting,
-//     deadline, arrival). Within a class running jobs keep their slot (no
-//     thrashing); across classes the higher class always goes first.
+//  2. The rest are ordered by (priority class, fair round, running < paused <
+//     waiting, deadline, arrival). Within a class the jobs of each session
+//     are ranked (running first, then deadline, arrival); sessions of a
+//     tenant take turns, then tenants take turns: a job's round is its place
+//     in that interleaving. So a flooding session gets its share, not more,
+//     and a quiet session's keystroke is in the first round, never behind
+//     another session's backlog. Within a session running jobs keep their
+//     slot (no thrashing); across classes the higher class always goes first.
+//     While several sessions have work, each tenant gets at most an equal
+//     share of the step (max_batch_tokens and max_batch_seqs over the
+//     tenants with jobs) and each of its sessions an equal part of that
+//     (rounded up; at least a block of tokens and one sequence). Capacity a
+//     session cannot use is not handed to another beyond its share: a
+//     flooding session gets its share, not more, so the steps the others
+//     wait for stay small.
 //  3. Walking that order under max_batch_tokens and max_batch_seqs, each job
 //     asks for its tokens: a decode position (1 token, or 1 + k draft tokens to
 //     verify, all logits) when only its last token is pending, else a prefill
@@ -37,6 +49,7 @@
 
 #include <map>
 #include <optional>
+#include <string_view>
 #include <span>
 #include <string>
 #include <vector>
@@ -136,6 +149,9 @@ class Scheduler {
     Clock::time_point deadline;
     Clock::time_point submitted;
     std::string document_id;
+    std::string tenant;
+    uint64_t session_id = 0;
+    std::string cache_salt;
     std::vector<int32_t> tokens;
     int prompt_len = 0;
     int max_new_tokens = 0;
@@ -144,6 +160,7 @@ class Scheduler {
     std::vector<int32_t> draft;
     SeqState state = SeqState::kWaiting;
     uint64_t arrival = 0;
+    uint64_t round = 0;  // step 2's fair round, recomputed every schedule()
     bool admitted_once = false;
     bool has_first_token = false;
     std::optional<JobStatus> pending_end;
@@ -157,6 +174,18 @@ class Scheduler {
   void cache_blocks(const Job& job);
   int reclaimable_blocks(const std::vector<Job*>& order, size_t after) const;
   void make_room(int need, const std::vector<Job*>& order, size_t after, StepPlan& plan);
+  struct Share {
+    int tokens = 0;
+    int seqs = 0;
+  };
+  // Caps per step while more than one session has jobs (else !limited).
+  struct Shares {
+    bool limited = false;
+    std::map<std::string_view, Share> tenant;             // per tenant
+    std::map<std::string_view, Share> session_of_tenant;  // per session of that tenant
+  };
+  // Step 2: sorts `order`; returns the shares of step 3.
+  Shares fair_order(std::vector<Job*>& order) const;
 
   SchedulerConfig config_;
   BlockPool& pool_;

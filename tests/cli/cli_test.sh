@@ -45,6 +45,26 @@ out=$("$ghostd" generate --model "$work/missing-model" --device tpu 2>&1); rc=$?
 check "bad device exits 1" "1" "$rc"
 case "$out" in *"expected cpu, cuda"*) echo "ok   bad device message";; *) echo "FAIL bad device message: $out"; fails=$((fails + 1));; esac
 
+# Remote serving: every new flag is in serve --help; unsafe setups are refused with the reason.
+out=$("$ghostd" serve --help 2>&1)
+for flag in "--model NAME=PATH" --tls-cert --tls-key --token-file --insecure --handshake-timeout-ms \
+            --idle-timeout-s --max-open-documents --max-document-bytes --max-requests-in-flight; do
+  case "$out" in *"$flag"*) echo "ok   serve --help lists $flag";; *) echo "FAIL serve --help lacks $flag"; fails=$((fails + 1));; esac
+done
+out=$("$ghostd" connect --help 2>&1); rc=$?
+check "connect --help exits 0" "0" "$rc"
+case "$out" in *"--token-file"*"--ca-file"*) echo "ok   connect --help lists its options";; *) echo "FAIL connect --help: $out"; fails=$((fails + 1));; esac
+out=$("$ghostd" serve --token-file "$work/t" 2>&1); rc=$?
+check "--token-file without --listen exits 2" "2" "$rc"
+out=$("$ghostd" serve --listen 0.0.0.0:0 --model "$work/missing-model" 2>&1); rc=$?
+check "non-loopback without TLS and tokens exits 1" "1" "$rc"
+case "$out" in *"refusing a non-loopback address without TLS and tokens"*) echo "ok   non-loopback refusal says why";; *) echo "FAIL non-loopback refusal: $out"; fails=$((fails + 1));; esac
+out=$("$ghostd" connect tcp://10.1.2.3:7777 < /dev/null 2>&1); rc=$?
+check "connect tcp:// to a remote host exits 2" "2" "$rc"
+case "$out" in *"not loopback"*) echo "ok   connect tcp:// refusal says why";; *) echo "FAIL connect tcp:// refusal: $out"; fails=$((fails + 1));; esac
+out=$("$ghostd" connect example.com:7777 < /dev/null 2>&1); rc=$?
+check "connect without a scheme exits 2" "2" "$rc"
+
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   model=$work/random-qwen2
   /usr/bin/python3 "$src/tools/make_random_model.py" --arch qwen2 --out "$model" --hidden 64 --layers 2 \

@@ -5,7 +5,9 @@
 
 import * as cp from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import * as vscode from 'vscode';
 import {
   CloseAction,
@@ -20,9 +22,20 @@ import {
   StreamMessageWriter,
 } from 'vscode-languageclient/node';
 import { endProcess } from './process';
-import { GhostdSettings, initializationOptions, kRestartKeys, languageEnabled, readSettings, serverCommand } from './settings';
+import {
+  GhostdSettings,
+  initializationOptions,
+  kRestartKeys,
+  languageEnabled,
+  parseServer,
+  readSettings,
+  resolvePath,
+  serverCommand,
+} from './settings';
 import { StatusModel } from './status';
 import { TapReader } from './tap_reader';
+
+const kTokenSecret = 'ghostd.serverToken';
 
 const kEnabledKey = 'ghostd.enabled';
 // The daemon sends window/workDoneProgress/create right after `initialized`
@@ -41,6 +54,7 @@ class GhostdExtension implements vscode.Disposable {
   private readonly output: vscode.LogOutputChannel;
   private settings: GhostdSettings;
   private sawProgress = false;
+  private token: string | undefined; // ghostd.server's token, from SecretStorage
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(private readonly context: vscode.ExtensionContext) {
@@ -58,6 +72,7 @@ class GhostdExtension implements vscode.Disposable {
       vscode.commands.registerCommand('ghostd.restartServer', () => this.restart()),
       vscode.commands.registerCommand('ghostd.toggleCompletions', () => this.toggle()),
       vscode.commands.registerCommand('ghostd.openMetricsLog', () => this.openMetricsLog()),
+      vscode.commands.registerCommand('ghostd.setToken', () => this.setToken()),
       vscode.commands.registerCommand('ghostd.showMenu', () => this.showMenu()),
       vscode.workspace.onDidChangeConfiguration((e) => this.onConfigurationChanged(e)),
     );
@@ -91,6 +106,7 @@ class GhostdExtension implements vscode.Disposable {
 
   // Spawns the daemon; the reader is tapped to follow its progress and errors.
   private async transports(): Promise<MessageTransports> {
+    if (this.settings.server) return this.remoteTransports();
     const root = this.workspaceRoot();
     const metricsLog = this.metricsLogPath();
     fs.mkdirSync(path.dirname(metricsLog), { recursive: true });
@@ -123,6 +139,45 @@ class GhostdExtension implements vscode.Disposable {
     return { reader, writer: new StreamMessageWriter(child.stdin!), detached: false };
   }
 
+  // ghostd.server: a TLS (or loopback TCP) connection to a shared daemon.
+  // The client's own restart logic reconnects when the server goes away.
+  private async remoteTransports(): Promise<MessageTransports> {
+    const addr = parseServer(this.settings.server);
+    if (typeof addr === 'string') throw new Error(addr);
+    this.token = await this.context.secrets.get(kTokenSecret);
+    if (!this.token) this.output.warn('ghostd.server is set but no token is stored: run "ghostd: Set Server Token"');
+    const ca = this.settings.caFile ? fs.readFileSync(resolvePath(this.settings.caFile, this.workspaceRoot())) : undefined;
+    this.output.info(`connecting to ${this.settings.server}`);
+    this.sawProgress = false;
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s: net.Socket = addr.tls
+        ? tls.connect({ host: addr.host, port: addr.port, servername: net.isIP(addr.host) ? undefined : addr.host, ca,
+                        minVersion: 'TLSv1.2' }, () => resolve(s))
+        : net.connect({ host: addr.host, port: addr.port }, () => resolve(s));
+      s.once('error', (err) => reject(new Error(`cannot connect to ${this.settings.server}: ${err.message}`)));
+    });
+    socket.on('error', (err) => this.output.error(`ghostd: ${err.message}`));
+    socket.setNoDelay(true);
+    const reader = new TapReader(new StreamMessageReader(socket), (msg) => {
+      const m = msg as { method?: string };
+      if (m.method === '$/progress') this.sawProgress = true;
+      this.apply(msg);
+    });
+    return { reader, writer: new StreamMessageWriter(socket), detached: false };
+  }
+
+  async setToken(): Promise<void> {
+    const token = await vscode.window.showInputBox({
+      prompt: 'Token for the ghostd server (kept in VS Code\'s secret storage)',
+      password: true,
+      ignoreFocusOut: true,
+    });
+    if (token === undefined) return;
+    if (token.trim() === '') await this.context.secrets.delete(kTokenSecret);
+    else await this.context.secrets.store(kTokenSecret, token.trim());
+    if (this.settings.server) await vscode.commands.executeCommand('ghostd.restartServer');
+  }
+
   private apply(msg: unknown): void {
     const before = this.status.phase;
     this.status.applyMessage(msg);
@@ -135,7 +190,7 @@ class GhostdExtension implements vscode.Disposable {
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
       outputChannel: this.output,
-      initializationOptions: () => initializationOptions(this.settings, this.workspaceRoot()),
+      initializationOptions: () => initializationOptions(this.settings, this.workspaceRoot(), this.token),
       middleware: {
         provideInlineCompletionItems: async (document, position, context, token, next) => {
           if (!this.status.enabled || !languageEnabled(this.settings.enable, document.languageId)) return undefined;

@@ -14,10 +14,12 @@ export interface GhostdSettings {
   maxLines: number | undefined;
   enable: Record<string, boolean>;
   metricsLog: string;
+  server: string; // '' = a local daemon; tls://HOST:PORT or tcp://127.0.0.1:PORT = a shared one
+  caFile: string;
 }
 
 // Settings that the daemon reads only at startup: changing one restarts it.
-export const kRestartKeys = ['path', 'args', 'model', 'metricsLog'] as const;
+export const kRestartKeys = ['path', 'args', 'model', 'metricsLog', 'server', 'caFile'] as const;
 
 export const kDefaultEnable: Record<string, boolean> = { '*': true, plaintext: false, markdown: false, scminput: false };
 
@@ -51,7 +53,32 @@ export function readSettings(get: (key: string) => unknown): GhostdSettings {
     maxLines: int(get('maxLines'), 1, 10000),
     enable: Object.keys(enableMap).length > 0 ? enableMap : { ...kDefaultEnable },
     metricsLog: str(get('metricsLog')),
+    server: str(get('server')),
+    caFile: str(get('caFile')),
   };
+}
+
+export interface ServerAddress {
+  tls: boolean;
+  host: string;
+  port: number;
+}
+
+const kLoopback = new Set(['localhost', '127.0.0.1', '::1']);
+
+// ghostd.server: tls://HOST:PORT, or tcp:// to a loopback address only (code
+// would otherwise cross the network in clear text). Returns an error message
+// for anything else.
+export function parseServer(server: string): ServerAddress | string {
+  const m = /^(tls|tcp):\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})$/.exec(server);
+  if (!m) return `ghostd.server: expected tls://HOST:PORT or tcp://127.0.0.1:PORT, got '${server}'`;
+  const host = m[2].startsWith('[') ? m[2].slice(1, -1) : m[2];
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return `ghostd.server: port ${port} is out of range`;
+  if (m[1] === 'tcp' && !kLoopback.has(host)) {
+    return `ghostd.server: tcp://${host} is not loopback; use tls:// (the code you type would cross the network in clear text)`;
+  }
+  return { tls: m[1] === 'tls', host, port };
 }
 
 // Relative paths are taken from the workspace folder, like other tools' settings.
@@ -61,9 +88,12 @@ export function resolvePath(p: string, workspaceRoot: string | undefined): strin
 }
 
 // Only the keys the user set: the daemon's own defaults (and flags) hold otherwise.
-export function initializationOptions(s: GhostdSettings, workspaceRoot?: string): Record<string, unknown> {
+// With ghostd.server, `token` (from SecretStorage) authenticates the session
+// and the model is a name the server offers, not a path.
+export function initializationOptions(s: GhostdSettings, workspaceRoot?: string, token?: string): Record<string, unknown> {
   const o: Record<string, unknown> = {};
-  if (s.model) o.model = resolvePath(s.model, workspaceRoot);
+  if (s.model) o.model = s.server ? s.model : resolvePath(s.model, workspaceRoot);
+  if (s.server && token) o.token = token;
   if (!s.useDraft) o.useDraft = false;
   if (s.maxTokens !== undefined) o.maxTokens = s.maxTokens;
   if (s.deadlineMs !== undefined) o.deadlineMs = s.deadlineMs;

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { initializationOptions, kDefaultEnable, languageEnabled, readSettings, resolvePath, serverCommand } from '../src/settings';
+import {
+  initializationOptions,
+  kDefaultEnable,
+  languageEnabled,
+  parseServer,
+  readSettings,
+  resolvePath,
+  serverCommand,
+} from '../src/settings';
 
 function settings(values: Record<string, unknown>) {
   return readSettings((key) => values[key]);
@@ -79,4 +87,27 @@ for (const [enable, lang, want] of languageCases) {
 test('a malformed enable setting falls back to the defaults', () => {
   assert.deepEqual(settings({ enable: ['python'] }).enable, kDefaultEnable);
   assert.deepEqual(settings({ enable: { python: 'yes' } }).enable, kDefaultEnable);
+});
+
+test('ghostd.server: tls anywhere, tcp only to loopback, anything else a clear error', () => {
+  assert.deepEqual(parseServer('tls://gpu.example.com:7777'), { tls: true, host: 'gpu.example.com', port: 7777 });
+  assert.deepEqual(parseServer('tcp://127.0.0.1:7777'), { tls: false, host: '127.0.0.1', port: 7777 });
+  assert.deepEqual(parseServer('tls://[::1]:9'), { tls: true, host: '::1', port: 9 });
+  assert.match(parseServer('tcp://10.0.0.5:7777') as string, /not loopback; use tls:\/\//);
+  assert.match(parseServer('gpu:7777') as string, /expected tls:\/\/HOST:PORT/);
+  assert.match(parseServer('tls://gpu:99999') as string, /out of range/);
+});
+
+test('with ghostd.server the model is a name and the token goes in initializationOptions', () => {
+  const s = settings({ server: 'tls://gpu:7777', model: 'coder-1.5b' });
+  assert.deepEqual(initializationOptions(s, '/ws', 'secret-token'), {
+    model: 'coder-1.5b',
+    token: 'secret-token',
+    enable: kDefaultEnable,
+  });
+  // A local daemon never gets the token, and its model stays a path.
+  assert.deepEqual(initializationOptions(settings({ model: 'm' }), '/ws', 'secret-token'), {
+    model: '/ws/m',
+    enable: kDefaultEnable,
+  });
 });

@@ -88,7 +88,16 @@ end
 vim.bo.autoindent = false
 vim.bo.smartindent = false
 vim.bo.indentexpr = ''
-ghostd.setup({}) -- the documented setup: `ghostd` found on PATH
+if os.getenv('GHOSTD_E2E_SERVER') then
+  -- run_remote.sh: a shared TLS server, reached through `ghostd connect`.
+  ghostd.setup({
+    server = os.getenv('GHOSTD_E2E_SERVER'),
+    token_file = os.getenv('GHOSTD_E2E_TOKEN_FILE'),
+    ca_file = os.getenv('GHOSTD_E2E_CA_FILE'),
+  })
+else
+  ghostd.setup({}) -- the documented setup: `ghostd` found on PATH
+end
 log('buffer %s, filetype %s', api.nvim_buf_get_name(0), vim.bo.filetype)
 
 local typed = 'def fib(n):\n    if n < 2:\n        return n\n    return fib('

@@ -13,3 +13,10 @@ if(GHOSTD_NVIM)
             --cmd "set rtp^=${PROJECT_SOURCE_DIR}/editors/nvim" -c "luafile ${CMAKE_CURRENT_LIST_DIR}/compat.lua")
   set_tests_properties(e2e.nvim.compat PROPERTIES LABELS e2e TIMEOUT 60)
 endif()
+
+# e2e.nvim.remote: the plugin's `server` option (`ghostd connect` to a TLS
+# daemon with tokens on loopback); skipped (77) where nvim is not installed.
+add_test(NAME e2e.nvim.remote
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/run_remote.sh $<TARGET_FILE:ghostd> ${PROJECT_SOURCE_DIR}
+          ${CMAKE_CURRENT_BINARY_DIR}/nvim-remote-work)
+set_tests_properties(e2e.nvim.remote PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77)

@@ -33,6 +33,7 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
     std::lock_guard lock(mu_);
     auto id = next_id_++;
     last_prompt_ = job.prompt;
+    last_owner_ = {job.tenant, job.session_id, job.cache_salt};
     queue_.push_back({id, std::move(job), std::move(cb)});
     ++submitted_;
     cv_.notify_all();
@@ -54,6 +55,16 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
   std::vector<int32_t> last_prompt() const {
     std::lock_guard lock(mu_);
     return last_prompt_;
+  }
+  // The last job's tenant, session and cache salt.
+  struct Owner {
+    std::string tenant;
+    uint64_t session = 0;
+    std::string cache_salt;
+  };
+  Owner last_owner() const {
+    std::lock_guard lock(mu_);
+    return last_owner_;
   }
 
  private:
@@ -114,6 +125,7 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
   std::deque<Job> queue_;
   std::set<ghostd::runtime::JobId> cancelled_;
   std::vector<int32_t> last_prompt_;
+  Owner last_owner_;
   ghostd::runtime::JobId next_id_ = 1;
   int submitted_ = 0;
   int cancel_calls_ = 0;

@@ -22,7 +22,7 @@ class LspHarness {
  public:
   explicit LspHarness(std::string engine_output = "return 42;\n}",
                       std::chrono::milliseconds per_token = std::chrono::milliseconds(1), bool model_ready = true,
-                      ServerOptions options = {}, MetricsLog* metrics = nullptr)
+                      ServerOptions options = {}, MetricsLog* metrics = nullptr, SessionContext context = {})
       : tokenizer_(qwen_tokenizer()),
         engine_(tokenizer_.encode(engine_output, false), per_token),
         transport_(io_.get_executor(), options.max_message_bytes) {
@@ -30,7 +30,7 @@ class LspHarness {
       auto s = model_.set_ready("test", make_tokenizer_view(tokenizer_));
       (void)s;
     }
-    server_ = std::make_unique<LspServer>(transport_, engine_, model_, options, metrics);
+    server_ = std::make_unique<LspServer>(transport_, engine_, model_, options, metrics, std::move(context));
     server_->start([this](int code) { exit_code_ = code; });
   }
 

@@ -278,3 +278,141 @@ TEST_CASE("the metrics log has a line for every completion request, including th
   CHECK(outcome["51"] == "ok");
   std::remove(path.c_str());
 }
+
+namespace {
+const char* kTokens = "alice aaaaaaaaaaaaaaaa1\nbob bbbbbbbbbbbbbbbb2\n";
+
+SessionContext remote(const TokenTable* tokens, AuthThrottle* throttle, uint64_t id = 7) {
+  SessionContext c;
+  c.id = id;
+  c.remote = true;
+  c.peer = "192.0.2.1";
+  c.tokens = tokens;
+  c.throttle = throttle;
+  return c;
+}
+
+json init_params(const json& options) {
+  return {{"processId", nullptr}, {"capabilities", json::object()}, {"initializationOptions", options}};
+}
+}  // namespace
+
+TEST_CASE("remote sessions: before a valid token only initialize gets through") {
+  auto tokens = TokenTable::parse(kTokens, "t");
+  REQUIRE(tokens.ok());
+  struct Case {
+    const char* name;
+    json first;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {"completion first", {{"jsonrpc", "2.0"}, {"id", 3}, {"method", "textDocument/completion"}, {"params", json::object()}},
+       "authentication required: the first message must be 'initialize' with initializationOptions.token"},
+      {"notification first", {{"jsonrpc", "2.0"}, {"method", "initialized"}, {"params", json::object()}},
+       "authentication required: the first message must be 'initialize' with initializationOptions.token"},
+      {"no token", {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", init_params(nullptr)}},
+       "authentication required: initializationOptions.token is missing"},
+      {"wrong token",
+       {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", init_params({{"token", "nope"}})}},
+       "authentication failed: unknown token"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    AuthThrottle throttle;
+    testing::LspHarness h("x", 1ms, true, {}, nullptr, remote(&*tokens, &throttle));
+    h.send(c.first);
+    REQUIRE(h.run_until([&] { return h.exit_code().has_value(); }));
+    CHECK(*h.exit_code() == 1);
+    CHECK(h.transport().closed());
+    auto sent = h.sent();
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0]["error"]["code"] == -32001);
+    CHECK(sent[0]["error"]["message"] == c.message);
+    CHECK(sent[0]["id"] == (c.first.contains("id") ? c.first["id"] : json(nullptr)));
+    // Only a checked token counts as a failure for the back-off.
+    const bool checked = c.first.value("method", "") == "initialize";
+    CHECK((throttle.delay("192.0.2.1", AuthThrottle::Clock::now()).count() > 0) == checked);
+    CHECK(h.engine().submitted() == 0);
+  }
+  // Garbage before authentication: an error, then the close.
+  AuthThrottle throttle;
+  testing::LspHarness g("x", 1ms, true, {}, nullptr, remote(&*tokens, &throttle));
+  g.send_raw("Content-Length: nope\r\n\r\n{}");
+  REQUIRE(g.run_until([&] { return g.exit_code().has_value(); }));
+  CHECK(g.sent().at(0)["error"]["code"] == -32001);
+}
+
+TEST_CASE("remote sessions: the token's tenant goes with every job; models only by name") {
+  auto tokens = TokenTable::parse(kTokens, "t");
+  REQUIRE(tokens.ok());
+  AuthThrottle throttle;
+  ServerOptions o;
+  o.named_models = {{"small", "/models/small"}};
+  testing::LspHarness h("x", 1ms, true, o, nullptr, remote(&*tokens, &throttle, 42));
+  h.request(1, "initialize", init_params({{"token", "bbbbbbbbbbbbbbbb2"}, {"model", "/etc/passwd"}}));
+  auto r = h.reply(1);
+  REQUIRE(r);
+  CHECK((*r)["error"]["code"] == -32602);
+  CHECK((*r)["error"]["message"] ==
+        "initializationOptions.model: unknown model '/etc/passwd'; this server offers: small (remote sessions select "
+        "models by name)");
+  CHECK_FALSE(h.exit_code().has_value());  // authenticated: it may initialize again
+  h.request(2, "initialize", init_params({{"model", "small"}}));
+  r = h.reply(2);
+  REQUIRE(r);
+  CHECK(r->contains("result"));
+  CHECK(h.server().tenant() == "bob");
+  h.notify("initialized", json::object());
+  h.open("file:///a.cpp", "int main() {\n");
+  h.request(3, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///a.cpp", 1, 0));
+  REQUIRE(h.reply(3));
+  auto owner = h.engine().last_owner();
+  CHECK(owner.tenant == "bob");
+  CHECK(owner.cache_salt == "bob");
+  CHECK(owner.session == 42);
+}
+
+TEST_CASE("per-session limits answer clear errors and the session goes on") {
+  ServerOptions o;
+  o.max_documents = 2;
+  o.max_document_bytes = 64;
+  o.max_requests_in_flight = 1;
+  testing::LspHarness h("return 1;", 20ms, true, o);
+  h.initialize();
+  h.open("file:///a.cpp", "int a;\n");
+  h.open("file:///b.cpp", "int b;\n");
+  h.open("file:///c.cpp", "int c;\n");  // a third document: over the count
+  h.request(1, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///c.cpp", 1, 0));
+  auto r = h.reply(1);
+  REQUIRE(r);
+  CHECK((*r)["error"]["message"] ==
+        "document file:///c.cpp is not open: the session has 2 open documents, the limit (--max-open-documents)");
+  // An edit past the byte limit drops the document.
+  h.notify("textDocument/didChange",
+           {{"textDocument", {{"uri", "file:///b.cpp"}, {"version", 2}}},
+            {"contentChanges", {{{"text", std::string(100, 'x')}}}}});
+  h.request(2, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///b.cpp", 0, 0));
+  r = h.reply(2);
+  REQUIRE(r);
+  CHECK((*r)["error"]["message"].get<std::string>().find("--max-document-bytes") != std::string::npos);
+  // One in flight: a second request on another document is refused, the first answered.
+  h.open("file:///d.cpp", "int d;\n");
+  h.request(3, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///a.cpp", 1, 0));
+  h.request(4, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///d.cpp", 1, 0));
+  r = h.reply(4);
+  REQUIRE(r);
+  CHECK((*r)["error"]["code"] == -32803);
+  CHECK((*r)["error"]["message"] ==
+        "too many requests in flight: 1 unanswered completions, the session's limit (--max-requests-in-flight); wait "
+        "for answers");
+  r = h.reply(3);
+  REQUIRE(r);
+  CHECK(r->contains("result"));
+  // Room again: closing a document frees its count and bytes.
+  h.notify("textDocument/didClose", {{"textDocument", {{"uri", "file:///a.cpp"}}}});
+  h.open("file:///e.cpp", "int e;\n");
+  h.request(5, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///e.cpp", 1, 0));
+  r = h.reply(5);
+  REQUIRE(r);
+  CHECK(r->contains("result"));
+}

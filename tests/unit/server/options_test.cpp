@@ -67,3 +67,53 @@ TEST_CASE("initializationOptions") {
   CHECK(d.message().find("initializationOptions.draftModel: speculative decoding with a draft model is not supported yet") == 0);
   CHECK(apply_initialization_options(o, nlohmann::json::parse(R"({"draftModel":""})")).ok());
 }
+
+TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
+  auto o = parse({"--model", "base.gguf", "--model", "small=/m/small", "--model=big=/m/big.gguf", "--listen",
+                  "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--token-file", "t", "--insecure",
+                  "--handshake-timeout-ms", "500", "--idle-timeout-s", "60", "--max-open-documents", "5",
+                  "--max-document-bytes", "4096", "--max-requests-in-flight", "3"});
+  REQUIRE(o.ok());
+  CHECK(o->model == "base.gguf");
+  REQUIRE(o->named_models.size() == 2);
+  CHECK(*find_named_model(*o, "small") == "/m/small");
+  CHECK(*find_named_model(*o, "big") == "/m/big.gguf");
+  CHECK(find_named_model(*o, "base.gguf") == nullptr);
+  CHECK(o->tls());
+  CHECK(o->tls_key == "k.pem");
+  CHECK(o->token_file == "t");
+  CHECK(o->insecure);
+  CHECK(o->handshake_timeout_ms == 500);
+  CHECK(o->idle_timeout_s == 60);
+  CHECK(o->max_documents == 5);
+  CHECK(o->max_document_bytes == 4096);
+  CHECK(o->max_requests_in_flight == 3);
+  // A path with '=' in a folder name stays a path.
+  auto p = parse({"--model", "/models/a=b/m.gguf"});
+  REQUIRE(p.ok());
+  CHECK(p->model == "/models/a=b/m.gguf");
+  CHECK(p->named_models.empty());
+
+  struct Bad {
+    std::vector<const char*> args;
+    const char* message;
+  };
+  const std::vector<Bad> bad = {
+      {{"--listen", "127.0.0.1:1", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+      {{"--token-file", "t"},
+       "--tls-cert, --tls-key, --token-file, --insecure and --idle-timeout-s need --listen (a stdio session is the "
+       "editor's own process)"},
+      {{"--listen", "unix:/tmp/s", "--tls-cert", "c", "--tls-key", "k"},
+       "--tls-cert: TLS is for TCP listeners; a Unix socket is guarded by its file permissions"},
+      {{"--model", "a=x", "--model", "a=y"}, "--model: the name 'a' is given twice"},
+      {{"--model", "x", "--model", "y"}, "--model: only one unnamed model (name the others: --model NAME=PATH)"},
+      {{"--model", "a="}, "--model a=: missing the path after '='"},
+      {{"--insecure=yes"}, "--insecure takes no value"},
+      {{"--max-requests-in-flight", "0"}, "--max-requests-in-flight: expected an integer in [1, 1048576], got '0'"},
+  };
+  for (const auto& b : bad) {
+    auto r = parse(b.args);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == b.message);
+  }
+}

@@ -105,3 +105,25 @@ TEST_CASE("nothing but whitespace after the cursor: plain left-to-right layout, 
     CHECK(p.suffix_tokens == 0);
   }
 }
+
+TEST_CASE("a prefix shorter than the cut quantum is cut, never emptied") {
+  // A small model's budget (e.g. 496 tokens) and ~900 bytes typed at the end
+  // of a file: rounding the cut up to kPrefixCutQuantum once dropped it all.
+  ByteTokenizer tok({"<|endoftext|>"});
+  auto view = make_tokenizer_view(tok);
+  FimTemplate plain = plain_template(view);
+  for (size_t n : {600, 900, 1023}) {
+    std::string prefix;
+    while (prefix.size() < n) prefix += "def helper(x):\n    return x * 3\n";
+    prefix.resize(n);
+    for (int budget : {1, 100, 496, static_cast<int>(n) - 1}) {
+      CAPTURE(n);
+      CAPTURE(budget);
+      Prompt p = build_prompt(plain, view, {prefix, "", "a.py", "", {}}, PromptBudget{budget, 0, 0});
+      CHECK_FALSE((p.tokens.empty() && p.heal.empty()));
+      CHECK(static_cast<int>(p.tokens.size()) <= budget);
+      // What is kept is the end of the prefix, up to the cursor.
+      CHECK(prefix.ends_with(tok.decode(p.tokens) + p.heal));
+    }
+  }
+}

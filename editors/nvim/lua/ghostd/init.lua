@@ -8,6 +8,12 @@ local M = {}
 
 local defaults = {
   cmd = { 'ghostd' },
+  -- A shared server ('tls://host:port', or 'tcp://127.0.0.1:port'): the
+  -- plugin then runs `ghostd connect` (the first word of cmd is the ghostd
+  -- executable), with the token from token_file or $GHOSTD_TOKEN.
+  server = nil,
+  token_file = nil,
+  ca_file = nil, -- a private CA or self-signed certificate (PEM)
   -- Sent as initializationOptions (see docs/configuration.md): model,
   -- useDraft, maxTokens, contextBudget, deadlineMs, maxLines, ...
   init_options = {},
@@ -174,10 +180,25 @@ local function root_dir(bufnr)
   return config.root_dir or vim.fn.getcwd()
 end
 
+-- The command the client starts: the daemon, or the bridge to a server.
+local function command()
+  if not config.server then
+    return config.cmd
+  end
+  local cmd = { config.cmd[1], 'connect', config.server }
+  if config.token_file then
+    vim.list_extend(cmd, { '--token-file', vim.fn.expand(config.token_file) })
+  end
+  if config.ca_file then
+    vim.list_extend(cmd, { '--ca-file', vim.fn.expand(config.ca_file) })
+  end
+  return cmd
+end
+
 local function client_config(bufnr)
   return {
     name = 'ghostd',
-    cmd = config.cmd,
+    cmd = command(),
     root_dir = root_dir(bufnr),
     init_options = config.init_options,
     capabilities = capabilities(),
@@ -217,7 +238,7 @@ function M.attach(bufnr)
     end
     if not client_id then
       stats.model = 'failed'
-      stats.message = 'could not start ' .. table.concat(config.cmd, ' ')
+      stats.message = 'could not start ' .. table.concat(command(), ' ')
       return nil
     end
   end
@@ -335,7 +356,7 @@ function M.status()
   s.client_id = get_client() and client_id or nil
   s.enabled = enabled
   s.native = use_native()
-  s.cmd = config.cmd
+  s.cmd = command()
   return s
 end
 

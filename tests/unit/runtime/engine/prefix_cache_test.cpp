@@ -229,3 +229,37 @@ TEST_CASE("a chain cached twice in different blocks is not extended under the ot
   b.blocks.release(pool);
   CHECK(pool.num_free() == 16);
 }
+
+TEST_CASE("a prefix cached under one salt is never matched under another") {
+  BlockPool pool(16, kBs);
+  PrefixCache cache(pool);
+  Seq a;
+  fill(pool, a, iota(10));
+  CHECK(cache.insert(a.tokens, a.blocks.blocks(), "doc", "tenant-a") == 2);
+  struct Case {
+    const char* salt;
+    int expect_tokens;
+  };
+  // Whole blocks and the partial-block path are both salted.
+  for (const Case& c : {Case{"tenant-a", 8}, Case{"tenant-b", 0}, Case{"", 0}}) {
+    CAPTURE(c.salt);
+    for (const auto& query : {iota(10), iota(6), iota(3)}) {
+      PrefixMatch m = cache.match(query, "doc", c.salt);
+      CHECK(m.n_tokens == std::min<int>(c.expect_tokens, static_cast<int>(query.size())));
+      for (BlockId b : m.blocks) pool.release(b);
+    }
+  }
+  // The same tokens under another salt are cached again, in their own chain.
+  Seq b;
+  fill(pool, b, iota(10));
+  CHECK(cache.insert(b.tokens, b.blocks.blocks(), "doc", "tenant-b") == 2);
+  PrefixMatch m = cache.match(iota(8), "doc", "tenant-b");
+  REQUIRE(m.blocks.size() == 2);
+  CHECK(m.blocks[0] == b.blocks.blocks()[0]);
+  for (BlockId blk : m.blocks) pool.release(blk);
+  REQUIRE(check_accounting(pool, cache, {&a, &b}).ok());
+  a.blocks.release(pool);
+  b.blocks.release(pool);
+  cache.clear();
+  CHECK(pool.num_free() == 16);
+}

@@ -431,3 +431,129 @@ TEST_CASE("stop, cancel during a step, failed step and drain each end a job exac
   CHECK(h.sched.num_jobs() == 0);
   h.check_no_leaks();
 }
+
+namespace {
+CompletionJob owned_job(std::vector<int32_t> prompt, int max_new, std::string tenant,
+                        uint64_t session, std::string doc) {
+  CompletionJob j = make_job(std::move(prompt), max_new, Priority::kInteractive, std::move(doc));
+  j.tenant = std::move(tenant);
+  j.session_id = session;
+  j.cache_salt = j.tenant;
+  return j;
+}
+
+std::map<uint64_t, int> slots_per_session(const StepPlan& p,
+                                          const std::map<JobId, uint64_t>& owner) {
+  std::map<uint64_t, int> n;
+  for (const auto& s : p.seqs) ++n[owner.at(s.id)];
+  return n;
+}
+}  // namespace
+
+TEST_CASE(
+    "fairness: a quiet session's keystroke is not queued behind a flooding session's backlog") {
+  Harness h(256, 4, SchedulerConfig{.max_batch_tokens = 64, .max_batch_seqs = 4});
+  std::map<JobId, uint64_t> owner;
+  // Session 1 floods: 12 jobs, all submitted (and so due) before the keystroke.
+  for (JobId id = 1; id <= 12; ++id) {
+    h.sched.submit(
+        id,
+        owned_job(seq_tokens(6, static_cast<int>(id)), 30, "t", 1, "flood" + std::to_string(id)),
+        h.now);
+    owner[id] = 1;
+  }
+  h.step();
+  h.step();
+  CompletionJob key = owned_job(seq_tokens(6, 40), 3, "t", 2, "quiet");
+  h.sched.submit(100, key, h.now);
+  owner[100] = 2;
+  StepPlan p = h.step();
+  // Without fairness the quiet job would wait for 8 of the flood's jobs to
+  // finish; with it the flood keeps its share (2 of 4 slots), not more.
+  auto n = slots_per_session(p, owner);
+  CHECK(n[2] == 1);
+  CHECK(n[1] == 2);
+  h.run_all();
+  CHECK(h.results[100].tokens == reference(key));
+  CHECK(h.results[100].metrics.queue_ms <= 1.0);  // scheduled in the step after it arrived
+  h.check_no_leaks();
+}
+
+TEST_CASE("fairness: tenants share the batch equally, then the sessions of a tenant") {
+  Harness h(512, 4, SchedulerConfig{.max_batch_tokens = 256, .max_batch_seqs = 8});
+  std::map<JobId, uint64_t> owner;
+  std::map<uint64_t, std::string> tenant_of;
+  JobId id = 1;
+  // Tenant A: three sessions with 6 jobs each; tenant B: one session with 6.
+  for (uint64_t s : {1, 2, 3, 4}) {
+    std::string tenant = s == 4 ? "B" : "A";
+    tenant_of[s] = tenant;
+    for (int k = 0; k < 6; ++k, ++id) {
+      h.sched.submit(
+          id,
+          owned_job(seq_tokens(5, static_cast<int>(id)), 8, tenant, s, "d" + std::to_string(id)),
+          h.now);
+      owner[id] = s;
+    }
+  }
+  StepPlan p = h.step();
+  auto n = slots_per_session(p, owner);
+  CHECK(p.seqs.size() == 8);
+  CHECK(n[4] == 4);                // tenant B: half the batch
+  CHECK(n[1] + n[2] + n[3] == 4);  // tenant A: the other half, spread over its sessions
+  for (uint64_t s : {1, 2, 3}) CHECK(n[s] >= 1);
+  h.run_all();
+  for (const auto& [jid, r] : h.results) CHECK(r.status == JobStatus::kFinished);
+  h.check_no_leaks();
+}
+
+TEST_CASE("fairness: a long prefill takes its share of the step's tokens, not all of them") {
+  Harness h(512, 4, SchedulerConfig{.max_batch_tokens = 64});
+  CompletionJob big = owned_job(seq_tokens(400, 1), 4, "t", 1, "big");
+  h.sched.submit(1, big, h.now);
+  StepPlan first = h.step();
+  REQUIRE(first.seqs.size() == 1);
+  CHECK(first.seqs[0].tokens.size() == 64);  // alone: the whole budget
+  CompletionJob small = owned_job(seq_tokens(20, 2), 4, "t", 2, "small");
+  h.sched.submit(2, small, h.now);
+  StepPlan p = h.step();
+  REQUIRE(p.seqs.size() == 2);
+  for (const auto& s : p.seqs) {
+    CAPTURE(s.id);
+    CHECK(s.tokens.size() ==
+          (s.id == 1 ? 32u : 20u));  // 64 tokens / 2 sessions; the small job fits
+  }
+  h.run_all();
+  CHECK(h.results[1].tokens == reference(big));
+  CHECK(h.results[2].tokens == reference(small));
+  h.check_no_leaks();
+}
+
+TEST_CASE("fairness: priority decides within each session's share") {
+  Harness h(256, 4, SchedulerConfig{.max_batch_seqs = 2});
+  h.sched.submit(1, owned_job(seq_tokens(6, 1), 10, "t", 1, "a"), h.now);
+  CompletionJob prefetch = owned_job(seq_tokens(6, 3), 10, "t", 2, "c");
+  prefetch.priority = Priority::kPrefetch;
+  h.sched.submit(2, prefetch, h.now);  // session 2's prefetch arrives first
+  h.sched.submit(3, owned_job(seq_tokens(6, 2), 10, "t", 2, "b"), h.now);
+  StepPlan p = h.step();
+  std::set<JobId> ids;
+  for (const auto& s : p.seqs) ids.insert(s.id);
+  CHECK(ids == std::set<JobId>{1, 3});  // session 2's slot goes to its interactive job
+  h.run_all();
+  h.check_no_leaks();
+}
+
+TEST_CASE("fairness: a lone session still gets the whole step") {
+  Harness h(256, 4, SchedulerConfig{.max_batch_tokens = 64, .max_batch_seqs = 4});
+  for (JobId id = 1; id <= 6; ++id) {
+    h.sched.submit(
+        id, owned_job(seq_tokens(40, static_cast<int>(id)), 4, "t", 1, "d" + std::to_string(id)),
+        h.now);
+  }
+  StepPlan p = h.step();
+  CHECK(p.seqs.size() == 2);  // 40 + 24 tokens: the budget, not a share
+  CHECK(p.num_tokens == 64);
+  h.run_all();
+  h.check_no_leaks();
+}
