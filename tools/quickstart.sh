@@ -74,7 +74,7 @@ case "$mode" in
     cmake --preset tsan -B "$build-tsan"
     cmake --build "$build-tsan" -j "$jobs" --target ghostd ghostd_unit ghostd_lsp_fake
     ctest --test-dir "$build-tsan" --output-on-failure -j "$jobs" --timeout 1500 \
-      -R '^(unit\.runtime\.(engine|scheduler|cpu\..*)|unit\.server\..*|lsp\..*)$'
+      -LE gpu -R '^(unit\.runtime\.(engine|cpu)\..*|unit\.server\..*|lsp\..*)$'
     ;;
   *)
     echo "usage: $0 demo|test" >&2
