@@ -191,7 +191,6 @@ namespace {
 // Patterns of the pre-tokenizers that GGUF files name in tokenizer.ggml.pre,
 // as the models' tokenizer.json files state them (PCRE2 runs those as they
 // are, so no rewritten variants are needed).
-constexpr std::string_view kContractionsI = R"((?i:'s|'t|'re|'ve|'m|'ll|'d))";
 constexpr std::string_view kQwen35Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kJais2Pattern =

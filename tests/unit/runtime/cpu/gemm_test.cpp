@@ -155,7 +155,9 @@ TEST_CASE("gemm kernels on ggml block types match the dequantized reference and 
     std::vector<float> x(static_cast<size_t>(rows) * cols);
     for (auto& v : x) v = u(rng);
     Weight w{d, n, cols, bytes.data()};
-    for (auto [g, isa] : impls) {
+    for (const auto& impl : impls) {
+      const GemmFn g = impl.first;
+      const char* isa = impl.second;  // a plain variable: CAPTURE's lambda takes it (not a binding)
       CAPTURE(dtype_name(d));
       CAPTURE(isa);
       std::vector<float> out(static_cast<size_t>(rows) * n), one(n);
