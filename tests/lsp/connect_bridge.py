@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from daemon_process import Daemon  # tests/lsp/daemon_process.py, next to this script
 
 TOKEN = "editor-token-0123456789abcdef"
 DOC = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n"
@@ -36,24 +37,6 @@ def fail(msg):
 def ok(msg):
     print(f"ok   {msg}")
 
-
-class Daemon:
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
-            if re.search(r"model .* ready in", line):
-                self.ready.set()
-
-    def stop(self, sig=signal.SIGKILL):
-        self.proc.send_signal(sig)
-        self.proc.wait(30)
 
 
 class Editor:

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from daemon_process import Daemon  # tests/lsp/daemon_process.py, next to this script
 
 TYPED = "def total(items):\n    return sum(item.price for item in items)\n"
 CANCEL_CODES = {-32800, -32801}  # RequestCancelled, ContentModified
@@ -46,32 +47,6 @@ def fail(msg):
     print(f"multi_session FAIL: {msg}", file=sys.stderr)
     sys.exit(1)
 
-
-class Daemon:
-    """The daemon process; stderr is kept for the report and scanned for the
-    listening address and model readiness."""
-
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        self.port = None
-        self.ready = threading.Event()
-        self.listening = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
-            m = re.search(r"listening on (?:[\d.]+:(\d+)|unix:)", line)
-            if m:
-                self.port = int(m.group(1)) if m.group(1) else None
-                self.listening.set()
-            if re.search(r"model .* ready in", line) or "failed" in line and "model" in line:
-                self.ready.set()
-
-    def tail(self):
-        return "\n".join(self.lines[-30:])
 
 
 class Session:

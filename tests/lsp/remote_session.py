@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import warnings
+from daemon_process import Daemon  # tests/lsp/daemon_process.py, next to this script
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # offering TLS 1.1 on purpose
 
@@ -53,32 +54,6 @@ def fail(msg):
 def ok(msg):
     print(f"ok   {msg}")
 
-
-class Daemon:
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        self.port = None
-        self.ready = threading.Event()
-        self.listening = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
-            m = re.search(r"listening on [\d.]+:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                self.listening.set()
-            if re.search(r"model .* ready in", line):
-                self.ready.set()
-
-    def fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def tail(self):
-        return "\n".join(self.lines[-30:])
 
 
 def frame(msg):
