@@ -47,6 +47,16 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   if (options.block_size <= 0) {
     return Error{"engine: block_size must be positive, got " + std::to_string(options.block_size)};
   }
+  if (!model.try_attach()) {
+    return Error{"engine: the model is driven by another engine; shut that engine down first "
+                 "(a model holds one engine's step workspaces)"};
+  }
+  struct Detach {
+    Model* m;
+    ~Detach() {
+      if (m) m->detach();
+    }
+  } detach_on_error{&model};
   Backend& backend = model.backend();
   // Workspaces first, for the largest step the scheduler can plan; the KV
   // budget is what the device has left after them.
@@ -92,6 +102,7 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   auto kv = KvStorage::create(backend, model.config(), num_blocks, options.block_size, /*scratch_block=*/graphs);
   if (!kv) return Error{"engine: " + kv.error().message};
   model.set_step_graphs(graphs);
+  detach_on_error.m = nullptr;  // the engine detaches at shutdown
   return std::unique_ptr<Engine>(
       new Engine(model, std::move(options), num_blocks, std::move(*kv), cap.max_logit_rows));
 }
@@ -170,6 +181,7 @@ Status Engine::shutdown() {
   }
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
+  model_.detach();
   std::lock_guard lock(mu_);
   stopped_ = true;
   return shutdown_status_;

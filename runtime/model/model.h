@@ -2,6 +2,7 @@
 // expressed in Backend ops, with a paged KV cache.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -76,6 +77,12 @@ class Model {
   // Allocates every workspace a step up to `cap` needs: the backend's
   // scratch, the activations, the logits and one host staging block with its
   // device copy. After it, prepare/run/argmax/download_logits never allocate.
+  // One engine drives a model at a time: the workspaces, the staging block
+  // and the captured steps are that engine's. Engine::create attaches (and
+  // fails while another engine is attached), shutdown detaches.
+  bool try_attach() { return !attached_.exchange(true, std::memory_order_acq_rel); }
+  void detach() { attached_.store(false, std::memory_order_release); }
+
   // Called once by Engine::create (before the KV budget is taken from what is
   // left); calling it again with a larger capacity reallocates.
   Status reserve(const StepCapacity& cap);
@@ -155,6 +162,7 @@ class Model {
   std::map<int, int> graph_ids_;
   std::set<int> graph_failed_;
   int replays_ = 0;
+  std::atomic<bool> attached_{false};
 };
 
 }  // namespace ghostd::runtime

@@ -104,10 +104,19 @@ TEST_CASE("engine: a reused prefix gives the same tokens as a fresh prefill") {
   const CompletionJob first = greedy_job(with_tail(5), 8);
   const CompletionJob second = greedy_job(with_tail(6), 10);
 
+  // Seeded sampling probes the logits more finely than argmax.
+  CompletionJob sampled = second;
+  sampled.sampling.temperature = 1.0f;
+  sampled.sampling.seed = 9;
+  // References from a cold engine (one engine drives a model at a time).
   auto fresh = make_engine(tm, small_options());
   Outcome expected = run_alone(*fresh, second);
   CHECK(expected.result.metrics.reused_tokens == 0);
   check_clean_shutdown(*fresh);
+  auto fresh2 = make_engine(tm, small_options());
+  Outcome cold = run_alone(*fresh2, sampled);
+  CHECK(cold.result.metrics.reused_tokens == 0);
+  check_clean_shutdown(*fresh2);
 
   auto engine = make_engine(tm, small_options());
   Outcome a = run_alone(*engine, first);
@@ -123,13 +132,6 @@ TEST_CASE("engine: a reused prefix gives the same tokens as a fresh prefill") {
   CHECK(c.result.tokens == expected.result.tokens);
   CHECK(engine->stats().cached_blocks > 0);
 
-  // Seeded sampling probes the logits more finely than argmax.
-  CompletionJob sampled = second;
-  sampled.sampling.temperature = 1.0f;
-  sampled.sampling.seed = 9;
-  auto fresh2 = make_engine(tm, small_options());
-  Outcome cold = run_alone(*fresh2, sampled);
-  check_clean_shutdown(*fresh2);
   Outcome warm = run_alone(*engine, sampled);
   CHECK(warm.result.metrics.reused_tokens == static_cast<int>(second.prompt.size()) - 1);
   CHECK(warm.result.tokens == cold.result.tokens);
@@ -390,6 +392,28 @@ TEST_CASE("engine: create rejects a budget that holds no block") {
   auto e = Engine::create(tm.model(), o);
   REQUIRE_FALSE(e.ok());
   CHECK(e.error().message.find("holds no KV block") != std::string::npos);
+}
+
+TEST_CASE("engine: one engine drives a model at a time") {
+  TestModel tm;
+  if (!tm.ready) return;
+  auto first = make_engine(tm, small_options());
+  auto second = Engine::create(tm.model(), small_options());
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().message.find("driven by another engine") != std::string::npos);
+  // The refused create left the first engine's workspaces alone.
+  std::mt19937 rng(5);
+  Outcome a = run_alone(*first, greedy_job(random_prompt(rng, 20), 6));
+  CHECK(a.result.status == JobStatus::kFinished);
+  check_clean_shutdown(*first);
+  // A failed create detaches too: a budget that holds no block, then a good one.
+  EngineOptions tiny = small_options();
+  tiny.kv_memory_bytes = 1;
+  CHECK_FALSE(Engine::create(tm.model(), tiny).ok());
+  auto third = make_engine(tm, small_options());
+  Outcome b = run_alone(*third, greedy_job(random_prompt(rng, 20), 6));
+  CHECK(b.result.status == JobStatus::kFinished);
+  check_clean_shutdown(*third);
 }
 
 TEST_CASE("engine: token healing constrains the first tokens to the required bytes") {
