@@ -113,7 +113,7 @@ struct Editor {
 Figures run(const Args& a, Model& model, const std::vector<int32_t>& source, int editors) {
   EngineOptions o;
   o.kv_memory_bytes = a.kv_mb << 20;
-  o.prompt_lookup_drafts = a.drafts;
+  o.speculate = a.drafts;
   o.prefix.retained_documents = std::max(4, editors);
   auto engine = Engine::create(model, o);
   if (!engine) usage(engine.error().message.c_str());

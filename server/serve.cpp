@@ -65,7 +65,7 @@ rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, c
                                                              const ServerOptions& o) {
   rt::EngineOptions eo;
   eo.kv_memory_bytes = static_cast<size_t>(o.kv_memory_mb) << 20;
-  eo.prompt_lookup_drafts = o.use_draft;
+  eo.speculate = o.use_draft;
   if (tokenizer) {
     // Token healing needs every token's bytes; special tokens never heal.
     eo.token_bytes.resize(static_cast<size_t>(model.config().vocab_size));

@@ -47,6 +47,16 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   if (options.block_size <= 0) {
     return Error{"engine: block_size must be positive, got " + std::to_string(options.block_size)};
   }
+  Model* draft = options.speculate ? options.draft_model : nullptr;
+  if (draft == &model) return Error{"engine: the draft model is the target model itself"};
+  if (draft != nullptr && draft->config().vocab_size != model.config().vocab_size) {
+    return Error{"engine: the draft model's vocabulary (" + std::to_string(draft->config().vocab_size) +
+                 " tokens) differs from the target's (" + std::to_string(model.config().vocab_size) +
+                 "); a draft must share the target's tokenizer"};
+  }
+  if (draft != nullptr && &draft->backend() != &model.backend()) {
+    return Error{"engine: the draft model must run on the target's backend"};
+  }
   if (!model.try_attach()) {
     return Error{"engine: the model is driven by another engine; shut that engine down first "
                  "(a model holds one engine's step workspaces)"};
@@ -56,16 +66,24 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
     ~Detach() {
       if (m) m->detach();
     }
-  } detach_on_error{&model};
+  } detach_target{&model}, detach_draft{nullptr};
+  if (draft != nullptr) {
+    if (!draft->try_attach()) return Error{"engine: the draft model is driven by another engine"};
+    detach_draft.m = draft;
+  }
   Backend& backend = model.backend();
   // Workspaces first, for the largest step the scheduler can plan; the KV
   // budget is what the device has left after them.
   const ModelConfig& mc = model.config();
-  const SchedulerConfig& sc = options.scheduler;
+  SchedulerConfig& sc = options.scheduler;
   if (sc.max_batch_tokens <= 0 || sc.max_batch_seqs <= 0) {
     return Error{"engine: max_batch_tokens and max_batch_seqs must be positive"};
   }
-  const int64_t positions = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 1 << 16;
+  sc.max_draft_tokens = std::min(sc.max_draft_tokens, std::max(0, options.speculation.max_draft));
+  options.speculation.max_draft = sc.max_draft_tokens;
+  int64_t positions = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 1 << 16;
+  if (draft != nullptr && draft->config().max_position_embeddings > 0)
+    positions = std::min<int64_t>(positions, draft->config().max_position_embeddings);
   const int64_t blocks_per_seq = (positions + options.block_size - 1) / options.block_size;
   StepCapacity cap;
   cap.max_tokens = sc.max_batch_tokens;
@@ -74,6 +92,13 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   cap.max_logit_rows = static_cast<int>(std::min<int64_t>(
       sc.max_batch_tokens, int64_t{sc.max_batch_seqs} * (1 + std::max(0, sc.max_draft_tokens))));
   if (Status st = model.reserve(cap); !st.ok()) return Error{"engine: " + st.message()};
+  if (draft != nullptr) {
+    // The mirror runs the target's batches (one logits row per sequence); a
+    // round feeds one token per sequence.
+    StepCapacity dcap = cap;
+    dcap.max_logit_rows = std::min(cap.max_tokens, cap.max_seqs);
+    if (Status st = draft->reserve(dcap); !st.ok()) return Error{"engine: draft model: " + st.message()};
+  }
   size_t budget = options.kv_memory_bytes;
   if (budget == 0) {
     const size_t free = backend.free_memory();
@@ -90,7 +115,9 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
       budget = free - margin;
     }
   }
-  const size_t per_block = KvStorage::bytes_per_block(model.config(), options.block_size);
+  // A block id holds both models' KV: the budget pays for both.
+  size_t per_block = KvStorage::bytes_per_block(model.config(), options.block_size);
+  if (draft != nullptr) per_block += KvStorage::bytes_per_block(draft->config(), options.block_size);
   const int num_blocks = BlockPool::blocks_for_budget(budget, per_block);
   if (num_blocks <= 0) {
     return Error{"engine: a KV budget of " + std::to_string(budget) +
@@ -101,28 +128,42 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   // The scratch block takes padding rows of captured steps.
   auto kv = KvStorage::create(backend, model.config(), num_blocks, options.block_size, /*scratch_block=*/graphs);
   if (!kv) return Error{"engine: " + kv.error().message};
+  std::optional<KvStorage> draft_kv;
+  if (draft != nullptr) {
+    auto dkv = KvStorage::create(backend, draft->config(), num_blocks, options.block_size, graphs);
+    if (!dkv) return Error{"engine: draft model: " + dkv.error().message};
+    draft_kv = std::move(*dkv);
+    draft->set_step_graphs(graphs);
+  }
   model.set_step_graphs(graphs);
-  detach_on_error.m = nullptr;  // the engine detaches at shutdown
-  return std::unique_ptr<Engine>(
-      new Engine(model, std::move(options), num_blocks, std::move(*kv), cap.max_logit_rows));
+  options.draft_model = draft;
+  detach_target.m = detach_draft.m = nullptr;  // the engine detaches at shutdown
+  return std::unique_ptr<Engine>(new Engine(model, std::move(options), num_blocks, std::move(*kv),
+                                            std::move(draft_kv), cap.max_logit_rows));
 }
 
-Engine::Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv, int max_logit_rows)
+Engine::Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv,
+               std::optional<KvStorage> draft_kv, int max_logit_rows)
     : model_(model),
+      draft_(options.draft_model),
       options_(std::move(options)),
+      spec_(options_.speculation, draft_ != nullptr),
       pool_(num_blocks, options_.block_size),
       cache_(pool_, options_.prefix),
       scheduler_(options_.scheduler, pool_, &cache_),
-      kv_(std::move(kv)) {
+      kv_(std::move(kv)),
+      draft_kv_(std::move(draft_kv)) {
   const int max_seqs = options_.scheduler.max_batch_seqs;
   inputs_.reserve(static_cast<size_t>(max_seqs));
+  draft_inputs_.reserve(static_cast<size_t>(max_seqs));
+  draft_ids_.assign(static_cast<size_t>(max_seqs), 0);
   for (int l = 0; l < model_.config().num_layers; ++l) kv_layers_.push_back(kv_.layer(l));
+  if (draft_kv_) {
+    for (int l = 0; l < draft_->config().num_layers; ++l) draft_kv_layers_.push_back(draft_kv_->layer(l));
+  }
   copies_.reserve(static_cast<size_t>(max_seqs) * 2);
   ids_.assign(static_cast<size_t>(max_logit_rows), 0);
-  // Default-initialized: pages are only touched by the rows host sampling uses.
-  host_logits_.reset(new float[static_cast<size_t>(max_seqs) * static_cast<size_t>(model_.config().vocab_size)]);
   heal_scratch_.reserve(static_cast<size_t>(model_.config().vocab_size));
-  lookup_.max_draft = std::min(options_.max_draft_tokens, options_.scheduler.max_draft_tokens);
   local_stats_.num_blocks = pool_.num_blocks();
   local_stats_.free_blocks = pool_.num_free();
   stats_ = local_stats_;
@@ -182,6 +223,7 @@ Status Engine::shutdown() {
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
   model_.detach();
+  if (options_.draft_model != nullptr) options_.draft_model->detach();
   std::lock_guard lock(mu_);
   stopped_ = true;
   return shutdown_status_;
@@ -219,10 +261,10 @@ void Engine::run() {
     }
     for (Pending& p : inbox) {
       Sampler sampler(p.job.sampling);
-      const bool draft = options_.prompt_lookup_drafts && p.job.use_draft && sampler.greedy() &&
-                         lookup_.max_draft > 0;
-      active_.emplace(p.id, Active{std::move(p.callbacks), std::move(sampler), p.job.deadline, draft,
+      const bool speculate = options_.speculate && p.job.use_draft && options_.speculation.max_draft > 0;
+      active_.emplace(p.id, Active{std::move(p.callbacks), std::move(sampler), p.job.deadline, speculate,
                                    p.job.required_prefix});
+      if (speculate) spec_.add_job(p.id, p.job);
       scheduler_.submit(p.id, p.job, p.submitted);
     }
     for (JobId id : cancels) scheduler_.cancel(id);
@@ -281,6 +323,7 @@ void Engine::finish(std::vector<EndedJob>& ended) {
     if (it == active_.end()) continue;  // cannot happen: the scheduler ends a job once
     JobCallbacks callbacks = std::move(it->second.callbacks);
     active_.erase(it);
+    spec_.end_job(e.id, e.result.metrics);
     {
       std::lock_guard lock(mu_);
       --stats_.active_jobs;
@@ -290,7 +333,7 @@ void Engine::finish(std::vector<EndedJob>& ended) {
 }
 
 bool Engine::samples_on_host(const StepSequence& seq) const {
-  if (!seq.samples || seq.num_draft > 0) return false;  // verify is greedy: device argmax
+  if (!seq.samples) return false;
   const Active& job = active_.at(seq.id);
   return !job.heal.empty() || !job.sampler.greedy();
 }
@@ -304,44 +347,64 @@ Status Engine::forward(std::span<const StepSequence> seqs, int row_base, int seq
         static_cast<size_t>(row_base + rows_needed) > ids_.size())
       return Error{"engine: a step of " + std::to_string(seqs.size()) + " sequences and " +
                    std::to_string(rows_needed) + " logits rows is beyond the engine's step capacity"};
+    const auto t0 = Clock::now();
+    int fed = 0;
     inputs_.clear();
-    for (const StepSequence& s : seqs) inputs_.push_back({s.tokens, s.start_pos, s.block_table, s.all_logits});
+    for (const StepSequence& s : seqs) {
+      inputs_.push_back({s.tokens, s.start_pos, s.block_table, s.all_logits});
+      fed += static_cast<int>(s.tokens.size());
+    }
     GHOSTD_TRY_STATUS(model_.prepare(inputs_, kv_));
     GHOSTD_TRY_STATUS(model_.run(kv_));
     const int rows = model_.prepared_logit_rows();
     GHOSTD_TRY_STATUS(model_.argmax(std::span<int32_t>(ids_).subspan(static_cast<size_t>(row_base), static_cast<size_t>(rows))));
+    // argmax synchronized: this is the step's device time (the speculation
+    // policy's cost per fed token comes from it).
+    spec_.observe_step(fed, std::chrono::duration<double>(Clock::now() - t0).count());
     const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
     int row = 0;
     for (size_t i = 0; i < seqs.size(); ++i) {
+      const int n = rows_of(seqs[i]);
       if (samples_on_host(seqs[i])) {
-        GHOSTD_TRY_STATUS(model_.download_logits(row, 1, host_logits_.get() + (seq_base + i) * vocab));
+        const size_t need = static_cast<size_t>(row_base + row + n) * vocab;
+        if (host_logits_.size() < need) host_logits_.resize(need);
+        GHOSTD_TRY_STATUS(model_.download_logits(row, n, host_logits_.data() + static_cast<size_t>(row_base + row) * vocab));
       }
-      row += rows_of(seqs[i]);
+      row += n;
     }
+    (void)seq_base;
     return {};
   } catch (const std::exception& e) {
     return Error{std::string("forward threw: ") + e.what()};
   }
 }
 
-std::vector<int32_t> Engine::sample(const StepSequence& seq, Active& job, const int32_t* ids, const float* row) {
+std::vector<int32_t> Engine::sample(const StepSequence& seq, size_t index, Active& job, const int32_t* ids,
+                                    const float* rows) {
+  const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
   if (seq.num_draft == 0) {
     // A decode, or the last prefill chunk (whose one row is its last token).
-    if (!job.heal.empty()) return {sample_healing(job, row)};
+    if (!job.heal.empty()) return {sample_healing(job, rows)};
     if (job.sampler.greedy()) return {ids[0]};
-    const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
-    return {job.sampler.sample(std::span<const float>(row, vocab))};
+    return {job.sampler.sample(std::span<const float>(rows, vocab))};
   }
-  // Verify (greedy only): row i predicts the token after feed position i, so
-  // draft i+1 is accepted while it equals row i's argmax. The first mismatch
-  // (or row k) gives the model's own token: identical to plain greedy decoding.
-  std::vector<int32_t> out;
-  for (int i = 0; i <= seq.num_draft; ++i) {
-    const int32_t t = ids[i];
-    out.push_back(t);
-    if (i == seq.num_draft || t != seq.tokens[static_cast<size_t>(i) + 1]) break;
+  const auto drafts = std::span<const int32_t>(seq.tokens).subspan(1);
+  const size_t k = drafts.size();
+  if (job.sampler.greedy()) return verify_greedy(drafts, std::span<const int32_t>(ids, k + 1));
+  // Rejection sampling over the target's processed distributions; a model
+  // draft brings its own, the other proposers are point masses.
+  std::vector<float>& p = probs_scratch_;
+  p.resize((k + 1) * vocab);
+  std::vector<float> row_probs;
+  for (size_t i = 0; i <= k; ++i) {
+    job.sampler.probabilities(std::span<const float>(rows + i * vocab, vocab), row_probs);
+    std::copy(row_probs.begin(), row_probs.end(), p.begin() + static_cast<std::ptrdiff_t>(i * vocab));
   }
-  return out;
+  std::span<const float> q;
+  if (job.draft_source == DraftSource::kModel && index < draft_probs_.size() &&
+      draft_probs_[index].size() == k * vocab)
+    q = draft_probs_[index];
+  return verify_sampled(drafts, p, q, vocab, job.sampler, residual_scratch_);
 }
 
 int32_t Engine::sample_healing(Active& job, const float* row) {
@@ -382,7 +445,11 @@ void Engine::step() {
     copies_.clear();
     for (const BlockCopy& c : plan.copies) copies_.push_back({c.src, c.dst});
     model_.backend().copy_kv_blocks(kv_layers_, copies_, kv_.block_size(), kv_.kv_dim());
+    if (draft_kv_) {
+      model_.backend().copy_kv_blocks(draft_kv_layers_, copies_, draft_kv_->block_size(), draft_kv_->kv_dim());
+    }
   }
+  draft_rounds(plan);
 
   Status st = forward(plan.seqs, 0, 0);
   size_t num_failed = 0;
@@ -419,8 +486,10 @@ void Engine::step() {
                    std::make_move_iterator(e.end()));
     }
     plan.seqs = std::move(ok);
+    draft_probs_.clear();  // indices moved; sampled model drafts verify as point masses
     finish(ended);
   }
+  mirror(plan.seqs);
 
   // Sample: device argmax ids for greedy rows and verify, host rows otherwise.
   const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
@@ -428,7 +497,19 @@ void Engine::step() {
   size_t row = 0;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const StepSequence& s = plan.seqs[i];
-    if (s.samples) sampled[i] = sample(s, active_.at(s.id), ids_.data() + row, host_logits_.get() + i * vocab);
+    if (s.samples) {
+      Active& job = active_.at(s.id);
+      const float* rows = samples_on_host(s) ? host_logits_.data() + row * vocab : nullptr;
+      sampled[i] = sample(s, i, job, ids_.data() + row, rows);
+      if (s.num_draft > 0) {
+        const int accepted = static_cast<int>(sampled[i].size()) - 1;
+        spec_.record(s.id, job.draft_source, s.num_draft, accepted);
+        DraftCounts& c = local_stats_.drafts[static_cast<int>(job.draft_source)];
+        c.proposed += s.num_draft;
+        c.accepted += accepted;
+        ++c.verifies;
+      }
+    }
     row += static_cast<size_t>(rows_of(s));
   }
 
@@ -459,15 +540,110 @@ void Engine::step() {
 }
 
 void Engine::propose_drafts(const StepPlan& plan) {
+  int sampling = 0, fed = 0;
+  for (const StepSequence& s : plan.seqs) {
+    if (s.samples) ++sampling;
+    if (s.samples || s.num_draft > 0) continue;
+    fed += static_cast<int>(s.tokens.size());  // prefill still to come
+  }
+  spec_.begin_round(sampling, fed + sampling);
   for (const StepSequence& s : plan.seqs) {
     if (!s.samples) continue;
     auto it = active_.find(s.id);
     // No drafts while token healing still constrains the next token.
-    if (it == active_.end() || !it->second.draft || !it->second.heal.empty()) continue;
+    if (it == active_.end() || !it->second.speculate || !it->second.heal.empty()) continue;
     const std::vector<int32_t>* tokens = scheduler_.tokens(s.id);
     if (tokens == nullptr) continue;
-    std::vector<int32_t> draft = prompt_lookup_draft(*tokens, lookup_);
-    if (!draft.empty()) scheduler_.set_draft(s.id, std::move(draft));
+    const int generated = static_cast<int>(tokens->size()) - scheduler_.prompt_len(s.id);
+    DraftPlan d = spec_.propose(s.id, *tokens, generated);
+    if (d.source == DraftSource::kModel && draft_ == nullptr) d.length = 0;
+    if (d.length <= 0) {
+      scheduler_.set_draft(s.id, {});
+      continue;
+    }
+    it->second.draft_source = d.source;
+    // Model drafts are placeholders until the rounds of the verifying step.
+    if (d.source == DraftSource::kModel) d.tokens.assign(static_cast<size_t>(d.length), 0);
+    scheduler_.set_draft(s.id, std::move(d.tokens));
+  }
+}
+
+void Engine::draft_failed(const std::string& why) {
+  spdlog::error("engine: the draft model failed, speculation goes on without it: {}", why);
+  local_stats_.draft_error = why;
+  draft_ = nullptr;
+  draft_probs_.clear();
+}
+
+void Engine::draft_rounds(StepPlan& plan) {
+  draft_probs_.clear();
+  if (draft_ == nullptr) return;
+  int kmax = 0;
+  for (const StepSequence& s : plan.seqs) {
+    if (s.num_draft > 0 && active_.at(s.id).draft_source == DraftSource::kModel) kmax = std::max(kmax, s.num_draft);
+  }
+  if (kmax == 0) return;
+  const size_t vocab = static_cast<size_t>(draft_->config().vocab_size);
+  std::vector<size_t> members;  // plan indices in this round, in batch order
+  std::vector<float> row, probs;
+  auto rounds = [&]() -> Status {
+    for (int r = 0; r < kmax; ++r) {
+      draft_inputs_.clear();
+      members.clear();
+      for (size_t i = 0; i < plan.seqs.size(); ++i) {
+        const StepSequence& s = plan.seqs[i];
+        if (s.num_draft <= r || active_.at(s.id).draft_source != DraftSource::kModel) continue;
+        draft_inputs_.push_back({std::span<const int32_t>(s.tokens).subspan(static_cast<size_t>(r), 1),
+                                 s.start_pos + r, s.block_table, false});
+        members.push_back(i);
+      }
+      const auto t0 = Clock::now();
+      GHOSTD_TRY_STATUS(draft_->prepare(draft_inputs_, *draft_kv_));
+      GHOSTD_TRY_STATUS(draft_->run(*draft_kv_));
+      auto ids = std::span<int32_t>(draft_ids_).first(members.size());
+      GHOSTD_TRY_STATUS(draft_->argmax(ids));
+      spec_.observe_draft_round(static_cast<int>(members.size()),
+                                std::chrono::duration<double>(Clock::now() - t0).count());
+      ++local_stats_.draft_rounds;
+      for (size_t m = 0; m < members.size(); ++m) {
+        StepSequence& s = plan.seqs[members[m]];
+        Active& job = active_.at(s.id);
+        int32_t d = ids[m];
+        if (!job.sampler.greedy()) {
+          // Drawn from the draft's processed distribution, kept for the verify.
+          row.resize(vocab);
+          GHOSTD_TRY_STATUS(draft_->download_logits(static_cast<int>(m), 1, row.data()));
+          job.sampler.probabilities(row, probs);
+          d = job.sampler.draw(probs);
+          if (draft_probs_.size() < plan.seqs.size()) draft_probs_.resize(plan.seqs.size());
+          std::vector<float>& q = draft_probs_[members[m]];
+          q.insert(q.end(), probs.begin(), probs.end());
+        }
+        s.tokens[static_cast<size_t>(r) + 1] = d;
+      }
+    }
+    return {};
+  };
+  try {
+    if (Status st = rounds(); !st.ok()) draft_failed(st.message());
+  } catch (const std::exception& e) {
+    draft_failed(std::string("draft round threw: ") + e.what());
+  }
+}
+
+void Engine::mirror(std::span<const StepSequence> seqs) {
+  if (draft_ == nullptr || seqs.empty()) return;
+  try {
+    draft_inputs_.clear();
+    for (const StepSequence& s : seqs) draft_inputs_.push_back({s.tokens, s.start_pos, s.block_table, false});
+    Status st = draft_->prepare(draft_inputs_, *draft_kv_);
+    if (st.ok()) st = draft_->run(*draft_kv_);
+    // The mirror's logits are not needed, but argmax is the step's sync point
+    // (an error surfaces here, not in a later step).
+    if (st.ok()) st = draft_->argmax(std::span<int32_t>(draft_ids_).first(static_cast<size_t>(draft_->prepared_logit_rows())));
+    if (!st.ok()) return draft_failed("mirror: " + st.message());
+  } catch (const std::exception& e) {
+    draft_failed(std::string("mirror threw: ") + e.what());
   }
 }
 

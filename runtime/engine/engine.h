@@ -1,7 +1,15 @@
 // The engine: one thread that owns the model's backend state and KV storage
 // (DESIGN.md invariant 2) and drives the Scheduler step by step: schedule,
-// block copies, one batched forward, sampling (with prompt-lookup drafts
-// verified in the same step), commit, streaming.
+// block copies, the draft model's rounds, one batched forward, sampling and
+// verify of the speculation stage's drafts, commit, streaming.
+//
+// With a draft model, both models share the block pool: a block id holds the
+// target's and the draft's KV (each in its own KvStorage), the KV budget pays
+// for both, copy-on-write copies both, and the draft runs every batch the
+// target runs (the "mirror"), so every computed (and so every cached) block
+// has both models' KV. A job's model drafts are made at the start of the
+// step that verifies them, in the blocks the scheduler allocated for them:
+// round r feeds token r of [last, d1..dk] and yields d(r+1).
 //
 // Other threads only touch a mutex-guarded inbox (submit, cancel, shutdown);
 // the engine thread sleeps on a condition variable when it has nothing to run
@@ -26,7 +34,8 @@
 #include "runtime/engine/kv_cache.h"
 #include "runtime/model/model.h"
 #include "runtime/engine/prefix_cache.h"
-#include "runtime/speculative/prompt_lookup.h"
+#include "runtime/speculative/speculator.h"
+#include "runtime/speculative/verify.h"
 #include "runtime/core/result.h"
 #include "runtime/engine/sampling.h"
 #include "runtime/engine/scheduler.h"
@@ -40,12 +49,16 @@ struct EngineOptions {
   int block_size = 16;
   SchedulerConfig scheduler;
   PrefixCache::Config prefix;
-  bool prompt_lookup_drafts = true;  // greedy jobs with use_draft only
+  // Speculative decoding for jobs with use_draft (speculation.h).
+  bool speculate = true;
+  SpeculationOptions speculation;
+  // A smaller model with the target's vocabulary; proposes drafts. Must
+  // outlive the engine; attached like the target (one engine at a time).
+  Model* draft_model = nullptr;
   // Decode steps captured per batch-size bucket and replayed (CUDA graphs):
   // -1 where the backend says it pays (a GPU), 0 off, 1 on (the CPU emulates
   // capture, so tests run this path everywhere).
   int step_graphs = -1;
-  int max_draft_tokens = 4;
   // Checks scheduler/pool/cache accounting after every step (tests, debugging);
   // the first failure is kept in EngineStats::accounting_error.
   bool validate_each_step = false;
@@ -71,6 +84,9 @@ struct EngineStats {
   std::string fatal_error;  // the device failed for good: every job fails with this
   int captured_steps = 0;   // decode-step graphs captured (one per bucket)
   uint64_t replayed_steps = 0;
+  DraftCounts drafts[kNumDraftSources];  // all jobs, by DraftSource
+  uint64_t draft_rounds = 0;             // draft-model forwards that made drafts
+  std::string draft_error;               // the draft model failed; speculation goes on without it
 };
 
 // Thread-safety: submit, cancel, stats and shutdown may be called from any
@@ -113,36 +129,50 @@ class Engine : public EngineInterface {
     JobCallbacks callbacks;
     Sampler sampler;
     Clock::time_point deadline;
-    bool draft = false;
+    bool speculate = false;
     std::string heal;  // required_prefix bytes not yet produced
+    DraftSource draft_source = DraftSource::kLookup;  // of the draft set for the next verify
   };
 
-  Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv, int max_logit_rows);
+  Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv, std::optional<KvStorage> draft_kv,
+         int max_logit_rows);
   void run();
   void step();
   void finish(std::vector<EndedJob>& ended);
   void fail_all(const std::string& message);
   void enter_fatal(const std::string& why);
   void propose_drafts(const StepPlan& plan);
+  // The draft model's rounds for the plan's model-drafted sequences: fills
+  // their draft tokens in place (and keeps their draft distributions when
+  // they sample). On a draft failure the placeholders stay (verify rejects
+  // them) and the draft model is switched off.
+  void draft_rounds(StepPlan& plan);
+  // The draft model runs the step's batch so its KV covers what the target's does.
+  void mirror(std::span<const StepSequence> seqs);
+  void draft_failed(const std::string& why);
   // Prepares and runs `seqs`, then downloads what sampling needs: the
   // device argmax of every row into ids_[row_base...] and, for the
   // sequences sampled on the host (non-greedy, token healing), their logits
   // row into host_logits_ at (seq_base + i) * vocab.
   Status forward(std::span<const StepSequence> seqs, int row_base, int seq_base);
   bool samples_on_host(const StepSequence& seq) const;
-  std::vector<int32_t> sample(const StepSequence& seq, Active& job, const int32_t* ids, const float* row);
+  std::vector<int32_t> sample(const StepSequence& seq, size_t index, Active& job, const int32_t* ids,
+                              const float* rows);
   int32_t sample_healing(Active& job, const float* row);
   std::optional<Clock::time_point> nearest_deadline() const;
   void publish_stats();
 
   Model& model_;
+  Model* draft_;  // null: no draft model (or it failed)
   EngineOptions options_;
-  PromptLookupConfig lookup_;
+  Speculator spec_;
   // Engine-thread state (touched by other threads only after the join).
   BlockPool pool_;
   PrefixCache cache_;
   Scheduler scheduler_;
   KvStorage kv_;
+  std::optional<KvStorage> draft_kv_;
+  std::vector<KvLayerView> draft_kv_layers_;
   std::map<JobId, Active> active_;
   std::vector<float> heal_scratch_;  // masked logits row for token healing
   // Step staging, sized at create for the largest step (no allocation per step).
@@ -150,7 +180,14 @@ class Engine : public EngineInterface {
   std::vector<KvLayerView> kv_layers_;
   std::vector<KvBlockCopy> copies_;
   std::vector<int32_t> ids_;                 // argmax of each logits row
-  std::unique_ptr<float[]> host_logits_;     // max_batch_seqs rows, touched only when used
+  // Logits rows sampled on the host, by row of the step; grows to the most
+  // such rows a step had (none while every job is greedy).
+  std::vector<float> host_logits_;
+  // Draft distributions of the step's sampled model drafts, by plan index.
+  std::vector<std::vector<float>> draft_probs_;
+  std::vector<float> probs_scratch_, residual_scratch_;
+  std::vector<SequenceInput> draft_inputs_;
+  std::vector<int32_t> draft_ids_;
   bool blocked_ = false;  // the last step had jobs but could run none
   EngineStats local_stats_;
 

@@ -35,7 +35,11 @@ struct CompletionJob {
   Clock::time_point deadline = Clock::time_point::max();
   SamplingParams sampling;
   StopCriteria stop;
-  bool use_draft = true;  // speculative decoding where a draft is loaded
+  bool use_draft = true;  // speculative decoding (any proposer)
+  // Typed-through: the tokens this job is expected to produce, e.g. the rest
+  // of the completion on screen after the user typed its first characters.
+  // Proposed as drafts while the output follows them (verify keeps exactness).
+  std::vector<int32_t> draft_hint;
   // Token healing: bytes the generated text must start with. The server backs
   // the prompt off by its last token(s) at the cursor and asks for their bytes
   // here, so the model may pick a token that crosses the cursor (e.g. " return"
@@ -64,12 +68,33 @@ inline const char* job_status_name(JobStatus s) {
   return "unknown";
 }
 
+// Where a job's draft tokens came from (runtime/speculative/).
+enum class DraftSource : int { kLookup = 0, kSuffix = 1, kModel = 2, kTyped = 3 };
+inline constexpr int kNumDraftSources = 4;
+
+inline const char* draft_source_name(DraftSource s) {
+  switch (s) {
+    case DraftSource::kLookup: return "lookup";
+    case DraftSource::kSuffix: return "suffix";
+    case DraftSource::kModel: return "model";
+    case DraftSource::kTyped: return "typed";
+  }
+  return "unknown";
+}
+
+struct DraftCounts {
+  int proposed = 0;  // draft tokens verified
+  int accepted = 0;
+  int verifies = 0;  // verify steps (mean accepted length = accepted / verifies)
+};
+
 struct JobMetrics {
   int prompt_tokens = 0;
   int reused_tokens = 0;  // prompt tokens served from the prefix cache
   int generated_tokens = 0;
   int draft_proposed = 0;
   int draft_accepted = 0;
+  DraftCounts drafts[kNumDraftSources];  // by DraftSource
   int max_batch_size = 0;  // largest batch this job ran in
   double queue_ms = 0;     // submit -> first scheduled
   double ttft_ms = 0;      // submit -> first token

@@ -21,6 +21,15 @@ class Sampler {
   bool greedy() const { return params_.temperature <= 0.0f; }
   int32_t sample(std::span<const float> logits);
 
+  // The distribution sample() draws from (temperature, top-k, top-p applied),
+  // dense over the vocabulary: probs[i] sums to 1. Speculative verify with
+  // rejection sampling needs it for the target's and the draft's rows.
+  void probabilities(std::span<const float> logits, std::vector<float>& probs);
+  // A draw from a dense distribution (sums to `total`, default 1).
+  int32_t draw(std::span<const float> probs, double total = 1.0);
+  // Uniform in [0, 1) from this sequence's generator.
+  double uniform();
+
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;

@@ -95,6 +95,11 @@ std::optional<SeqState> Scheduler::state(JobId id) const {
   return it->second.state;
 }
 
+int Scheduler::prompt_len(JobId id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? 0 : it->second.prompt_len;
+}
+
 const std::vector<int32_t>* Scheduler::tokens(JobId id) const {
   auto it = jobs_.find(id);
   return it == jobs_.end() ? nullptr : &it->second.tokens;

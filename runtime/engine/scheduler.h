@@ -138,6 +138,7 @@ class Scheduler {
   std::optional<SeqState> state(JobId id) const;
   // Prompt + generated tokens (e.g. for prompt-lookup drafts); null if unknown.
   const std::vector<int32_t>* tokens(JobId id) const;
+  int prompt_len(JobId id) const;
 
   // Checks pool/cache/job accounting; call between steps (after commit).
   Status validate() const;

@@ -43,16 +43,26 @@ inline test::Bytes random_f32(size_t n, float stddev, uint64_t& state, float mea
   return test::to_bytes(v);
 }
 
-// A 2-layer Qwen2 (hidden 64, 4 heads, 2 KV heads, tied embeddings) in HF layout.
-inline void write_model(const std::filesystem::path& dir) {
-  const int H = 64, I = 128, L = 2, QD = 64, KD = 32;
+// Random weights of one shape: the target is the default; drafts vary the
+// seed (a different model: low acceptance), the layer count or the vocabulary.
+struct ModelShape {
+  uint64_t seed = 1;
+  int layers = 2;
+  int vocab = kVocab;
+};
+
+// A Qwen2 (hidden 64, 4 heads, 2 KV heads, tied embeddings) in HF layout.
+inline void write_model(const std::filesystem::path& dir, ModelShape shape = {}) {
+  const int H = 64, I = 128, L = shape.layers, QD = 64, KD = 32;
   test::write_text(
       dir / "config.json",
-      R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":2,)"
-      R"("num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,)"
-      R"("vocab_size":300,"max_position_embeddings":4096,"rms_norm_eps":1e-6,)"
-      R"("rope_theta":10000.0,"tie_word_embeddings":true})");
-  uint64_t s = 1;
+      R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":)" +
+          std::to_string(L) +
+          R"(,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"vocab_size":)" +
+          std::to_string(shape.vocab) +
+          R"(,"max_position_embeddings":4096,"rms_norm_eps":1e-6,)"
+          R"("rope_theta":10000.0,"tie_word_embeddings":true})");
+  uint64_t s = shape.seed;
   test::SafetensorsWriter w;
   auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float stddev) {
     w.add(name, "F32", {rows, cols}, random_f32(static_cast<size_t>(rows * cols), stddev, s));
@@ -60,7 +70,7 @@ inline void write_model(const std::filesystem::path& dir) {
   auto vec = [&](const std::string& name, int64_t n, float stddev, float mean) {
     w.add(name, "F32", {n}, random_f32(static_cast<size_t>(n), stddev, s, mean));
   };
-  mat("model.embed_tokens.weight", kVocab, H, 1.0f / std::sqrt(float(H)));
+  mat("model.embed_tokens.weight", shape.vocab, H, 1.0f / std::sqrt(float(H)));
   vec("model.norm.weight", H, 0.1f, 1.0f);
   for (int l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -110,6 +120,22 @@ struct TestModel {
     loaded = std::move(*m);
   }
   Model& model() { return *loaded.model; }
+  // A second model on the same backend (a draft), loaded once per shape.
+  Model& draft(ModelShape shape) {
+    const std::string key = std::to_string(shape.seed) + "/" + std::to_string(shape.layers) + "/" +
+                            std::to_string(shape.vocab);
+    auto it = drafts.find(key);
+    if (it == drafts.end()) {
+      const auto sub = dir.path() / ("draft-" + std::to_string(drafts.size()));
+      std::filesystem::create_directories(sub);
+      write_model(sub, shape);
+      auto m = load_model(sub, *backend, /*need_tokenizer=*/false);
+      REQUIRE_MESSAGE(m.ok(), (m.ok() ? "" : m.error().message));
+      it = drafts.emplace(key, std::move(*m)).first;
+    }
+    return *it->second.model;
+  }
+  std::map<std::string, LoadedModel> drafts;
   size_t block_bytes(int block_size = 16) const {
     return KvStorage::bytes_per_block(loaded.config, block_size);
   }
@@ -120,7 +146,7 @@ inline EngineOptions small_options(int num_blocks = 256) {
   o.kv_memory_bytes = 0;  // set by make_engine
   o.block_size = 16;
   o.scheduler.max_batch_tokens = 48;  // forces chunked prefill mixed with decodes
-  o.prompt_lookup_drafts = false;
+  o.speculate = false;
   o.validate_each_step = true;
   // GHOSTD_TEST_STEP_GRAPHS=1: decode steps captured and replayed (the CPU
   // emulates capture), ctest unit.runtime.engine.engine_graphs.
@@ -130,7 +156,9 @@ inline EngineOptions small_options(int num_blocks = 256) {
 }
 
 inline std::unique_ptr<Engine> make_engine(TestModel& tm, EngineOptions o, int num_blocks = 256) {
-  o.kv_memory_bytes = static_cast<size_t>(num_blocks) * tm.block_bytes(o.block_size);
+  size_t per_block = tm.block_bytes(o.block_size);
+  if (o.draft_model != nullptr) per_block += KvStorage::bytes_per_block(o.draft_model->config(), o.block_size);
+  o.kv_memory_bytes = static_cast<size_t>(num_blocks) * per_block;
   auto e = Engine::create(tm.model(), o);
   REQUIRE_MESSAGE(e.ok(), (e.ok() ? "" : e.error().message));
   REQUIRE(e.value()->num_kv_blocks() == num_blocks);

@@ -1,0 +1,166 @@
+#include "runtime/speculative/speculator.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ghostd::runtime {
+
+namespace {
+constexpr double kDecay = 0.97;       // per observed step: about the last 30 steps count
+constexpr double kJobRate = 0.25;     // per verified draft token, a job's own average
+constexpr double kEngineRate = 0.05;  // and the engine-wide one new jobs start from
+// Before anything is measured: a decode step of 1 ms, 0.1 ms per extra token
+// (speculation pays), a draft round of 0.3 ms. Measurements replace these
+// within a few steps.
+constexpr double kPriorBase = 1e-3, kPriorPerToken = 1e-4;
+constexpr double kPriorDraftBase = 3e-4, kPriorDraftPerSeq = 2e-5;
+// Starting acceptance per DraftSource (lookup, suffix, model, typed).
+constexpr std::array<double, kNumDraftSources> kPriorAccept{0.5, 0.5, 0.6, 0.9};
+}  // namespace
+
+StepCostModel::StepCostModel(double prior_base_s, double prior_per_token_s)
+    : base_(prior_base_s), per_token_(prior_per_token_s) {
+  // Two pseudo-observations that fade as real ones come in.
+  for (int x : {1, 33}) {
+    const double y = prior_base_s + prior_per_token_s * x;
+    w_ += 1;
+    sx_ += x;
+    sy_ += y;
+    sxx_ += double(x) * x;
+    sxy_ += x * y;
+  }
+}
+
+void StepCostModel::observe(int tokens, double seconds) {
+  if (tokens <= 0 || !(seconds >= 0) || !std::isfinite(seconds)) return;
+  w_ *= kDecay, sx_ *= kDecay, sy_ *= kDecay, sxx_ *= kDecay, sxy_ *= kDecay;
+  w_ += 1;
+  sx_ += tokens;
+  sy_ += seconds;
+  sxx_ += double(tokens) * tokens;
+  sxy_ += tokens * seconds;
+  ++n_;
+  refit();
+}
+
+void StepCostModel::refit() {
+  const double mean_x = sx_ / w_, mean_y = sy_ / w_;
+  const double var_x = sxx_ / w_ - mean_x * mean_x;
+  // Steps of (nearly) one size say nothing about the slope: keep the last
+  // slope and fit only the intercept.
+  if (var_x > 0.25) per_token_ = std::max(0.0, (sxy_ / w_ - mean_x * mean_y) / var_x);
+  base_ = std::max(0.0, mean_y - per_token_ * mean_x);
+}
+
+Speculator::Speculator(SpeculationOptions options, bool has_draft_model)
+    : options_(std::move(options)),
+      has_model_(has_draft_model),
+      global_accept_(kPriorAccept),
+      target_cost_(kPriorBase, kPriorPerToken),
+      draft_cost_(kPriorDraftBase, kPriorDraftPerSeq) {}
+
+void Speculator::add_job(JobId id, const CompletionJob& job) {
+  Job j;
+  j.accept = global_accept_;
+  j.hint = job.draft_hint;
+  j.hint_live = options_.typed && !j.hint.empty();
+  j.prompt_len = static_cast<int>(job.prompt.size());
+  jobs_[id] = std::move(j);
+}
+
+void Speculator::end_job(JobId id, JobMetrics& metrics) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  for (int s = 0; s < kNumDraftSources; ++s) metrics.drafts[s] = it->second.counts[static_cast<size_t>(s)];
+  jobs_.erase(it);
+}
+
+void Speculator::begin_round(int sampling_jobs, int tokens_fed) {
+  const double t = target_cost_.predict(std::max(1, tokens_fed));
+  step_rate_ = t > 0 ? std::max(1, sampling_jobs) / t : 0;
+}
+
+int Speculator::worthwhile(double alpha, double cost_per_token, int available, double* gain) const {
+  double p = 1, g = 0;
+  int k = 0;
+  for (int i = 1; i <= available; ++i) {
+    p *= alpha;
+    // A token pays while what it is expected to add beats what its time would
+    // give the step otherwise.
+    if (!options_.adaptive) {
+      g += p;
+    } else {
+      if (p <= cost_per_token * step_rate_) break;
+      g += p - cost_per_token * step_rate_;
+    }
+    k = i;
+  }
+  *gain = g;
+  return k;
+}
+
+DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int generated) {
+  DraftPlan best;
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() || options_.max_draft <= 0) return best;
+  Job& job = it->second;
+  double best_gain = 0;
+  const double per_token = target_cost_.per_token();
+  auto consider = [&](DraftSource s, std::vector<int32_t> cand, int available, double cost) {
+    if (available <= 0) return;
+    double gain = 0;
+    const int k = worthwhile(job.accept[static_cast<size_t>(s)], cost, available, &gain);
+    if (k <= 0 || gain <= best_gain) return;
+    best_gain = gain;
+    best.source = s;
+    best.length = k;
+    if (!cand.empty()) cand.resize(static_cast<size_t>(k));
+    best.tokens = std::move(cand);
+  };
+
+  // Typed-through: only while every generated token followed the hint.
+  if (job.hint_live) {
+    const auto out = tokens.subspan(static_cast<size_t>(job.prompt_len));
+    if (generated > static_cast<int>(job.hint.size()) ||
+        !std::equal(out.begin(), out.end(), job.hint.begin())) {
+      job.hint_live = false;
+    } else {
+      const int avail = std::min<int>(options_.max_draft, static_cast<int>(job.hint.size()) - generated);
+      consider(DraftSource::kTyped,
+               std::vector<int32_t>(job.hint.begin() + generated, job.hint.begin() + generated + avail),
+               avail, per_token);
+    }
+  }
+  if (options_.lookup) {
+    PromptLookupConfig c = options_.lookup_config;
+    c.max_draft = options_.max_draft;
+    std::vector<int32_t> d = prompt_lookup_draft(tokens, c);
+    const int avail = static_cast<int>(d.size());
+    consider(DraftSource::kLookup, std::move(d), avail, per_token);
+  }
+  if (has_model_ && options_.model) {
+    // Each draft token adds a round of the draft model to the step.
+    consider(DraftSource::kModel, {}, options_.max_draft, per_token + draft_cost_.predict(1));
+  }
+  return best;
+}
+
+void Speculator::record(JobId id, DraftSource source, int proposed, int accepted) {
+  if (proposed <= 0) return;
+  const size_t s = static_cast<size_t>(source);
+  auto update = [&](double& a, double rate) {
+    // Tokens after the first rejection were never tested.
+    for (int i = 0; i < accepted; ++i) a += rate * (1.0 - a);
+    if (accepted < proposed) a -= rate * a;
+  };
+  update(global_accept_[s], kEngineRate);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  update(it->second.accept[s], kJobRate);
+  DraftCounts& c = it->second.counts[s];
+  c.proposed += proposed;
+  c.accepted += accepted;
+  ++c.verifies;
+}
+
+}  // namespace ghostd::runtime

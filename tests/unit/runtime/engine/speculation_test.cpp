@@ -1,0 +1,192 @@
+// The speculation stage in the engine: every proposer (prompt lookup,
+// typed-through, a draft model) alone and batched, with and without prefix
+// reuse, gives exactly the tokens of plain greedy decoding, and the draft
+// model's KV shares the target's blocks without leaking any.
+#include "tests/unit/runtime/engine/engine_harness.h"
+
+namespace ghostd::runtime {
+namespace {
+
+using namespace engine_testing;
+
+// Speculation on, every proposer off but the ones named, drafts as long as
+// allowed whatever they cost (the adaptive policy is tested on its own).
+EngineOptions spec_options(bool lookup, bool typed, Model* draft) {
+  EngineOptions o = small_options();
+  o.speculate = true;
+  o.speculation.lookup = lookup;
+  o.speculation.typed = typed;
+  o.speculation.suffix = false;
+  o.speculation.model = draft != nullptr;
+  o.speculation.adaptive = false;
+  o.speculation.max_draft = 5;
+  o.draft_model = draft;
+  return o;
+}
+
+struct Reference {
+  std::vector<std::vector<int32_t>> tokens;
+};
+
+// Plain greedy tokens of each job, each alone on a fresh engine.
+Reference plain(TestModel& tm, const std::vector<CompletionJob>& jobs) {
+  Reference r;
+  auto e = make_engine(tm, small_options());
+  for (const CompletionJob& j : jobs) {
+    Outcome o = run_alone(*e, j);
+    REQUIRE(o.result.status == JobStatus::kFinished);
+    r.tokens.push_back(o.result.tokens);
+  }
+  check_clean_shutdown(*e);
+  return r;
+}
+
+std::vector<CompletionJob> some_jobs(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<CompletionJob> jobs;
+  for (int i = 0; i < n; ++i) {
+    std::vector<int32_t> p = random_prompt(rng, 20 + static_cast<int>(rng() % 40));
+    if (i % 2 == 0) p.insert(p.end(), p.begin(), p.begin() + 10);  // something for lookup
+    jobs.push_back(greedy_job(p, 24 + static_cast<int>(rng() % 16), "doc" + std::to_string(i)));
+  }
+  return jobs;
+}
+
+void check_exact(TestModel& tm, EngineOptions o, const std::vector<CompletionJob>& jobs, const Reference& ref,
+                 DraftSource source) {
+  auto e = make_engine(tm, o);
+  // Alone, twice (the second run reuses the cached prompt: both models' KV).
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    CAPTURE(i);
+    for (int pass = 0; pass < 2; ++pass) {
+      Outcome out = run_alone(*e, jobs[i]);
+      REQUIRE(out.result.status == JobStatus::kFinished);
+      CHECK(out.result.tokens == ref.tokens[i]);
+      CHECK(out.streamed == ref.tokens[i]);
+      if (pass == 1) CHECK(out.result.metrics.reused_tokens > 0);
+    }
+  }
+  // Batched: all at once.
+  Collector c;
+  for (const CompletionJob& j : jobs) e->submit(j, c.callbacks());
+  REQUIRE(c.wait_all());
+  for (size_t i = 0; i < jobs.size(); ++i) CHECK(c.at(i).result.tokens == ref.tokens[i]);
+  const EngineStats st = e->stats();
+  const DraftCounts& d = st.drafts[static_cast<int>(source)];
+  CHECK(d.proposed > 0);
+  CHECK(d.accepted <= d.proposed);
+  MESSAGE(draft_source_name(source) << ": accepted " << d.accepted << " of " << d.proposed << " in "
+                                    << d.verifies << " verifies");
+  check_clean_shutdown(*e);
+}
+
+}  // namespace
+
+TEST_CASE("speculation: a draft model gives the tokens of plain greedy decoding") {
+  TestModel tm;
+  if (!tm.ready) return;
+  const auto jobs = some_jobs(4, 3);
+  const Reference ref = plain(tm, jobs);
+  SUBCASE("a different model (most drafts rejected)") {
+    check_exact(tm, spec_options(false, false, &tm.draft({.seed = 99, .layers = 1})), jobs, ref,
+                DraftSource::kModel);
+  }
+  SUBCASE("the target's own weights (every draft accepted)") {
+    Model& twin = tm.draft({});
+    auto e = make_engine(tm, spec_options(false, false, &twin));
+    Outcome out = run_alone(*e, jobs[1]);
+    CHECK(out.result.tokens == ref.tokens[1]);
+    const JobMetrics& m = out.result.metrics;
+    const DraftCounts& d = m.drafts[static_cast<int>(DraftSource::kModel)];
+    CHECK(d.proposed > 0);
+    CHECK(d.accepted == d.proposed);  // the CPU backend is batch-invariant
+    CHECK(m.draft_accepted == d.accepted);
+    CHECK(e->stats().draft_rounds > 0);
+    CHECK(e->stats().draft_error == "");
+    check_clean_shutdown(*e);
+  }
+  SUBCASE("combined with prompt lookup") {
+    check_exact(tm, spec_options(true, false, &tm.draft({.seed = 7, .layers = 1})), jobs, ref,
+                DraftSource::kLookup);
+  }
+}
+
+TEST_CASE("speculation: typed-through drafts give the tokens of plain greedy decoding") {
+  TestModel tm;
+  if (!tm.ready) return;
+  auto jobs = some_jobs(3, 8);
+  const Reference ref = plain(tm, jobs);
+  // The hint is the completion itself for job 0, a wrong guess after 5
+  // tokens for job 1, and a too-short one for job 2.
+  jobs[0].draft_hint = ref.tokens[0];
+  jobs[1].draft_hint = ref.tokens[1];
+  jobs[1].draft_hint[5] = (jobs[1].draft_hint[5] + 1) % kVocab;
+  jobs[2].draft_hint.assign(ref.tokens[2].begin(), ref.tokens[2].begin() + 3);
+  auto e = make_engine(tm, spec_options(false, true, nullptr));
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    Outcome out = run_alone(*e, jobs[i]);
+    CHECK(out.result.tokens == ref.tokens[i]);
+    const DraftCounts& d = out.result.metrics.drafts[static_cast<int>(DraftSource::kTyped)];
+    if (i == 0) {
+      // Every draft accepted; each verify adds the target's own token too.
+      // Only the first token (prefill) and the last (no room for a draft)
+      // come from plain steps.
+      CHECK(d.accepted == d.proposed);
+      CHECK(d.accepted + d.verifies == static_cast<int>(ref.tokens[0].size()) - 2);
+    }
+    if (i == 1) CHECK(d.accepted < d.proposed);
+    if (i == 2) CHECK(d.proposed <= 3);
+  }
+  check_clean_shutdown(*e);
+}
+
+TEST_CASE("speculation: sampled jobs verify model drafts by rejection sampling") {
+  TestModel tm;
+  if (!tm.ready) return;
+  auto e = make_engine(tm, spec_options(false, false, &tm.draft({.seed = 5, .layers = 1})));
+  auto jobs = some_jobs(3, 12);
+  Collector c;
+  for (CompletionJob j : jobs) {
+    j.sampling.temperature = 0.9f;
+    j.sampling.top_k = 40;
+    j.sampling.seed = 3;
+    e->submit(std::move(j), c.callbacks());
+  }
+  REQUIRE(c.wait_all());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const Outcome& out = c.at(i);
+    CHECK(out.result.status == JobStatus::kFinished);
+    CHECK(out.streamed == out.result.tokens);
+    CHECK(static_cast<int>(out.result.tokens.size()) == jobs[i].stop.max_new_tokens);
+    CHECK(out.result.metrics.drafts[static_cast<int>(DraftSource::kModel)].proposed > 0);
+  }
+  check_clean_shutdown(*e);
+}
+
+TEST_CASE("speculation: a draft with another vocabulary is refused") {
+  TestModel tm;
+  if (!tm.ready) return;
+  EngineOptions o = spec_options(false, false, &tm.draft({.seed = 2, .layers = 1, .vocab = 200}));
+  o.kv_memory_bytes = size_t{1} << 22;
+  auto e = Engine::create(tm.model(), o);
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.error().message.find("vocabulary (200 tokens) differs from the target's (300)") != std::string::npos);
+  // Nothing stays attached: a good engine starts.
+  auto good = make_engine(tm, small_options());
+  check_clean_shutdown(*good);
+}
+
+TEST_CASE("speculation: the KV budget pays for both models' blocks") {
+  TestModel tm;
+  if (!tm.ready) return;
+  Model& d = tm.draft({.seed = 4, .layers = 1});
+  EngineOptions o = spec_options(false, false, &d);
+  const size_t both = tm.block_bytes() + KvStorage::bytes_per_block(d.config(), 16);
+  o.kv_memory_bytes = 10 * both;
+  auto e = Engine::create(tm.model(), o);
+  REQUIRE(e.ok());
+  CHECK((*e)->num_kv_blocks() == 10);
+  CHECK((*e)->shutdown().ok());
+}
+
+}  // namespace ghostd::runtime
