@@ -349,7 +349,9 @@ void LspServer::authenticate_and_initialize(const json& params, ReplyOnce reply)
   };
   reply(json{{"capabilities", caps}, {"serverInfo", {{"name", "ghostd"}, {"version", version()}}}});
   if (option_error) log_message(2, "ignoring initializationOptions: " + *option_error);
-  if (auto warning = model_.request_model(options_.model)) log_message(2, *warning);
+  // A draft path is a local path like model: only stdio sessions name one.
+  const std::string draft = context_.remote ? std::string() : options_.draft_model;
+  if (auto warning = model_.request_model(options_.model, draft)) log_message(2, *warning);
 }
 
 void LspServer::initialized() {
@@ -674,6 +676,7 @@ void LspServer::reply_completion(const std::string& key, CompletionOutput out) {
     r.tokens_per_s = out.metrics.total_ms > 0 ? out.metrics.generated_tokens * 1000.0 / out.metrics.total_ms : 0;
     r.draft_proposed = out.metrics.draft_proposed;
     r.draft_accepted = out.metrics.draft_accepted;
+    std::copy(std::begin(out.metrics.drafts), std::end(out.metrics.drafts), std::begin(r.drafts));
     r.batch_size = out.metrics.max_batch_size;
     r.server_ms = out.server_ms;
     r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - p.arrived).count();

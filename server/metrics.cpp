@@ -11,6 +11,28 @@ namespace ghostd::server {
 using ghostd::runtime::Error;
 using ghostd::runtime::Result;
 
+namespace {
+
+namespace rt = ghostd::runtime;
+
+// {"lookup": {"proposed": P, "accepted": A, "mean_accepted": A / verifies}, ...}
+// for the proposers that proposed anything; with `rates`, the acceptance rate too.
+nlohmann::json drafts_json(const rt::DraftCounts (&d)[rt::kNumDraftSources], bool rates) {
+  nlohmann::json j = nlohmann::json::object();
+  for (int s = 0; s < rt::kNumDraftSources; ++s) {
+    const rt::DraftCounts& c = d[s];
+    if (c.proposed == 0) continue;
+    nlohmann::json e = {{"proposed", c.proposed},
+                        {"accepted", c.accepted},
+                        {"mean_accepted", c.verifies > 0 ? static_cast<double>(c.accepted) / c.verifies : 0.0}};
+    if (rates) e["acceptance"] = static_cast<double>(c.accepted) / c.proposed;
+    j[rt::draft_source_name(static_cast<rt::DraftSource>(s))] = std::move(e);
+  }
+  return j;
+}
+
+}  // namespace
+
 std::string to_json_line(const CompletionRecord& r) {
   nlohmann::json j = {
       {"type", "completion"},
@@ -29,6 +51,7 @@ std::string to_json_line(const CompletionRecord& r) {
       {"tokens_per_s", r.tokens_per_s},
       {"draft_proposed", r.draft_proposed},
       {"draft_accepted", r.draft_accepted},
+      {"drafts", drafts_json(r.drafts, /*rates=*/false)},
       {"batch_size", r.batch_size},
       {"server_ms", r.server_ms},
       {"latency_ms", r.latency_ms},
@@ -90,7 +113,9 @@ void MetricsLog::write_summary(std::vector<double>& latencies, std::chrono::stea
       {"latency_p50_ms", pct(0.50)},
       {"latency_p99_ms", pct(0.99)},
       {"dropped_records", dropped},
+      {"drafts", drafts_json(window_drafts_, /*rates=*/true)},
   };
+  for (auto& c : window_drafts_) c = {};
   std::fprintf(file_, "%s\n", j.dump().c_str());
   latencies.clear();
 }
@@ -108,6 +133,11 @@ void MetricsLog::run() {
     for (const auto& r : batch) {
       std::fprintf(file_, "%s\n", to_json_line(r).c_str());
       latencies.push_back(r.total_ms);
+      for (int d = 0; d < rt::kNumDraftSources; ++d) {
+        window_drafts_[d].proposed += r.drafts[d].proposed;
+        window_drafts_[d].accepted += r.drafts[d].accepted;
+        window_drafts_[d].verifies += r.drafts[d].verifies;
+      }
     }
     if (std::chrono::steady_clock::now() >= window_start + interval_ || (stopping && !latencies.empty())) {
       write_summary(latencies, window_start);

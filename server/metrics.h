@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/core/result.h"
+#include "runtime/engine/engine_api.h"
 
 namespace ghostd::server {
 
@@ -32,6 +33,9 @@ struct CompletionRecord {
   double tokens_per_s = 0;
   int draft_proposed = 0;
   int draft_accepted = 0;
+  // By proposer (runtime::DraftSource): the line's "drafts" object, and the
+  // summary's acceptance rate per proposer.
+  ghostd::runtime::DraftCounts drafts[ghostd::runtime::kNumDraftSources];
   int batch_size = 0;
   double server_ms = 0;  // time spent in the server (prompt, post-processing), not the engine
   double latency_ms = 0;   // request arrival -> reply queued
@@ -58,6 +62,8 @@ class MetricsLog {
   MetricsLog(std::FILE* file, std::chrono::milliseconds interval);
   void run();
   void write_summary(std::vector<double>& latencies, std::chrono::steady_clock::time_point since);
+  // Draft counts of the summary window, by proposer (writer thread only).
+  ghostd::runtime::DraftCounts window_drafts_[ghostd::runtime::kNumDraftSources];
 
   std::FILE* file_;
   std::chrono::milliseconds interval_;

@@ -64,7 +64,12 @@ void ModelState::set_load_request_handler(LoadRequestHandler handler) {
   if (pending && handler) handler(*pending);
 }
 
-std::optional<std::string> ModelState::request_model(const std::string& path) {
+std::string ModelState::requested_draft() const {
+  std::lock_guard lock(mu_);
+  return requested_draft_;
+}
+
+std::optional<std::string> ModelState::request_model(const std::string& path, const std::string& draft) {
   LoadRequestHandler handler;
   {
     std::lock_guard lock(mu_);
@@ -75,6 +80,7 @@ std::optional<std::string> ModelState::request_model(const std::string& path) {
              " (one model per daemon; restart it to switch)";
     }
     requested_ = path;
+    requested_draft_ = draft;
     handler = load_handler_;
   }
   if (handler) handler(path);

@@ -49,7 +49,10 @@ class ModelState {
   // a warning for the client when a different model is already chosen.
   using LoadRequestHandler = std::function<void(const std::string& path)>;
   void set_load_request_handler(LoadRequestHandler handler);
-  std::optional<std::string> request_model(const std::string& path);
+  // `draft`: the client's draftModel (empty: the daemon's choice), read by
+  // the handler through requested_draft().
+  std::optional<std::string> request_model(const std::string& path, const std::string& draft = {});
+  std::string requested_draft() const;
 
   ModelSnapshot snapshot() const;
   uint64_t subscribe(Listener listener);
@@ -64,6 +67,7 @@ class ModelState {
   uint64_t next_id_ = 1;
   LoadRequestHandler load_handler_;
   std::optional<std::string> requested_;  // the first request's path
+  std::string requested_draft_;
 };
 
 }  // namespace ghostd::server

@@ -29,8 +29,11 @@ Result<long long> parse_int(std::string_view flag, std::string_view v, long long
 const char* server_options_help() {
   return "ghostd [options]\n"
          "  --model PATH             model directory or .gguf file\n"
-         "  --draft-model PATH       (not available yet: an error; drafts come from prompt lookup)\n"
-         "  --no-draft               disable speculative decoding (prompt-lookup drafts)\n"
+         "  --draft-model PATH       draft model for speculative decoding (same vocabulary as the\n"
+         "                           model; default: the bundled draft with the bundled model; none)\n"
+         "  --speculation LIST       proposers: lookup,suffix,model,typed (all)\n"
+         "  --max-draft N            draft tokens per completion and step, at most (8)\n"
+         "  --no-draft               disable speculative decoding\n"
          "  --max-tokens N           new tokens per completion (64)\n"
          "  --context-budget N       prompt tokens in all (2048)\n"
          "  --suffix-tokens N        suffix window in tokens (128)\n"
@@ -60,10 +63,21 @@ const char* server_options_help() {
 }
 
 namespace {
-// Refused rather than ignored: a user who names a draft model expects it to run.
-constexpr std::string_view kNoDraftModel =
-    "--draft-model: speculative decoding with a draft model is not supported yet; ghostd speculates with "
-    "prompt-lookup drafts (on by default, --no-draft turns them off). Remove --draft-model.";
+// "lookup,model" -> the flags; an unknown name is an error naming the known ones.
+Status parse_speculation(std::string_view list, ServerOptions& o) {
+  o.spec_lookup = o.spec_suffix = o.spec_model = o.spec_typed = false;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view name = list.substr(0, comma);
+    if (name == "lookup") o.spec_lookup = true;
+    else if (name == "suffix") o.spec_suffix = true;
+    else if (name == "model") o.spec_model = true;
+    else if (name == "typed") o.spec_typed = true;
+    else return Error{"--speculation: unknown proposer '" + std::string(name) + "' (lookup, suffix, model, typed)"};
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  }
+  return {};
+}
 }  // namespace
 
 Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
@@ -77,7 +91,8 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--metrics-log",    "--metrics-summary-s", "--listen",      "--max-message-bytes",
         "--log-level",      "--threads",           "--kv-memory-mb", "--device",
         "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
-        "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight"};
+        "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight",
+        "--speculation",    "--max-draft"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name == "--insecure") {
       if (flag != name) return Error{"--insecure takes no value"};
@@ -117,7 +132,12 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         o.model = value;
       }
     } else if (flag == "--draft-model") {
-      return Error{std::string(kNoDraftModel)};
+      if (value.empty()) return Error{"--draft-model: expected a path or none"};
+      o.draft_model = value;
+    } else if (flag == "--speculation") {
+      s = parse_speculation(value, o);
+    } else if (flag == "--max-draft") {
+      s = int_flag(o.max_draft, 0, 32);
     } else if (flag == "--no-draft") {
       o.use_draft = false;
     } else if (flag == "--max-tokens") {
@@ -224,9 +244,9 @@ Status apply_initialization_options(ServerOptions& options, const nlohmann::json
     if (!it->is_string()) return Error{"initializationOptions." + std::string(key) + ": expected a string"};
     *field = it->get<std::string>();
   }
-  if (auto it = j.find("draftModel"); it != j.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
-    return Error{"initializationOptions.draftModel: speculative decoding with a draft model is not supported yet; "
-                 "leave it unset (prompt-lookup drafts are on unless useDraft is false)"};
+  if (auto it = j.find("draftModel"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return Error{"initializationOptions.draftModel: expected a string (a path, or none)"};
+    o.draft_model = it->get<std::string>();
   }
   if (auto it = j.find("useDraft"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) return Error{"initializationOptions.useDraft: expected a boolean"};

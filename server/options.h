@@ -30,6 +30,12 @@ struct ServerOptions {
   size_t max_message_bytes = 64u << 20;  // --max-message-bytes
   std::string log_level = "info";        // --log-level
   bool use_draft = true;                 // --no-draft turns speculative decoding off
+  // --draft-model PATH: a draft model with the target's vocabulary; "none":
+  // no draft model; empty: the bundled draft when the target is the bundled one.
+  std::string draft_model;
+  // --speculation LIST: the proposers to use (lookup,suffix,model,typed).
+  bool spec_lookup = true, spec_suffix = true, spec_model = true, spec_typed = true;
+  int max_draft = 8;                     // --max-draft: draft tokens per job and step
   int threads = 0;                       // --threads: CPU backend threads (0 = all cores)
   std::string device = "cpu";            // --device: cpu, cuda, cuda:N or auto
   int kv_memory_mb = 0;                  // --kv-memory-mb: KV cache budget (0 = the engine's default)
@@ -58,8 +64,8 @@ const char* server_options_help();
 
 // Applies the camelCase keys of initializationOptions / settings.ghostd
 // (maxTokens, contextBudget, suffixTokens, contextTokens, deadlineMs,
-// maxLines, useDraft; model and metricsLog are accepted but only take effect
-// at startup; a non-empty draftModel is an error until draft models run).
+// maxLines, useDraft; model, draftModel and metricsLog are accepted but only
+// take effect at startup).
 // Unknown keys are ignored; a wrong type is an
 // error naming the key, and leaves `options` unchanged.
 ghostd::runtime::Status apply_initialization_options(ServerOptions& options, const nlohmann::json& j);

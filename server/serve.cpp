@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kBundledModel = "qwen2-code-small";
+constexpr const char* kBundledDraft = "qwen2-code-draft";
 
 // Forwards to the engine once the model is loaded; jobs before that fail.
 // Thread-safety: thread-safe.
@@ -58,14 +59,21 @@ class EngineSlot : public rt::EngineInterface {
 struct Runtime {
   std::unique_ptr<rt::Backend> backend;
   std::optional<rt::LoadedModel> model;
+  std::optional<rt::LoadedModel> draft;
   std::unique_ptr<rt::EngineInterface> engine;
 };
 
-rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, const rt::Tokenizer* tokenizer,
-                                                             const ServerOptions& o) {
+rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, rt::Model* draft,
+                                                             const rt::Tokenizer* tokenizer, const ServerOptions& o) {
   rt::EngineOptions eo;
   eo.kv_memory_bytes = static_cast<size_t>(o.kv_memory_mb) << 20;
-  eo.speculate = o.use_draft;
+  eo.speculate = o.use_draft && o.max_draft > 0;
+  eo.speculation.lookup = o.spec_lookup;
+  eo.speculation.suffix = o.spec_suffix;
+  eo.speculation.model = o.spec_model;
+  eo.speculation.typed = o.spec_typed;
+  eo.speculation.max_draft = o.max_draft;
+  eo.draft_model = draft;
   if (tokenizer) {
     // Token healing needs every token's bytes; special tokens never heal.
     eo.token_bytes.resize(static_cast<size_t>(model.config().vocab_size));
@@ -78,7 +86,45 @@ rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, c
   return std::unique_ptr<rt::EngineInterface>(std::move(*e));
 }
 
-void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineSlot& slot, ModelState& state) {
+// The draft to load for `target`: the one asked for ("none": no draft), else
+// the bundled draft beside the bundled target; empty path: none.
+fs::path draft_path_for(const fs::path& target, const std::string& asked, const ServerOptions& o) {
+  if (!o.use_draft || !o.spec_model || o.max_draft <= 0 || asked == "none") return {};
+  if (!asked.empty()) return asked;
+  std::error_code ec;
+  const fs::path t = fs::weakly_canonical(target, ec);
+  if (ec || t.filename() != kBundledModel) return {};
+  const fs::path d = t.parent_path() / kBundledDraft;
+  return fs::exists(d / "config.json", ec) ? d : fs::path();
+}
+
+// A draft must map token ids to the same text as the target.
+rt::Status check_same_vocabulary(const rt::LoadedModel& target, const rt::LoadedModel& draft) {
+  const std::string names = "draft model " + draft.path.string() + " and model " + target.path.string();
+  if (draft.config.vocab_size != target.config.vocab_size) {
+    return rt::Error{names + " have different vocabularies (" + std::to_string(draft.config.vocab_size) + " and " +
+                     std::to_string(target.config.vocab_size) + " tokens); a draft must share the model's tokenizer"};
+  }
+  if (draft.tokenizer && target.tokenizer) {
+    const rt::Tokenizer& a = *draft.tokenizer;
+    const rt::Tokenizer& b = *target.tokenizer;
+    if (a.vocab_size() != b.vocab_size()) {
+      return rt::Error{names + " have tokenizers of " + std::to_string(a.vocab_size()) + " and " +
+                       std::to_string(b.vocab_size()) + " tokens; a draft must share the model's tokenizer"};
+    }
+    for (size_t id = 0; id < a.vocab_size(); ++id) {
+      const auto t = static_cast<int32_t>(id);
+      if (a.token_bytes(t) != b.token_bytes(t) || a.is_special(t) != b.is_special(t)) {
+        return rt::Error{names + " differ at token " + std::to_string(id) +
+                         "; a draft must share the model's tokenizer"};
+      }
+    }
+  }
+  return {};
+}
+
+void load(const fs::path& path, const fs::path& draft_path, const ServerOptions& o, Runtime& rt_out,
+          EngineSlot& slot, ModelState& state) {
   state.report_progress(0, "loading " + path.string());
   auto backend = rt::make_backend(o.device, o.threads);
   if (!backend.ok()) {
@@ -97,8 +143,25 @@ void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineS
     return;
   }
   rt_out.model.emplace(std::move(*loaded));
+  if (!draft_path.empty()) {
+    state.report_progress(90, "loading the draft model " + draft_path.string());
+    auto draft = rt::load_model(draft_path, *rt_out.backend, true);
+    if (!draft.ok()) {
+      const std::string m = "draft model: " + draft.error().message;
+      spdlog::error("{}", m);
+      state.set_failed(m);
+      return;
+    }
+    if (rt::Status st = check_same_vocabulary(*rt_out.model, *draft); !st.ok()) {
+      spdlog::error("{}", st.message());
+      state.set_failed(st.message());
+      return;
+    }
+    rt_out.draft.emplace(std::move(*draft));
+  }
   state.report_progress(95, "starting the engine");
-  auto engine = make_engine(*rt_out.model->model, rt_out.model->tokenizer.get(), o);
+  auto engine = make_engine(*rt_out.model->model, rt_out.draft ? rt_out.draft->model.get() : nullptr,
+                            rt_out.model->tokenizer.get(), o);
   if (!engine.ok()) {
     spdlog::error("{}", engine.error().message);
     state.set_failed(engine.error().message);
@@ -113,9 +176,10 @@ void load(const fs::path& path, const ServerOptions& o, Runtime& rt_out, EngineS
     return;
   }
   // Logged once requests are served: clients and tests take this line as the ready signal.
-  spdlog::info("model {} ready in {:.2f} s ({} layers, hidden {}, {} backend)", path.string(),
+  spdlog::info("model {} ready in {:.2f} s ({} layers, hidden {}, {} backend{})", path.string(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-               rt_out.model->config.num_layers, rt_out.model->config.hidden_size, rt_out.backend->name());
+               rt_out.model->config.num_layers, rt_out.model->config.hidden_size, rt_out.backend->name(),
+               rt_out.draft ? ", draft " + draft_path.string() : std::string());
   if (auto snap = state.snapshot(); snap.info && !snap.info->warning.empty()) spdlog::warn("{}", snap.info->warning);
 }
 
@@ -177,7 +241,8 @@ int run_serve(std::span<char*> args, const char* argv0) {
       return;
     }
     // Called once, from the first session's initialize (or below): load off the event loop.
-    loader = std::thread([&o, &runtime, &slot, &state, path] { load(path, o, runtime, slot, state); });
+    const fs::path draft = draft_path_for(path, state.requested_draft().empty() ? o.draft_model : state.requested_draft(), o);
+    loader = std::thread([&o, &runtime, &slot, &state, path, draft] { load(path, draft, o, runtime, slot, state); });
   });
 
   int code = 0;

@@ -521,6 +521,18 @@ void Engine::step() {
     }
   }
   finish(cr.ended);
+  if (draft_ != nullptr && !spec_.model_pays()) {
+    // Measured, not assumed: on a compute-bound backend a small draft's
+    // rounds and mirror can cost more than its accepted tokens save.
+    spdlog::info("engine: the draft model does not pay on {} (acceptance {:.2f}, step {:.2f} ms + {:.3f} ms per "
+                 "token, draft round {:.3f} ms); speculating without it",
+                 model_.backend().name(), spec_.engine_acceptance(DraftSource::kModel),
+                 spec_.target_cost().base() * 1e3, spec_.target_cost().per_token() * 1e3,
+                 spec_.draft_cost().predict(1) * 1e3);
+    local_stats_.draft_off = true;
+    draft_ = nullptr;
+    spec_.drop_model();
+  }
   propose_drafts(plan);
 
   ++local_stats_.steps;
@@ -572,6 +584,7 @@ void Engine::draft_failed(const std::string& why) {
   spdlog::error("engine: the draft model failed, speculation goes on without it: {}", why);
   local_stats_.draft_error = why;
   draft_ = nullptr;
+  spec_.drop_model();
   draft_probs_.clear();
 }
 
@@ -636,12 +649,14 @@ void Engine::mirror(std::span<const StepSequence> seqs) {
   try {
     draft_inputs_.clear();
     for (const StepSequence& s : seqs) draft_inputs_.push_back({s.tokens, s.start_pos, s.block_table, false});
+    const auto t0 = Clock::now();
     Status st = draft_->prepare(draft_inputs_, *draft_kv_);
     if (st.ok()) st = draft_->run(*draft_kv_);
     // The mirror's logits are not needed, but argmax is the step's sync point
     // (an error surfaces here, not in a later step).
     if (st.ok()) st = draft_->argmax(std::span<int32_t>(draft_ids_).first(static_cast<size_t>(draft_->prepared_logit_rows())));
     if (!st.ok()) return draft_failed("mirror: " + st.message());
+    spec_.observe_mirror(std::chrono::duration<double>(Clock::now() - t0).count());
   } catch (const std::exception& e) {
     draft_failed(std::string("mirror threw: ") + e.what());
   }

@@ -87,6 +87,7 @@ struct EngineStats {
   DraftCounts drafts[kNumDraftSources];  // all jobs, by DraftSource
   uint64_t draft_rounds = 0;             // draft-model forwards that made drafts
   std::string draft_error;               // the draft model failed; speculation goes on without it
+  bool draft_off = false;                // the draft model did not pay here and was stopped
 };
 
 // Thread-safety: submit, cancel, stats and shutdown may be called from any

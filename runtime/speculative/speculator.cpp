@@ -75,6 +75,29 @@ void Speculator::end_job(JobId id, JobMetrics& metrics) {
   jobs_.erase(it);
 }
 
+void Speculator::observe_mirror(double seconds) {
+  if (!(seconds >= 0) || !std::isfinite(seconds)) return;
+  mirror_s_ = mirrors_ == 0 ? seconds : mirror_s_ + (1 - kDecay) * (seconds - mirror_s_);
+  ++mirrors_;
+}
+
+bool Speculator::model_pays() const {
+  if (!has_model_ || !options_.adaptive) return true;
+  if (model_verifies_ < 32 && mirrors_ < 200) return true;  // still on probation
+  const double t1 = target_cost_.predict(1);
+  if (!(t1 > 0)) return true;
+  const double rate = 1.0 / t1;
+  const double cost = target_cost_.per_token() + draft_cost_.predict(1);
+  const double alpha = global_accept_[static_cast<size_t>(DraftSource::kModel)];
+  double p = 1, gain = 0, best = 0;
+  for (int i = 1; i <= options_.max_draft; ++i) {
+    p *= alpha;
+    gain += p - cost * rate;
+    best = std::max(best, gain);
+  }
+  return best > mirror_s_ * rate;
+}
+
 void Speculator::begin_round(int sampling_jobs, int tokens_fed) {
   const double t = target_cost_.predict(std::max(1, tokens_fed));
   step_rate_ = t > 0 ? std::max(1, sampling_jobs) / t : 0;
@@ -154,6 +177,7 @@ void Speculator::record(JobId id, DraftSource source, int proposed, int accepted
     if (accepted < proposed) a -= rate * a;
   };
   update(global_accept_[s], kEngineRate);
+  if (source == DraftSource::kModel) ++model_verifies_;
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
   update(it->second.accept[s], kJobRate);

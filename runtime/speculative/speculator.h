@@ -88,6 +88,15 @@ class Speculator {
   void observe_step(int tokens_fed, double seconds) { target_cost_.observe(tokens_fed, seconds); }
   void observe_draft_round(int seqs, double seconds) { draft_cost_.observe(seqs, seconds); }
 
+  // The draft model's mirror of a step (paid every step while it is loaded).
+  void observe_mirror(double seconds);
+  // Whether the draft model still earns its keep: after a probation (32
+  // verifies of its drafts, or 200 steps), false when the tokens its best
+  // draft length is expected to gain per step at batch 1 do not cover the
+  // mirror's time. The engine then stops running it.
+  bool model_pays() const;
+  void drop_model() { has_model_ = false; }
+
   // Before a round of propose() calls: the next step's expected size.
   void begin_round(int sampling_jobs, int tokens_fed);
   // The drafts for `id`'s next step, given its tokens (prompt + output) and
@@ -121,6 +130,9 @@ class Speculator {
   StepCostModel target_cost_;
   StepCostModel draft_cost_;
   double step_rate_ = 0;  // tokens per second of the coming step without drafts
+  double mirror_s_ = 0;   // exponential average of the mirror's time
+  uint64_t mirrors_ = 0;
+  uint64_t model_verifies_ = 0;
 };
 
 }  // namespace ghostd::runtime

@@ -25,15 +25,24 @@ TEST_CASE("CLI flags") {
   CHECK(o->listen == "127.0.0.1:7777");
   CHECK_FALSE(o->use_draft);
 
+  auto d = parse({"--draft-model", "d.gguf", "--speculation", "suffix,model", "--max-draft", "5"});
+  REQUIRE(d.ok());
+  CHECK(d->draft_model == "d.gguf");
+  CHECK(d->use_draft);
+  CHECK_FALSE(d->spec_lookup);
+  CHECK(d->spec_suffix);
+  CHECK(d->spec_model);
+  CHECK_FALSE(d->spec_typed);
+  CHECK(d->max_draft == 5);
+
   struct Bad {
     std::vector<const char*> args;
     const char* message;
   };
   const std::vector<Bad> bad = {
       {{"--frobnicate"}, "unknown flag --frobnicate (see --help)"},
-      {{"--draft-model", "d.gguf"},
-       "--draft-model: speculative decoding with a draft model is not supported yet; ghostd speculates with "
-       "prompt-lookup drafts (on by default, --no-draft turns them off). Remove --draft-model."},
+      {{"--speculation", "lookup,magic"}, "--speculation: unknown proposer 'magic' (lookup, suffix, model, typed)"},
+      {{"--max-draft", "99"}, "--max-draft: expected an integer in [0, 32], got '99'"},
       {{"--max-tokens"}, "--max-tokens: missing value"},
       {{"--max-tokens", "lots"}, "--max-tokens: expected an integer in [1, 4096], got 'lots'"},
       {{"--context-budget", "3"}, "--context-budget: expected an integer in [16, 1048576], got '3'"},
@@ -61,11 +70,12 @@ TEST_CASE("initializationOptions") {
   CHECK(o.max_tokens == before.max_tokens);  // unchanged on error
   CHECK_FALSE(apply_initialization_options(o, nlohmann::json::array()).ok());
   CHECK(apply_initialization_options(o, nullptr).ok());
-  // A draft model is refused, not silently ignored, until draft models run; empty is "none".
-  auto d = apply_initialization_options(o, nlohmann::json::parse(R"({"draftModel":"/m/draft"})"));
+  // A draft model path (taken at startup, like model); a wrong type is an error.
+  CHECK(apply_initialization_options(o, nlohmann::json::parse(R"({"draftModel":"/m/draft"})")).ok());
+  CHECK(o.draft_model == "/m/draft");
+  auto d = apply_initialization_options(o, nlohmann::json::parse(R"({"draftModel":3})"));
   REQUIRE_FALSE(d.ok());
-  CHECK(d.message().find("initializationOptions.draftModel: speculative decoding with a draft model is not supported yet") == 0);
-  CHECK(apply_initialization_options(o, nlohmann::json::parse(R"({"draftModel":""})")).ok());
+  CHECK(d.message() == "initializationOptions.draftModel: expected a string (a path, or none)");
 }
 
 TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
