@@ -37,6 +37,8 @@ struct CompletionCore::Pending {
   int prompt_tokens = 0;
   double server_ms = 0;
   std::string heal;  // bytes the completion starts with that the document already has
+  std::string document_id;
+  std::string prefix_tail;  // the last bytes before the cursor (typed-through)
 };
 
 namespace {
@@ -83,6 +85,8 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   p->line_prefix = std::move(input.line_prefix);
   p->suffix = input.suffix;
   p->post = settings.post;
+  p->document_id = input.document_id;
+  p->prefix_tail = input.prefix.substr(input.prefix.size() - std::min(input.prefix.size(), kShownTail));
 
   PromptInput prompt_in{input.prefix, input.suffix, input.path, {}, std::move(input.context)};
   Prompt prompt;
@@ -110,6 +114,7 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   job.stop.max_new_tokens = settings.max_tokens;
   job.stop.stop_token_ids = model->fim.stop_ids;
   job.use_draft = settings.use_draft;
+  if (settings.use_draft) job.draft_hint = typed_through(input.document_id, input.prefix, prompt.heal, *model);
   job.required_prefix = std::move(prompt.heal);
 
   // Callbacks run on the engine thread: they only post back here.
@@ -139,6 +144,33 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   pending_[ticket] = std::move(p);
   ref.job = engine_.submit(std::move(job), std::move(cb));
   return ticket;
+}
+
+std::vector<int32_t> CompletionCore::typed_through(const std::string& document_id, const std::string& prefix,
+                                                   const std::string& heal, const ModelInfo& model) const {
+  auto it = shown_.find(document_id);
+  if (it == shown_.end() || it->second.text.empty()) return {};
+  const Shown& s = it->second;
+  // The cursor moved forward over t bytes of the last completion: the
+  // prefix now ends with the old tail plus those bytes. The longest such t.
+  const size_t max_t = std::min(s.text.size() - 1, kMaxTypedThrough);
+  for (size_t t = max_t + 1; t-- > 0;) {
+    const size_t need = s.tail.size() + t;
+    if (prefix.size() < need) continue;
+    if (prefix.compare(prefix.size() - need, s.tail.size(), s.tail) != 0) continue;
+    if (prefix.compare(prefix.size() - t, t, s.text, 0, t) != 0) continue;
+    // The job's output starts with the healed bytes, then the rest.
+    std::vector<int32_t> ids = model.tokenizer.encode(heal + s.text.substr(t), false);
+    if (ids.size() > kMaxHintTokens) ids.resize(kMaxHintTokens);
+    return ids;
+  }
+  return {};
+}
+
+void CompletionCore::remember_shown(const std::string& document_id, std::string tail, const std::string& text) {
+  if (text.empty() || document_id.empty()) return;
+  if (shown_.size() >= kMaxShownDocuments && !shown_.count(document_id)) shown_.erase(shown_.begin());
+  shown_[document_id] = Shown{std::move(tail), text};
 }
 
 void CompletionCore::on_tokens(Ticket t, std::vector<int32_t> tokens) {
@@ -212,6 +244,7 @@ void CompletionCore::finish(Ticket t, CompletionOutcome outcome, const std::vect
       decoded.erase(0, k);
       std::string raw = clean_text(decoded);
       out.text = postprocess_completion(raw, {p.line_prefix, p.suffix}, p.post);
+      remember_shown(p.document_id, std::move(p.prefix_tail), raw);
     } catch (const std::exception& e) {
       out.outcome = CompletionOutcome::kError;
       out.error = std::string("decoding the completion failed: ") + e.what();

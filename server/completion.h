@@ -78,6 +78,21 @@ class CompletionCore {
 
  private:
   struct Pending;
+  // Typed-through: the last completion of each document (its text before
+  // post-processing) and the bytes before the cursor then. When the next
+  // request's prefix shows the user typed the start of it, the rest becomes
+  // the job's draft_hint: drafts the engine verifies, almost always accepted.
+  struct Shown {
+    std::string tail;
+    std::string text;
+  };
+  static constexpr size_t kShownTail = 256;
+  static constexpr size_t kMaxTypedThrough = 1024;
+  static constexpr size_t kMaxHintTokens = 256;
+  static constexpr size_t kMaxShownDocuments = 1024;
+  std::vector<int32_t> typed_through(const std::string& document_id, const std::string& prefix,
+                                     const std::string& heal, const ModelInfo& model) const;
+  void remember_shown(const std::string& document_id, std::string tail, const std::string& text);
   void on_tokens(Ticket t, std::vector<int32_t> tokens);
   void on_done(Ticket t, ghostd::runtime::JobResult result);
   void on_deadline(Ticket t);
@@ -90,6 +105,7 @@ class CompletionCore {
   std::shared_ptr<Mailbox> mailbox_;     // engine callbacks post through it; closed on destruction
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted work checks it before touching *this
   Ticket next_ticket_ = 1;
+  std::unordered_map<std::string, Shown> shown_;
 };
 
 }  // namespace ghostd::server

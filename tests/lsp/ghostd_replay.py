@@ -187,6 +187,7 @@ def main():
     ap.add_argument("--bin-dir", default="", help="replaces $BIN in the session's args")
     ap.add_argument("--metrics-log", help="pass --metrics-log PATH to the daemon and summarize it at the end")
     ap.add_argument("--trace", action="store_true", help="print every message from the daemon")
+    ap.add_argument("--dump", help="write each keystroke / move completion as a JSON line {id, text}")
     ap.add_argument("daemon", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = [x for x in a.daemon if x != "--"]
@@ -202,6 +203,7 @@ def main():
             os.unlink(a.metrics_log)
         cmd += ["--metrics-log", a.metrics_log]
     d = Daemon(cmd)
+    dump = open(a.dump, "w", encoding="utf-8") if a.dump else None
     if a.trace:
         orig = d.wait_for
 
@@ -360,6 +362,8 @@ def main():
                     text = items[0].get("insertText") or items[0].get("textEdit", {}).get("newText", "")
                 if t.get("expect_text") and items and not text:
                     failures.append("step %d: empty item in reply to %d" % (n, rid))
+                if dump:
+                    dump.write(json.dumps({"id": rid, "text": text}) + "\n")
                 if a.show and text:
                     shown = text.split("\n")
                     ghost = shown[0] + ("" if len(shown) == 1 else " ⏎ +%d lines" % (len(shown) - 1))
@@ -385,6 +389,11 @@ def main():
                 failures.append("step %d: no reply to cursor-move request %d" % (n, rid))
             else:
                 latencies.append((got[0] - sent_at) * 1000.0)
+                if dump:
+                    items = (got[1].get("result") or {}).get("items", [])
+                    text = (items[0].get("insertText") or items[0].get("textEdit", {}).get("newText", "")) \
+                        if items else ""
+                    dump.write(json.dumps({"id": rid, "text": text}) + "\n")
         elif "expect_exit" in step:
             try:
                 code = d.proc.wait(timeout=timeout)

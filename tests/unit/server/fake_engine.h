@@ -33,6 +33,7 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
     std::lock_guard lock(mu_);
     auto id = next_id_++;
     last_prompt_ = job.prompt;
+    last_hint_ = job.draft_hint;
     last_owner_ = {job.tenant, job.session_id, job.cache_salt};
     queue_.push_back({id, std::move(job), std::move(cb)});
     ++submitted_;
@@ -55,6 +56,10 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
   std::vector<int32_t> last_prompt() const {
     std::lock_guard lock(mu_);
     return last_prompt_;
+  }
+  std::vector<int32_t> last_hint() const {
+    std::lock_guard lock(mu_);
+    return last_hint_;
   }
   // The last job's tenant, session and cache salt.
   struct Owner {
@@ -125,6 +130,7 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
   std::deque<Job> queue_;
   std::set<ghostd::runtime::JobId> cancelled_;
   std::vector<int32_t> last_prompt_;
+  std::vector<int32_t> last_hint_;
   Owner last_owner_;
   ghostd::runtime::JobId next_id_ = 1;
   int submitted_ = 0;

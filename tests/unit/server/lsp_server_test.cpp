@@ -94,6 +94,29 @@ TEST_CASE("inline completion and item completion") {
   CHECK(h.tokenizer().decode(h.engine().last_prompt()).starts_with("<|file_sep|>file:///w/main.cpp\n"));
 }
 
+TEST_CASE("typed-through: typing the shown completion hands its rest to the engine as drafts") {
+  LspHarness h;
+  h.initialize();
+  h.open(kUri, kText);
+  h.request(10, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 2));
+  REQUIRE(h.reply(10).has_value());
+  CHECK(h.engine().last_hint().empty());  // nothing shown yet
+  // The user types "ret", the start of the completion on screen.
+  h.notify("textDocument/didChange", {{"textDocument", {{"uri", kUri}, {"version", 2}}},
+                                      {"contentChanges", {{{"text", "int f() {\n  ret\n}\n"}}}}});
+  h.request(11, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 5));
+  REQUIRE(h.reply(11).has_value());
+  // The job regenerates the healed last token ("t"), then the rest.
+  const std::string hint = h.tokenizer().decode(h.engine().last_hint());
+  CHECK(hint.starts_with("turn 42;"));
+  // Typing something else: no hint.
+  h.notify("textDocument/didChange", {{"textDocument", {{"uri", kUri}, {"version", 3}}},
+                                      {"contentChanges", {{{"text", "int f() {\n  retx\n}\n"}}}}});
+  h.request(12, "textDocument/inlineCompletion", LspHarness::pos_params(kUri, 1, 6));
+  REQUIRE(h.reply(12).has_value());
+  CHECK(h.engine().last_hint().empty());
+}
+
 TEST_CASE("cancellation, supersession and edits") {
   LspHarness h("abcdefghijklmnopqrstuvwxyz", 20ms);
   h.initialize();
