@@ -1,0 +1,170 @@
+// Suffix-tree drafts for speculative decoding (SuffixDecoding, arXiv
+// 2411.04975): an index over the token sequences an editor document has shown
+// us (its latest prompt, which holds the file, the text after the cursor and
+// other open files, and its recent completions), asked "what usually follows
+// these last tokens?". Unlike prompt lookup it counts every earlier
+// occurrence, so the draft follows the majority continuation and its length
+// follows the confidence of the match.
+//
+// Structure: depth-limited suffix tries. Every suffix of every reference
+// sequence is inserted up to `max_depth` tokens (a "window"); a node counts
+// the windows passing through it. One trie per document, plus one global trie
+// over the windows of all documents, which answers when the document's own
+// trie has nothing (SuffixDecoding's per-request and global trees).
+//
+// propose():
+//   1. Of the context's last `max_depth` tokens, each suffix of length L from
+//      the longest down to `min_match` that is a path from the root is a
+//      candidate match.
+//   2. From the match's node, extend greedily by the child with the highest
+//      count; a path's probability is the product of child/parent counts, so
+//      windows that end at the node (a reference's end, nothing follows) lower
+//      it. Stop below `min_token_prob`, at `max_tokens`, or at the depth limit.
+//   3. score = sum of the path probabilities (expected accepted tokens). The
+//      best-scoring candidate wins, ties to the longer match. Taking the best
+//      score rather than simply the longest match matters at the depth limit:
+//      a match of L tokens can extend only max_depth - L tokens.
+//   4. Document trie first; the global trie only when it proposes nothing.
+//
+// Incremental update: a new prompt for a document is diffed against the stored
+// one (common prefix and suffix). Only windows that overlap the changed middle
+// (those starting within max_depth - 1 tokens before it, and inside it) are
+// removed and the new ones inserted: a keystroke costs O(changed x max_depth)
+// trie steps plus a linear token compare.
+//
+// Invariants (validate()): every live node has count >= 1 and >= the sum of
+// its children's counts; a node whose count drops to 0 is freed at once; the
+// global trie's root count equals the sum of the document tries' root counts.
+//
+// Memory: a document keeps at most `max_tokens_per_document` tokens (the
+// prompt truncated to its last N tokens, then the oldest completions dropped),
+// so it owns at most N x max_depth nodes in each trie; beyond `max_documents`
+// the least recently updated document is evicted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "runtime/core/result.h"
+
+namespace ghostd::runtime {
+
+struct SuffixIndexConfig {
+  int max_depth = 32;        // longest suffix indexed / matched (tokens)
+  int max_documents = 256;   // LRU beyond this
+  int max_completions = 32;  // per document
+  size_t max_tokens_per_document = 1 << 18;
+  float min_token_prob = 0.1f;  // stop extending when a path's probability falls below
+  int min_match = 2;            // shorter context matches do not propose
+};
+
+struct SuffixProposal {
+  std::vector<int32_t> tokens;  // empty: no proposal
+  float score = 0;              // expected accepted tokens (sum of path probabilities)
+  int match_len = 0;            // context tokens matched
+};
+
+// Thread-safety: not thread-safe; owned by the engine thread.
+class SuffixIndex {
+ public:
+  explicit SuffixIndex(SuffixIndexConfig config = {});
+
+  // The document's prompt: re-indexes only what changed against the previous
+  // prompt of this key (common prefix and suffix kept), so a keystroke costs
+  // O(changed tokens x max_depth), not O(prompt x max_depth). Creates the
+  // document (evicting the least recently updated one beyond max_documents).
+  void update_document(std::string_view key, std::span<const int32_t> tokens);
+  // One finished completion's output; the document keeps its last
+  // max_completions. Creates the document when unknown.
+  void add_completion(std::string_view key, std::span<const int32_t> tokens);
+  void remove_document(std::string_view key);
+
+  // Up to max_tokens tokens likely to follow `context` (a job's prompt +
+  // generated tokens; only its last max_depth tokens matter). An unknown key
+  // proposes from the global trie alone.
+  SuffixProposal propose(std::string_view key, std::span<const int32_t> context,
+                         int max_tokens) const;
+
+  // Sizes for tests and metrics: live trie nodes (roots excluded) over the
+  // document tries and the global trie; documents held.
+  size_t num_nodes() const;
+  size_t num_documents() const;
+
+  // For tests: every (path, count) of a trie in depth-first token order; the
+  // document's trie, or the global one. Empty for an unknown key.
+  using PathCounts = std::vector<std::pair<std::vector<int32_t>, uint32_t>>;
+  PathCounts document_paths(std::string_view key) const;
+  PathCounts global_paths() const;
+  // Checks the invariants above; the error names the trie and node.
+  Status validate() const;
+
+ private:
+  // Depth-limited suffix trie over counted windows. Nodes live in one vector
+  // (index 0 is the root) with a free list; children are kept sorted by token.
+  class Trie {
+   public:
+    Trie();
+    void insert(std::span<const int32_t> window);
+    void remove(std::span<const int32_t> window);  // the window must have been inserted
+    // Node reached by `path` from the root, or -1.
+    int64_t find(std::span<const int32_t> path) const;
+    uint32_t count(uint32_t node) const { return nodes_[node].count; }
+    // The child with the highest count (ties to the lower token), or nullptr.
+    struct Edge {
+      int32_t token;
+      uint32_t node;
+    };
+    const Edge* best_child(uint32_t node) const;
+    size_t live_nodes() const { return nodes_.size() - 1 - free_.size(); }
+    uint32_t root_count() const { return nodes_[0].count; }
+    void paths(PathCounts& out) const;
+    Status validate(std::string_view name) const;
+
+   private:
+    struct Node {
+      uint32_t count = 0;
+      std::vector<Edge> children;  // sorted by token
+    };
+    uint32_t child_or_add(uint32_t node, int32_t token);
+    void free_subtree(uint32_t node);
+
+    std::vector<Node> nodes_;
+    std::vector<uint32_t> free_;
+  };
+
+  struct Document {
+    std::string key;
+    std::vector<int32_t> prompt;
+    std::deque<std::vector<int32_t>> completions;
+    size_t completion_tokens = 0;
+    Trie trie;
+  };
+  using DocumentList = std::list<Document>;  // most recently updated first
+
+  Document& touch(std::string_view key);
+  // Inserts (or removes) the windows of `seq` starting at [begin, end), in
+  // the document's trie and the global one.
+  void index_windows(Document& doc, std::span<const int32_t> seq, size_t begin, size_t end,
+                     bool insert);
+  void drop_oldest_completion(Document& doc);
+  void enforce_token_budget(Document& doc);
+  void erase(DocumentList::iterator it);
+  SuffixProposal propose_from(const Trie& trie, std::span<const int32_t> context,
+                              int max_tokens) const;
+
+  SuffixIndexConfig config_;
+  DocumentList lru_;
+  std::map<std::string, DocumentList::iterator, std::less<>> by_key_;
+  Trie global_;
+};
+
+}  // namespace ghostd::runtime
