@@ -1,8 +1,10 @@
 #include "runtime/speculative/suffix_index.h"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <iterator>
+#include <memory>
 
 namespace ghostd::runtime {
 
@@ -14,154 +16,254 @@ auto edge_less = [](const auto& edge, int32_t token) { return edge.token < token
 
 // ---- Trie -------------------------------------------------------------------
 
-SuffixIndex::Trie::Trie() : nodes_(1) {}
+SuffixIndex::Trie::Trie() {
+  allocate();
+}
 
-uint32_t SuffixIndex::Trie::child_or_add(uint32_t node, int32_t token) {
-  {
-    auto& children = nodes_[node].children;
-    auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
-    if (it != children.end() && it->token == token) return it->node;
-  }
-  // Allocate before inserting the edge: growing nodes_ moves the children vectors.
-  uint32_t child;
-  if (!free_.empty()) {
-    child = free_.back();
-    free_.pop_back();
-  } else {
-    child = static_cast<uint32_t>(nodes_.size());
-    nodes_.emplace_back();
-  }
-  auto& children = nodes_[node].children;
+std::pair<size_t, uint32_t> SuffixIndex::Trie::locate(uint32_t node) {
+  // Chunk k holds kFirstChunk << k nodes and starts at kFirstChunk * (2^k - 1).
+  const uint32_t k = static_cast<uint32_t>(std::bit_width(node / kFirstChunk + 1)) - 1;
+  return {k, node - kFirstChunk * ((1u << k) - 1)};
+}
+
+const SuffixIndex::Trie::Edge* SuffixIndex::Trie::child(uint32_t node, int32_t token) const {
+  const auto& children = slot(node).children;
   auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
-  children.insert(it, Edge{token, child});
-  return child;
+  return it != children.end() && it->token == token ? &*it : nullptr;
+}
+
+uint32_t SuffixIndex::Trie::allocate() {
+  if (free_.empty()) {
+    if (size_ == kFirstChunk * ((uint32_t{1} << chunks_.size()) - 1)) {
+      chunks_.push_back(std::make_unique<Node[]>(size_t{kFirstChunk} << chunks_.size()));
+    }
+    return size_++;
+  }
+  const uint32_t node = free_.back();
+  free_.pop_back();
+  return node;
+}
+
+uint32_t SuffixIndex::Trie::add_child(uint32_t node, int32_t token, uint32_t count) {
+  // Allocate first: it may reuse a free slot (never moves nodes).
+  const uint32_t c = allocate();
+  slot(c).count = count;
+  auto& children = slot(node).children;
+  children.insert(std::lower_bound(children.begin(), children.end(), token, edge_less),
+                  Edge{token, c});
+  return c;
+}
+
+void SuffixIndex::Trie::release(uint32_t node) {
+  slot(node).count = 0;
+  slot(node).children = {};  // release the capacity, not just the size
+  slot(node).tail = {};
+  free_.push_back(node);
 }
 
 void SuffixIndex::Trie::insert(std::span<const int32_t> window) {
-  ++nodes_[0].count;
+  ++slot(0).count;
   uint32_t node = 0;
-  for (int32_t token : window) {
-    node = child_or_add(node, token);
-    ++nodes_[node].count;
+  for (size_t k = 0; k < window.size(); ++k) {
+    const Edge* e = child(node, window[k]);
+    if (!e) {
+      const uint32_t leaf = add_child(node, window[k], 1);
+      slot(leaf).tail.assign(window.begin() + static_cast<std::ptrdiff_t>(k + 1), window.end());
+      return;
+    }
+    const uint32_t c = e->node;
+    if (slot(c).count++ >= 2) {
+      node = c;
+      continue;
+    }
+    // A leaf met a second window: the common part of the two tails becomes
+    // count-2 nodes, and each remainder a leaf of its own.
+    const std::vector<int32_t> old_tail = std::move(slot(c).tail);
+    slot(c).tail = {};
+    const auto rest = window.subspan(k + 1);
+    size_t j = 0;
+    node = c;
+    while (j < old_tail.size() && j < rest.size() && old_tail[j] == rest[j]) {
+      node = add_child(node, rest[j], 2);
+      ++j;
+    }
+    if (j < old_tail.size()) {
+      const uint32_t leaf = add_child(node, old_tail[j], 1);
+      slot(leaf).tail.assign(old_tail.begin() + static_cast<std::ptrdiff_t>(j + 1), old_tail.end());
+    }
+    if (j < rest.size()) {
+      const uint32_t leaf = add_child(node, rest[j], 1);
+      slot(leaf).tail.assign(rest.begin() + static_cast<std::ptrdiff_t>(j + 1), rest.end());
+    }
+    return;
   }
 }
 
 void SuffixIndex::Trie::remove(std::span<const int32_t> window) {
-  assert(nodes_[0].count > 0);
-  --nodes_[0].count;
+  assert(slot(0).count > 0);
+  --slot(0).count;
   uint32_t node = 0;
-  for (int32_t token : window) {
-    auto& children = nodes_[node].children;
-    auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
-    assert(it != children.end() && it->token == token);
-    const uint32_t child = it->node;
-    if (--nodes_[child].count == 0) {
-      // Counts never exceed the parent's, so everything below is this window
-      // alone: free it whole.
+  uint32_t fold = 0;  // the highest node that drops to count 1 (0: none)
+  for (size_t k = 0; k < window.size(); ++k) {
+    auto& children = slot(node).children;
+    auto it = std::lower_bound(children.begin(), children.end(), window[k], edge_less);
+    assert(it != children.end() && it->token == window[k]);
+    const uint32_t c = it->node;
+    if (slot(c).count == 1) {
+      // This window's own leaf: the rest of the window is its tail.
+      assert(std::equal(slot(c).tail.begin(), slot(c).tail.end(), window.begin() + k + 1,
+                        window.end()));
       children.erase(it);
-      free_subtree(child);
+      release(c);
       break;
     }
-    node = child;
+    if (--slot(c).count == 1 && fold == 0) fold = c;
+    node = c;
   }
-  if (nodes_[0].count == 0) {
+  if (fold != 0) {
+    // One window is left below `fold`: a chain of count-1 nodes, perhaps ending
+    // in a leaf. Fold it into `fold`'s tail so the trie matches a rebuild.
+    std::vector<int32_t> tail;
+    uint32_t at = fold;
+    while (!slot(at).children.empty()) {
+      assert(slot(at).children.size() == 1);
+      const Edge e = slot(at).children.front();
+      tail.push_back(e.token);
+      tail.insert(tail.end(), slot(e.node).tail.begin(), slot(e.node).tail.end());
+      if (at != fold) release(at);
+      at = e.node;
+    }
+    if (at != fold) release(at);
+    slot(fold).children = {};
+    slot(fold).tail = std::move(tail);
+  }
+  if (slot(0).count == 0) {
     // Empty: give the storage back rather than keep a free list of it.
-    assert(nodes_[0].children.empty());
-    nodes_ = std::vector<Node>(1);
+    assert(slot(0).children.empty());
+    chunks_.clear();
     free_ = {};
+    size_ = 0;
+    allocate();
   }
 }
 
-void SuffixIndex::Trie::free_subtree(uint32_t node) {
-  std::vector<uint32_t> stack{node};
-  while (!stack.empty()) {
-    const uint32_t n = stack.back();
-    stack.pop_back();
-    for (const Edge& e : nodes_[n].children) stack.push_back(e.node);
-    nodes_[n].children = {};  // release the capacity, not just the size
-    nodes_[n].count = 0;
-    free_.push_back(n);
-  }
-}
-
-int64_t SuffixIndex::Trie::find(std::span<const int32_t> path) const {
-  uint32_t node = 0;
+bool SuffixIndex::Trie::find(std::span<const int32_t> path, Cursor& at) const {
+  at = Cursor{};
   for (int32_t token : path) {
-    const auto& children = nodes_[node].children;
-    auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
-    if (it == children.end() || it->token != token) return -1;
-    node = it->node;
+    const Node& n = slot(at.node);
+    if (at.offset < n.tail.size()) {
+      if (n.tail[at.offset] != token) return false;
+      ++at.offset;
+      continue;
+    }
+    const Edge* e = child(at.node, token);
+    if (!e) return false;
+    at = Cursor{e->node, 0};
   }
-  return node;
+  return true;
 }
 
-const SuffixIndex::Trie::Edge* SuffixIndex::Trie::best_child(uint32_t node) const {
-  const Edge* best = nullptr;
-  // Children are in token order, so a strict > keeps the lower token on ties.
-  for (const Edge& e : nodes_[node].children) {
-    if (!best || nodes_[e.node].count > nodes_[best->node].count) best = &e;
+bool SuffixIndex::Trie::next(Cursor& at, int32_t& token, double& prob) const {
+  const Node& n = slot(at.node);
+  if (at.offset < n.tail.size()) {
+    token = n.tail[at.offset++];
+    prob = 1;  // a tail is one window: it always continues the same way
+    return true;
   }
-  return best;
+  // Children are in token order, so a strict > keeps the lower token on ties.
+  const Edge* best = nullptr;
+  for (const Edge& e : n.children) {
+    if (!best || slot(e.node).count > slot(best->node).count) best = &e;
+  }
+  if (!best) return false;
+  token = best->token;
+  prob = static_cast<double>(slot(best->node).count) / n.count;
+  at = Cursor{best->node, 0};
+  return true;
+}
+
+size_t SuffixIndex::Trie::memory_bytes() const {
+  size_t bytes = free_.capacity() * sizeof(uint32_t);
+  if (!chunks_.empty()) bytes += kFirstChunk * ((size_t{1} << chunks_.size()) - 1) * sizeof(Node);
+  for (uint32_t i = 0; i < size_; ++i) {
+    const Node& n = slot(i);
+    bytes += n.children.capacity() * sizeof(Edge) + n.tail.capacity() * sizeof(int32_t);
+  }
+  return bytes;
 }
 
 void SuffixIndex::Trie::paths(PathCounts& out) const {
   std::vector<int32_t> path;
-  // Explicit stack of (node, next child index) for a pre-order walk.
+  // Explicit stack of (node, next child index) for a pre-order walk; a tail
+  // is listed as the chain of count-1 nodes it stands for.
   std::vector<std::pair<uint32_t, size_t>> stack{{0, 0}};
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
-    if (next == nodes_[node].children.size()) {
+    if (next == slot(node).children.size()) {
+      path.resize(path.size() - (node == 0 ? 0 : 1 + slot(node).tail.size()));
       stack.pop_back();
-      if (!path.empty()) path.pop_back();
       continue;
     }
-    const Edge e = nodes_[node].children[next++];
+    const Edge e = slot(node).children[next++];
+    const Node& c = slot(e.node);
     path.push_back(e.token);
-    out.emplace_back(path, nodes_[e.node].count);
+    out.emplace_back(path, c.count);
+    for (int32_t t : c.tail) {
+      path.push_back(t);
+      out.emplace_back(path, c.count);
+    }
     stack.emplace_back(e.node, 0);
   }
 }
 
-Status SuffixIndex::Trie::validate(std::string_view name) const {
+Status SuffixIndex::Trie::validate(std::string_view name, int max_depth) const {
   const std::string where = "SuffixIndex trie '" + std::string(name) + "': ";
-  std::vector<uint8_t> seen(nodes_.size(), 0);
+  std::vector<uint8_t> seen(size_, 0);
   for (uint32_t f : free_) {
-    if (f == 0 || f >= nodes_.size() || seen[f]) {
+    if (f == 0 || f >= size_ || seen[f]) {
       return make_error(where + "free list holds bad or repeated node " + std::to_string(f));
     }
     seen[f] = 1;
-    if (nodes_[f].count != 0 || !nodes_[f].children.empty()) {
+    if (slot(f).count != 0 || !slot(f).children.empty() || !slot(f).tail.empty()) {
       return make_error(where + "free node " + std::to_string(f) + " is not empty");
     }
   }
+  if (!slot(0).tail.empty()) return make_error(where + "the root has a tail");
   size_t reached = 0;
-  std::vector<uint32_t> stack{0};
+  std::vector<std::pair<uint32_t, size_t>> stack{{0, 0}};  // node, depth
   while (!stack.empty()) {
-    const uint32_t n = stack.back();
+    const auto [n, depth] = stack.back();
     stack.pop_back();
+    const Node& node = slot(n);
+    const std::string id = "node " + std::to_string(n) + " (depth " + std::to_string(depth) + ")";
+    if (n != 0 && node.count == 1 && !node.children.empty()) {
+      return make_error(where + id + " has count " + std::to_string(node.count) + " and " +
+                        std::to_string(node.children.size()) + " children");
+    }
+    if (node.count != 1 && !node.tail.empty()) return make_error(where + id + " has a tail");
+    if (depth + node.tail.size() > static_cast<size_t>(max_depth)) {
+      return make_error(where + id + " reaches below max_depth");
+    }
     uint64_t sum = 0;
-    const auto& children = nodes_[n].children;
-    for (size_t i = 0; i < children.size(); ++i) {
-      const uint32_t c = children[i].node;
-      if (i > 0 && children[i - 1].token >= children[i].token) {
-        return make_error(where + "children of node " + std::to_string(n) + " not sorted");
+    for (size_t i = 0; i < node.children.size(); ++i) {
+      const uint32_t c = node.children[i].node;
+      if (i > 0 && node.children[i - 1].token >= node.children[i].token) {
+        return make_error(where + id + ": children not sorted");
       }
-      if (c == 0 || c >= nodes_.size() || seen[c]) {
-        return make_error(where + "node " + std::to_string(n) + " has a bad or shared child " +
-                          std::to_string(c));
+      if (c == 0 || c >= size_ || seen[c]) {
+        return make_error(where + id + " has a bad or shared child " + std::to_string(c));
       }
       seen[c] = 1;
-      if (nodes_[c].count == 0) {
+      if (slot(c).count == 0) {
         return make_error(where + "node " + std::to_string(c) + " is reachable with count 0");
       }
-      sum += nodes_[c].count;
-      stack.push_back(c);
+      sum += slot(c).count;
+      stack.emplace_back(c, depth + 1);
       ++reached;
     }
-    if (sum > nodes_[n].count) {
-      return make_error(where + "node " + std::to_string(n) + " counts " +
-                        std::to_string(nodes_[n].count) + " but its children " +
-                        std::to_string(sum));
+    if (sum > node.count) {
+      return make_error(where + id + " counts " + std::to_string(node.count) +
+                        " but its children " + std::to_string(sum));
     }
   }
   if (reached != live_nodes()) {
@@ -302,23 +404,20 @@ SuffixProposal SuffixIndex::propose_from(const Trie& trie, std::span<const int32
   double best_score = 0;
   std::vector<int32_t> draft;
   for (int len = static_cast<int>(window.size()); len >= config_.min_match; --len) {
-    const int64_t match = trie.find(window.last(static_cast<size_t>(len)));
-    if (match < 0) continue;
-    // Nodes deeper than max_depth do not exist: a long match leaves less room.
+    Trie::Cursor at;
+    if (!trie.find(window.last(static_cast<size_t>(len)), at)) continue;
+    // Windows end at max_depth: a long match leaves less room to extend.
     const int budget = std::min(max_tokens, depth - len);
-    auto node = static_cast<uint32_t>(match);
     double prob = 1;
     double score = 0;
     draft.clear();
-    while (static_cast<int>(draft.size()) < budget) {
-      const Trie::Edge* next = trie.best_child(node);
-      if (!next) break;
-      const double p = prob * trie.count(next->node) / trie.count(node);
-      if (p < config_.min_token_prob) break;
-      draft.push_back(next->token);
-      score += p;
-      prob = p;
-      node = next->node;
+    int32_t token = 0;
+    double step = 0;
+    while (static_cast<int>(draft.size()) < budget && trie.next(at, token, step)) {
+      if (prob * step < config_.min_token_prob) break;
+      prob *= step;
+      draft.push_back(token);
+      score += prob;
     }
     if (!draft.empty() && score > best_score) {
       best_score = score;
@@ -341,6 +440,16 @@ size_t SuffixIndex::num_documents() const {
   return lru_.size();
 }
 
+size_t SuffixIndex::memory_bytes() const {
+  size_t bytes = global_.memory_bytes();
+  for (const Document& doc : lru_) {
+    bytes += sizeof(Document) + doc.key.capacity() + doc.trie.memory_bytes() +
+             doc.prompt.capacity() * sizeof(int32_t);
+    for (const auto& c : doc.completions) bytes += c.capacity() * sizeof(int32_t);
+  }
+  return bytes;
+}
+
 SuffixIndex::PathCounts SuffixIndex::document_paths(std::string_view key) const {
   PathCounts out;
   if (auto found = by_key_.find(key); found != by_key_.end()) found->second->trie.paths(out);
@@ -354,7 +463,7 @@ SuffixIndex::PathCounts SuffixIndex::global_paths() const {
 }
 
 Status SuffixIndex::validate() const {
-  GHOSTD_TRY_STATUS(global_.validate("global"));
+  GHOSTD_TRY_STATUS(global_.validate("global", config_.max_depth));
   if (lru_.size() != by_key_.size() || lru_.size() > static_cast<size_t>(config_.max_documents)) {
     return make_error("SuffixIndex: " + std::to_string(lru_.size()) + " documents, " +
                       std::to_string(by_key_.size()) + " keys, limit " +
@@ -362,7 +471,7 @@ Status SuffixIndex::validate() const {
   }
   uint64_t windows = 0;
   for (const Document& doc : lru_) {
-    GHOSTD_TRY_STATUS(doc.trie.validate(doc.key));
+    GHOSTD_TRY_STATUS(doc.trie.validate(doc.key, config_.max_depth));
     size_t completion_tokens = 0;
     for (const auto& c : doc.completions) completion_tokens += c.size();
     const size_t held = doc.prompt.size() + completion_tokens;

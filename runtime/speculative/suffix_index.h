@@ -10,7 +10,10 @@
 // sequence is inserted up to `max_depth` tokens (a "window"); a node counts
 // the windows passing through it. One trie per document, plus one global trie
 // over the windows of all documents, which answers when the document's own
-// trie has nothing (SuffixDecoding's per-request and global trees).
+// trie has nothing (SuffixDecoding's per-request and global trees). A path
+// only one window takes is stored as a leaf with the window's remaining
+// tokens (its tail), not a node per token: an 8k-token file then needs
+// ~20 bytes a token per trie instead of ~2 KB (max_depth nodes of 64 bytes).
 //
 // propose():
 //   1. Of the context's last `max_depth` tokens, each suffix of length L from
@@ -33,13 +36,17 @@
 // trie steps plus a linear token compare.
 //
 // Invariants (validate()): every live node has count >= 1 and >= the sum of
-// its children's counts; a node whose count drops to 0 is freed at once; the
-// global trie's root count equals the sum of the document tries' root counts.
+// its children's counts; **a non-root node with count 1 is a leaf** (no
+// children, maybe a tail; a node that drops to count 1 has what is below it
+// folded into its tail) and only those have tails, so incremental updates give
+// the same trie as a rebuild;
+// the global trie's root count equals the sum of the document tries' root
+// counts, and a document trie's equals its token count (a window per token).
 //
 // Memory: a document keeps at most `max_tokens_per_document` tokens (the
 // prompt truncated to its last N tokens, then the oldest completions dropped),
-// so it owns at most N x max_depth nodes in each trie; beyond `max_documents`
-// the least recently updated document is evicted.
+// so each trie holds at most N of its windows; beyond `max_documents` the
+// least recently updated document is evicted.
 #pragma once
 
 #include <cstddef>
@@ -48,6 +55,7 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -98,6 +106,8 @@ class SuffixIndex {
   // document tries and the global trie; documents held.
   size_t num_nodes() const;
   size_t num_documents() const;
+  // Approximate heap bytes of all tries and stored sequences; walks every node.
+  size_t memory_bytes() const;
 
   // For tests: every (path, count) of a trie in depth-first token order; the
   // document's trie, or the global one. Empty for an unknown key.
@@ -110,34 +120,62 @@ class SuffixIndex {
  private:
   // Depth-limited suffix trie over counted windows. Nodes live in one vector
   // (index 0 is the root) with a free list; children are kept sorted by token.
+  // A node that only one window passes through (count 1) is a leaf holding
+  // that window's remaining tokens as its tail instead of a chain of nodes:
+  // most of a code window's depth is unique, so this keeps a document at
+  // about one leaf per token plus its repeated paths.
   class Trie {
    public:
     Trie();
     void insert(std::span<const int32_t> window);
     void remove(std::span<const int32_t> window);  // the window must have been inserted
-    // Node reached by `path` from the root, or -1.
-    int64_t find(std::span<const int32_t> path) const;
-    uint32_t count(uint32_t node) const { return nodes_[node].count; }
-    // The child with the highest count (ties to the lower token), or nullptr.
+
+    // A place in the trie: a node and how much of its tail was consumed.
+    struct Cursor {
+      uint32_t node = 0;
+      uint32_t offset = 0;
+    };
+    // Follows `path` from the root; false when it leaves the trie.
+    bool find(std::span<const int32_t> path, Cursor& at) const;
+    // The most likely next token after `at`, and the probability of taking it
+    // (count of the next node over count of this one); false at a path's end.
+    bool next(Cursor& at, int32_t& token, double& prob) const;
+
+    size_t live_nodes() const { return size_ - 1 - free_.size(); }
+    uint32_t root_count() const { return slot(0).count; }
+    size_t memory_bytes() const;
+    void paths(PathCounts& out) const;
+    Status validate(std::string_view name, int max_depth) const;
+
+   private:
     struct Edge {
       int32_t token;
       uint32_t node;
     };
-    const Edge* best_child(uint32_t node) const;
-    size_t live_nodes() const { return nodes_.size() - 1 - free_.size(); }
-    uint32_t root_count() const { return nodes_[0].count; }
-    void paths(PathCounts& out) const;
-    Status validate(std::string_view name) const;
-
-   private:
     struct Node {
       uint32_t count = 0;
-      std::vector<Edge> children;  // sorted by token
+      std::vector<Edge> children;  // count >= 2 only; sorted by token
+      std::vector<int32_t> tail;   // count == 1 only: the window's tokens below
     };
-    uint32_t child_or_add(uint32_t node, int32_t token);
-    void free_subtree(uint32_t node);
+    // Node storage: chunks doubling in size, so growing never moves a node
+    // (a vector's reallocations cost 4x on a fresh 8k-token prompt).
+    static constexpr uint32_t kFirstChunk = 64;
+    static std::pair<size_t, uint32_t> locate(uint32_t node);
+    Node& slot(uint32_t node) {
+      const auto [chunk, offset] = locate(node);
+      return chunks_[chunk][offset];
+    }
+    const Node& slot(uint32_t node) const {
+      const auto [chunk, offset] = locate(node);
+      return chunks_[chunk][offset];
+    }
+    const Edge* child(uint32_t node, int32_t token) const;
+    uint32_t allocate();
+    uint32_t add_child(uint32_t node, int32_t token, uint32_t count);
+    void release(uint32_t node);
 
-    std::vector<Node> nodes_;
+    std::vector<std::unique_ptr<Node[]>> chunks_;
+    uint32_t size_ = 0;  // slots handed out, the root (0) included
     std::vector<uint32_t> free_;
   };
 
