@@ -1,7 +1,6 @@
 #include "runtime/speculative/suffix_index.h"
 
 #include <algorithm>
-#include <bit>
 #include <cassert>
 #include <iterator>
 #include <memory>
@@ -20,12 +19,6 @@ SuffixIndex::Trie::Trie() {
   allocate();
 }
 
-std::pair<size_t, uint32_t> SuffixIndex::Trie::locate(uint32_t node) {
-  // Chunk k holds kFirstChunk << k nodes and starts at kFirstChunk * (2^k - 1).
-  const uint32_t k = static_cast<uint32_t>(std::bit_width(node / kFirstChunk + 1)) - 1;
-  return {k, node - kFirstChunk * ((1u << k) - 1)};
-}
-
 const SuffixIndex::Trie::Edge* SuffixIndex::Trie::child(uint32_t node, int32_t token) const {
   const auto& children = slot(node).children;
   auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
@@ -34,9 +27,7 @@ const SuffixIndex::Trie::Edge* SuffixIndex::Trie::child(uint32_t node, int32_t t
 
 uint32_t SuffixIndex::Trie::allocate() {
   if (free_.empty()) {
-    if (size_ == kFirstChunk * ((uint32_t{1} << chunks_.size()) - 1)) {
-      chunks_.push_back(std::make_unique<Node[]>(size_t{kFirstChunk} << chunks_.size()));
-    }
+    if (size_ == chunks_.size() * kChunk) chunks_.push_back(std::make_unique<Node[]>(kChunk));
     return size_++;
   }
   const uint32_t node = free_.back();
@@ -184,7 +175,7 @@ bool SuffixIndex::Trie::next(Cursor& at, int32_t& token, double& prob) const {
 
 size_t SuffixIndex::Trie::memory_bytes() const {
   size_t bytes = free_.capacity() * sizeof(uint32_t);
-  if (!chunks_.empty()) bytes += kFirstChunk * ((size_t{1} << chunks_.size()) - 1) * sizeof(Node);
+  bytes += chunks_.size() * kChunk * sizeof(Node);
   for (uint32_t i = 0; i < size_; ++i) {
     const Node& n = slot(i);
     bytes += n.children.capacity() * sizeof(Edge) + n.tail.capacity() * sizeof(int32_t);
