@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     bytes = index.memory_bytes();
   }
   std::printf(
-      "update_document, fresh prompt:      %9.1f us  (%zu nodes, %.2f MB, document + global)\n",
+      "update_document, fresh prompt:          %9.1f us  (%zu nodes, %.2f MB, document + global)\n",
       median(fresh), nodes, bytes / 1e6);
 
   // 2. Keystrokes: one token inserted in the middle and removed again; one
@@ -128,8 +128,8 @@ int main(int argc, char** argv) {
     const bool back = r % 2 == 1;
     edit_end.push_back(time_us([&] { index.update_document("doc", back ? prompt : end); }));
   }
-  std::printf("update_document, 1-token edit mid:  %9.2f us\n", median(edit_middle));
-  std::printf("update_document, 1-token edit end:  %9.2f us\n", median(edit_end));
+  std::printf("update_document, 1-token edit mid:      %9.2f us\n", median(edit_middle));
+  std::printf("update_document, 1-token edit end:      %9.2f us\n", median(edit_end));
 
   // 3. propose(): the context is the prompt cut at a position (as when the
   // cursor sits there), 8 tokens asked.
@@ -145,16 +145,37 @@ int main(int argc, char** argv) {
     score += p.score;
   }
   std::printf(
-      "propose, context cut in the prompt: %9.2f us  (%zu/%zu proposed, %.2f tokens and "
+      "propose, context cut in the prompt:     %9.2f us  (%zu/%zu proposed, %.2f tokens and "
       "score %.2f on average)\n",
       median(hit), proposed, hit.size(), proposed ? double(drafted) / proposed : 0.0,
+      proposed ? score / proposed : 0.0);
+  // The same, with the last 4 tokens taken from elsewhere in the prompt: only
+  // short matches, so every candidate length is tried.
+  std::vector<double> mixed;
+  proposed = drafted = 0;
+  score = 0;
+  for (size_t pos = 64; pos < prompt.size(); pos += 7) {
+    std::vector<int32_t> context(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(pos));
+    const size_t from = (pos * 7919) % (prompt.size() - 4);
+    context.insert(context.end(), prompt.begin() + static_cast<std::ptrdiff_t>(from),
+                   prompt.begin() + static_cast<std::ptrdiff_t>(from + 4));
+    SuffixProposal p;
+    mixed.push_back(time_us([&] { p = index.propose("doc", context, 8); }));
+    proposed += !p.tokens.empty();
+    drafted += p.tokens.size();
+    score += p.score;
+  }
+  std::printf(
+      "propose, last 4 tokens from elsewhere:  %9.2f us  (%zu/%zu proposed, %.2f tokens and "
+      "score %.2f on average)\n",
+      median(mixed), proposed, mixed.size(), proposed ? double(drafted) / proposed : 0.0,
       proposed ? score / proposed : 0.0);
   std::vector<double> miss;
   const std::vector<int32_t> unseen = {-1, -2, -3, -4, -5, -6, -7, -8};
   for (int r = 0; r < 1001; ++r) {
     miss.push_back(time_us([&] { (void)index.propose("doc", unseen, 8); }));
   }
-  std::printf("propose, no match (doc + global):   %9.2f us\n", median(miss));
+  std::printf("propose, no match (doc + global):       %9.2f us\n", median(miss));
 
   // 4. Dropping the document (eviction takes its windows out of the global trie).
   std::vector<double> drop;
@@ -163,6 +184,6 @@ int main(int argc, char** argv) {
     other.update_document("doc", prompt);
     drop.push_back(time_us([&] { other.remove_document("doc"); }));
   }
-  std::printf("remove_document:                    %9.1f us\n", median(drop));
+  std::printf("remove_document:                        %9.1f us\n", median(drop));
   return 0;
 }
