@@ -93,17 +93,22 @@ void SuffixIndex::Trie::insert(std::span<const int32_t> window) {
 void SuffixIndex::Trie::remove(std::span<const int32_t> window) {
   assert(slot(0).count > 0);
   --slot(0).count;
-  uint32_t node = 0;
-  uint32_t fold = 0;  // the highest node that drops to count 1 (0: none)
-  for (size_t k = 0; k < window.size(); ++k) {
+  if (!window.empty()) remove_below(0, window.front(), window.subspan(1));
+  reset_if_empty();
+}
+
+void SuffixIndex::Trie::remove_below(uint32_t start, int32_t first, std::span<const int32_t> rest) {
+  uint32_t node = start;
+  uint32_t fold = 0;  // the highest node below start that drops to count 1 (0: none)
+  for (size_t k = 0; k <= rest.size(); ++k) {
+    const int32_t token = k == 0 ? first : rest[k - 1];
     auto& children = slot(node).children;
-    auto it = std::lower_bound(children.begin(), children.end(), window[k], edge_less);
-    assert(it != children.end() && it->token == window[k]);
+    auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
+    assert(it != children.end() && it->token == token);
     const uint32_t c = it->node;
     if (slot(c).count == 1) {
       // This window's own leaf: the rest of the window is its tail.
-      assert(std::equal(slot(c).tail.begin(), slot(c).tail.end(), window.begin() + k + 1,
-                        window.end()));
+      assert(std::equal(slot(c).tail.begin(), slot(c).tail.end(), rest.begin() + k, rest.end()));
       children.erase(it);
       release(c);
       break;
@@ -111,31 +116,68 @@ void SuffixIndex::Trie::remove(std::span<const int32_t> window) {
     if (--slot(c).count == 1 && fold == 0) fold = c;
     node = c;
   }
-  if (fold != 0) {
-    // One window is left below `fold`: a chain of count-1 nodes, perhaps ending
-    // in a leaf. Fold it into `fold`'s tail so the trie matches a rebuild.
-    std::vector<int32_t> tail;
-    uint32_t at = fold;
-    while (!slot(at).children.empty()) {
-      assert(slot(at).children.size() == 1);
-      const Edge e = slot(at).children.front();
-      tail.push_back(e.token);
-      tail.insert(tail.end(), slot(e.node).tail.begin(), slot(e.node).tail.end());
-      if (at != fold) release(at);
-      at = e.node;
+  if (fold != 0) fold_into_leaf(fold);
+}
+
+void SuffixIndex::Trie::fold_into_leaf(uint32_t node) {
+  // One window is left below `node`: a chain of count-1 nodes, perhaps ending
+  // in a leaf. It becomes `node`'s tail so the trie matches a rebuild.
+  std::vector<int32_t> tail;
+  uint32_t at = node;
+  while (!slot(at).children.empty()) {
+    assert(slot(at).children.size() == 1);
+    const Edge e = slot(at).children.front();
+    tail.push_back(e.token);
+    tail.insert(tail.end(), slot(e.node).tail.begin(), slot(e.node).tail.end());
+    if (at != node) release(at);
+    at = e.node;
+  }
+  if (at != node) release(at);
+  slot(node).children = {};
+  slot(node).tail = std::move(tail);
+}
+
+void SuffixIndex::Trie::subtract(const Trie& other) {
+  assert(slot(0).count >= other.slot(0).count);
+  slot(0).count -= other.slot(0).count;
+  subtract_below(0, other, 0);
+  reset_if_empty();
+}
+
+void SuffixIndex::Trie::subtract_below(uint32_t node, const Trie& other, uint32_t other_node) {
+  // Precondition: `node`'s count already went down by `other_node`'s. Where
+  // `other` has a node of count >= 2 this trie has one too (its count is at
+  // least as high), so the two walk in step down to other's leaves.
+  for (const Edge& oe : other.slot(other_node).children) {
+    const Node& on = other.slot(oe.node);
+    if (on.count == 1) {
+      remove_below(node, oe.token, on.tail);
+      continue;
     }
-    if (at != fold) release(at);
-    slot(fold).children = {};
-    slot(fold).tail = std::move(tail);
+    const Edge* e = child(node, oe.token);
+    assert(e && slot(e->node).count >= on.count);
+    const uint32_t c = e->node;
+    slot(c).count -= on.count;
+    subtract_below(c, other, oe.node);
+    if (slot(c).count == 0) {
+      assert(slot(c).children.empty());
+      auto& children = slot(node).children;
+      children.erase(std::lower_bound(children.begin(), children.end(), oe.token, edge_less));
+      release(c);
+    } else if (slot(c).count == 1) {
+      fold_into_leaf(c);
+    }
   }
-  if (slot(0).count == 0) {
-    // Empty: give the storage back rather than keep a free list of it.
-    assert(slot(0).children.empty());
-    chunks_.clear();
-    free_ = {};
-    size_ = 0;
-    allocate();
-  }
+}
+
+void SuffixIndex::Trie::reset_if_empty() {
+  if (slot(0).count != 0) return;
+  // Empty: give the storage back rather than keep a free list of it.
+  assert(slot(0).children.empty());
+  chunks_.clear();
+  free_ = {};
+  size_ = 0;
+  allocate();
 }
 
 bool SuffixIndex::Trie::find(std::span<const int32_t> path, Cursor& at) const {
@@ -359,16 +401,9 @@ void SuffixIndex::enforce_token_budget(Document& doc) {
 }
 
 void SuffixIndex::erase(DocumentList::iterator it) {
-  // The document's own trie goes with it; only the global trie needs its
-  // windows taken out one by one.
-  const size_t depth = static_cast<size_t>(config_.max_depth);
-  auto remove_all = [&](std::span<const int32_t> seq) {
-    for (size_t i = 0; i < seq.size(); ++i) {
-      global_.remove(seq.subspan(i, std::min(depth, seq.size() - i)));
-    }
-  };
-  remove_all(it->prompt);
-  for (const auto& completion : it->completions) remove_all(completion);
+  // The document's trie holds exactly its windows: subtracting it node by
+  // node is cheaper than removing the windows one by one.
+  global_.subtract(it->trie);
   by_key_.erase(it->key);
   lru_.erase(it);
 }

@@ -129,6 +129,8 @@ class SuffixIndex {
     Trie();
     void insert(std::span<const int32_t> window);
     void remove(std::span<const int32_t> window);  // the window must have been inserted
+    // Removes every window of `other`, all of which this trie holds.
+    void subtract(const Trie& other);
 
     // A place in the trie: a node and how much of its tail was consumed.
     struct Cursor {
@@ -170,6 +172,12 @@ class SuffixIndex {
     uint32_t allocate();
     uint32_t add_child(uint32_t node, int32_t token, uint32_t count);
     void release(uint32_t node);
+    // Removes the window [first, rest...] below `start`, whose count the
+    // caller already lowered.
+    void remove_below(uint32_t start, int32_t first, std::span<const int32_t> rest);
+    void fold_into_leaf(uint32_t node);
+    void subtract_below(uint32_t node, const Trie& other, uint32_t other_node);
+    void reset_if_empty();
 
     std::vector<std::unique_ptr<Node[]>> chunks_;
     uint32_t size_ = 0;  // slots handed out, the root (0) included

@@ -361,6 +361,45 @@ TEST_CASE("suffix_index: random edits leave the tries equal to a rebuild from sc
   }
 }
 
+TEST_CASE("suffix_index: removing documents subtracts exactly their windows") {
+  // Heavily shared content (3 tokens), removed in random order: the global trie
+  // must fold and prune exactly as a rebuild over the remaining documents.
+  for (unsigned seed = 0; seed < 20; ++seed) {
+    CAPTURE(seed);
+    std::mt19937 rng(seed);
+    auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    auto random_tokens = [&](int n) {
+      Tokens t(static_cast<size_t>(n));
+      for (int32_t& x : t) x = uniform(0, 2);
+      return t;
+    };
+    Model model;
+    model.config.max_depth = uniform(1, 8);
+    SuffixIndex index(model.config);
+    std::vector<std::string> keys;
+    for (int d = 0; d < 6; ++d) {
+      const std::string key = "doc" + std::to_string(d);
+      keys.push_back(key);
+      const Tokens prompt = random_tokens(uniform(0, 40));
+      model.update(key, prompt);
+      index.update_document(key, prompt);
+      for (int c = uniform(0, 3); c > 0; --c) {
+        const Tokens completion = random_tokens(uniform(1, 10));
+        model.complete(key, completion);
+        index.add_completion(key, completion);
+      }
+    }
+    check_against_scratch(index, model);
+    std::shuffle(keys.begin(), keys.end(), rng);
+    for (const std::string& key : keys) {
+      model.remove(key);
+      index.remove_document(key);
+      check_against_scratch(index, model);
+    }
+    CHECK(index.num_nodes() == 0);
+  }
+}
+
 TEST_CASE("suffix_index: one-token edits in a long prompt match a rebuild") {
   std::mt19937 rng(7);
   auto token = [&] { return std::uniform_int_distribution<int32_t>(0, 4)(rng); };
