@@ -43,6 +43,13 @@
 // the document tries' root counts, and a document trie's equals its token
 // count (a window per token).
 //
+// Use (engine thread): update_document(doc, prompt) when a job starts;
+// propose(doc, prompt + generated, n) before each verify step;
+// add_completion(doc, output) when it ends; remove_document on close. The
+// prompt itself is indexed, so a context that ends exactly at the prompt's end
+// also matches that final occurrence, which continues nowhere: propose after
+// the first sampled token, when the context has left the indexed prompt.
+//
 // Memory: a document keeps at most `max_tokens_per_document` tokens (the
 // prompt truncated to its last N tokens, then the oldest completions dropped),
 // so each trie holds at most N of its windows; beyond `max_documents` the
