@@ -128,8 +128,24 @@ int main(int argc, char** argv) {
     const bool back = r % 2 == 1;
     edit_end.push_back(time_us([&] { index.update_document("doc", back ? prompt : end); }));
   }
+  // Two edits at once: 40 tokens cut at 10% (the prompt builder dropping lines
+  // from the prefix window) and a keystroke 300 tokens before the end.
+  std::vector<int32_t> cut = prompt;
+  cut.erase(cut.begin() + static_cast<std::ptrdiff_t>(cut.size() / 10),
+            cut.begin() + static_cast<std::ptrdiff_t>(cut.size() / 10 + 40));
+  cut.insert(cut.end() - 300, 7);
+  std::vector<double> edit_two;
+  size_t reindexed = 0;
+  for (int r = 0; r < 2001; ++r) {
+    const bool back = r % 2 == 1;
+    edit_two.push_back(time_us([&] { index.update_document("doc", back ? prompt : cut); }));
+    reindexed = index.last_reindexed();
+  }
+  index.update_document("doc", prompt);
   std::printf("update_document, 1-token edit mid:      %9.2f us\n", median(edit_middle));
   std::printf("update_document, 1-token edit end:      %9.2f us\n", median(edit_end));
+  std::printf("update_document, 40-token cut + 1 edit: %9.2f us  (%zu windows re-indexed)\n",
+              median(edit_two), reindexed);
 
   // 3. propose(): the context is the prompt cut at a position (as when the
   // cursor sits there), 8 tokens asked.

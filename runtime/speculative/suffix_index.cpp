@@ -344,6 +344,50 @@ void SuffixIndex::index_windows(Document& doc, std::span<const int32_t> seq, siz
   }
 }
 
+namespace {
+
+// A run of tokens the old and new prompt share: old[old_at, old_at + len)
+// equals new[new_at, new_at + len).
+struct SharedRun {
+  size_t old_at = 0;
+  size_t new_at = 0;
+  size_t len = 0;
+};
+
+// Between the common prefix and suffix, two edits (the prompt builder
+// dropping lines from the prefix window's front while the user types further
+// down, or a paste plus a keystroke) leave a long shared run: find it by
+// looking for the first max_depth tokens of either middle in the other.
+SharedRun middle_run(std::span<const int32_t> old_mid, std::span<const int32_t> new_mid,
+                     size_t depth) {
+  SharedRun best;
+  if (old_mid.size() < 2 * depth || new_mid.size() < 2 * depth) return best;
+  auto try_probe = [&](std::span<const int32_t> probe_in, std::span<const int32_t> search_in,
+                       bool probe_is_new) {
+    const auto probe = probe_in.first(depth);
+    // From offset 1: at 0 the common prefix would have been longer. Repeated
+    // code can match the probe early and briefly: a few occurrences are tried.
+    auto from = search_in.begin() + 1;
+    for (int tries = 0; tries < 4; ++tries) {
+      const auto it = std::search(from, search_in.end(), probe.begin(), probe.end());
+      if (it == search_in.end()) return;
+      const size_t at = static_cast<size_t>(it - search_in.begin());
+      size_t len = depth;
+      while (at + len < search_in.size() && len < probe_in.size() &&
+             search_in[at + len] == probe_in[len]) {
+        ++len;
+      }
+      if (len > best.len) best = probe_is_new ? SharedRun{at, 0, len} : SharedRun{0, at, len};
+      from = it + 1;
+    }
+  };
+  try_probe(new_mid, old_mid, true);   // a block was deleted from the old
+  try_probe(old_mid, new_mid, false);  // a block was inserted into the new
+  return best.len >= 2 * depth ? best : SharedRun{};
+}
+
+}  // namespace
+
 void SuffixIndex::update_document(std::string_view key, std::span<const int32_t> tokens) {
   if (tokens.size() > config_.max_tokens_per_document) {
     tokens = tokens.last(config_.max_tokens_per_document);
@@ -352,19 +396,41 @@ void SuffixIndex::update_document(std::string_view key, std::span<const int32_t>
   const std::span<const int32_t> old = doc.prompt;
   const size_t n = old.size();
   const size_t m = tokens.size();
+  const size_t depth = static_cast<size_t>(config_.max_depth);
   const size_t prefix = static_cast<size_t>(
       std::mismatch(old.begin(), old.end(), tokens.begin(), tokens.end()).first - old.begin());
   if (prefix == n && n == m) return;
   size_t suffix = 0;
   const size_t max_suffix = std::min(n, m) - prefix;
   while (suffix < max_suffix && old[n - 1 - suffix] == tokens[m - 1 - suffix]) ++suffix;
-  // A window starting at i reads [i, i + max_depth): it is unchanged when it
-  // ends inside the common prefix, or starts inside the common suffix (both
-  // then run to the sequence's end). Everything between is re-indexed.
-  const size_t reach = static_cast<size_t>(config_.max_depth) - 1;
-  const size_t first = prefix > reach ? prefix - reach : 0;
-  index_windows(doc, old, first, n - suffix, false);
-  index_windows(doc, tokens, first, m - suffix, true);
+  SharedRun middle = middle_run(old.subspan(prefix, n - suffix - prefix),
+                                tokens.subspan(prefix, m - suffix - prefix), depth);
+  middle.old_at += prefix;
+  middle.new_at += prefix;
+  const SharedRun runs[] = {{0, 0, prefix}, middle, {n - suffix, m - suffix, suffix}};
+
+  // A window starting at i reads [i, i + max_depth): it is the same in both
+  // prompts when it lies inside a shared run, or starts in the common suffix
+  // (both then run to the sequence's end). Every other window is re-indexed:
+  // the old ones out first (fewer leaf splits), then the new ones in.
+  auto shared_windows = [&](const SharedRun& r) {
+    if (r.old_at + r.len == n && r.new_at + r.len == m) return r.len;
+    return r.len >= depth ? r.len - depth + 1 : 0;
+  };
+  size_t reindexed = 0;
+  for (const bool insert : {false, true}) {
+    const std::span<const int32_t> seq = insert ? tokens : old;
+    size_t pos = 0;
+    for (const SharedRun& r : runs) {
+      const size_t at = insert ? r.new_at : r.old_at;
+      if (r.len == 0 && at != seq.size()) continue;  // no run (the middle one, often)
+      index_windows(doc, seq, pos, at, insert);
+      reindexed += at - pos;
+      pos = at + shared_windows(r);
+    }
+    assert(pos == seq.size());
+  }
+  last_reindexed_ = reindexed;
   doc.prompt.assign(tokens.begin(), tokens.end());
   enforce_token_budget(doc);
 }

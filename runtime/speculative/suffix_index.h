@@ -30,7 +30,9 @@
 //   4. Document trie first; the global trie only when it proposes nothing.
 //
 // Incremental update: a new prompt for a document is diffed against the stored
-// one (common prefix and suffix). Only windows that overlap the changed middle
+// one (common prefix and suffix, and between them one long shared run when
+// there is one: two edits at once, like lines dropped from the prefix
+// window's front while the user types). Only windows that overlap a change
 // (those starting within max_depth - 1 tokens before it, and inside it) are
 // removed and the new ones inserted: a keystroke costs O(changed x max_depth)
 // trie steps plus a linear token compare.
@@ -113,6 +115,9 @@ class SuffixIndex {
   // document tries and the global trie; documents held.
   size_t num_nodes() const;
   size_t num_documents() const;
+  // Windows removed plus inserted by the last update_document that changed
+  // something (its cost in trie walks).
+  size_t last_reindexed() const { return last_reindexed_; }
   // Approximate heap bytes of all tries and stored sequences; walks every node.
   size_t memory_bytes() const;
 
@@ -215,6 +220,7 @@ class SuffixIndex {
   DocumentList lru_;
   std::map<std::string, DocumentList::iterator, std::less<>> by_key_;
   Trie global_;
+  size_t last_reindexed_ = 0;
 };
 
 }  // namespace ghostd::runtime

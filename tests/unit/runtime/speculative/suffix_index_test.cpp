@@ -333,7 +333,12 @@ TEST_CASE("suffix_index: random edits leave the tries equal to a rebuild from sc
         case 5:  // a different file
           prompt = random_tokens(uniform(0, 60));
           break;
-        case 6:  // unchanged
+        case 6:  // unchanged, or two edits at once (a run deleted, a token typed later)
+          if (uniform(0, 1) == 0 && prompt.size() > 8) {
+            const auto cut = static_cast<std::ptrdiff_t>(uniform(0, 3));
+            prompt.erase(prompt.begin() + cut, prompt.begin() + cut + uniform(1, 4));
+            prompt.insert(prompt.end() - uniform(0, 3), static_cast<int32_t>(uniform(0, 4)));
+          }
           break;
         case 7:
         case 8: {
@@ -398,6 +403,41 @@ TEST_CASE("suffix_index: removing documents subtracts exactly their windows") {
     }
     CHECK(index.num_nodes() == 0);
   }
+}
+
+TEST_CASE("suffix_index: two edits at once re-index only around them") {
+  // The prompt builder drops lines from the prefix window's front while the
+  // user types further down: a deleted run and a keystroke in one update.
+  std::mt19937 rng(11);
+  auto token = [&] { return std::uniform_int_distribution<int32_t>(0, 4)(rng); };
+  SuffixIndexConfig config;
+  config.max_depth = 8;
+  SuffixIndex index(config);
+  Tokens prompt(2000);
+  for (int32_t& t : prompt) t = token();
+  index.update_document("a", prompt);
+  CHECK(index.last_reindexed() == 2000);
+  for (int round = 0; round < 50; ++round) {
+    CAPTURE(round);
+    Tokens next = prompt;
+    const bool deleted = round % 2 == 0;
+    if (deleted) {
+      next.erase(next.begin() + 100, next.begin() + 140);  // lines cut after the context
+    } else {
+      for (int i = 0; i < 40; ++i) next.insert(next.begin() + 100, token());  // a paste
+    }
+    next.insert(next.end() - 300, token());  // the keystroke
+    index.update_document("a", next);
+    // Around the cut: 40 old or new windows + max_depth - 1 before it; around
+    // the keystroke: 1 new + 2 x (max_depth - 1) windows overlapping it.
+    CHECK(index.last_reindexed() <= 40 + 7 + 1 + 2 * 7 + 2 * 8);
+    prompt = next;
+  }
+  SuffixIndex fresh(config);
+  fresh.update_document("a", prompt);
+  CHECK(index.document_paths("a") == fresh.document_paths("a"));
+  CHECK(index.global_paths() == fresh.global_paths());
+  check_valid(index);
 }
 
 TEST_CASE("suffix_index: one-token edits in a long prompt match a rebuild") {
