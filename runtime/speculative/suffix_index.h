@@ -75,6 +75,8 @@
 
 namespace ghostd::runtime {
 
+// Values below a minimum are clamped to it (1 for max_depth, max_documents,
+// max_tokens_per_document and min_match; 0 for max_completions).
 struct SuffixIndexConfig {
   int max_depth = 32;        // longest suffix indexed / matched (tokens)
   int max_documents = 256;   // LRU beyond this
@@ -96,9 +98,10 @@ class SuffixIndex {
   explicit SuffixIndex(SuffixIndexConfig config = {});
 
   // The document's prompt: re-indexes only what changed against the previous
-  // prompt of this key (common prefix and suffix kept), so a keystroke costs
-  // O(changed tokens x max_depth), not O(prompt x max_depth). Creates the
-  // document (evicting the least recently updated one beyond max_documents).
+  // prompt of this key (common prefix, common suffix and one shared run
+  // between two edits kept), so a keystroke costs O(changed tokens x
+  // max_depth), not O(prompt x max_depth). Creates the document (evicting the
+  // least recently updated one beyond max_documents).
   void update_document(std::string_view key, std::span<const int32_t> tokens);
   // One finished completion's output; the document keeps its last
   // max_completions. Creates the document when unknown.
@@ -130,12 +133,12 @@ class SuffixIndex {
   Status validate() const;
 
  private:
-  // Depth-limited suffix trie over counted windows. Nodes live in one vector
-  // (index 0 is the root) with a free list; children are kept sorted by token.
-  // A node that only one window passes through (count 1) is a leaf holding
-  // that window's remaining tokens as its tail instead of a chain of nodes:
-  // most of a code window's depth is unique, so this keeps a document at
-  // about one leaf per token plus its repeated paths.
+  // Depth-limited suffix trie over counted windows. Nodes live in fixed-size
+  // chunks (index 0 is the root) with a free list; children are kept sorted
+  // by token. A node that only one window passes through (count 1) is a leaf
+  // holding that window's remaining tokens as its tail instead of a chain of
+  // nodes: most of a code window's depth is unique, so this keeps a document
+  // at about one leaf per token plus its repeated paths.
   class Trie {
    public:
     Trie();
