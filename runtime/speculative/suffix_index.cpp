@@ -1,0 +1,593 @@
+#include "runtime/speculative/suffix_index.h"
+
+#include <algorithm>
+#include <cassert>
+#include <iterator>
+#include <memory>
+
+namespace ghostd::runtime {
+
+namespace {
+
+auto edge_less = [](const auto& edge, int32_t token) { return edge.token < token; };
+
+}  // namespace
+
+// ---- Trie -------------------------------------------------------------------
+
+SuffixIndex::Trie::Trie() {
+  allocate();
+}
+
+const SuffixIndex::Trie::Edge* SuffixIndex::Trie::child(uint32_t node, int32_t token) const {
+  const auto& children = slot(node).children;
+  auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
+  return it != children.end() && it->token == token ? &*it : nullptr;
+}
+
+uint32_t SuffixIndex::Trie::allocate() {
+  if (free_.empty()) {
+    if (size_ == chunks_.size() * kChunk) chunks_.push_back(std::make_unique<Node[]>(kChunk));
+    return size_++;
+  }
+  const uint32_t node = free_.back();
+  free_.pop_back();
+  return node;
+}
+
+uint32_t SuffixIndex::Trie::add_child(uint32_t node, int32_t token, uint32_t count) {
+  // Allocate first: it may reuse a free slot (never moves nodes).
+  const uint32_t c = allocate();
+  slot(c).count = count;
+  auto& children = slot(node).children;
+  children.insert(std::lower_bound(children.begin(), children.end(), token, edge_less),
+                  Edge{token, c});
+  return c;
+}
+
+void SuffixIndex::Trie::release(uint32_t node) {
+  slot(node).count = 0;
+  slot(node).children = {};  // release the capacity, not just the size
+  slot(node).tail = {};
+  free_.push_back(node);
+}
+
+void SuffixIndex::Trie::insert(std::span<const int32_t> window) {
+  ++slot(0).count;
+  uint32_t node = 0;
+  for (size_t k = 0; k < window.size(); ++k) {
+    const Edge* e = child(node, window[k]);
+    if (!e) {
+      const uint32_t leaf = add_child(node, window[k], 1);
+      slot(leaf).tail.assign(window.begin() + static_cast<std::ptrdiff_t>(k + 1), window.end());
+      return;
+    }
+    const uint32_t c = e->node;
+    if (slot(c).count++ >= 2) {
+      node = c;
+      continue;
+    }
+    // A leaf met a second window: the common part of the two tails becomes
+    // count-2 nodes, and each remainder a leaf of its own.
+    const std::vector<int32_t> old_tail = std::move(slot(c).tail);
+    slot(c).tail = {};
+    const auto rest = window.subspan(k + 1);
+    size_t j = 0;
+    node = c;
+    while (j < old_tail.size() && j < rest.size() && old_tail[j] == rest[j]) {
+      node = add_child(node, rest[j], 2);
+      ++j;
+    }
+    if (j < old_tail.size()) {
+      const uint32_t leaf = add_child(node, old_tail[j], 1);
+      slot(leaf).tail.assign(old_tail.begin() + static_cast<std::ptrdiff_t>(j + 1), old_tail.end());
+    }
+    if (j < rest.size()) {
+      const uint32_t leaf = add_child(node, rest[j], 1);
+      slot(leaf).tail.assign(rest.begin() + static_cast<std::ptrdiff_t>(j + 1), rest.end());
+    }
+    return;
+  }
+}
+
+void SuffixIndex::Trie::remove(std::span<const int32_t> window) {
+  assert(slot(0).count > 0);
+  --slot(0).count;
+  if (!window.empty()) remove_below(0, window.front(), window.subspan(1));
+  reset_if_empty();
+}
+
+void SuffixIndex::Trie::remove_below(uint32_t start, int32_t first, std::span<const int32_t> rest) {
+  uint32_t node = start;
+  uint32_t fold = 0;  // the highest node below start that drops to count 1 (0: none)
+  for (size_t k = 0; k <= rest.size(); ++k) {
+    const int32_t token = k == 0 ? first : rest[k - 1];
+    auto& children = slot(node).children;
+    auto it = std::lower_bound(children.begin(), children.end(), token, edge_less);
+    assert(it != children.end() && it->token == token);
+    const uint32_t c = it->node;
+    if (slot(c).count == 1) {
+      // This window's own leaf: the rest of the window is its tail.
+      assert(std::equal(slot(c).tail.begin(), slot(c).tail.end(), rest.begin() + k, rest.end()));
+      children.erase(it);
+      release(c);
+      break;
+    }
+    if (--slot(c).count == 1 && fold == 0) fold = c;
+    node = c;
+  }
+  if (fold != 0) fold_into_leaf(fold);
+}
+
+void SuffixIndex::Trie::fold_into_leaf(uint32_t node) {
+  // One window is left below `node`: a chain of count-1 nodes, perhaps ending
+  // in a leaf. It becomes `node`'s tail so the trie matches a rebuild.
+  std::vector<int32_t> tail;
+  uint32_t at = node;
+  while (!slot(at).children.empty()) {
+    assert(slot(at).children.size() == 1);
+    const Edge e = slot(at).children.front();
+    tail.push_back(e.token);
+    tail.insert(tail.end(), slot(e.node).tail.begin(), slot(e.node).tail.end());
+    if (at != node) release(at);
+    at = e.node;
+  }
+  if (at != node) release(at);
+  slot(node).children = {};
+  slot(node).tail = std::move(tail);
+}
+
+void SuffixIndex::Trie::subtract(const Trie& other) {
+  assert(slot(0).count >= other.slot(0).count);
+  slot(0).count -= other.slot(0).count;
+  subtract_below(0, other, 0);
+  reset_if_empty();
+}
+
+void SuffixIndex::Trie::subtract_below(uint32_t node, const Trie& other, uint32_t other_node) {
+  // Precondition: `node`'s count already went down by `other_node`'s. Where
+  // `other` has a node of count >= 2 this trie has one too (its count is at
+  // least as high), so the two walk in step down to other's leaves.
+  for (const Edge& oe : other.slot(other_node).children) {
+    const Node& on = other.slot(oe.node);
+    if (on.count == 1) {
+      remove_below(node, oe.token, on.tail);
+      continue;
+    }
+    const Edge* e = child(node, oe.token);
+    assert(e && slot(e->node).count >= on.count);
+    const uint32_t c = e->node;
+    slot(c).count -= on.count;
+    subtract_below(c, other, oe.node);
+    if (slot(c).count == 0) {
+      assert(slot(c).children.empty());
+      auto& children = slot(node).children;
+      children.erase(std::lower_bound(children.begin(), children.end(), oe.token, edge_less));
+      release(c);
+    } else if (slot(c).count == 1) {
+      fold_into_leaf(c);
+    }
+  }
+}
+
+void SuffixIndex::Trie::reset_if_empty() {
+  if (slot(0).count != 0) return;
+  // Empty: give the storage back rather than keep a free list of it.
+  assert(slot(0).children.empty());
+  chunks_.clear();
+  free_ = {};
+  size_ = 0;
+  allocate();
+}
+
+bool SuffixIndex::Trie::find(std::span<const int32_t> path, Cursor& at) const {
+  at = Cursor{};
+  for (int32_t token : path) {
+    const Node& n = slot(at.node);
+    if (at.offset < n.tail.size()) {
+      if (n.tail[at.offset] != token) return false;
+      ++at.offset;
+      continue;
+    }
+    const Edge* e = child(at.node, token);
+    if (!e) return false;
+    at = Cursor{e->node, 0};
+  }
+  return true;
+}
+
+bool SuffixIndex::Trie::next(Cursor& at, int32_t& token, double& prob) const {
+  const Node& n = slot(at.node);
+  if (at.offset < n.tail.size()) {
+    token = n.tail[at.offset++];
+    prob = 1;  // a tail is one window: it always continues the same way
+    return true;
+  }
+  // Children are in token order, so a strict > keeps the lower token on ties.
+  const Edge* best = nullptr;
+  for (const Edge& e : n.children) {
+    if (!best || slot(e.node).count > slot(best->node).count) best = &e;
+  }
+  if (!best) return false;
+  token = best->token;
+  prob = static_cast<double>(slot(best->node).count) / n.count;
+  at = Cursor{best->node, 0};
+  return true;
+}
+
+size_t SuffixIndex::Trie::memory_bytes() const {
+  size_t bytes = free_.capacity() * sizeof(uint32_t);
+  bytes += chunks_.size() * kChunk * sizeof(Node);
+  for (uint32_t i = 0; i < size_; ++i) {
+    const Node& n = slot(i);
+    bytes += n.children.capacity() * sizeof(Edge) + n.tail.capacity() * sizeof(int32_t);
+  }
+  return bytes;
+}
+
+void SuffixIndex::Trie::paths(PathCounts& out) const {
+  std::vector<int32_t> path;
+  // Explicit stack of (node, next child index) for a pre-order walk; a tail
+  // is listed as the chain of count-1 nodes it stands for.
+  std::vector<std::pair<uint32_t, size_t>> stack{{0, 0}};
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next == slot(node).children.size()) {
+      path.resize(path.size() - (node == 0 ? 0 : 1 + slot(node).tail.size()));
+      stack.pop_back();
+      continue;
+    }
+    const Edge e = slot(node).children[next++];
+    const Node& c = slot(e.node);
+    path.push_back(e.token);
+    out.emplace_back(path, c.count);
+    for (int32_t t : c.tail) {
+      path.push_back(t);
+      out.emplace_back(path, c.count);
+    }
+    stack.emplace_back(e.node, 0);
+  }
+}
+
+Status SuffixIndex::Trie::validate(std::string_view name, int max_depth) const {
+  const std::string where = "SuffixIndex trie '" + std::string(name) + "': ";
+  std::vector<uint8_t> seen(size_, 0);
+  for (uint32_t f : free_) {
+    if (f == 0 || f >= size_ || seen[f]) {
+      return make_error(where + "free list holds bad or repeated node " + std::to_string(f));
+    }
+    seen[f] = 1;
+    if (slot(f).count != 0 || !slot(f).children.empty() || !slot(f).tail.empty()) {
+      return make_error(where + "free node " + std::to_string(f) + " is not empty");
+    }
+  }
+  if (!slot(0).tail.empty()) return make_error(where + "the root has a tail");
+  size_t reached = 0;
+  std::vector<std::pair<uint32_t, size_t>> stack{{0, 0}};  // node, depth
+  while (!stack.empty()) {
+    const auto [n, depth] = stack.back();
+    stack.pop_back();
+    const Node& node = slot(n);
+    const std::string id = "node " + std::to_string(n) + " (depth " + std::to_string(depth) + ")";
+    if (n != 0 && node.count == 1 && !node.children.empty()) {
+      return make_error(where + id + " has count " + std::to_string(node.count) + " and " +
+                        std::to_string(node.children.size()) + " children");
+    }
+    if (node.count != 1 && !node.tail.empty()) return make_error(where + id + " has a tail");
+    if (depth + node.tail.size() > static_cast<size_t>(max_depth)) {
+      return make_error(where + id + " reaches below max_depth");
+    }
+    uint64_t sum = 0;
+    for (size_t i = 0; i < node.children.size(); ++i) {
+      const uint32_t c = node.children[i].node;
+      if (i > 0 && node.children[i - 1].token >= node.children[i].token) {
+        return make_error(where + id + ": children not sorted");
+      }
+      if (c == 0 || c >= size_ || seen[c]) {
+        return make_error(where + id + " has a bad or shared child " + std::to_string(c));
+      }
+      seen[c] = 1;
+      if (slot(c).count == 0) {
+        return make_error(where + "node " + std::to_string(c) + " is reachable with count 0");
+      }
+      sum += slot(c).count;
+      stack.emplace_back(c, depth + 1);
+      ++reached;
+    }
+    if (sum > node.count) {
+      return make_error(where + id + " counts " + std::to_string(node.count) +
+                        " but its children " + std::to_string(sum));
+    }
+  }
+  if (reached != live_nodes()) {
+    return make_error(where + std::to_string(reached) + " nodes reachable, " +
+                      std::to_string(live_nodes()) + " live");
+  }
+  return {};
+}
+
+// ---- SuffixIndex ------------------------------------------------------------
+
+SuffixIndex::SuffixIndex(SuffixIndexConfig config) : config_(config) {
+  // Degenerate settings are clamped to their nearest meaningful value.
+  config_.max_depth = std::max(1, config_.max_depth);
+  config_.max_documents = std::max(1, config_.max_documents);
+  config_.max_completions = std::max(0, config_.max_completions);
+  config_.max_tokens_per_document = std::max<size_t>(1, config_.max_tokens_per_document);
+  config_.min_match = std::max(1, config_.min_match);
+}
+
+SuffixIndex::Document& SuffixIndex::touch(std::string_view key) {
+  if (auto found = by_key_.find(key); found != by_key_.end()) {
+    lru_.splice(lru_.begin(), lru_, found->second);
+    return lru_.front();
+  }
+  lru_.emplace_front();
+  lru_.front().key = std::string(key);
+  by_key_.emplace(lru_.front().key, lru_.begin());
+  while (lru_.size() > static_cast<size_t>(config_.max_documents)) erase(std::prev(lru_.end()));
+  return lru_.front();
+}
+
+void SuffixIndex::index_windows(Document& doc, std::span<const int32_t> seq, size_t begin,
+                                size_t end, bool insert) {
+  const size_t depth = static_cast<size_t>(config_.max_depth);
+  for (size_t i = begin; i < end; ++i) {
+    const auto window = seq.subspan(i, std::min(depth, seq.size() - i));
+    if (insert) {
+      doc.trie.insert(window);
+      global_.insert(window);
+    } else {
+      doc.trie.remove(window);
+      global_.remove(window);
+    }
+  }
+}
+
+namespace {
+
+// A run of tokens the old and new prompt share: old[old_at, old_at + len)
+// equals new[new_at, new_at + len).
+struct SharedRun {
+  size_t old_at = 0;
+  size_t new_at = 0;
+  size_t len = 0;
+};
+
+// Between the common prefix and suffix, two edits (the prompt builder
+// dropping lines from the prefix window's front while the user types further
+// down, or a paste plus a keystroke) leave a long shared run: find it by
+// looking for the first max_depth tokens of either middle in the other.
+SharedRun middle_run(std::span<const int32_t> old_mid, std::span<const int32_t> new_mid,
+                     size_t depth) {
+  SharedRun best;
+  if (old_mid.size() < 2 * depth || new_mid.size() < 2 * depth) return best;
+  auto try_probe = [&](std::span<const int32_t> probe_in, std::span<const int32_t> search_in,
+                       bool probe_is_new) {
+    const auto probe = probe_in.first(depth);
+    // From offset 1: at 0 the common prefix would have been longer. Repeated
+    // code can match the probe early and briefly: a few occurrences are tried.
+    auto from = search_in.begin() + 1;
+    for (int tries = 0; tries < 4; ++tries) {
+      const auto it = std::search(from, search_in.end(), probe.begin(), probe.end());
+      if (it == search_in.end()) return;
+      const size_t at = static_cast<size_t>(it - search_in.begin());
+      size_t len = depth;
+      while (at + len < search_in.size() && len < probe_in.size() &&
+             search_in[at + len] == probe_in[len]) {
+        ++len;
+      }
+      if (len > best.len) best = probe_is_new ? SharedRun{at, 0, len} : SharedRun{0, at, len};
+      from = it + 1;
+    }
+  };
+  try_probe(new_mid, old_mid, true);   // a block was deleted from the old
+  try_probe(old_mid, new_mid, false);  // a block was inserted into the new
+  return best.len >= 2 * depth ? best : SharedRun{};
+}
+
+}  // namespace
+
+void SuffixIndex::update_document(std::string_view key, std::span<const int32_t> tokens) {
+  if (tokens.size() > config_.max_tokens_per_document) {
+    tokens = tokens.last(config_.max_tokens_per_document);
+  }
+  Document& doc = touch(key);
+  const std::span<const int32_t> old = doc.prompt;
+  const size_t n = old.size();
+  const size_t m = tokens.size();
+  const size_t depth = static_cast<size_t>(config_.max_depth);
+  const size_t prefix = static_cast<size_t>(
+      std::mismatch(old.begin(), old.end(), tokens.begin(), tokens.end()).first - old.begin());
+  if (prefix == n && n == m) return;
+  size_t suffix = 0;
+  const size_t max_suffix = std::min(n, m) - prefix;
+  while (suffix < max_suffix && old[n - 1 - suffix] == tokens[m - 1 - suffix]) ++suffix;
+  SharedRun middle = middle_run(old.subspan(prefix, n - suffix - prefix),
+                                tokens.subspan(prefix, m - suffix - prefix), depth);
+  middle.old_at += prefix;
+  middle.new_at += prefix;
+  const SharedRun runs[] = {{0, 0, prefix}, middle, {n - suffix, m - suffix, suffix}};
+
+  // A window starting at i reads [i, i + max_depth): it is the same in both
+  // prompts when it lies inside a shared run, or starts in the common suffix
+  // (both then run to the sequence's end). Every other window is re-indexed:
+  // the old ones out first (fewer leaf splits), then the new ones in.
+  auto shared_windows = [&](const SharedRun& r) {
+    if (r.old_at + r.len == n && r.new_at + r.len == m) return r.len;
+    return r.len >= depth ? r.len - depth + 1 : 0;
+  };
+  size_t reindexed = 0;
+  for (const bool insert : {false, true}) {
+    const std::span<const int32_t> seq = insert ? tokens : old;
+    size_t pos = 0;
+    for (const SharedRun& r : runs) {
+      const size_t at = insert ? r.new_at : r.old_at;
+      if (r.len == 0 && at != seq.size()) continue;  // no run (the middle one, often)
+      index_windows(doc, seq, pos, at, insert);
+      reindexed += at - pos;
+      pos = at + shared_windows(r);
+    }
+    assert(pos == seq.size());
+  }
+  last_reindexed_ = reindexed;
+  doc.prompt.assign(tokens.begin(), tokens.end());
+  enforce_token_budget(doc);
+}
+
+void SuffixIndex::add_completion(std::string_view key, std::span<const int32_t> tokens) {
+  if (tokens.empty()) return;
+  if (tokens.size() > config_.max_tokens_per_document) {
+    tokens = tokens.last(config_.max_tokens_per_document);
+  }
+  Document& doc = touch(key);
+  doc.completions.emplace_back(tokens.begin(), tokens.end());
+  doc.completion_tokens += tokens.size();
+  index_windows(doc, doc.completions.back(), 0, tokens.size(), true);
+  while (doc.completions.size() > static_cast<size_t>(config_.max_completions)) {
+    drop_oldest_completion(doc);
+  }
+  enforce_token_budget(doc);
+}
+
+void SuffixIndex::drop_oldest_completion(Document& doc) {
+  const std::vector<int32_t>& oldest = doc.completions.front();
+  index_windows(doc, oldest, 0, oldest.size(), false);
+  doc.completion_tokens -= oldest.size();
+  doc.completions.pop_front();
+}
+
+void SuffixIndex::enforce_token_budget(Document& doc) {
+  // The prompt is already truncated to the budget; completions give way first
+  // because the prompt is the freshest view of the file.
+  while (!doc.completions.empty() &&
+         doc.prompt.size() + doc.completion_tokens > config_.max_tokens_per_document) {
+    drop_oldest_completion(doc);
+  }
+}
+
+void SuffixIndex::erase(DocumentList::iterator it) {
+  // The document's trie holds exactly its windows: subtracting it node by
+  // node is cheaper than removing the windows one by one.
+  global_.subtract(it->trie);
+  by_key_.erase(it->key);
+  lru_.erase(it);
+}
+
+void SuffixIndex::remove_document(std::string_view key) {
+  if (auto found = by_key_.find(key); found != by_key_.end()) erase(found->second);
+}
+
+SuffixProposal SuffixIndex::propose(std::string_view key, std::span<const int32_t> context,
+                                    int max_tokens) const {
+  if (max_tokens <= 0 || context.empty()) return {};
+  if (auto found = by_key_.find(key); found != by_key_.end()) {
+    SuffixProposal own = propose_from(found->second->trie, context, max_tokens);
+    if (!own.tokens.empty()) return own;
+  }
+  return propose_from(global_, context, max_tokens);
+}
+
+SuffixProposal SuffixIndex::propose_from(const Trie& trie, std::span<const int32_t> context,
+                                         int max_tokens) const {
+  const int depth = config_.max_depth;
+  const auto window = context.last(std::min(context.size(), static_cast<size_t>(depth)));
+  SuffixProposal best;
+  double best_score = 0;
+  std::vector<int32_t> draft;
+  for (int len = static_cast<int>(window.size()); len >= config_.min_match; --len) {
+    Trie::Cursor at;
+    if (!trie.find(window.last(static_cast<size_t>(len)), at)) continue;
+    // Windows end at max_depth: a long match leaves less room to extend.
+    const int budget = std::min(max_tokens, depth - len);
+    double prob = 1;
+    double score = 0;
+    draft.clear();
+    int32_t token = 0;
+    double step = 0;
+    while (static_cast<int>(draft.size()) < budget && trie.next(at, token, step)) {
+      if (prob * step < config_.min_token_prob) break;
+      prob *= step;
+      draft.push_back(token);
+      score += prob;
+    }
+    if (!draft.empty() && score > best_score) {
+      best_score = score;
+      best.tokens = draft;
+      best.score = static_cast<float>(score);
+      best.match_len = len;
+    }
+    if (best_score >= max_tokens) break;  // every token certain: nothing can beat it
+  }
+  return best;
+}
+
+size_t SuffixIndex::num_nodes() const {
+  size_t total = global_.live_nodes();
+  for (const Document& doc : lru_) total += doc.trie.live_nodes();
+  return total;
+}
+
+size_t SuffixIndex::num_documents() const {
+  return lru_.size();
+}
+
+size_t SuffixIndex::memory_bytes() const {
+  size_t bytes = global_.memory_bytes();
+  for (const Document& doc : lru_) {
+    bytes += sizeof(Document) + doc.key.capacity() + doc.trie.memory_bytes() +
+             doc.prompt.capacity() * sizeof(int32_t);
+    for (const auto& c : doc.completions) bytes += c.capacity() * sizeof(int32_t);
+  }
+  return bytes;
+}
+
+SuffixIndex::PathCounts SuffixIndex::document_paths(std::string_view key) const {
+  PathCounts out;
+  if (auto found = by_key_.find(key); found != by_key_.end()) found->second->trie.paths(out);
+  return out;
+}
+
+SuffixIndex::PathCounts SuffixIndex::global_paths() const {
+  PathCounts out;
+  global_.paths(out);
+  return out;
+}
+
+Status SuffixIndex::validate() const {
+  GHOSTD_TRY_STATUS(global_.validate("global", config_.max_depth));
+  if (lru_.size() != by_key_.size() || lru_.size() > static_cast<size_t>(config_.max_documents)) {
+    return make_error("SuffixIndex: " + std::to_string(lru_.size()) + " documents, " +
+                      std::to_string(by_key_.size()) + " keys, limit " +
+                      std::to_string(config_.max_documents));
+  }
+  uint64_t windows = 0;
+  for (const Document& doc : lru_) {
+    GHOSTD_TRY_STATUS(doc.trie.validate(doc.key, config_.max_depth));
+    size_t completion_tokens = 0;
+    for (const auto& c : doc.completions) completion_tokens += c.size();
+    const size_t held = doc.prompt.size() + completion_tokens;
+    if (completion_tokens != doc.completion_tokens ||
+        doc.completions.size() > static_cast<size_t>(config_.max_completions) ||
+        (held > config_.max_tokens_per_document && !doc.completions.empty()) ||
+        doc.prompt.size() > config_.max_tokens_per_document) {
+      return make_error("SuffixIndex: document '" + doc.key + "' holds " + std::to_string(held) +
+                        " tokens in " + std::to_string(doc.completions.size()) +
+                        " completions, over its limits");
+    }
+    // One window per token position.
+    if (doc.trie.root_count() != held) {
+      return make_error("SuffixIndex: document '" + doc.key + "' trie counts " +
+                        std::to_string(doc.trie.root_count()) + " windows for " +
+                        std::to_string(held) + " tokens");
+    }
+    windows += held;
+  }
+  if (global_.root_count() != windows) {
+    return make_error("SuffixIndex: global trie counts " + std::to_string(global_.root_count()) +
+                      " windows, documents " + std::to_string(windows));
+  }
+  return {};
+}
+
+}  // namespace ghostd::runtime
