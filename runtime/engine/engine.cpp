@@ -323,7 +323,7 @@ void Engine::finish(std::vector<EndedJob>& ended) {
     if (it == active_.end()) continue;  // cannot happen: the scheduler ends a job once
     JobCallbacks callbacks = std::move(it->second.callbacks);
     active_.erase(it);
-    spec_.end_job(e.id, e.result.metrics);
+    spec_.end_job(e.id, e.result.tokens, e.result.metrics);
     {
       std::lock_guard lock(mu_);
       --stats_.active_jobs;

@@ -55,6 +55,7 @@ void StepCostModel::refit() {
 Speculator::Speculator(SpeculationOptions options, bool has_draft_model)
     : options_(std::move(options)),
       has_model_(has_draft_model),
+      suffix_(options_.suffix_config),
       global_accept_(kPriorAccept),
       target_cost_(kPriorBase, kPriorPerToken),
       draft_cost_(kPriorDraftBase, kPriorDraftPerSeq) {}
@@ -65,12 +66,17 @@ void Speculator::add_job(JobId id, const CompletionJob& job) {
   j.hint = job.draft_hint;
   j.hint_live = options_.typed && !j.hint.empty();
   j.prompt_len = static_cast<int>(job.prompt.size());
+  j.document = job.document_id;
+  // Re-indexes only what changed since this document's last prompt.
+  if (options_.suffix && !job.document_id.empty()) suffix_.update_document(job.document_id, job.prompt);
   jobs_[id] = std::move(j);
 }
 
-void Speculator::end_job(JobId id, JobMetrics& metrics) {
+void Speculator::end_job(JobId id, std::span<const int32_t> output, JobMetrics& metrics) {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
+  if (options_.suffix && !it->second.document.empty() && !output.empty())
+    suffix_.add_completion(it->second.document, output);
   for (int s = 0; s < kNumDraftSources; ++s) metrics.drafts[s] = it->second.counts[static_cast<size_t>(s)];
   jobs_.erase(it);
 }
@@ -153,6 +159,11 @@ DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int gen
                std::vector<int32_t>(job.hint.begin() + generated, job.hint.begin() + generated + avail),
                avail, per_token);
     }
+  }
+  if (options_.suffix && !job.document.empty()) {
+    SuffixProposal p = suffix_.propose(job.document, tokens, options_.max_draft);
+    const int avail = static_cast<int>(p.tokens.size());
+    consider(DraftSource::kSuffix, std::move(p.tokens), avail, per_token);
   }
   if (options_.lookup) {
     PromptLookupConfig c = options_.lookup_config;

@@ -35,6 +35,7 @@
 
 #include "runtime/engine/engine_api.h"
 #include "runtime/speculative/prompt_lookup.h"
+#include "runtime/speculative/suffix_index.h"
 
 namespace ghostd::runtime {
 
@@ -67,6 +68,8 @@ struct SpeculationOptions {
   // of exactness and rollback want long drafts).
   bool adaptive = true;
   PromptLookupConfig lookup_config;
+  // 64 documents of 8k tokens: about 260 MB at most (docs/benchmarks.md).
+  SuffixIndexConfig suffix_config{.max_documents = 64};
 };
 
 struct DraftPlan {
@@ -81,8 +84,9 @@ class Speculator {
   explicit Speculator(SpeculationOptions options, bool has_draft_model);
 
   void add_job(JobId id, const CompletionJob& job);
-  // Copies the job's per-proposer counts into its metrics and forgets it.
-  void end_job(JobId id, JobMetrics& metrics);
+  // Copies the job's per-proposer counts into its metrics and forgets it;
+  // its output joins its document's completions in the suffix index.
+  void end_job(JobId id, std::span<const int32_t> output, JobMetrics& metrics);
 
   // Measured times (seconds) of target steps and of draft-model rounds.
   void observe_step(int tokens_fed, double seconds) { target_cost_.observe(tokens_fed, seconds); }
@@ -118,6 +122,7 @@ class Speculator {
     std::vector<int32_t> hint;
     bool hint_live = false;  // the output has followed the hint so far
     int prompt_len = 0;
+    std::string document;
   };
   // Longest worthwhile length (<= available) for acceptance alpha and a
   // marginal cost per token; and the expected tokens gained per second.
@@ -126,6 +131,7 @@ class Speculator {
   SpeculationOptions options_;
   bool has_model_;
   std::map<JobId, Job> jobs_;
+  SuffixIndex suffix_;
   std::array<double, kNumDraftSources> global_accept_;
   StepCostModel target_cost_;
   StepCostModel draft_cost_;

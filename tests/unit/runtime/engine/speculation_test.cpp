@@ -11,12 +11,12 @@ using namespace engine_testing;
 
 // Speculation on, every proposer off but the ones named, drafts as long as
 // allowed whatever they cost (the adaptive policy is tested on its own).
-EngineOptions spec_options(bool lookup, bool typed, Model* draft) {
+EngineOptions spec_options(bool lookup, bool typed, Model* draft, bool suffix = false) {
   EngineOptions o = small_options();
   o.speculate = true;
   o.speculation.lookup = lookup;
   o.speculation.typed = typed;
-  o.speculation.suffix = false;
+  o.speculation.suffix = suffix;
   o.speculation.model = draft != nullptr;
   o.speculation.adaptive = false;
   o.speculation.max_draft = 5;
@@ -108,6 +108,19 @@ TEST_CASE("speculation: a draft model gives the tokens of plain greedy decoding"
   SUBCASE("combined with prompt lookup") {
     check_exact(tm, spec_options(true, false, &tm.draft({.seed = 7, .layers = 1})), jobs, ref,
                 DraftSource::kLookup);
+  }
+}
+
+TEST_CASE("speculation: suffix-index drafts give the tokens of plain greedy decoding") {
+  TestModel tm;
+  if (!tm.ready) return;
+  const auto jobs = some_jobs(4, 21);
+  const Reference ref = plain(tm, jobs);
+  // The second run of each job finds its own earlier completion indexed.
+  check_exact(tm, spec_options(false, false, nullptr, /*suffix=*/true), jobs, ref, DraftSource::kSuffix);
+  SUBCASE("with every proposer at once") {
+    check_exact(tm, spec_options(true, true, &tm.draft({.seed = 8, .layers = 1}), true), jobs, ref,
+                DraftSource::kSuffix);
   }
 }
 

@@ -90,7 +90,7 @@ TEST_CASE("speculator: acceptance follows what verify reports, per job and engin
   // Nothing is accepted any more: no step pays for these drafts.
   CHECK(s.propose(1, prompt, 0).length < 3);
   JobMetrics m;
-  s.end_job(1, m);
+  s.end_job(1, {}, m);
   CHECK(m.drafts[static_cast<int>(DraftSource::kLookup)].proposed == 120);
   CHECK(m.drafts[static_cast<int>(DraftSource::kLookup)].accepted == 0);
   CHECK(m.drafts[static_cast<int>(DraftSource::kLookup)].verifies == 30);
