@@ -75,8 +75,9 @@ void check_exact(TestModel& tm, EngineOptions o, const std::vector<CompletionJob
   const DraftCounts& d = st.drafts[static_cast<int>(source)];
   CHECK(d.proposed > 0);
   CHECK(d.accepted <= d.proposed);
-  MESSAGE(draft_source_name(source) << ": accepted " << d.accepted << " of " << d.proposed << " in "
-                                    << d.verifies << " verifies");
+  const std::string name = draft_source_name(source);
+  MESSAGE("drafts of " << name << ": accepted " << d.accepted << " of " << d.proposed << " in " << d.verifies
+                       << " verifies");
   check_clean_shutdown(*e);
 }
 
