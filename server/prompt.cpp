@@ -30,12 +30,14 @@ struct FamilySpec {
   const char* repo_name;  // nullptr when the family has none
   const char* file_sep;
   bool needs_file_sep = false;  // the file separator tells this family from one with the same FIM tokens
+  const char* bos = nullptr;    // a token every prompt starts with, where the family needs one
 };
 
 // CodeGemma shares Qwen2.5-Coder's FIM token spellings; its
 // <|file_separator|> tells them apart, so it is tried first.
 constexpr std::array<FamilySpec, 5> kFamilies = {{
-    {FimFamily::kCodeGemma, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", nullptr, "<|file_separator|>", true},
+    {FimFamily::kCodeGemma, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", nullptr, "<|file_separator|>", true,
+     "<bos>"},
     {FimFamily::kQwenCoder, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>"},
     {FimFamily::kStarCoder2, "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<repo_name>", "<file_sep>"},
     {FimFamily::kDeepSeekCoder, "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>",
@@ -111,6 +113,7 @@ Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
       if (spec.repo_name) t.repo_name_id = tok.find_token(spec.repo_name);
     }
     if (spec.needs_file_sep && !t.file_sep_id) continue;
+    if (spec.bos) t.bos_id = tok.find_token(spec.bos);
     for (const char* stop : kStopTokens) {
       if (auto id = tok.find_token(stop)) t.stop_ids.push_back(*id);
     }
@@ -146,7 +149,7 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
   const bool use_fim =
       fim.family != FimFamily::kPlain && in.suffix.find_first_not_of(" \t\r\n") != std::string_view::npos;
   const bool repo_context = fim.file_sep_id.has_value();
-  const int markers = (use_fim ? 3 : 0) + (repo_context ? 2 : 0);
+  const int markers = (use_fim ? 3 : 0) + (repo_context ? 2 : 0) + (fim.bos_id ? 1 : 0);
 
   std::vector<int32_t> suffix = use_fim ? encode(tok, in.suffix) : std::vector<int32_t>{};
   if (static_cast<int>(suffix.size()) > budget.suffix_tokens) {
@@ -194,7 +197,8 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
   }
 
   // PSM layout, most stable first: context, current path, prefix, suffix, middle.
-  out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 3);
+  out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 4);
+  if (fim.bos_id) out.tokens.push_back(*fim.bos_id);
   out.tokens.insert(out.tokens.end(), context.begin(), context.end());
   out.tokens.insert(out.tokens.end(), path.begin(), path.end());
   if (use_fim) out.tokens.push_back(fim.prefix_id);

@@ -47,6 +47,7 @@ struct FimTemplate {
   int32_t middle_id = -1;
   std::optional<int32_t> repo_name_id;  // repository context markers, where the family has them
   std::optional<int32_t> file_sep_id;
+  std::optional<int32_t> bos_id;  // starts every prompt (CodeGemma: <bos>, which Gemma needs)
   std::vector<int32_t> stop_ids;  // end of text, file separators and FIM markers
 };
 

@@ -40,8 +40,8 @@ TEST_CASE("FIM family is detected from special tokens") {
   }
 }
 
-TEST_CASE("CodeGemma prompt: files joined by <|file_separator|>, PSM markers, the separator stops") {
-  ByteTokenizer tok({"<eos>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>"});
+TEST_CASE("CodeGemma prompt: <bos> first, files joined by <|file_separator|>, PSM markers, the separator stops") {
+  ByteTokenizer tok({"<eos>", "<bos>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>"});
   auto view = make_tokenizer_view(tok);
   auto fim = detect_fim_template(view);
   REQUIRE(fim.ok());
@@ -53,7 +53,7 @@ TEST_CASE("CodeGemma prompt: files joined by <|file_separator|>, PSM markers, th
   PromptInput in{"x = 1\ny", "\nprint(y)\n", "a.py", "repo", {{"b.py", "Z = 2"}}};
   Prompt p = build_prompt(*fim, view, in, PromptBudget{});
   CHECK(tok.decode(p.tokens) ==
-        "<|file_separator|>b.py\nZ = 2\n<|file_separator|>a.py\n<|fim_prefix|>x = 1\n<|fim_suffix|>\nprint(y)\n"
+        "<bos><|file_separator|>b.py\nZ = 2\n<|file_separator|>a.py\n<|fim_prefix|>x = 1\n<|fim_suffix|>\nprint(y)\n"
         "<|fim_middle|>");
   CHECK(p.heal == "y");
 }
