@@ -112,6 +112,23 @@ class TimingBackend final : public Backend {
   void add(float* x, const float* y, int64_t n) override {
     timed("add", [&] { in_->add(x, y, n); });
   }
+  void gelu_mul(const float* g, const float* u, int64_t n, float* out) override {
+    timed("gelu_mul", [&] { in_->gelu_mul(g, u, n, out); });
+  }
+  void gelu(const float* x, int64_t n, float* out) override {
+    timed("gelu", [&] { in_->gelu(x, n, out); });
+  }
+  void scale(float* x, float s, int64_t n) override {
+    timed("scale", [&] { in_->scale(x, s, n); });
+  }
+  void layer_norm(const float* x, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                  float* out) override {
+    timed("layer_norm", [&] { in_->layer_norm(x, w, b, rows, dim, eps, out); });
+  }
+  void add_layer_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                      float* out) override {
+    timed("add_layer_norm", [&] { in_->add_layer_norm(x, y, w, b, rows, dim, eps, out); });
+  }
   void gather_rows(const float* x, const int32_t* r, int n, int dim, float* out) override {
     timed("gather_rows", [&] { in_->gather_rows(x, r, n, dim, out); });
   }

@@ -1,5 +1,6 @@
-// Causal attention of each new token over its sequence's paged KV cache, with
-// grouped-query heads. One block per (token, head, split): each warp keeps an
+// Causal attention of each new token over its sequence's paged KV cache (or
+// its last `window` positions: sliding-window attention), with grouped-query
+// heads. One block per (token, head, split): each warp keeps an
 // online softmax over its share of the positions, so any context length runs
 // in fixed registers and shared memory. Long contexts are split across
 // blocks and a second kernel merges the partial softmaxes in split order.
@@ -45,6 +46,7 @@ struct AttentionArgs {
   int n_kv_heads = 0;
   int head_dim = 0;
   float scale = 1.0f;
+  int window = 0;       // sliding window: the last `window` positions only; 0: all
   int max_context = 0;  // largest positions[t] + 1 of the step (host-known); 0: unknown
 };
 
@@ -85,7 +87,10 @@ __global__ void __launch_bounds__(kAttentionWarps* kWarp)
   const int64_t kv_dim = static_cast<int64_t>(a.n_kv_heads) * hd;
   const int64_t head_off = static_cast<int64_t>(h0 / group) * hd;
   const int n_ctx = a.positions[t] + 1;
-  const int own_splits = attention_token_splits(n_ctx);
+  // Attended positions [lo, n_ctx); the splits follow their count, still a
+  // function of this token alone.
+  const int lo = a.window > 0 ? max(0, n_ctx - a.window) : 0;
+  const int own_splits = attention_token_splits(n_ctx - lo);
   if (split >= own_splits) {  // a slot this token does not use: an empty partial
     if (partial != nullptr && threadIdx.x == 0) {
       for (int g = 0; g < G; ++g) {
@@ -96,8 +101,8 @@ __global__ void __launch_bounds__(kAttentionWarps* kWarp)
     }
     return;
   }
-  const int chunk = (n_ctx + own_splits - 1) / own_splits;
-  const int begin = split * chunk, end = min(n_ctx, begin + chunk);
+  const int chunk = (n_ctx - lo + own_splits - 1) / own_splits;
+  const int begin = lo + split * chunk, end = min(n_ctx, begin + chunk);
   const int32_t* table = a.tables + a.table_start[a.token_seq[t]];
 
   float qr[G][J], acc[G][J], m[G], l[G];

@@ -23,6 +23,24 @@ cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out,
   return cudaGetLastError();
 }
 
+cudaError_t gelu_mul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  gelu_mul_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(gate, up, n, out);
+  return cudaGetLastError();
+}
+
+cudaError_t gelu(const float* x, int64_t n, float* out, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  gelu_mul_kernel<float><<<grid_for(n, kThreads), kThreads, 0, stream>>>(x, nullptr, n, out);
+  return cudaGetLastError();
+}
+
+cudaError_t scale(float* x, float s, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  scale_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x, s, n);
+  return cudaGetLastError();
+}
+
 cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x, y, n);

@@ -1,5 +1,6 @@
 // Elementwise and row-copy ops of the forward pass: embedding lookup,
-// silu(gate) * up, residual add, bias add and row gather.
+// silu(gate) * up, GELU (tanh) and GeGLU, scaling, residual add, bias add
+// and row gather.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -16,6 +17,12 @@ cudaError_t embedding(const void* table, runtime::DType dtype, const int32_t* id
 // out = silu(gate) * up.
 cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out,
                      cudaStream_t stream);
+// out = gelu_tanh(gate) * up (GeGLU); out may alias gate.
+cudaError_t gelu_mul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream);
+// out = gelu_tanh(x); out may alias x.
+cudaError_t gelu(const float* x, int64_t n, float* out, cudaStream_t stream);
+// x *= s.
+cudaError_t scale(float* x, float s, int64_t n, cudaStream_t stream);
 // x += y.
 cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream);
 // out[r, :] += float(bias[:]); out: [rows, n].
@@ -58,6 +65,30 @@ __global__ void silu_mul_kernel(const T* gate, const T* up, int64_t n, T* out) {
     const float g = gate[i];
     out[i] = (g / (1.0f + expf(-g))) * up[i];
   }
+}
+
+// PyTorch's gelu(approximate="tanh") formula, as the CPU reference.
+__device__ __forceinline__ float gelu_tanh(float x) {
+  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+  constexpr float kKappa = 0.044715f;
+  return 0.5f * x * (1.0f + tanhf(kBeta * (x + kKappa * x * x * x)));
+}
+
+// up == nullptr: plain gelu. out may alias gate, hence no __restrict__.
+template <class T = float>
+__global__ void gelu_mul_kernel(const T* gate, const T* up, int64_t n, T* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = gelu_tanh(gate[i]);
+    out[i] = up != nullptr ? g * up[i] : g;
+  }
+}
+
+template <class T = float>
+__global__ void scale_kernel(T* x, float s, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    x[i] *= s;
 }
 
 template <class T = float>

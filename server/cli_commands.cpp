@@ -115,7 +115,8 @@ int run_generate(std::span<char*> args) {
   const ModelConfig& c = loaded->config;
 
   std::vector<int32_t> tokens;
-  if (c.bos_token_id >= 0 && c.architecture == "llama") tokens.push_back(c.bos_token_id);
+  // Llama and Gemma tokenizers put BOS first; their models expect it.
+  if (c.bos_token_id >= 0 && (c.architecture == "llama" || c.architecture == "gemma")) tokens.push_back(c.bos_token_id);
   auto enc = tok.encode(prompt);
   tokens.insert(tokens.end(), enc.begin(), enc.end());
   if (tokens.empty()) return fail("generate: the prompt is empty (and the model has no BOS token)");

@@ -12,6 +12,7 @@ const char* fim_family_name(FimFamily f) {
   switch (f) {
     case FimFamily::kQwenCoder: return "qwen2.5-coder";
     case FimFamily::kStarCoder2: return "starcoder2";
+    case FimFamily::kCodeGemma: return "codegemma";
     case FimFamily::kDeepSeekCoder: return "deepseek-coder";
     case FimFamily::kCodeLlama: return "codellama";
     case FimFamily::kPlain: return "plain";
@@ -28,9 +29,15 @@ struct FamilySpec {
   const char* middle;
   const char* repo_name;  // nullptr when the family has none
   const char* file_sep;
+  bool needs_file_sep = false;  // the file separator tells this family from one with the same FIM tokens
+  const char* bos = nullptr;    // a token every prompt starts with, where the family needs one
 };
 
-constexpr std::array<FamilySpec, 4> kFamilies = {{
+// CodeGemma shares Qwen2.5-Coder's FIM token spellings; its
+// <|file_separator|> tells them apart, so it is tried first.
+constexpr std::array<FamilySpec, 5> kFamilies = {{
+    {FimFamily::kCodeGemma, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", nullptr, "<|file_separator|>", true,
+     "<bos>"},
     {FimFamily::kQwenCoder, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>"},
     {FimFamily::kStarCoder2, "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<repo_name>", "<file_sep>"},
     {FimFamily::kDeepSeekCoder, "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>",
@@ -40,8 +47,8 @@ constexpr std::array<FamilySpec, 4> kFamilies = {{
 }};
 
 // Tokens that end a completion in any of the families.
-constexpr std::array<const char*, 12> kStopTokens = {
-    "<|endoftext|>", "<|file_sep|>", "<|fim_pad|>", "<|repo_name|>", "<|im_end|>", "<file_sep>",
+constexpr std::array<const char*, 13> kStopTokens = {
+    "<|endoftext|>", "<|file_sep|>", "<|file_separator|>", "<|fim_pad|>", "<|repo_name|>", "<|im_end|>", "<file_sep>",
     "<repo_name>",   "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
     "\xE2\x96\x81<EOT>", "<EOT>", "</s>", "<eos>",
 };
@@ -101,10 +108,12 @@ Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
     t.prefix_id = *p;
     t.suffix_id = *s;
     t.middle_id = *m;
-    if (spec.repo_name && spec.file_sep) {
-      t.repo_name_id = tok.find_token(spec.repo_name);
+    if (spec.file_sep) {
       t.file_sep_id = tok.find_token(spec.file_sep);
+      if (spec.repo_name) t.repo_name_id = tok.find_token(spec.repo_name);
     }
+    if (spec.needs_file_sep && !t.file_sep_id) continue;
+    if (spec.bos) t.bos_id = tok.find_token(spec.bos);
     for (const char* stop : kStopTokens) {
       if (auto id = tok.find_token(stop)) t.stop_ids.push_back(*id);
     }
@@ -114,7 +123,7 @@ Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
     return t;
   }
   return Error{
-      "tokenizer: no fill-in-the-middle tokens found (looked for Qwen2.5-Coder <|fim_prefix|>, StarCoder2 "
+      "tokenizer: no fill-in-the-middle tokens found (looked for Qwen2.5-Coder and CodeGemma <|fim_prefix|>, StarCoder2 "
       "<fim_prefix>, DeepSeek-Coder <\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>, CodeLlama "
       "\xE2\x96\x81<PRE>)"};
 }
@@ -140,7 +149,7 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
   const bool use_fim =
       fim.family != FimFamily::kPlain && in.suffix.find_first_not_of(" \t\r\n") != std::string_view::npos;
   const bool repo_context = fim.file_sep_id.has_value();
-  const int markers = (use_fim ? 3 : 0) + (repo_context ? 2 : 0);
+  const int markers = (use_fim ? 3 : 0) + (repo_context ? 2 : 0) + (fim.bos_id ? 1 : 0);
 
   std::vector<int32_t> suffix = use_fim ? encode(tok, in.suffix) : std::vector<int32_t>{};
   if (static_cast<int>(suffix.size()) > budget.suffix_tokens) {
@@ -188,7 +197,8 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
   }
 
   // PSM layout, most stable first: context, current path, prefix, suffix, middle.
-  out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 3);
+  out.tokens.reserve(context.size() + path.size() + prefix.size() + suffix.size() + 4);
+  if (fim.bos_id) out.tokens.push_back(*fim.bos_id);
   out.tokens.insert(out.tokens.end(), context.begin(), context.end());
   out.tokens.insert(out.tokens.end(), path.begin(), path.end());
   if (use_fim) out.tokens.push_back(fim.prefix_id);

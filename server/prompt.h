@@ -36,7 +36,7 @@ TokenizerView make_tokenizer_view(const Tok& tok) {
 
 // kPlain: no fill-in-the-middle tokens; the prompt is the prefix alone
 // (left-to-right completion).
-enum class FimFamily { kQwenCoder, kStarCoder2, kDeepSeekCoder, kCodeLlama, kPlain };
+enum class FimFamily { kQwenCoder, kStarCoder2, kCodeGemma, kDeepSeekCoder, kCodeLlama, kPlain };
 const char* fim_family_name(FimFamily f);
 
 // Special-token ids of one FIM family, found in the vocabulary.
@@ -47,12 +47,13 @@ struct FimTemplate {
   int32_t middle_id = -1;
   std::optional<int32_t> repo_name_id;  // repository context markers, where the family has them
   std::optional<int32_t> file_sep_id;
+  std::optional<int32_t> bos_id;  // starts every prompt (CodeGemma: <bos>, which Gemma needs)
   std::vector<int32_t> stop_ids;  // end of text, file separators and FIM markers
 };
 
 // Picks the family from the special tokens (first match in the order
-// Qwen2.5-Coder, StarCoder2, DeepSeek-Coder, CodeLlama). The error lists
-// what was looked for.
+// CodeGemma (<|fim_prefix|> with <|file_separator|>), Qwen2.5-Coder,
+// StarCoder2, DeepSeek-Coder, CodeLlama). The error lists what was looked for.
 ghostd::runtime::Result<FimTemplate> detect_fim_template(const TokenizerView& tok);
 
 // The left-to-right fallback for vocabularies without FIM tokens: the stop

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Convert an HF checkpoint (typically from make_random_model.py) to GGUF v3.
 
-Writes llama.cpp's tensor names and metadata for the `llama` and `qwen2`
+Writes llama.cpp's tensor names and metadata for the `llama`, `qwen2`,
+`starcoder2` (norm and linear biases, c_fc/c_proj as ffn_up/ffn_down) and
+`gemma` (norm weights stored as 1 + w, as llama.cpp's converter does)
 architectures, tensors in F32, F16, BF16, Q8_0 or the Q4_K_M mix (Q6_K for
 attn_v, ffn_down and output, Q4_K for the rest, Q8_0 for rows that are not
 whole 256-value blocks, as llama-quantize falls back; 1-D tensors such as norms
@@ -197,7 +199,8 @@ def rope_factors_llama3(cfg, head_dim):
 def convert(hf, qtype):
     """Returns (metadata bytes list, [(name, hf_name or None, torch tensor)], arch, cfg, tokenizer bits)."""
     cfg, w = load_hf(hf)
-    arch = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}[cfg["architectures"][0]]
+    arch = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Starcoder2ForCausalLM": "starcoder2",
+            "GemmaForCausalLM": "gemma"}[cfg["architectures"][0]]
     n_head = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads") or n_head
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
@@ -211,20 +214,29 @@ def convert(hf, qtype):
             t = llama_permute(t, perm_heads)
         tensors.append((gname, hname, t, perm_heads))
 
+    def add_norm(gname, hname):
+        if arch == "gemma":  # llama.cpp stores Gemma's norm weights as 1 + w
+            tensors.append((gname + ".weight", hname + ".weight", w[hname + ".weight"].to(torch.float32) + 1, "+1"))
+        else:
+            add(gname + ".weight", hname + ".weight")
+        add(gname + ".bias", hname + ".bias")
+
     add("token_embd.weight", "model.embed_tokens.weight")
     for i in range(cfg["num_hidden_layers"]):
         p, g = f"model.layers.{i}.", f"blk.{i}."
         perm_q, perm_k = (n_head, n_kv) if arch == "llama" else (0, 0)
-        add(g + "attn_norm.weight", p + "input_layernorm.weight")
+        add_norm(g + "attn_norm", p + "input_layernorm")
         for proj, gn, ph in (("q", "attn_q", perm_q), ("k", "attn_k", perm_k), ("v", "attn_v", 0),
                              ("o", "attn_output", 0)):
             add(g + gn + ".weight", p + f"self_attn.{proj}_proj.weight", ph)
             add(g + gn + ".bias", p + f"self_attn.{proj}_proj.bias", ph)
-        add(g + "ffn_norm.weight", p + "post_attention_layernorm.weight")
+        add_norm(g + "ffn_norm", p + "post_attention_layernorm")
         add(g + "ffn_gate.weight", p + "mlp.gate_proj.weight")
-        add(g + "ffn_up.weight", p + "mlp.up_proj.weight")
-        add(g + "ffn_down.weight", p + "mlp.down_proj.weight")
-    add("output_norm.weight", "model.norm.weight")
+        for gn, hn in (("ffn_up", "up_proj"), ("ffn_down", "down_proj")) if arch != "starcoder2" else \
+                (("ffn_up", "c_fc"), ("ffn_down", "c_proj")):
+            add(g + gn + ".weight", p + f"mlp.{hn}.weight")
+            add(g + gn + ".bias", p + f"mlp.{hn}.bias")
+    add_norm("output_norm", "model.norm")
     add("output.weight", "lm_head.weight")
 
     scaling = cfg.get("rope_scaling") or {}
@@ -261,10 +273,14 @@ def convert(hf, qtype):
         _kv(f"{arch}.attention.head_count_kv", U32, n_kv),
         _kv(f"{arch}.attention.key_length", U32, head_dim),
         _kv(f"{arch}.attention.value_length", U32, head_dim),
+        _kv(f"{arch}.attention.layer_norm_epsilon", F32, float(cfg.get("norm_epsilon", 1e-5)))
+        if arch == "starcoder2" else
         _kv(f"{arch}.attention.layer_norm_rms_epsilon", F32, float(cfg.get("rms_norm_eps", 1e-6))),
         _kv(f"{arch}.rope.freq_base", F32, float(cfg.get("rope_theta", 10000.0))),
         _kv(f"{arch}.rope.dimension_count", U32, head_dim),
     ]
+    if arch == "starcoder2" and cfg.get("sliding_window"):
+        kv.append(_kv(f"{arch}.attention.sliding_window", U32, int(cfg["sliding_window"])))
     if rope_type == "linear":
         kv += [_kv(f"{arch}.rope.scaling.type", STRING, "linear"),
                _kv(f"{arch}.rope.scaling.factor", F32, float(scaling["factor"]))]
@@ -317,7 +333,10 @@ def main(argv=None):
         gtype, data, deq = encode_tensor(t, a.type, gname)
         encoded.append((gname, list(t.shape), gtype, data))
         if hname is not None:
-            dequant[hname] = llama_unpermute(deq, perm) if perm else deq
+            if perm == "+1":  # Gemma norm: back to HF's w (y - 1 is exact in float32 for y >= 0.5)
+                dequant[hname] = deq - 1
+            else:
+                dequant[hname] = llama_unpermute(deq, perm) if perm else deq
     write_gguf(a.out, kv, encoded)
     if a.dequant_out:
         if os.path.exists(a.dequant_out):

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Generate a random-weight Hugging Face checkpoint (Llama or Qwen2 layout).
+"""Generate a random-weight Hugging Face checkpoint (Llama, Qwen2, StarCoder2
+or Gemma layout).
 
 Writes config.json, model.safetensors (or N shards plus
 model.safetensors.index.json), generation_config.json, a small valid
@@ -167,13 +168,26 @@ def make_weights(a, gen):
     # dominates), so greedy decoding would just repeat; keep it small and
     # restore the logit spread through the final norm's weight instead.
     emb_std, final_scale = (1.0, 3.0) if a.tied else (3.0, 1.0)
-    w = {"model.embed_tokens.weight": normal(v, h, std=emb_std / math.sqrt(h)),
-         "model.norm.weight": final_scale * norm_w(h)}
-    qkv_bias = a.arch == "qwen2" or a.attention_bias
+    gemma, starcoder2 = a.arch == "gemma", a.arch == "starcoder2"
+    if gemma:
+        # Gemma multiplies the embeddings by sqrt(hidden) (rows of norm ~2 in the
+        # residual stream) and ties the head to the unscaled rows: a larger
+        # final norm restores the logit spread.
+        emb_std, final_scale = 2.0 / math.sqrt(h), 12.0
+
+    def norm(name, n, scale=1.0):
+        # Gemma stores w and computes x * (1 + w); StarCoder2's LayerNorm has a bias.
+        w[name + ".weight"] = scale * norm_w(n) - (1.0 if gemma else 0.0)
+        if starcoder2:
+            w[name + ".bias"] = normal(n, std=0.1)
+
+    w = {"model.embed_tokens.weight": normal(v, h, std=emb_std / math.sqrt(h))}
+    norm("model.norm", h, final_scale)
+    qkv_bias = a.arch == "qwen2" or a.attention_bias or (starcoder2 and a.use_bias)
     for i in range(a.layers):
         p = f"model.layers.{i}."
-        w[p + "input_layernorm.weight"] = norm_w(h)
-        w[p + "post_attention_layernorm.weight"] = norm_w(h)
+        norm(p + "input_layernorm", h)
+        norm(p + "post_attention_layernorm", h)
         w[p + "self_attn.q_proj.weight"] = normal(nh * hd, h, std=1.0 / math.sqrt(h))
         w[p + "self_attn.k_proj.weight"] = normal(nkv * hd, h, std=1.0 / math.sqrt(h))
         w[p + "self_attn.v_proj.weight"] = normal(nkv * hd, h, std=1.0 / math.sqrt(h))
@@ -182,8 +196,15 @@ def make_weights(a, gen):
             w[p + "self_attn.q_proj.bias"] = normal(nh * hd, std=0.2)
             w[p + "self_attn.k_proj.bias"] = normal(nkv * hd, std=0.2)
             w[p + "self_attn.v_proj.bias"] = normal(nkv * hd, std=0.2)
-        if a.arch == "llama" and a.attention_bias:
+        if (a.arch == "llama" and a.attention_bias) or (starcoder2 and a.use_bias):
             w[p + "self_attn.o_proj.bias"] = normal(h, std=0.2)
+        if starcoder2:  # non-gated GELU MLP
+            w[p + "mlp.c_fc.weight"] = normal(inter, h, std=1.0 / math.sqrt(h))
+            w[p + "mlp.c_proj.weight"] = normal(h, inter, std=1.0 / math.sqrt(inter))
+            if a.use_bias:
+                w[p + "mlp.c_fc.bias"] = normal(inter, std=0.2)
+                w[p + "mlp.c_proj.bias"] = normal(h, std=0.2)
+            continue
         w[p + "mlp.gate_proj.weight"] = normal(inter, h, std=1.0 / math.sqrt(h))
         w[p + "mlp.up_proj.weight"] = normal(inter, h, std=1.0 / math.sqrt(h))
         w[p + "mlp.down_proj.weight"] = normal(h, inter, std=1.0 / math.sqrt(inter))
@@ -192,9 +213,13 @@ def make_weights(a, gen):
     return {k: t.to(_DTYPES[a.dtype]) for k, t in w.items()}
 
 
+_HF_ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "starcoder2": "Starcoder2ForCausalLM",
+            "gemma": "GemmaForCausalLM"}
+
+
 def make_config(a, eos_id):
     cfg = {
-        "architectures": ["LlamaForCausalLM" if a.arch == "llama" else "Qwen2ForCausalLM"],
+        "architectures": [_HF_ARCH[a.arch]],
         "model_type": a.arch,
         "hidden_size": a.hidden, "intermediate_size": a.intermediate,
         "num_hidden_layers": a.layers, "num_attention_heads": a.heads, "num_key_value_heads": a.kv_heads,
@@ -208,6 +233,13 @@ def make_config(a, eos_id):
     }
     if a.arch == "llama":
         cfg.update({"attention_bias": a.attention_bias, "mlp_bias": False, "pretraining_tp": 1})
+    elif a.arch == "starcoder2":
+        del cfg["rms_norm_eps"]
+        cfg.update({"hidden_act": "gelu_pytorch_tanh", "norm_epsilon": a.rms_eps, "use_bias": a.use_bias,
+                    "sliding_window": a.sliding_window or None, "residual_dropout": 0.0, "embedding_dropout": 0.0})
+    elif a.arch == "gemma":
+        # transformers' Gemma reads hidden_activation; hidden_act is what the released configs carry too.
+        cfg.update({"hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh", "attention_bias": False})
     else:
         cfg.update({"use_sliding_window": False, "sliding_window": a.max_pos, "max_window_layers": a.layers})
     return cfg
@@ -240,7 +272,7 @@ def write_json(path, obj, indent=2):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--arch", choices=["llama", "qwen2"], required=True)
+    ap.add_argument("--arch", choices=sorted(_HF_ARCH), required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
@@ -260,6 +292,9 @@ def main(argv=None):
     tie.add_argument("--untied", dest="tied", action="store_false")
     ap.set_defaults(tied=False)
     ap.add_argument("--attention-bias", action="store_true", help="llama only: bias on q/k/v/o")
+    ap.add_argument("--no-bias", dest="use_bias", action="store_false",
+                    help="starcoder2 only: use_bias false (no linear biases)")
+    ap.add_argument("--sliding-window", type=int, default=0, help="starcoder2 only: sliding_window (0: none)")
     ap.add_argument("--dtype", choices=sorted(_DTYPES), default="f32")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-pos", type=int, default=512)

@@ -104,6 +104,9 @@ struct AttentionShape {
   int n_kv_heads = 0;
   int head_dim = 0;
   float scale = 1.0f;
+  // Sliding-window attention: a token at position p attends to positions
+  // (p - window, p] only (StarCoder2's sliding_window); 0: the whole context.
+  int window = 0;
 };
 
 // Thread-safety: not thread-safe; one engine thread owns a backend and its
@@ -149,7 +152,8 @@ class Backend {
   virtual void kv_store(const float* k, const float* v, const BatchView& batch, int kv_dim,
                         KvLayerView layer) = 0;
   // Causal attention of each new token over its sequence's KV (positions
-  // 0..its own). q, out: [num_tokens, n_heads * head_dim].
+  // 0..its own, the last shape.window of them when a window is set).
+  // q, out: [num_tokens, n_heads * head_dim].
   virtual void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
                          KvLayerView layer, float* out) = 0;
   // Fused: x += y, then out = rms_norm(x) * w (the residual add and the next
@@ -163,6 +167,21 @@ class Backend {
                              const AttentionShape& shape, const float* inv_freq, KvLayerView layer) = 0;
   // out = silu(gate) * up, elementwise.
   virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
+  // GELU with the tanh approximation (PyTorch's gelu(approximate="tanh"),
+  // HF's gelu_pytorch_tanh): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  // gelu_mul: out = gelu(gate) * up (GeGLU); gelu: out = gelu(x). out may alias.
+  virtual void gelu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
+  virtual void gelu(const float* x, int64_t n, float* out) = 0;
+  // x *= s, elementwise (Gemma's embedding scale).
+  virtual void scale(float* x, float s, int64_t n) = 0;
+  // LayerNorm with bias: out[r, :] = (x[r, :] - mean) * rsqrt(var + eps) * w + b,
+  // var the biased variance of the row. out may alias x.
+  virtual void layer_norm(const float* x, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                          float* out) = 0;
+  // Fused: x += y, then out = layer_norm(x); the same values as add() then
+  // layer_norm(). out may be y.
+  virtual void add_layer_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, int dim,
+                              float eps, float* out) = 0;
   // x += y, elementwise.
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // out[i, :] = x[rows[i], :].

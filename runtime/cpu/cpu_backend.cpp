@@ -130,28 +130,29 @@ class CpuBackend : public Backend {
         const int t = static_cast<int>(item / nh), h = static_cast<int>(item % nh);
         const int s = batch.token_seq[t];
         const int n_ctx = batch.positions[t] + 1;
+        const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;  // first attended position
         const int32_t* table = batch.block_tables + batch.block_table_start[s];
         const float* qv = q + t * q_dim + static_cast<int64_t>(h) * hd;
         const int64_t head_off = static_cast<int64_t>(h / group) * hd;
-        scores.resize(n_ctx);
+        scores.resize(n_ctx - lo);
         float mx = -INFINITY;
-        for (int p = 0; p < n_ctx; ++p) {
+        for (int p = lo; p < n_ctx; ++p) {
           int64_t slot = static_cast<int64_t>(table[p / batch.block_size]) * batch.block_size + p % batch.block_size;
           float sc = kernels_.dot(qv, layer.k + slot * kv_dim + head_off, hd) * shape.scale;
-          scores[p] = sc;
+          scores[p - lo] = sc;
           mx = std::max(mx, sc);
         }
         float sum = 0;
-        for (int p = 0; p < n_ctx; ++p) {
-          scores[p] = std::exp(scores[p] - mx);
-          sum += scores[p];
+        for (float& sc : scores) {
+          sc = std::exp(sc - mx);
+          sum += sc;
         }
         float* o = out + t * q_dim + static_cast<int64_t>(h) * hd;
         std::fill(o, o + hd, 0.0f);
         const float inv = 1.0f / sum;
-        for (int p = 0; p < n_ctx; ++p) {
+        for (int p = lo; p < n_ctx; ++p) {
           int64_t slot = static_cast<int64_t>(table[p / batch.block_size]) * batch.block_size + p % batch.block_size;
-          kernels_.axpy(scores[p] * inv, layer.v + slot * kv_dim + head_off, o, hd);
+          kernels_.axpy(scores[p - lo] * inv, layer.v + slot * kv_dim + head_off, o, hd);
         }
       }
     });
@@ -162,6 +163,47 @@ class CpuBackend : public Backend {
       for (int64_t i = b; i < e; ++i) {
         float g = gate[i];
         out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+      }
+    });
+  }
+
+  void gelu_mul(const float* gate, const float* up, int64_t n, float* out) override {
+    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) out[i] = gelu_tanh(gate[i]) * up[i];
+    });
+  }
+
+  void gelu(const float* x, int64_t n, float* out) override {
+    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) out[i] = gelu_tanh(x[i]);
+    });
+  }
+
+  void scale(float* x, float s, int64_t n) override {
+    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) x[i] *= s;
+    });
+  }
+
+  void layer_norm(const float* x, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                  float* out) override {
+    const float* weight = as_floats(w, norm_weight_);
+    const float* bias = as_floats(b, norm_bias_);
+    pool_.parallel_for(rows, row_grain(dim), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) layer_norm_row(x + r * dim, weight, bias, dim, eps, out + r * dim);
+    });
+  }
+
+  void add_layer_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                      float* out) override {
+    const float* weight = as_floats(w, norm_weight_);
+    const float* bias = as_floats(b, norm_bias_);
+    pool_.parallel_for(rows, row_grain(dim), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        float* xr = x + r * dim;
+        const float* yr = y + r * dim;
+        for (int i = 0; i < dim; ++i) xr[i] += yr[i];
+        layer_norm_row(xr, weight, bias, dim, eps, out + r * dim);
       }
     });
   }
@@ -237,6 +279,27 @@ class CpuBackend : public Backend {
     for (int i = 0; i < dim; ++i) o[i] = (xr[i] * inv) * weight[i];
   }
 
+  // Mean and biased variance in double (two passes), the rest in float with
+  // the same formula as the CUDA kernel: ((x - mean) * inv) * w + b.
+  static void layer_norm_row(const float* xr, const float* weight, const float* bias, int dim, float eps,
+                             float* o) {
+    double sum = 0;
+    for (int i = 0; i < dim; ++i) sum += xr[i];
+    const double mean = sum / dim;
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += (xr[i] - mean) * (xr[i] - mean);
+    const float mf = static_cast<float>(mean);
+    const float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
+    for (int i = 0; i < dim; ++i) o[i] = ((xr[i] - mf) * inv) * weight[i] + bias[i];
+  }
+
+  // PyTorch's gelu(approximate="tanh") formula, in float.
+  static float gelu_tanh(float x) {
+    constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+    constexpr float kKappa = 0.044715f;
+    return 0.5f * x * (1.0f + std::tanh(kBeta * (x + kKappa * x * x * x)));
+  }
+
   // RoPE with rotate_half pairing on the heads of one row. HF computes the
   // angle in float32: position * inv_freq. At most 256 pairs (head_dim 512).
   static void rope_row(float* row, int n_heads, int head_dim, int32_t position, const float* inv_freq) {
@@ -275,7 +338,7 @@ class CpuBackend : public Backend {
   void unit_row(const Weight& w, float* dst) { dequantize_row(w.dtype, w.data, dst, w.cols); }
 
   cpu::ThreadPool pool_;
-  std::vector<float> norm_weight_, bias_;  // converted one-row weights (engine thread)
+  std::vector<float> norm_weight_, norm_bias_, bias_;  // converted one-row weights (engine thread)
   cpu::Kernels kernels_;
 };
 
@@ -343,6 +406,23 @@ class CapturingCpuBackend final : public CpuBackend {
   }
   void add(float* x, const float* y, int64_t n) override {
     run([=, this] { CpuBackend::add(x, y, n); });
+  }
+  void gelu_mul(const float* gate, const float* up, int64_t n, float* out) override {
+    run([=, this] { CpuBackend::gelu_mul(gate, up, n, out); });
+  }
+  void gelu(const float* x, int64_t n, float* out) override {
+    run([=, this] { CpuBackend::gelu(x, n, out); });
+  }
+  void scale(float* x, float s, int64_t n) override {
+    run([=, this] { CpuBackend::scale(x, s, n); });
+  }
+  void layer_norm(const float* x, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                  float* out) override {
+    run([=, this] { CpuBackend::layer_norm(x, w, b, rows, dim, eps, out); });
+  }
+  void add_layer_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                      float* out) override {
+    run([=, this] { CpuBackend::add_layer_norm(x, y, w, b, rows, dim, eps, out); });
   }
   void gather_rows(const float* x, const int32_t* rows, int n, int dim, float* out) override {
     run([=, this] { CpuBackend::gather_rows(x, rows, n, dim, out); });

@@ -10,6 +10,7 @@
 
 #include "kernels/argmax.cuh"
 #include "kernels/attention.cuh"
+#include "kernels/layer_norm.cuh"
 #include "kernels/convert.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/gemv.cuh"
@@ -296,6 +297,7 @@ class CudaBackend final : public Backend {
     a.n_kv_heads = shape.n_kv_heads;
     a.head_dim = shape.head_dim;
     a.scale = shape.scale;
+    a.window = shape.window;
     a.max_context = batch.max_kv_len;
     const size_t ws = kernels::attention_workspace_floats(a);
     if (!grow(attn_ws_, ws * sizeof(float), "attention workspace")) return;
@@ -317,6 +319,30 @@ class CudaBackend final : public Backend {
 
   void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
     check(kernels::silu_mul(gate, up, n, out, stream_.get()), "silu_mul");
+  }
+
+  void gelu_mul(const float* gate, const float* up, int64_t n, float* out) override {
+    check(kernels::gelu_mul(gate, up, n, out, stream_.get()), "gelu_mul");
+  }
+
+  void gelu(const float* x, int64_t n, float* out) override {
+    check(kernels::gelu(x, n, out, stream_.get()), "gelu");
+  }
+
+  void scale(float* x, float s, int64_t n) override {
+    check(kernels::scale(x, s, n, stream_.get()), "scale");
+  }
+
+  void layer_norm(const float* x, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                  float* out) override {
+    check(kernels::layer_norm(x, w.data, w.dtype, b.data, b.dtype, rows, dim, eps, out, stream_.get()),
+          "layer_norm");
+  }
+
+  void add_layer_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, int dim, float eps,
+                      float* out) override {
+    check(kernels::add_layer_norm(x, y, w.data, w.dtype, b.data, b.dtype, rows, dim, eps, out, stream_.get()),
+          "add_layer_norm");
   }
 
   void add(float* x, const float* y, int64_t n) override {

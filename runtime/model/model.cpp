@@ -72,8 +72,17 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightS
     dst = *w_;                                            \
   } while (0)
 
+#define GHOSTD_BIND_NORM(dst, name)       \
+  do {                                    \
+    auto w_ = m->bind_norm(ws, name);     \
+    if (!w_) return w_.error();           \
+    dst = *w_;                            \
+  } while (0)
+
+  const bool layer_norm = c.norm == NormType::kLayer;
   GHOSTD_BIND(m->embed_, "model.embed_tokens.weight", V, H);
-  GHOSTD_BIND(m->final_norm_, "model.norm.weight", H);
+  GHOSTD_BIND_NORM(m->final_norm_, "model.norm.weight");
+  if (layer_norm) GHOSTD_BIND(m->final_norm_bias_, "model.norm.bias", H);
   if (c.tie_word_embeddings && !ws.find("lm_head.weight")) {
     m->lm_head_ = m->embed_;
   } else {
@@ -82,7 +91,8 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightS
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     Layer L;
-    GHOSTD_BIND(L.attn_norm, p + "input_layernorm.weight", H);
+    GHOSTD_BIND_NORM(L.attn_norm, p + "input_layernorm.weight");
+    if (layer_norm) GHOSTD_BIND(L.attn_norm_bias, p + "input_layernorm.bias", H);
     GHOSTD_BIND(L.q, p + "self_attn.q_proj.weight", QD, H);
     GHOSTD_BIND(L.k, p + "self_attn.k_proj.weight", KD, H);
     GHOSTD_BIND(L.v, p + "self_attn.v_proj.weight", KD, H);
@@ -92,13 +102,25 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightS
       GHOSTD_BIND(L.k_bias, p + "self_attn.k_proj.bias", KD);
       GHOSTD_BIND(L.v_bias, p + "self_attn.v_proj.bias", KD);
     }
-    GHOSTD_BIND(L.mlp_norm, p + "post_attention_layernorm.weight", H);
-    GHOSTD_BIND(L.gate, p + "mlp.gate_proj.weight", I, H);
-    GHOSTD_BIND(L.up, p + "mlp.up_proj.weight", I, H);
-    GHOSTD_BIND(L.down, p + "mlp.down_proj.weight", H, I);
+    if (c.dense_bias) GHOSTD_BIND(L.o_bias, p + "self_attn.o_proj.bias", H);
+    GHOSTD_BIND_NORM(L.mlp_norm, p + "post_attention_layernorm.weight");
+    if (layer_norm) GHOSTD_BIND(L.mlp_norm_bias, p + "post_attention_layernorm.bias", H);
+    if (c.mlp == MlpType::kGelu) {
+      GHOSTD_BIND(L.up, p + "mlp.c_fc.weight", I, H);
+      GHOSTD_BIND(L.down, p + "mlp.c_proj.weight", H, I);
+      if (c.dense_bias) {
+        GHOSTD_BIND(L.up_bias, p + "mlp.c_fc.bias", I);
+        GHOSTD_BIND(L.down_bias, p + "mlp.c_proj.bias", H);
+      }
+    } else {
+      GHOSTD_BIND(L.gate, p + "mlp.gate_proj.weight", I, H);
+      GHOSTD_BIND(L.up, p + "mlp.up_proj.weight", I, H);
+      GHOSTD_BIND(L.down, p + "mlp.down_proj.weight", H, I);
+    }
     m->layers_.push_back(L);
   }
 #undef GHOSTD_BIND
+#undef GHOSTD_BIND_NORM
 
   std::vector<float> inv = rope_inv_freq(c);
   auto buf = backend.alloc(inv.size() * sizeof(float));
@@ -106,6 +128,38 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightS
   backend.upload(buf->get(), inv.data(), inv.size() * sizeof(float));
   m->inv_freq_ = std::move(*buf);
   return m;
+}
+
+Result<Weight> Model::bind_norm(const WeightStore& ws, const std::string& name) {
+  auto t = ws.require(name, {config_.hidden_size});
+  if (!t) return t.error();
+  if (!config_.norm_weight_offset) return backend_.load_weight(**t);
+  // Gemma: x * (1 + w). Adding 1 once here, in float32 as transformers does
+  // before multiplying, gives the same products as adding it in the op.
+  const int64_t n = config_.hidden_size;
+  auto data = std::make_unique<float[]>(static_cast<size_t>(n));
+  dequantize_row((*t)->dtype, (*t)->data, data.get(), n);
+  for (int64_t i = 0; i < n; ++i) data[i] += 1.0f;
+  TensorView view{name, DType::kF32, {n}, reinterpret_cast<const std::byte*>(data.get()),
+                  static_cast<size_t>(n) * sizeof(float)};
+  host_weights_.push_back(std::move(data));
+  return backend_.load_weight(view);
+}
+
+void Model::norm(const float* x, const Weight& w, const Weight& b, int rows, float* out) {
+  if (config_.norm == NormType::kLayer) {
+    backend_.layer_norm(x, w, b, rows, config_.hidden_size, config_.rms_norm_eps, out);
+  } else {
+    backend_.rms_norm(x, w, rows, config_.hidden_size, config_.rms_norm_eps, out);
+  }
+}
+
+void Model::add_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, float* out) {
+  if (config_.norm == NormType::kLayer) {
+    backend_.add_layer_norm(x, y, w, b, rows, config_.hidden_size, config_.rms_norm_eps, out);
+  } else {
+    backend_.add_rms_norm(x, y, w, rows, config_.hidden_size, config_.rms_norm_eps, out);
+  }
 }
 
 int Model::logit_rows(std::span<const SequenceInput> batch) {
@@ -348,38 +402,49 @@ void Model::queue_step(KvStorage& kv, int T, int S, int R, int max_kv_len) {
   bv.max_kv_len = max_kv_len;
 
   AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim,
-                       1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+                       1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.sliding_window};
   const int H = c.hidden_size;
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
   // Per layer: residual adds fused with the norm that follows them (the
   // next layer's input norm included), RoPE fused with the KV append.
+  auto opt = [](const Weight& w) { return w ? &w : nullptr; };
+  const int64_t TI = static_cast<int64_t>(T) * c.intermediate_size;
   be.embedding(embed_, dev + L.ids, T, x);
-  if (!layers_.empty()) be.rms_norm(x, layers_[0].attn_norm, T, H, c.rms_norm_eps, xn);
+  if (c.embedding_scale > 0) be.scale(x, c.embedding_scale, static_cast<int64_t>(T) * H);
+  if (!layers_.empty()) norm(x, layers_[0].attn_norm, layers_[0].attn_norm_bias, T, xn);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& Ly = layers_[l];
-    be.matmul(xn, T, Ly.q, Ly.q_bias ? &Ly.q_bias : nullptr, q_.as<float>());
-    be.matmul(xn, T, Ly.k, Ly.k_bias ? &Ly.k_bias : nullptr, k_.as<float>());
-    be.matmul(xn, T, Ly.v, Ly.v_bias ? &Ly.v_bias : nullptr, v_.as<float>());
+    be.matmul(xn, T, Ly.q, opt(Ly.q_bias), q_.as<float>());
+    be.matmul(xn, T, Ly.k, opt(Ly.k_bias), k_.as<float>());
+    be.matmul(xn, T, Ly.v, opt(Ly.v_bias), v_.as<float>());
     KvLayerView layer = kv.layer(static_cast<int>(l));
     be.rope_store_kv(q_.as<float>(), k_.as<float>(), v_.as<float>(), bv, shape, inv_freq_.as<float>(), layer);
     be.attention(q_.as<float>(), bv, shape, layer, attn_.as<float>());
-    be.matmul(attn_.as<float>(), T, Ly.o, nullptr, xn);
-    be.add_rms_norm(x, xn, Ly.mlp_norm, T, H, c.rms_norm_eps, xn);
-    be.matmul(xn, T, Ly.gate, nullptr, gate_.as<float>());
-    be.matmul(xn, T, Ly.up, nullptr, up_.as<float>());
-    be.silu_mul(gate_.as<float>(), up_.as<float>(), static_cast<int64_t>(T) * c.intermediate_size,
-                gate_.as<float>());
-    be.matmul(gate_.as<float>(), T, Ly.down, nullptr, xn);
+    be.matmul(attn_.as<float>(), T, Ly.o, opt(Ly.o_bias), xn);
+    add_norm(x, xn, Ly.mlp_norm, Ly.mlp_norm_bias, T, xn);
+    if (c.mlp == MlpType::kGelu) {
+      be.matmul(xn, T, Ly.up, opt(Ly.up_bias), gate_.as<float>());
+      be.gelu(gate_.as<float>(), TI, gate_.as<float>());
+    } else {
+      be.matmul(xn, T, Ly.gate, nullptr, gate_.as<float>());
+      be.matmul(xn, T, Ly.up, nullptr, up_.as<float>());
+      if (c.mlp == MlpType::kGeGlu) {
+        be.gelu_mul(gate_.as<float>(), up_.as<float>(), TI, gate_.as<float>());
+      } else {
+        be.silu_mul(gate_.as<float>(), up_.as<float>(), TI, gate_.as<float>());
+      }
+    }
+    be.matmul(gate_.as<float>(), T, Ly.down, opt(Ly.down_bias), xn);
     if (l + 1 < layers_.size()) {
-      be.add_rms_norm(x, xn, layers_[l + 1].attn_norm, T, H, c.rms_norm_eps, xn);
+      add_norm(x, xn, layers_[l + 1].attn_norm, layers_[l + 1].attn_norm_bias, T, xn);
     } else {
       be.add(x, xn, static_cast<int64_t>(T) * H);
     }
   }
   // Only the rows whose logits are wanted go through the final norm and head.
   be.gather_rows(x, dev + L.logit_rows, R, H, logits_in_.as<float>());
-  be.rms_norm(logits_in_.as<float>(), final_norm_, R, H, c.rms_norm_eps, xn);
+  norm(logits_in_.as<float>(), final_norm_, final_norm_bias_, R, xn);
   be.matmul(xn, R, lm_head_, nullptr, logits_out_.as<float>());
 }
 

@@ -1,5 +1,5 @@
-// The transformer forward pass (Llama and Qwen2) over a batch of sequences,
-// expressed in Backend ops, with a paged KV cache.
+// The transformer forward pass (Llama, Qwen2, StarCoder2, Gemma) over a batch
+// of sequences, expressed in Backend ops, with a paged KV cache.
 #pragma once
 
 #include <atomic>
@@ -123,8 +123,11 @@ class Model {
   static StepCapacity capacity_for(std::span<const SequenceInput> batch);
 
  private:
+  // Biases and gate are empty where the architecture has none (StarCoder2's
+  // c_fc / c_proj are up / down, with no gate).
   struct Layer {
-    Weight attn_norm, q, k, v, o, q_bias, k_bias, v_bias, mlp_norm, gate, up, down;
+    Weight attn_norm, attn_norm_bias, q, k, v, o, q_bias, k_bias, v_bias, o_bias, mlp_norm, mlp_norm_bias, gate,
+        up, up_bias, down, down_bias;
   };
 
   // The staging block: int32 arrays at fixed offsets set by the capacity,
@@ -137,10 +140,18 @@ class Model {
   Model(const ModelConfig& config, Backend& backend) : config_(config), backend_(backend) {}
   // The layer loop and the head over the staged step (T tokens, R logits rows).
   void queue_step(KvStorage& kv, int T, int S, int R, int max_kv_len);
+  // The config's norm (RMSNorm or LayerNorm with bias), plain and fused with
+  // the residual add before it.
+  void norm(const float* x, const Weight& w, const Weight& b, int rows, float* out);
+  void add_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, float* out);
+  // Binds a norm weight; Gemma's HF weights become 1 + w here (see
+  // ModelConfig::norm_weight_offset), kept in host_weights_.
+  Result<Weight> bind_norm(const WeightStore& ws, const std::string& name);
 
   ModelConfig config_;
   Backend& backend_;
-  Weight embed_, final_norm_, lm_head_;
+  Weight embed_, final_norm_, final_norm_bias_, lm_head_;
+  std::vector<std::unique_ptr<float[]>> host_weights_;  // weights made at load time (CPU uses them in place)
   std::vector<Layer> layers_;
   Buffer inv_freq_;
 

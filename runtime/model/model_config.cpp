@@ -170,7 +170,8 @@ Result<ModelConfig> parse_hf_config(const std::filesystem::path& model_dir) {
   JsonFields f(j, file);
   ModelConfig c;
 
-  static constexpr const char* kSupported = "LlamaForCausalLM, Qwen2ForCausalLM";
+  static constexpr const char* kSupported =
+      "LlamaForCausalLM, Qwen2ForCausalLM, Starcoder2ForCausalLM, GemmaForCausalLM";
   if (const json* archs = f.get("architectures")) {
     if (!archs->is_array() || archs->empty()) return Error{file + ": field 'architectures' must be a non-empty list"};
     std::string names;
@@ -178,6 +179,8 @@ Result<ModelConfig> parse_hf_config(const std::filesystem::path& model_dir) {
       const std::string s = a.is_string() ? a.get<std::string>() : a.dump();
       if (s == "LlamaForCausalLM") c.architecture = "llama";
       else if (s == "Qwen2ForCausalLM") c.architecture = "qwen2";
+      else if (s == "Starcoder2ForCausalLM") c.architecture = "starcoder2";
+      else if (s == "GemmaForCausalLM") c.architecture = "gemma";
       if (!c.architecture.empty()) break;
       names += (names.empty() ? "" : ", ") + s;
     }
@@ -185,12 +188,15 @@ Result<ModelConfig> parse_hf_config(const std::filesystem::path& model_dir) {
       return Error{file + ": architecture " + names + " is not supported (supported: " + kSupported + ")"};
     }
   } else if (const json* mt = f.get("model_type"); mt != nullptr && mt->is_string() &&
-                                                   (*mt == "llama" || *mt == "qwen2")) {
+                                                   (*mt == "llama" || *mt == "qwen2" || *mt == "starcoder2" ||
+                                                    *mt == "gemma")) {
     c.architecture = mt->get<std::string>();
   } else {
     return Error{file + ": missing field 'architectures' (supported: " + kSupported + ")"};
   }
   const bool qwen2 = c.architecture == "qwen2";
+  const bool starcoder2 = c.architecture == "starcoder2";
+  const bool gemma = c.architecture == "gemma";
 
   GHOSTD_ASSIGN(c.hidden_size, f.positive_int("hidden_size"));
   GHOSTD_ASSIGN(c.num_layers, f.positive_int("num_hidden_layers"));
@@ -199,7 +205,8 @@ Result<ModelConfig> parse_hf_config(const std::filesystem::path& model_dir) {
   GHOSTD_ASSIGN(c.intermediate_size, f.positive_int("intermediate_size"));
   GHOSTD_ASSIGN(c.vocab_size, f.positive_int("vocab_size"));
   // Defaults are transformers' LlamaConfig / Qwen2Config defaults.
-  GHOSTD_ASSIGN(c.max_position_embeddings, f.positive_int("max_position_embeddings", qwen2 ? 32768 : 2048));
+  GHOSTD_ASSIGN(c.max_position_embeddings,
+                f.positive_int("max_position_embeddings", qwen2 ? 32768 : starcoder2 ? 4096 : gemma ? 8192 : 2048));
   if (c.num_heads % c.num_kv_heads != 0) {
     return Error{file + ": num_attention_heads (" + std::to_string(c.num_heads) +
                  ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_kv_heads) + ")"};
@@ -209,7 +216,11 @@ Result<ModelConfig> parse_hf_config(const std::filesystem::path& model_dir) {
   }
   GHOSTD_ASSIGN(c.head_dim, f.positive_int("head_dim", c.hidden_size / c.num_heads));
   if (c.head_dim % 2 != 0) return Error{file + ": field 'head_dim' must be even for RoPE"};
-  GHOSTD_ASSIGN(c.rms_norm_eps, f.positive_float("rms_norm_eps", 1e-6f));
+  if (starcoder2) {
+    GHOSTD_ASSIGN(c.rms_norm_eps, f.positive_float("norm_epsilon", 1e-5f));
+  } else {
+    GHOSTD_ASSIGN(c.rms_norm_eps, f.positive_float("rms_norm_eps", 1e-6f));
+  }
 
   if (const json* rp = f.get("rope_parameters")) {  // transformers >= 5
     if (!rp->is_object()) return Error{file + ": field 'rope_parameters' must be an object"};
@@ -222,11 +233,44 @@ Result<ModelConfig> parse_hf_config(const std::filesystem::path& model_dir) {
       GHOSTD_TRY_STATUS(parse_rope_object(*rs, file, "rope_scaling", &c));
     }
   }
-  GHOSTD_ASSIGN(c.tie_word_embeddings, f.boolean("tie_word_embeddings", false));
+  // StarCoder2 and Gemma leave tying to transformers' default (true).
+  GHOSTD_ASSIGN(c.tie_word_embeddings, f.boolean("tie_word_embeddings", starcoder2 || gemma));
   if (qwen2) {
     c.attention_bias = true;  // Qwen2 always has q/k/v bias
+  } else if (starcoder2) {
+    // use_bias switches every linear's bias; the checkpoint's tensors follow
+    // it, so guessing would only move the error to a missing tensor.
+    const json* ub = f.get("use_bias");
+    if (ub == nullptr) return Error{file + ": missing field 'use_bias' (expected true or false: StarCoder2's linear biases)"};
+    GHOSTD_ASSIGN(c.attention_bias, f.boolean("use_bias", true));
+    c.dense_bias = c.attention_bias;
   } else {
     GHOSTD_ASSIGN(c.attention_bias, f.boolean("attention_bias", false));
+  }
+  if (starcoder2 || gemma) {
+    // Both use the tanh GELU (Gemma reads hidden_activation; its hidden_act
+    // is ignored by transformers).
+    const char* key = gemma ? "hidden_activation" : "hidden_act";
+    const json* act = f.get(key);
+    const std::string a = act == nullptr ? "gelu_pytorch_tanh" : act->is_string() ? act->get<std::string>() : act->dump();
+    if (a != "gelu_pytorch_tanh") {
+      return Error{file + ": field '" + key + "' is \"" + a + "\", expected \"gelu_pytorch_tanh\""};
+    }
+  }
+  if (starcoder2) {
+    c.norm = NormType::kLayer;
+    c.mlp = MlpType::kGelu;
+    if (const json* sw = f.get("sliding_window")) {  // null: no window
+      if (!sw->is_number_integer() || sw->get<int64_t>() <= 0 || sw->get<int64_t>() > std::numeric_limits<int>::max())
+        return Error{file + ": field 'sliding_window' is " + sw->dump() + ", expected a positive integer or null"};
+      c.sliding_window = static_cast<int>(sw->get<int64_t>());
+    }
+  } else if (gemma) {
+    c.mlp = MlpType::kGeGlu;
+    c.norm_weight_offset = true;
+    // transformers multiplies by sqrt(hidden_size) cast to the activation
+    // dtype; ghostd's activations are float32.
+    c.embedding_scale = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
   }
 
   bool have_bos = false, have_eos = false;
@@ -244,9 +288,9 @@ Result<ModelConfig> config_from_gguf(const GgufFile& gguf) {
   const std::string file = gguf.path().string();
   ModelConfig c;
   auto arch = gguf.get_string("general.architecture");
-  if (!arch) return Error{file + ": missing metadata 'general.architecture' (expected llama or qwen2)"};
-  if (*arch != "llama" && *arch != "qwen2") {
-    return Error{file + ": architecture '" + *arch + "' is not supported (supported: llama, qwen2)"};
+  if (!arch) return Error{file + ": missing metadata 'general.architecture' (expected llama, qwen2, starcoder2 or gemma)"};
+  if (*arch != "llama" && *arch != "qwen2" && *arch != "starcoder2" && *arch != "gemma") {
+    return Error{file + ": architecture '" + *arch + "' is not supported (supported: llama, qwen2, starcoder2, gemma)"};
   }
   c.architecture = *arch;
   const std::string p = *arch + ".";
@@ -288,7 +332,9 @@ Result<ModelConfig> config_from_gguf(const GgufFile& gguf) {
   }
   GHOSTD_ASSIGN(c.head_dim, int_key(p + "attention.key_length", c.hidden_size / c.num_heads));
   if (c.head_dim % 2 != 0) return Error{file + ": head dimension must be even for RoPE"};
-  GHOSTD_ASSIGN(c.rms_norm_eps, float_key(p + "attention.layer_norm_rms_epsilon", std::nullopt));
+  const bool starcoder2 = c.architecture == "starcoder2", gemma = c.architecture == "gemma";
+  GHOSTD_ASSIGN(c.rms_norm_eps, float_key(p + (starcoder2 ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"),
+                                          std::nullopt));
   GHOSTD_ASSIGN(c.rope_theta, float_key(p + "rope.freq_base", 10000.0f));
 
   const std::string scaling = gguf.get_string(p + "rope.scaling.type").value_or("none");
@@ -319,6 +365,20 @@ Result<ModelConfig> config_from_gguf(const GgufFile& gguf) {
 
   c.tie_word_embeddings = gguf.find_tensor("output.weight") == nullptr;
   c.attention_bias = c.architecture == "qwen2" || gguf.find_tensor("blk.0.attn_q.bias") != nullptr;
+  if (starcoder2) {
+    // GGUF has no use_bias key: the biases are there or not, all together.
+    c.dense_bias = c.attention_bias;
+    c.norm = NormType::kLayer;
+    c.mlp = MlpType::kGelu;
+    if (gguf.find(p + "attention.sliding_window") != nullptr) {
+      GHOSTD_ASSIGN(c.sliding_window, int_key(p + "attention.sliding_window", std::nullopt));
+    }
+  } else if (gemma) {
+    c.mlp = MlpType::kGeGlu;
+    // llama.cpp's converter stores the norm weights as 1 + w already.
+    c.norm_weight_offset = false;
+    c.embedding_scale = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
+  }
 
   auto token_id = [&](const std::string& key) -> std::optional<int32_t> {
     const auto v = gguf.get_int(key);

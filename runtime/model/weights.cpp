@@ -200,12 +200,20 @@ Status WeightStore::load_gguf(const std::filesystem::path& file) {
   if (!g.ok()) return std::move(g).take_error();
   gguf_ = std::make_unique<GgufFile>(std::move(g).value());
   const std::string fname = file.string();
-  const bool permuted = gguf_->get_string("general.architecture") == "llama";
+  const auto arch = gguf_->get_string("general.architecture");
+  const bool permuted = arch == "llama";
+  // StarCoder2's non-gated MLP: GGUF ffn_up / ffn_down are HF's c_fc / c_proj.
+  const bool starcoder2 = arch == "starcoder2";
   const auto n_head = gguf_->get_int("llama.attention.head_count");
   const auto n_kv_head = gguf_->get_int("llama.attention.head_count_kv");
   for (const TensorView& t : gguf_->tensors()) {
     TensorView v = t;
     v.name = hf_name_from_gguf(t.name);
+    if (starcoder2) {
+      for (const auto& [from, to] : {std::pair{".mlp.up_proj.", ".mlp.c_fc."}, std::pair{".mlp.down_proj.", ".mlp.c_proj."}}) {
+        if (const size_t at = v.name.find(from); at != std::string::npos) v.name.replace(at, std::strlen(from), to);
+      }
+    }
     const bool is_q = v.name.find(".self_attn.q_proj.") != std::string::npos;
     const bool is_k = v.name.find(".self_attn.k_proj.") != std::string::npos;
     if (permuted && (is_q || is_k)) {

@@ -1,4 +1,5 @@
-"""Independent PyTorch forward pass of HF LlamaForCausalLM and Qwen2ForCausalLM.
+"""Independent PyTorch forward pass of HF LlamaForCausalLM, Qwen2ForCausalLM,
+Starcoder2ForCausalLM and GemmaForCausalLM.
 
 This is the oracle ghostd's logits are checked against. It is written from the
 architecture definitions (the HF modeling files' math, not their code) and
@@ -21,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "pylib"))
 from safetensors_io import read_safetensors  # noqa: E402
 
-_ARCHS = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+_ARCHS = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Starcoder2ForCausalLM", "GemmaForCausalLM")
 
 
 def load_config(model_dir):
@@ -30,9 +31,14 @@ def load_config(model_dir):
     archs = cfg.get("architectures") or []
     if not archs or archs[0] not in _ARCHS:
         raise ValueError(f"{model_dir}/config.json: architectures={archs}, expected one of {_ARCHS}")
-    act = cfg.get("hidden_act", "silu")
-    if act != "silu":
-        raise ValueError(f"{model_dir}/config.json: hidden_act={act!r}, expected 'silu'")
+    # Gemma's activation is hidden_activation (transformers ignores its hidden_act).
+    key, want = {"Starcoder2ForCausalLM": ("hidden_act", "gelu_pytorch_tanh"),
+                 "GemmaForCausalLM": ("hidden_activation", "gelu_pytorch_tanh")}.get(archs[0], ("hidden_act", "silu"))
+    act = cfg.get(key) or want
+    if act != want:
+        raise ValueError(f"{model_dir}/config.json: {key}={act!r}, expected {want!r}")
+    if archs[0] == "Starcoder2ForCausalLM" and "use_bias" not in cfg:
+        raise ValueError(f"{model_dir}/config.json: use_bias missing")
     if cfg.get("use_sliding_window", False):
         raise ValueError(f"{model_dir}/config.json: use_sliding_window=true is not supported")
     return cfg
@@ -114,6 +120,18 @@ def rms_norm(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
+def layer_norm(x, weight, bias, eps):
+    """torch.nn.LayerNorm: biased variance over the last dimension."""
+    mean = x.mean(-1, keepdim=True)
+    var = (x - mean).pow(2).mean(-1, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps) * weight + bias
+
+
+def gelu_tanh(x):
+    """GELU, tanh approximation (transformers' gelu_pytorch_tanh), written out."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
 class ReferenceModel:
     """A loaded model; logits() may be called repeatedly. Not thread-safe."""
 
@@ -126,13 +144,22 @@ class ReferenceModel:
         self.n_heads = cfg["num_attention_heads"]
         self.n_kv = cfg.get("num_key_value_heads") or self.n_heads
         self.head_dim = cfg.get("head_dim") or self.hidden // self.n_heads
-        self.eps = float(cfg.get("rms_norm_eps", 1e-6))
+        self.starcoder2 = self.arch == "Starcoder2ForCausalLM"
+        self.gemma = self.arch == "GemmaForCausalLM"
+        self.eps = float(cfg.get("norm_epsilon", 1e-5)) if self.starcoder2 else float(cfg.get("rms_norm_eps", 1e-6))
+        self.window = int(cfg.get("sliding_window") or 0) if self.starcoder2 else 0
         self.vocab = cfg["vocab_size"]
         if self.n_heads % self.n_kv:
             raise ValueError(f"{model_dir}/config.json: num_attention_heads {self.n_heads} "
                              f"not a multiple of num_key_value_heads {self.n_kv}")
         if self.arch == "Qwen2ForCausalLM":
             self.qkv_bias, self.o_bias, self.mlp_bias = True, False, False
+        elif self.starcoder2:
+            b = bool(cfg["use_bias"])
+            self.qkv_bias, self.o_bias, self.mlp_bias = b, b, b
+        elif self.gemma:
+            self.qkv_bias = self.o_bias = bool(cfg.get("attention_bias", False))
+            self.mlp_bias = False
         else:
             ab = bool(cfg.get("attention_bias", False))
             self.qkv_bias, self.o_bias = ab, ab
@@ -143,7 +170,7 @@ class ReferenceModel:
         self.inv_freq = rope_inv_freq(cfg, self.head_dim).to(compute_dtype)
         if "lm_head.weight" in self.w:
             self.lm_head = self.w["lm_head.weight"]
-        elif cfg.get("tie_word_embeddings", False):
+        elif cfg.get("tie_word_embeddings", self.starcoder2 or self.gemma):  # their configs default to tied
             self.lm_head = self.w["model.embed_tokens.weight"]
         else:
             raise ValueError(f"{model_dir}: lm_head.weight missing and tie_word_embeddings is false")
@@ -153,17 +180,27 @@ class ReferenceModel:
         h, hd, nh, nkv = self.hidden, self.head_dim, self.n_heads, self.n_kv
         inter = self.cfg["intermediate_size"]
         want = {"model.embed_tokens.weight": (self.vocab, h), "model.norm.weight": (h,)}
+        norms = ["model.norm"]
         for i in range(self.n_layers):
             p = f"model.layers.{i}."
+            norms += [p + "input_layernorm", p + "post_attention_layernorm"]
             want.update({
                 p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
                 p + "self_attn.q_proj.weight": (nh * hd, h), p + "self_attn.k_proj.weight": (nkv * hd, h),
-                p + "self_attn.v_proj.weight": (nkv * hd, h), p + "self_attn.o_proj.weight": (h, nh * hd),
-                p + "mlp.gate_proj.weight": (inter, h), p + "mlp.up_proj.weight": (inter, h),
-                p + "mlp.down_proj.weight": (h, inter)})
+                p + "self_attn.v_proj.weight": (nkv * hd, h), p + "self_attn.o_proj.weight": (h, nh * hd)})
+            if self.starcoder2:
+                want.update({p + "mlp.c_fc.weight": (inter, h), p + "mlp.c_proj.weight": (h, inter)})
+                if self.mlp_bias:
+                    want.update({p + "mlp.c_fc.bias": (inter,), p + "mlp.c_proj.bias": (h,),
+                                 p + "self_attn.o_proj.bias": (h,)})
+            else:
+                want.update({p + "mlp.gate_proj.weight": (inter, h), p + "mlp.up_proj.weight": (inter, h),
+                             p + "mlp.down_proj.weight": (h, inter)})
             if self.qkv_bias:
                 want.update({p + "self_attn.q_proj.bias": (nh * hd,), p + "self_attn.k_proj.bias": (nkv * hd,),
                              p + "self_attn.v_proj.bias": (nkv * hd,)})
+        if self.starcoder2:
+            want.update({n + ".bias": (h,) for n in norms})
         for name, shape in want.items():
             if name not in self.w:
                 raise ValueError(f"{model_dir}: tensor {name} missing")
@@ -187,8 +224,10 @@ class ReferenceModel:
         k = torch.cat((apply_rope(k[..., :rot], cos, sin), k[..., rot:]), dim=-1)
         k, v = self._expand_kv(k, nh // nkv), self._expand_kv(v, nh // nkv)
         scores = (q @ k.transpose(1, 2)) / math.sqrt(hd)
-        causal = torch.ones(t, t, dtype=torch.bool).triu(1)
-        scores = scores.masked_fill(causal, float("-inf"))
+        masked = torch.ones(t, t, dtype=torch.bool).triu(1)
+        if self.window:  # sliding window: query i sees keys j with i - j < window
+            masked |= torch.ones(t, t, dtype=torch.bool).tril(-self.window)
+        scores = scores.masked_fill(masked, float("-inf"))
         out = torch.softmax(scores, dim=-1) @ v  # [nh, t, hd]
         out = out.transpose(0, 1).reshape(t, nh * hd)
         return self._linear(out, p + "o_proj", self.o_bias)
@@ -198,7 +237,19 @@ class ReferenceModel:
         """GQA: query head h reads kv head h // group (HF's repeat_kv)."""
         return t.repeat_interleave(group, dim=0)
 
+    def _norm(self, x, name):
+        if self.starcoder2:
+            return layer_norm(x, self.w[name + ".weight"], self.w[name + ".bias"], self.eps)
+        if self.gemma:  # Gemma's RMSNorm scales by (1 + w)
+            return rms_norm(x, 1.0 + self.w[name + ".weight"], self.eps)
+        return rms_norm(x, self.w[name + ".weight"], self.eps)
+
     def _mlp(self, x, p):
+        if self.starcoder2:
+            return self._linear(gelu_tanh(self._linear(x, p + "c_fc", self.mlp_bias)), p + "c_proj", self.mlp_bias)
+        if self.gemma:
+            return self._linear(gelu_tanh(self._linear(x, p + "gate_proj", False)) * self._linear(x, p + "up_proj", False),
+                                p + "down_proj", False)
         gate = self._linear(x, p + "gate_proj", self.mlp_bias)
         up = self._linear(x, p + "up_proj", self.mlp_bias)
         return self._linear(torch.nn.functional.silu(gate) * up, p + "down_proj", self.mlp_bias)
@@ -211,17 +262,19 @@ class ReferenceModel:
         if int(ids.min()) < 0 or int(ids.max()) >= self.vocab:
             raise ValueError(f"token id out of range [0, {self.vocab})")
         x = self.w["model.embed_tokens.weight"][ids]
+        if self.gemma:
+            x = x * math.sqrt(self.hidden)
         pos = torch.arange(ids.numel(), dtype=self.dtype)
         freqs = torch.outer(pos, self.inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos(), emb.sin()
         for i in range(self.n_layers):
             p = f"model.layers.{i}."
-            h = rms_norm(x, self.w[p + "input_layernorm.weight"], self.eps)
+            h = self._norm(x, p + "input_layernorm")
             x = x + self._attention(h, p + "self_attn.", cos, sin)
-            h = rms_norm(x, self.w[p + "post_attention_layernorm.weight"], self.eps)
+            h = self._norm(x, p + "post_attention_layernorm")
             x = x + self._mlp(h, p + "mlp.")
-        x = rms_norm(x, self.w["model.norm.weight"], self.eps)
+        x = self._norm(x, "model.norm")
         return (x @ self.lm_head.T).to(torch.float32)
 
 

@@ -59,6 +59,28 @@ VARIANTS = {
     "gguf_llama_q4_k_m": (
         ["--arch", "llama", "--hidden", "256", "--layers", "2", "--heads", "4", "--kv-heads", "2",
          "--intermediate", "512", "--vocab", "384", "--untied", "--dtype", "f32", "--seed", "8"], 24, [], "q4_k_m"),
+    # StarCoder2: LayerNorm with bias, GELU MLP with biases, GQA, sliding window 8
+    # (the 24-token prompt and the decode steps attend past it).
+    "starcoder2_window_f32": (
+        ["--arch", "starcoder2", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32",
+         "--sliding-window", "8", "--rope-theta", "100000", "--rms-eps", "1e-5", "--seed", "9"], 24, [], None),
+    "starcoder2_nobias_tied_bf16": (
+        ["--arch", "starcoder2", *_SMALL, "--kv-heads", "1", "--tied", "--no-bias", "--dtype", "bf16",
+         "--seed", "10"], 20, [], None),
+    # Gemma: (1 + w) RMSNorm, GeGLU, embeddings times sqrt(hidden), tied, MQA and a
+    # head_dim (24) that is not hidden / heads.
+    "gemma_mqa_headdim_f16": (
+        ["--arch", "gemma", *_SMALL, "--kv-heads", "1", "--head-dim", "24", "--tied", "--dtype", "f16",
+         "--seed", "11"], 24, [], None),
+    "gemma_mqa_headdim_f16_batch4": (
+        ["--arch", "gemma", *_SMALL, "--kv-heads", "1", "--head-dim", "24", "--tied", "--dtype", "f16",
+         "--seed", "11"], 24, ["--batch", "4"], None),
+    "gguf_starcoder2_window_q8_0": (
+        ["--arch", "starcoder2", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32",
+         "--sliding-window", "8", "--seed", "12"], 24, [], "q8_0"),
+    "gguf_gemma_tied_f16": (
+        ["--arch", "gemma", *_SMALL, "--kv-heads", "2", "--head-dim", "32", "--tied", "--dtype", "f32",
+         "--seed", "13"], 24, [], "f16"),
     # A file llama.cpp's llama-quantize wrote, one ggml block type per kind of
     # tensor (tests/data/quant/README.md); the reference gets its values
     # decoded by gguf_reader.py.

@@ -17,6 +17,9 @@ TEST_CASE("FIM family is detected from special tokens") {
       {{"<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>"},
        FimFamily::kQwenCoder, true},
       {{"<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>", "<repo_name>"}, FimFamily::kStarCoder2, true},
+      // CodeGemma: Qwen's FIM spellings, its own file separator, no repo name.
+      {{"<eos>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>"}, FimFamily::kCodeGemma,
+       true},
       {{"<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>",
         "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>"},
        FimFamily::kDeepSeekCoder, false},
@@ -35,6 +38,24 @@ TEST_CASE("FIM family is detected from special tokens") {
     CHECK(t->file_sep_id.has_value() == c.repo);
     CHECK(std::find(t->stop_ids.begin(), t->stop_ids.end(), t->middle_id) != t->stop_ids.end());
   }
+}
+
+TEST_CASE("CodeGemma prompt: <bos> first, files joined by <|file_separator|>, PSM markers, the separator stops") {
+  ByteTokenizer tok({"<eos>", "<bos>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>"});
+  auto view = make_tokenizer_view(tok);
+  auto fim = detect_fim_template(view);
+  REQUIRE(fim.ok());
+  CHECK(std::string(fim_family_name(fim->family)) == "codegemma");
+  CHECK(!fim->repo_name_id.has_value());
+  const int32_t sep = *tok.find_token("<|file_separator|>");
+  CHECK(std::find(fim->stop_ids.begin(), fim->stop_ids.end(), sep) != fim->stop_ids.end());
+  CHECK(std::find(fim->stop_ids.begin(), fim->stop_ids.end(), *tok.find_token("<eos>")) != fim->stop_ids.end());
+  PromptInput in{"x = 1\ny", "\nprint(y)\n", "a.py", "repo", {{"b.py", "Z = 2"}}};
+  Prompt p = build_prompt(*fim, view, in, PromptBudget{});
+  CHECK(tok.decode(p.tokens) ==
+        "<bos><|file_separator|>b.py\nZ = 2\n<|file_separator|>a.py\n<|fim_prefix|>x = 1\n<|fim_suffix|>\nprint(y)\n"
+        "<|fim_middle|>");
+  CHECK(p.heal == "y");
 }
 
 TEST_CASE("prompt layout: context first, then prefix, suffix, middle") {

@@ -271,3 +271,103 @@ TEST_CASE("fused ops are bitwise the unfused sequence") {
     REQUIRE(be.synchronize().ok());
   }
 }
+
+// The ops StarCoder2 and Gemma add: LayerNorm with bias (plain and fused with
+// the residual add), tanh GELU, GeGLU, scaling and sliding-window attention.
+TEST_CASE("backend ops: layer_norm, gelu, gelu_mul, scale and windowed attention match the reference") {
+  for (auto& bep : all_backends()) {
+    Backend& be = *bep;
+    INFO("backend " << be.name());
+    const int rows = 6, dim = 80;
+    // An offset mean, so a norm that forgot to subtract it fails.
+    auto x = randv(rows * dim, 41, 2.0f), y = randv(rows * dim, 42), nw = randv(dim, 43), nb = randv(dim, 44);
+    for (auto& v : x) v += 0.7f;
+    Dev dnw(be, nw.data(), dim * 4), dnb(be, nb.data(), dim * 4);
+    Weight wn = *be.load_weight(TensorView{"n", DType::kF32, {dim}, reinterpret_cast<const std::byte*>(dnw.f()), dim * 4});
+    Weight wb = *be.load_weight(TensorView{"b", DType::kF32, {dim}, reinterpret_cast<const std::byte*>(dnb.f()), dim * 4});
+    Dev dx(be, x.data(), x.size() * 4), dout(be, nullptr, x.size() * 4);
+    be.layer_norm(dx.f(), wn, wb, rows, dim, 1e-5f, dout.f());
+    auto ln_ref = [&](const std::vector<float>& in) {
+      std::vector<double> want(in.size());
+      for (int r = 0; r < rows; ++r) {
+        double mean = 0, var = 0;
+        for (int c = 0; c < dim; ++c) mean += in[r * dim + c];
+        mean /= dim;
+        for (int c = 0; c < dim; ++c) var += (in[r * dim + c] - mean) * (in[r * dim + c] - mean);
+        const double inv = 1 / std::sqrt(var / dim + 1e-5);
+        for (int c = 0; c < dim; ++c) want[r * dim + c] = (in[r * dim + c] - mean) * inv * nw[c] + nb[c];
+      }
+      return want;
+    };
+    check_close(dout.get<float>(x.size()), ln_ref(x), 1e-5, "layer_norm");
+
+    // Fused add: bitwise the unfused pair, out aliasing y as the model calls it.
+    Dev x1(be, x.data(), x.size() * 4), y1(be, y.data(), y.size() * 4), o1(be, nullptr, x.size() * 4);
+    Dev x2(be, x.data(), x.size() * 4), y2(be, y.data(), y.size() * 4);
+    be.add(x1.f(), y1.f(), rows * dim);
+    be.layer_norm(x1.f(), wn, wb, rows, dim, 1e-5f, o1.f());
+    be.add_layer_norm(x2.f(), y2.f(), wn, wb, rows, dim, 1e-5f, y2.f());
+    CHECK(x2.get<float>(x.size()) == x1.get<float>(x.size()));
+    CHECK(y2.get<float>(x.size()) == o1.get<float>(x.size()));
+
+    const int n = 200;
+    auto g = randv(n, 45, 5), u = randv(n, 46);
+    Dev dg(be, g.data(), n * 4), du(be, u.data(), n * 4), dgo(be, nullptr, n * 4), dgm(be, nullptr, n * 4);
+    be.gelu(dg.f(), n, dgo.f());
+    be.gelu_mul(dg.f(), du.f(), n, dgm.f());
+    std::vector<double> wgelu(n), wgeglu(n), wscale(n);
+    for (int i = 0; i < n; ++i) {
+      const double v = g[i];
+      wgelu[i] = 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+      wgeglu[i] = wgelu[i] * u[i];
+      wscale[i] = g[i] * 7.5f;  // one float multiply: exact
+    }
+    check_close(dgo.get<float>(n), wgelu, 2e-6, "gelu");
+    check_close(dgm.get<float>(n), wgeglu, 2e-6, "gelu_mul");
+    be.scale(dg.f(), 7.5f, n);
+    check_close(dg.get<float>(n), wscale, 0, "scale");
+
+    // Sliding window: one sequence of 90 tokens in blocks of 4, a window of 5
+    // (and one as long as the context: the plain causal result).
+    const int nh = 2, nkv = 1, hd = 16, bs = 4, len = 90, nblocks = (len + bs - 1) / bs;
+    const int q_dim = nh * hd, kv_dim = nkv * hd;
+    auto K = randv(nblocks * bs * kv_dim, 47), V = randv(nblocks * bs * kv_dim, 48);
+    std::vector<int32_t> table(nblocks);
+    for (int b = 0; b < nblocks; ++b) table[b] = nblocks - 1 - b;  // not the identity
+    std::vector<int32_t> positions{0, 3, 4, 5, 40, 89}, token_seq(positions.size(), 0), slots;
+    for (int32_t p : positions) slots.push_back(table[p / bs] * bs + p % bs);
+    const int T = static_cast<int>(positions.size());
+    auto q = randv(T * q_dim, 49);
+    std::vector<int32_t> kv_len{len}, first{0, T}, tstart{0, nblocks};
+    Dev dK(be, K.data(), K.size() * 4), dV(be, V.data(), V.size() * 4), dq(be, q.data(), q.size() * 4);
+    Dev dpos(be, positions.data(), T * 4), dslot(be, slots.data(), T * 4), dts(be, token_seq.data(), T * 4),
+        dlen(be, kv_len.data(), 4), dfirst(be, first.data(), 8), dtst(be, tstart.data(), 8),
+        dtab(be, table.data(), table.size() * 4), dao(be, nullptr, T * q_dim * 4);
+    BatchView bv{T, 1, bs, dpos.i(), dslot.i(), dts.i(), dlen.i(), dfirst.i(), dtst.i(), dtab.i(), len};
+    for (int window : {5, 1, len}) {
+      CAPTURE(window);
+      be.attention(dq.f(), bv, {nh, nkv, hd, 0.3f, window}, {dK.f(), dV.f()}, dao.f());
+      std::vector<double> want(T * q_dim, 0.0);
+      for (int t = 0; t < T; ++t)
+        for (int h = 0; h < nh; ++h) {
+          const int lo = std::max(0, positions[t] + 1 - window);
+          std::vector<double> sc;
+          double mx = -1e30, sum = 0;
+          for (int p = lo; p <= positions[t]; ++p) {
+            const int slot = table[p / bs] * bs + p % bs;
+            double s = 0;
+            for (int i = 0; i < hd; ++i) s += double(q[t * q_dim + h * hd + i]) * K[slot * kv_dim + i];
+            sc.push_back(s * 0.3);
+            mx = std::max(mx, sc.back());
+          }
+          for (auto& s : sc) sum += (s = std::exp(s - mx));
+          for (int p = lo; p <= positions[t]; ++p) {
+            const int slot = table[p / bs] * bs + p % bs;
+            for (int i = 0; i < hd; ++i) want[t * q_dim + h * hd + i] += sc[p - lo] / sum * V[slot * kv_dim + i];
+          }
+        }
+      check_close(dao.get<float>(T * q_dim), want, 1e-5, "windowed attention");
+    }
+    REQUIRE(be.synchronize().ok());
+  }
+}

@@ -52,6 +52,16 @@ class DyingBackend final : public Backend {
   }
   void silu_mul(const float* g, const float* u, int64_t n, float* o) override { in_->silu_mul(g, u, n, o); }
   void add(float* x, const float* y, int64_t n) override { in_->add(x, y, n); }
+  void gelu_mul(const float* g, const float* u, int64_t n, float* o) override { in_->gelu_mul(g, u, n, o); }
+  void gelu(const float* x, int64_t n, float* o) override { in_->gelu(x, n, o); }
+  void scale(float* x, float s, int64_t n) override { in_->scale(x, s, n); }
+  void layer_norm(const float* x, const Weight& w, const Weight& b, int r, int d, float e, float* o) override {
+    in_->layer_norm(x, w, b, r, d, e, o);
+  }
+  void add_layer_norm(float* x, const float* y, const Weight& w, const Weight& b, int r, int d, float e,
+                      float* o) override {
+    in_->add_layer_norm(x, y, w, b, r, d, e, o);
+  }
   void add_rms_norm(float* x, const float* y, const Weight& w, int r, int d, float e, float* o) override {
     in_->add_rms_norm(x, y, w, r, d, e, o);
   }

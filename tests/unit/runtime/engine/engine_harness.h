@@ -1,4 +1,4 @@
-// The engine tests' fixture: a random-weight Qwen2 model written by the test,
+// The engine tests' fixture: a random-weight model written by the test,
 // engines over it on the backend GHOSTD_TEST_DEVICE names, and collectors of
 // what each job saw through its callbacks.
 #pragma once
@@ -43,6 +43,15 @@ inline test::Bytes random_f32(size_t n, float stddev, uint64_t& state, float mea
   return test::to_bytes(v);
 }
 
+// The architecture of the test model: GHOSTD_TEST_ARCH (qwen2 by default;
+// starcoder2 with a 24-token sliding window, or gemma), so the invariants
+// also hold for LayerNorm/GELU/window and (1 + w)/GeGLU/scaled-embedding
+// layers (ctest unit.runtime.engine.engine_starcoder2 / engine_gemma).
+inline std::string test_arch() {
+  const char* a = std::getenv("GHOSTD_TEST_ARCH");
+  return a && *a ? a : "qwen2";
+}
+
 // Random weights of one shape: the target is the default; drafts vary the
 // seed (a different model: low acceptance), the layer count or the vocabulary.
 struct ModelShape {
@@ -51,17 +60,23 @@ struct ModelShape {
   int vocab = kVocab;
 };
 
-// A Qwen2 (hidden 64, 4 heads, 2 KV heads, tied embeddings) in HF layout.
+// A model (hidden 64, 4 heads, 2 KV heads, tied embeddings) of test_arch()
+// in HF layout.
 inline void write_model(const std::filesystem::path& dir, ModelShape shape = {}) {
   const int H = 64, I = 128, L = shape.layers, QD = 64, KD = 32;
-  test::write_text(
-      dir / "config.json",
-      R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":)" +
-          std::to_string(L) +
-          R"(,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"vocab_size":)" +
-          std::to_string(shape.vocab) +
-          R"(,"max_position_embeddings":4096,"rms_norm_eps":1e-6,)"
-          R"("rope_theta":10000.0,"tie_word_embeddings":true})");
+  const std::string arch = test_arch();
+  const bool starcoder2 = arch == "starcoder2", gemma = arch == "gemma";
+  REQUIRE_MESSAGE((starcoder2 || gemma || arch == "qwen2"), "GHOSTD_TEST_ARCH: qwen2, starcoder2 or gemma");
+  const std::string dims =
+      R"("hidden_size":64,"num_hidden_layers":)" + std::to_string(L) +
+      R"(,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"vocab_size":)" +
+      std::to_string(shape.vocab) +
+      R"(,"max_position_embeddings":4096,"rope_theta":10000.0,"tie_word_embeddings":true)";
+  test::write_text(dir / "config.json",
+                   starcoder2 ? R"({"architectures":["Starcoder2ForCausalLM"],"norm_epsilon":1e-5,"use_bias":true,)"
+                                R"("sliding_window":24,"hidden_act":"gelu_pytorch_tanh",)" + dims + "}"
+                   : gemma    ? R"({"architectures":["GemmaForCausalLM"],"rms_norm_eps":1e-6,"head_dim":16,)" + dims + "}"
+                              : R"({"architectures":["Qwen2ForCausalLM"],"rms_norm_eps":1e-6,)" + dims + "}");
   uint64_t s = shape.seed;
   test::SafetensorsWriter w;
   auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float stddev) {
@@ -70,22 +85,37 @@ inline void write_model(const std::filesystem::path& dir, ModelShape shape = {})
   auto vec = [&](const std::string& name, int64_t n, float stddev, float mean) {
     w.add(name, "F32", {n}, random_f32(static_cast<size_t>(n), stddev, s, mean));
   };
-  mat("model.embed_tokens.weight", shape.vocab, H, 1.0f / std::sqrt(float(H)));
-  vec("model.norm.weight", H, 0.1f, 1.0f);
+  // Gemma stores w of x * (1 + w); StarCoder2's norms have a bias.
+  auto norm = [&](const std::string& name) {
+    vec(name + ".weight", H, 0.1f, gemma ? 0.0f : 1.0f);
+    if (starcoder2) vec(name + ".bias", H, 0.1f, 0.0f);
+  };
+  mat("model.embed_tokens.weight", shape.vocab, H, (gemma ? 0.25f : 1.0f) / std::sqrt(float(H)));
+  norm("model.norm");
   for (int l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    vec(p + "input_layernorm.weight", H, 0.1f, 1.0f);
-    vec(p + "post_attention_layernorm.weight", H, 0.1f, 1.0f);
+    norm(p + "input_layernorm");
+    norm(p + "post_attention_layernorm");
     mat(p + "self_attn.q_proj.weight", QD, H, 1.0f / std::sqrt(float(H)));
     mat(p + "self_attn.k_proj.weight", KD, H, 1.0f / std::sqrt(float(H)));
     mat(p + "self_attn.v_proj.weight", KD, H, 1.0f / std::sqrt(float(H)));
-    vec(p + "self_attn.q_proj.bias", QD, 0.1f, 0.0f);
-    vec(p + "self_attn.k_proj.bias", KD, 0.1f, 0.0f);
-    vec(p + "self_attn.v_proj.bias", KD, 0.1f, 0.0f);
+    if (!gemma) {
+      vec(p + "self_attn.q_proj.bias", QD, 0.1f, 0.0f);
+      vec(p + "self_attn.k_proj.bias", KD, 0.1f, 0.0f);
+      vec(p + "self_attn.v_proj.bias", KD, 0.1f, 0.0f);
+    }
     mat(p + "self_attn.o_proj.weight", H, QD, 1.0f / std::sqrt(float(QD)));
-    mat(p + "mlp.gate_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
-    mat(p + "mlp.up_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
-    mat(p + "mlp.down_proj.weight", H, I, 1.0f / std::sqrt(float(I)));
+    if (starcoder2) {
+      vec(p + "self_attn.o_proj.bias", H, 0.1f, 0.0f);
+      mat(p + "mlp.c_fc.weight", I, H, 1.0f / std::sqrt(float(H)));
+      vec(p + "mlp.c_fc.bias", I, 0.1f, 0.0f);
+      mat(p + "mlp.c_proj.weight", H, I, 1.0f / std::sqrt(float(I)));
+      vec(p + "mlp.c_proj.bias", H, 0.1f, 0.0f);
+    } else {
+      mat(p + "mlp.gate_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
+      mat(p + "mlp.up_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
+      mat(p + "mlp.down_proj.weight", H, I, 1.0f / std::sqrt(float(I)));
+    }
   }
   w.write(dir / "model.safetensors");
 }

@@ -1,5 +1,6 @@
 #include "runtime/model/model_config.h"
 
+#include <cmath>
 #include <doctest/doctest.h>
 
 #include "runtime/model/gguf.h"
@@ -303,4 +304,137 @@ TEST_CASE("gguf config: errors name the file and the key") {
   auto z = gguf_config(dir3, zero);
   REQUIRE_FALSE(z.ok());
   CHECK(z.error().message.find("'llama.attention.key_length' must be a positive integer") != std::string::npos);
+}
+
+namespace {
+
+// StarCoder2-3B's config.json, shapes and all.
+const char* kStarCoder2Config = R"({
+  "architectures": ["Starcoder2ForCausalLM"], "model_type": "starcoder2",
+  "hidden_size": 3072, "intermediate_size": 12288, "num_hidden_layers": 30,
+  "num_attention_heads": 24, "num_key_value_heads": 2, "vocab_size": 49152,
+  "max_position_embeddings": 16384, "norm_epsilon": 1e-05, "rope_theta": 999999.4420358813,
+  "sliding_window": 4096, "use_bias": true, "hidden_act": "gelu_pytorch_tanh",
+  "bos_token_id": 0, "eos_token_id": 0, "torch_dtype": "float32"
+})";
+
+// CodeGemma-2B's config.json.
+const char* kGemmaConfig = R"({
+  "architectures": ["GemmaForCausalLM"], "model_type": "gemma",
+  "hidden_size": 2048, "intermediate_size": 16384, "num_hidden_layers": 18,
+  "num_attention_heads": 8, "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 256000,
+  "max_position_embeddings": 8192, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+  "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh", "attention_bias": false,
+  "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0, "torch_dtype": "bfloat16"
+})";
+
+}  // namespace
+
+TEST_CASE("hf config: StarCoder2 and CodeGemma") {
+  TempDir dir;
+  auto s = parse_text(dir, kStarCoder2Config);
+  REQUIRE_MESSAGE(s.ok(), s.error().message);
+  CHECK(s->architecture == "starcoder2");
+  CHECK(s->norm == NormType::kLayer);
+  CHECK(s->mlp == MlpType::kGelu);
+  CHECK(s->rms_norm_eps == 1e-5f);  // from norm_epsilon
+  CHECK(s->attention_bias);
+  CHECK(s->dense_bias);
+  CHECK(s->sliding_window == 4096);
+  CHECK(s->head_dim == 128);
+  CHECK(s->tie_word_embeddings);  // transformers' default when the field is absent
+  CHECK(s->embedding_scale == 0);
+  CHECK_FALSE(s->norm_weight_offset);
+
+  TempDir dir2;
+  auto nb = parse_text(dir2, edit(edit(kStarCoder2Config, R"("use_bias": true)", R"("use_bias": false)"),
+                                  R"("sliding_window": 4096)", R"("sliding_window": null)"));
+  REQUIRE_MESSAGE(nb.ok(), nb.error().message);
+  CHECK_FALSE(nb->attention_bias);
+  CHECK_FALSE(nb->dense_bias);
+  CHECK(nb->sliding_window == 0);
+
+  TempDir dir3;
+  auto g = parse_text(dir3, kGemmaConfig);
+  REQUIRE_MESSAGE(g.ok(), g.error().message);
+  CHECK(g->architecture == "gemma");
+  CHECK(g->norm == NormType::kRms);
+  CHECK(g->mlp == MlpType::kGeGlu);
+  CHECK(g->head_dim == 256);  // explicit, not hidden / heads
+  CHECK(g->num_kv_heads == 1);
+  CHECK(g->tie_word_embeddings);
+  CHECK(g->norm_weight_offset);
+  CHECK(g->embedding_scale == static_cast<float>(std::sqrt(2048.0)));
+  CHECK(g->sliding_window == 0);
+  CHECK_FALSE(g->attention_bias);
+}
+
+TEST_CASE("hf config: StarCoder2 and Gemma errors name config.json and the field") {
+  struct Case {
+    const char* config;
+    std::string from, to, message;
+  };
+  const Case cases[] = {
+      {kStarCoder2Config, R"("use_bias": true,)", "", "missing field 'use_bias'"},
+      {kStarCoder2Config, R"("use_bias": true)", R"("use_bias": "yes")", "field 'use_bias' is \"yes\", expected true or false"},
+      {kStarCoder2Config, R"("hidden_act": "gelu_pytorch_tanh")", R"("hidden_act": "relu")",
+       "field 'hidden_act' is \"relu\", expected \"gelu_pytorch_tanh\""},
+      {kStarCoder2Config, R"("sliding_window": 4096)", R"("sliding_window": 0)",
+       "field 'sliding_window' is 0, expected a positive integer or null"},
+      {kStarCoder2Config, R"("norm_epsilon": 1e-05)", R"("norm_epsilon": -1)", "field 'norm_epsilon' is -1"},
+      {kGemmaConfig, R"("hidden_activation": "gelu_pytorch_tanh")", R"("hidden_activation": "gelu")",
+       "field 'hidden_activation' is \"gelu\", expected \"gelu_pytorch_tanh\""},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.message);
+    TempDir dir;
+    auto r = parse_text(dir, edit(c.config, c.from, c.to));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("config.json") != std::string::npos);
+    CHECK(r.error().message.find(c.message) != std::string::npos);
+  }
+}
+
+TEST_CASE("gguf config: starcoder2 and gemma metadata") {
+  TempDir dir;
+  GgufWriter s;
+  s.str("general.architecture", "starcoder2")
+      .u32("starcoder2.embedding_length", 64)
+      .u32("starcoder2.block_count", 2)
+      .u32("starcoder2.attention.head_count", 4)
+      .u32("starcoder2.attention.head_count_kv", 2)
+      .u32("starcoder2.feed_forward_length", 256)
+      .u32("starcoder2.context_length", 4096)
+      .u32("starcoder2.attention.sliding_window", 16)
+      .f32("starcoder2.attention.layer_norm_epsilon", 1e-5f)
+      .strings("tokenizer.ggml.tokens", {"a", "b"})
+      .tensor("blk.0.attn_q.bias", {64}, 0, ghostd::test::Bytes(64 * 4));
+  auto c = gguf_config(dir, s);
+  REQUIRE_MESSAGE(c.ok(), c.error().message);
+  CHECK(c->architecture == "starcoder2");
+  CHECK(c->norm == NormType::kLayer);
+  CHECK(c->mlp == MlpType::kGelu);
+  CHECK(c->rms_norm_eps == 1e-5f);
+  CHECK(c->attention_bias);
+  CHECK(c->dense_bias);
+  CHECK(c->sliding_window == 16);
+
+  // The LayerNorm epsilon is starcoder2's own key; the RMS one is not read.
+  TempDir dir2;
+  GgufWriter no_eps = llama_gguf("starcoder2");
+  auto e = gguf_config(dir2, no_eps);
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.error().message.find("'starcoder2.attention.layer_norm_epsilon'") != std::string::npos);
+
+  TempDir dir3;
+  GgufWriter g = llama_gguf("gemma");
+  g.u32("gemma.attention.key_length", 32);
+  auto gm = gguf_config(dir3, g);
+  REQUIRE_MESSAGE(gm.ok(), gm.error().message);
+  CHECK(gm->architecture == "gemma");
+  CHECK(gm->mlp == MlpType::kGeGlu);
+  CHECK(gm->head_dim == 32);
+  CHECK_FALSE(gm->norm_weight_offset);  // llama.cpp stored 1 + w already
+  CHECK(gm->embedding_scale == 8.0f);
+  CHECK(gm->tie_word_embeddings);
 }

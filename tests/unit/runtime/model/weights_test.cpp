@@ -293,3 +293,32 @@ TEST_CASE("weights: llama GGUF Q/K rows are un-permuted to HF order") {
   bad.write(dir / "bad.gguf");
   check_error(WeightStore::open(dir / "bad.gguf"), {"bad.gguf", "tensor 'blk.0.attn_q.weight'", "3 heads"});
 }
+
+TEST_CASE("weights: starcoder2 GGUF ffn_up / ffn_down are HF's c_fc / c_proj, biases too; rows stay in place") {
+  constexpr int64_t kCols = 32, kRows = 8;
+  const Bytes q = f32_bytes(kRows * kCols, 0);
+  GgufWriter g;
+  g.str("general.architecture", "starcoder2")
+      .u32("starcoder2.attention.head_count", 2)
+      .tensor("blk.0.attn_q.weight", {kCols, kRows}, 0, q)
+      .tensor("blk.0.ffn_up.weight", {kCols, kRows}, 0, f32_bytes(kRows * kCols, 1))
+      .tensor("blk.0.ffn_up.bias", {kRows}, 0, f32_bytes(kRows, 2))
+      .tensor("blk.0.ffn_down.weight", {kRows, kCols}, 0, f32_bytes(kRows * kCols, 3))
+      .tensor("blk.0.ffn_down.bias", {kCols}, 0, f32_bytes(kCols, 4))
+      .tensor("blk.0.attn_norm.bias", {kCols}, 0, f32_bytes(kCols, 5));
+  TempDir dir;
+  g.write(dir / "model.gguf");
+  auto ws = WeightStore::open(dir / "model.gguf");
+  REQUIRE_MESSAGE(ws.ok(), ws.error().message);
+  for (const char* name : {"model.layers.0.mlp.c_fc.weight", "model.layers.0.mlp.c_fc.bias",
+                           "model.layers.0.mlp.c_proj.weight", "model.layers.0.mlp.c_proj.bias",
+                           "model.layers.0.input_layernorm.bias"}) {
+    CAPTURE(name);
+    CHECK(ws->find(name) != nullptr);
+  }
+  CHECK(ws->find("model.layers.0.mlp.up_proj.weight") == nullptr);
+  // No llama-style permutation: starcoder2 ropes with rotate_half in llama.cpp too.
+  const TensorView* tq = ws->find("model.layers.0.self_attn.q_proj.weight");
+  REQUIRE(tq != nullptr);
+  CHECK(std::memcmp(tq->data, q.data(), q.size()) == 0);
+}
