@@ -100,7 +100,10 @@ TEST_CASE("speculation: a draft model gives the tokens of plain greedy decoding"
     const JobMetrics& m = out.result.metrics;
     const DraftCounts& d = m.drafts[static_cast<int>(DraftSource::kModel)];
     CHECK(d.proposed > 0);
-    CHECK(d.accepted == d.proposed);  // the CPU backend is batch-invariant
+    // The CPU backend is batch-invariant: the draft's rounds give the
+    // target's tokens. (CUDA is not yet: issue "the decode step as one
+    // device program".)
+    if (test_device() == "cpu") CHECK(d.accepted == d.proposed);
     CHECK(m.draft_accepted == d.accepted);
     CHECK(e->stats().draft_rounds > 0);
     CHECK(e->stats().draft_error == "");
