@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 BUILD=${BUILD:-$ROOT/build-gpu}
 JOBS=${JOBS:-$(nproc)}
 MODEL=${1:-${GHOSTD_MODEL:-}}
-PHASES=" ${PHASES:-build tests ops bench} "   # run a subset: PHASES="build tests"
+PHASES=" ${PHASES:-build tests ops bench spec} "   # run a subset: PHASES="build tests"
 want() { [[ "$PHASES" == *" $1 "* ]]; }
 status=0
 step() { printf '\n==== %s (%s)\n' "$*" "$(date +%T)"; }
@@ -54,6 +54,7 @@ want build && {
   ninja -C "$BUILD" -j"$JOBS" ghostd_unit || fail "build ghostd_unit"
   ninja -C "$BUILD" -j"$JOBS" bench_gpu_ops || fail "build bench_gpu_ops"
   ninja -C "$BUILD" -j"$JOBS" bench_gpu_forward || fail "build bench_gpu_forward"
+  ninja -C "$BUILD" -j"$JOBS" ghostd || fail "build ghostd"
 } 2>&1 | tee "$OUT/build.log"
 want build && { grep -q '^FAILED' "$OUT/build.log" && status=1; }
 
@@ -104,6 +105,16 @@ want bench && {
   fi
 } 2>&1 | tee "$OUT/bench.log"
 want bench && grep -q '^FAILED' "$OUT/bench.log" && status=1
+
+# Speculation on CUDA with the bundled pair: each proposer against off, one
+# editor, greedy completions compared with the off run.
+want spec && {
+  step "bench/speculation.py on cuda (bundled pair)"
+  timeout 240 python3 bench/speculation.py --build "$BUILD" --device cuda --threads 1 \
+    --sessions edit_session,spec_rename,spec_similar_block --configs off,lookup,suffix,model,all \
+    || fail "speculation"
+} 2>&1 | tee "$OUT/spec.log"
+want spec && grep -q '^FAILED' "$OUT/spec.log" && status=1
 
 step "done: status $status" | tee -a "$OUT/env.log"
 exit $status

@@ -9,7 +9,7 @@ sum of the completions' engine total_ms, from the metrics log), the ratio to
 speculation off, the drafts proposed and accepted per proposer, and how many
 completions differ from the speculation-off run (greedy: must be 0).
 
-    bench/speculation.py [--build build] [--threads 1,0] [--configs off,lookup,...]
+    bench/speculation.py [--build build] [--device cpu] [--threads 1,0] [--configs off,lookup,...]
                          [--sessions edit_session,spec_rename,...] [--reps N]
 
 Configurations: off (--no-draft), lookup, suffix, model, typed (one proposer
@@ -39,14 +39,14 @@ CONFIGS = {
 SESSIONS = ["edit_session", "typing", "spec_rename", "spec_add_param", "spec_similar_block", "spec_retype_line"]
 
 
-def run(build, model, session, threads, extra, work):
+def run(build, model, session, threads, extra, work, device):
     metrics = os.path.join(work, "metrics.jsonl")
     dump = os.path.join(work, "dump.jsonl")
     cmd = [sys.executable, os.path.join(ROOT, "tests", "lsp", "ghostd_replay.py"),
            "--session", os.path.join(DEMO, session + ".jsonl"), "--timeout-ms", "120000",
            "--metrics-log", metrics, "--dump", dump, "--",
            os.path.join(build, "ghostd"), "serve", "--model", model, "--log-level", "warn",
-           "--threads", str(threads), "--deadline-ms", "60000"] + extra
+           "--threads", str(threads), "--deadline-ms", "60000", "--device", device] + extra
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit("replay failed: %s\n%s%s" % (" ".join(cmd), p.stdout[-2000:], p.stderr[-2000:]))
@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--sessions", default=",".join(SESSIONS))
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="the daemon's --device (cpu, cuda, ...)")
     a = ap.parse_args()
     configs = a.configs.split(",")
     if "off" not in configs:
@@ -86,10 +87,11 @@ def main():
                     for c in configs:  # interleaved: drift in machine load hits every configuration
                         print("  %s, threads %s, %s (%d/%d)..." % (session, threads or "all", c, rep + 1, a.reps),
                               file=sys.stderr, flush=True)
-                        results[c].append(run(a.build, a.model, session, threads, CONFIGS[c], work))
+                        results[c].append(run(a.build, a.model, session, threads, CONFIGS[c], work, a.device))
                 base = statistics.median(r["tok_s"] for r in results["off"])
                 ref_texts = results["off"][0]["texts"]
-                print("%s, %s thread(s), %d completions" % (session, threads or "all", results["off"][0]["requests"]))
+                print("%s, %s, %s thread(s), %d completions" % (session, a.device, threads or "all",
+                                                                 results["off"][0]["requests"]))
                 print("  %-7s %9s %7s %8s  %s" % ("config", "tok/s", "ratio", "differ", "drafts accepted/proposed"))
                 for c in configs:
                     tok_s = statistics.median(r["tok_s"] for r in results[c])
