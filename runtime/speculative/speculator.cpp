@@ -89,7 +89,7 @@ void Speculator::observe_mirror(double seconds) {
 
 bool Speculator::model_pays() const {
   if (!has_model_ || !options_.adaptive) return true;
-  if (model_verifies_ < 32 && mirrors_ < 200) return true;  // still on probation
+  if (model_verifies_ < 16 && mirrors_ < 64) return true;  // still on probation
   const double t1 = target_cost_.predict(1);
   if (!(t1 > 0)) return true;
   const double rate = 1.0 / t1;

@@ -94,8 +94,8 @@ class Speculator {
 
   // The draft model's mirror of a step (paid every step while it is loaded).
   void observe_mirror(double seconds);
-  // Whether the draft model still earns its keep: after a probation (32
-  // verifies of its drafts, or 200 steps), false when the tokens its best
+  // Whether the draft model still earns its keep: after a probation (16
+  // verifies of its drafts, or 64 steps), false when the tokens its best
   // draft length is expected to gain per step at batch 1 do not cover the
   // mirror's time. The engine then stops running it.
   bool model_pays() const;
