@@ -7,6 +7,7 @@
 //   bench_engine_concurrency --model PATH [--editors 1,4,16] [--tokens 32]
 //       [--source runtime/engine/scheduler.cpp] [--prompt 300] [--requests 8]
 //       [--threads N] [--device cpu|cuda] [--kv-mb 256] [--no-drafts]
+//       [--draft-model PATH] [--speculation lookup,suffix,model]
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -38,13 +40,15 @@ struct Args {
   std::string device = "cpu";
   size_t kv_mb = 256;
   bool drafts = true;
+  std::string draft_model;
+  bool lookup = true, suffix = true, use_model = true;
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "%s\nusage: bench_engine_concurrency --model PATH [--editors 1,4,16] [--tokens 32]\n"
                "  [--source FILE] [--prompt 300] [--requests 8] [--threads N] [--device cpu|cuda] [--kv-mb 256] "
-               "[--no-drafts]\n",
+               "[--no-drafts] [--draft-model PATH] [--speculation lookup,suffix,model]\n",
                msg);
   std::exit(2);
 }
@@ -79,6 +83,14 @@ Args parse(int argc, char** argv) {
       a.kv_mb = std::stoul(val());
     else if (k == "--no-drafts")
       a.drafts = false;
+    else if (k == "--draft-model")
+      a.draft_model = val();
+    else if (k == "--speculation") {
+      const std::string v = "," + val() + ",";
+      a.lookup = v.find(",lookup,") != std::string::npos;
+      a.suffix = v.find(",suffix,") != std::string::npos;
+      a.use_model = v.find(",model,") != std::string::npos;
+    }
     else
       usage(("unknown flag " + k).c_str());
   }
@@ -110,10 +122,14 @@ struct Editor {
   int max_batch = 0;
 };
 
-Figures run(const Args& a, Model& model, const std::vector<int32_t>& source, int editors) {
+Figures run(const Args& a, Model& model, Model* draft, const std::vector<int32_t>& source, int editors) {
   EngineOptions o;
   o.kv_memory_bytes = a.kv_mb << 20;
   o.speculate = a.drafts;
+  o.speculation.lookup = a.lookup;
+  o.speculation.suffix = a.suffix;
+  o.speculation.model = a.use_model;
+  o.draft_model = a.use_model ? draft : nullptr;
   o.prefix.retained_documents = std::max(4, editors);
   auto engine = Engine::create(model, o);
   if (!engine) usage(engine.error().message.c_str());
@@ -214,6 +230,13 @@ int main(int argc, char** argv) {
   auto backend = std::move(*made);
   auto loaded = load_model(a.model, *backend);
   if (!loaded) usage(loaded.error().message.c_str());
+  std::optional<LoadedModel> draft;
+  if (!a.draft_model.empty()) {
+    auto d = load_model(a.draft_model, *backend);
+    if (!d) usage(d.error().message.c_str());
+    draft.emplace(std::move(*d));
+  }
+  Model* draft_model = draft ? draft->model.get() : nullptr;
   std::ifstream in(a.source, std::ios::binary);
   if (!in) usage(("cannot read --source " + a.source).c_str());
   std::stringstream text;
@@ -230,8 +253,10 @@ int main(int argc, char** argv) {
               loaded->config.num_layers, backend->name().c_str(), a.source.c_str(), source.size());
   std::printf(
       "prompt %d tokens + 1-4 per keystroke, %d requests per editor, %d new tokens each, drafts "
-      "%s\n\n",
-      a.prompt, a.requests, a.tokens, a.drafts ? "on" : "off");
+      "%s%s%s%s%s\n\n",
+      a.prompt, a.requests, a.tokens, a.drafts ? "on:" : "off", a.drafts && a.lookup ? " lookup" : "",
+      a.drafts && a.suffix ? " suffix" : "", a.drafts && a.use_model && draft ? " model " : "",
+      a.drafts && a.use_model && draft ? a.draft_model.c_str() : "");
   std::printf(
       "ttft: all requests / keystrokes after each editor's first (cold) request; reuse: share of\n"
       "prompt tokens served from the prefix cache, all / keystrokes; accept: accepted drafts\n\n");
@@ -242,11 +267,11 @@ int main(int argc, char** argv) {
     // Warm-up (backend threads, workspace growth, page faults); not reported.
     Args warm = a;
     warm.requests = 2;
-    (void)run(warm, *loaded->model, source, 1);
+    (void)run(warm, *loaded->model, draft_model, source, 1);
   }
   std::vector<Figures> all;
   for (int e : a.editors) {
-    Figures f = run(a, *loaded->model, source, e);
+    Figures f = run(a, *loaded->model, draft_model, source, e);
     all.push_back(f);
     std::printf("%7d %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.1f %6.1f%% %6.1f%% %6.1f%% %5d\n",
                 f.editors, f.tpt_p50, f.tpt_p99, f.ttft_p50, f.ttft_p99, f.warm_ttft_p50,
