@@ -372,7 +372,6 @@ Status Engine::forward(std::span<const StepSequence> seqs, int row_base, int seq
       }
       row += n;
     }
-    (void)seq_base;
     return {};
   } catch (const std::exception& e) {
     return Error{std::string("forward threw: ") + e.what()};

@@ -154,7 +154,8 @@ class Engine : public EngineInterface {
   // Prepares and runs `seqs`, then downloads what sampling needs: the
   // device argmax of every row into ids_[row_base...] and, for the
   // sequences sampled on the host (non-greedy, token healing), their logits
-  // row into host_logits_ at (seq_base + i) * vocab.
+  // rows into host_logits_ at (row_base + row) * vocab. `seq_base`: the
+  // sequences already staged before these (the capacity check).
   Status forward(std::span<const StepSequence> seqs, int row_base, int seq_base);
   bool samples_on_host(const StepSequence& seq) const;
   std::vector<int32_t> sample(const StepSequence& seq, size_t index, Active& job, const int32_t* ids,

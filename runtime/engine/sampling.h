@@ -31,6 +31,10 @@ class Sampler {
   double uniform();
 
  private:
+  // Fills scratch_ with (weight, id) of the tokens that survive temperature,
+  // top-k and top-p, largest first; returns the weights' sum (0: none).
+  double survivors(std::span<const float> logits);
+
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> scratch_;
