@@ -138,6 +138,18 @@ class TimingBackend final : public Backend {
   void copy_kv_blocks(std::span<const KvLayerView> l, std::span<const KvBlockCopy> c, int bs, int kv_dim) override {
     timed("copy_kv_blocks", [&] { in_->copy_kv_blocks(l, c, bs, kv_dim); });
   }
+  void embedding_slice(const Weight& t, const int32_t* ids, int n, int64_t first, float* out) override {
+    timed("embedding_slice", [&] { in_->embedding_slice(t, ids, n, first, out); });
+  }
+  void copy_columns(const float* s, int64_t ss, int r, int64_t c, float* d, int64_t ds) override {
+    timed("copy_columns", [&] { in_->copy_columns(s, ss, r, c, d, ds); });
+  }
+  void all_reduce_sum(Communicator& comm, float* x, int64_t n) override {
+    timed("all_reduce", [&] { in_->all_reduce_sum(comm, x, n); });
+  }
+  void all_gather(Communicator& comm, const float* in, int64_t n, float* out) override {
+    timed("all_gather", [&] { in_->all_gather(comm, in, n, out); });
+  }
   Status reserve_workspace(int max_tokens, int max_cols, const AttentionShape& shape) override {
     return in_->reserve_workspace(max_tokens, max_cols, shape);
   }

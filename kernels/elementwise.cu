@@ -16,6 +16,16 @@ cudaError_t embedding(const void* table, runtime::DType dtype, const int32_t* id
   });
 }
 
+cudaError_t embedding_slice(const void* table, runtime::DType dtype, int64_t rows, const int32_t* ids, int n,
+                            int dim, int64_t first_id, float* out, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    embedding_slice_kernel<T><<<n, kThreads, 0, stream>>>(static_cast<const T*>(table), rows, ids, dim, first_id, out);
+    return cudaGetLastError();
+  });
+}
+
 cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out,
                      cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;

@@ -14,6 +14,10 @@ namespace ghostd::kernels {
 // out[i, :] = float(table[ids[i], :]); table: [*, dim] in `dtype`.
 cudaError_t embedding(const void* table, runtime::DType dtype, const int32_t* ids, int n, int dim,
                       float* out, cudaStream_t stream);
+// A vocabulary slice: out[i, :] = float(table[ids[i] - first_id, :]) when
+// 0 <= ids[i] - first_id < rows, else zeros.
+cudaError_t embedding_slice(const void* table, runtime::DType dtype, int64_t rows, const int32_t* ids, int n,
+                            int dim, int64_t first_id, float* out, cudaStream_t stream);
 // out = silu(gate) * up.
 cudaError_t silu_mul(const float* gate, const float* up, int64_t n, float* out,
                      cudaStream_t stream);
@@ -46,6 +50,15 @@ __global__ void embedding_kernel(const T* __restrict__ table, const int32_t* __r
   const T* src = table + row * dim;
   float* dst = out + static_cast<int64_t>(blockIdx.x) * dim;
   for (int c = threadIdx.x; c < dim; c += blockDim.x) dst[c] = to_float(src[c]);
+}
+
+template <class T>
+__global__ void embedding_slice_kernel(const T* __restrict__ table, int64_t rows, const int32_t* __restrict__ ids,
+                                       int dim, int64_t first_id, float* __restrict__ out) {
+  const int64_t row = static_cast<int64_t>(ids[blockIdx.x]) - first_id;
+  float* dst = out + static_cast<int64_t>(blockIdx.x) * dim;
+  const bool mine = row >= 0 && row < rows;
+  for (int c = threadIdx.x; c < dim; c += blockDim.x) dst[c] = mine ? to_float(table[row * dim + c]) : 0.0f;
 }
 
 template <class T>

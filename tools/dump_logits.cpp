@@ -1,7 +1,8 @@
 // ghostd_logits: prefill + greedy decode on a model, writing every logits row
 // for comparison with the PyTorch reference (tests/reference). With --batch B
 // it also decodes B-1 other sequences in the same steps and checks that
-// sequence 0's logits are bit-identical to a run alone.
+// sequence 0's logits are bit-identical to a run alone. With
+// --tensor-parallel N the model runs sharded over N CPU ranks.
 //
 // Output (--out): "GLOG", int32 n_fed, int32 vocab, int32 tokens[n_fed],
 // float32 logits[n_fed][vocab]; row i = logits after tokens[0..i].
@@ -17,6 +18,7 @@
 #include "runtime/core/log.h"
 #include "runtime/model/model_loader.h"
 #include "runtime/engine/sampling.h"
+#include "runtime/parallel/device_group.h"
 
 using namespace ghostd::runtime;
 
@@ -24,13 +26,13 @@ namespace {
 
 struct Args {
   std::string model, out, tokens;
-  int steps = 8, batch = 1, threads = 0;
+  int steps = 8, batch = 1, threads = 0, tensor_parallel = 1;
 };
 
 int usage() {
   std::fprintf(stderr,
                "usage: ghostd_logits --model PATH --tokens \"1 2 3\" [--steps K] [--batch B] "
-               "[--threads N] --out FILE\n");
+               "[--threads N] [--tensor-parallel N] --out FILE\n");
   return 2;
 }
 
@@ -43,7 +45,7 @@ Status run(Model& model, const std::vector<std::vector<int32_t>>& prompts, int s
   size_t longest = 0;
   for (auto& p : prompts) longest = std::max(longest, p.size());
   const int blocks_per_seq = static_cast<int>((longest + steps + bs - 1) / bs);
-  auto kv = KvStorage::create(model.backend(), c, blocks_per_seq * static_cast<int>(prompts.size()), bs);
+  auto kv = KvStorage::create(model, blocks_per_seq * static_cast<int>(prompts.size()), bs);
   if (!kv) return kv.error();
   const size_t n = prompts.size();
   std::vector<std::vector<int32_t>> tables(n);
@@ -97,16 +99,25 @@ int main(int argc, char** argv) {
     else if (k == "--steps") a.steps = std::atoi(val().c_str());
     else if (k == "--batch") a.batch = std::atoi(val().c_str());
     else if (k == "--threads") a.threads = std::atoi(val().c_str());
+    else if (k == "--tensor-parallel") a.tensor_parallel = std::atoi(val().c_str());
     else return usage();
   }
-  if (a.model.empty() || a.out.empty() || a.tokens.empty() || a.steps < 0 || a.batch < 1) return usage();
+  if (a.model.empty() || a.out.empty() || a.tokens.empty() || a.steps < 0 || a.batch < 1 || a.tensor_parallel < 1)
+    return usage();
   std::vector<int32_t> prompt;
   std::istringstream ts(a.tokens);
   for (int32_t t; ts >> t;) prompt.push_back(t);
   if (prompt.empty()) return usage();
 
-  auto backend = make_cpu_backend({.threads = a.threads});
-  auto loaded = load_model(a.model, *backend, /*need_tokenizer=*/false);
+  auto group = make_device_group(std::vector<std::string>(static_cast<size_t>(a.tensor_parallel), "cpu"),
+                                 {.cpu_threads = a.threads});
+  if (!group) {
+    std::fprintf(stderr, "ghostd_logits: %s\n", group.error().message.c_str());
+    return 1;
+  }
+  const auto backends = group->backend_list();
+  const auto comms = group->comm_list();
+  auto loaded = load_model(a.model, backends, comms, /*need_tokenizer=*/false);
   if (!loaded) {
     std::fprintf(stderr, "ghostd_logits: %s\n", loaded.error().message.c_str());
     return 1;

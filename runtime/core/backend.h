@@ -20,6 +20,8 @@
 
 namespace ghostd::runtime {
 
+class Communicator;  // runtime/parallel/communicator.h
+
 // A weight in backend memory: a matrix [rows, cols] (PyTorch Linear layout,
 // out_features x in_features) or a vector (rows == 1), in its stored dtype.
 struct Weight {
@@ -197,6 +199,22 @@ class Backend {
   // later one. `copies` is host memory.
   virtual void copy_kv_blocks(std::span<const KvLayerView> layers, std::span<const KvBlockCopy> copies,
                               int block_size, int kv_dim) = 0;
+
+  // Tensor parallelism (runtime/parallel). A vocabulary slice of the
+  // embedding: out[i, :] = table[ids[i] - first_id, :] where that row is in
+  // the slice, else zeros, so the ranks' rows sum to the full lookup.
+  virtual void embedding_slice(const Weight& table, const int32_t* ids, int n, int64_t first_id,
+                               float* out) = 0;
+  // dst[r * dst_stride + c] = src[r * src_stride + c] for c < cols: a block
+  // of columns (a rank's logits into the full rows).
+  virtual void copy_columns(const float* src, int64_t src_stride, int rows, int64_t cols, float* dst,
+                            int64_t dst_stride) = 0;
+  // Collectives of `comm`, queued in order with the other ops (a captured
+  // step holds them). A failed collective (a rank gone, a timeout) is
+  // reported by synchronize() and makes the backend fatal: the group cannot
+  // run another step.
+  virtual void all_reduce_sum(Communicator& comm, float* x, int64_t n) = 0;
+  virtual void all_gather(Communicator& comm, const float* in, int64_t n, float* out) = 0;
 
   // Step capture (CUDA graphs). Ops queued between begin_capture() and
   // end_capture() are recorded instead of run; replay(id) runs them again

@@ -12,6 +12,7 @@
 #include "runtime/core/backend.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/thread_pool.h"
+#include "runtime/parallel/communicator.h"
 
 namespace ghostd::runtime {
 
@@ -37,7 +38,11 @@ class CpuBackend : public Backend {
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
-  Status synchronize() override { return {}; }
+  Status synchronize() override {
+    if (!fatal_.empty()) return Error{fatal_};
+    return {};
+  }
+  std::string fatal_error() const override { return fatal_; }
   size_t free_memory() const override { return 0; }
 
   Result<Weight> load_weight(const TensorView& t) override {
@@ -76,6 +81,37 @@ class CpuBackend : public Backend {
         unit_row(row, dst);
       }
     });
+  }
+
+  void embedding_slice(const Weight& table, const int32_t* ids, int n, int64_t first_id, float* out) override {
+    const int64_t dim = table.cols;
+    pool_.parallel_for(n, row_grain(dim), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float* dst = out + i * dim;
+        std::fill(dst, dst + dim, 0.0f);
+        const int64_t r = static_cast<int64_t>(ids[i]) - first_id;
+        if (r < 0 || r >= table.rows) continue;
+        Weight row = table;
+        row.rows = 1;
+        row.data = row_address(table, r);
+        unit_row(row, dst);
+      }
+    });
+  }
+
+  void copy_columns(const float* src, int64_t src_stride, int rows, int64_t cols, float* dst,
+                    int64_t dst_stride) override {
+    pool_.parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) std::memcpy(dst + r * dst_stride, src + r * src_stride, cols * sizeof(float));
+    });
+  }
+
+  // Collectives run when called (the ranks' threads meet in them).
+  void all_reduce_sum(Communicator& comm, float* x, int64_t n) override {
+    if (fatal_.empty()) note(comm.all_reduce_sum(x, static_cast<size_t>(n), nullptr));
+  }
+  void all_gather(Communicator& comm, const float* in, int64_t n, float* out) override {
+    if (fatal_.empty()) note(comm.all_gather(in, static_cast<size_t>(n), out, nullptr));
   }
 
   void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps, float* out) override {
@@ -337,7 +373,16 @@ class CpuBackend : public Backend {
   // Converts a one-row weight to float.
   void unit_row(const Weight& w, float* dst) { dequantize_row(w.dtype, w.data, dst, w.cols); }
 
+  // A failed collective leaves the group unusable: the backend is fatal.
+  void note(const Status& st) {
+    if (!st.ok() && fatal_.empty()) {
+      fatal_ = "cpu backend: " + st.message();
+      spdlog::error("{}", fatal_);
+    }
+  }
+
   cpu::ThreadPool pool_;
+  std::string fatal_;
   std::vector<float> norm_weight_, norm_bias_, bias_;  // converted one-row weights (engine thread)
   cpu::Kernels kernels_;
 };
@@ -429,6 +474,19 @@ class CapturingCpuBackend final : public CpuBackend {
   }
   void argmax_rows(const float* x, int rows, int cols, int32_t* out) override {
     run([=, this] { CpuBackend::argmax_rows(x, rows, cols, out); });
+  }
+  void embedding_slice(const Weight& t, const int32_t* ids, int n, int64_t first_id, float* out) override {
+    run([=, this] { CpuBackend::embedding_slice(t, ids, n, first_id, out); });
+  }
+  void copy_columns(const float* src, int64_t src_stride, int rows, int64_t cols, float* dst,
+                    int64_t dst_stride) override {
+    run([=, this] { CpuBackend::copy_columns(src, src_stride, rows, cols, dst, dst_stride); });
+  }
+  void all_reduce_sum(Communicator& comm, float* x, int64_t n) override {
+    run([=, this, &comm] { CpuBackend::all_reduce_sum(comm, x, n); });
+  }
+  void all_gather(Communicator& comm, const float* in, int64_t n, float* out) override {
+    run([=, this, &comm] { CpuBackend::all_gather(comm, in, n, out); });
   }
 
  private:

@@ -1,4 +1,5 @@
 #include "runtime/cuda/cuda_backend.h"
+#include "runtime/parallel/communicator.h"
 
 #include <spdlog/spdlog.h>
 
@@ -240,6 +241,32 @@ class CudaBackend final : public Backend {
     check(kernels::embedding(table.data, table.dtype, ids, n, static_cast<int>(table.cols), out,
                              stream_.get()),
           "embedding");
+  }
+
+  void embedding_slice(const Weight& table, const int32_t* ids, int n, int64_t first_id, float* out) override {
+    check(kernels::embedding_slice(table.data, table.dtype, table.rows, ids, n, static_cast<int>(table.cols), first_id,
+                                   out, stream_.get()),
+          "embedding_slice");
+  }
+
+  void copy_columns(const float* src, int64_t src_stride, int rows, int64_t cols, float* dst,
+                    int64_t dst_stride) override {
+    if (rows <= 0 || cols <= 0) return;
+    cudaSetDevice(device_);
+    check(cudaMemcpy2DAsync(dst, static_cast<size_t>(dst_stride) * sizeof(float), src,
+                            static_cast<size_t>(src_stride) * sizeof(float), static_cast<size_t>(cols) * sizeof(float),
+                            static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, stream_.get()),
+          "copy_columns");
+  }
+
+  // NCCL queues the collective on this stream (and is captured with it).
+  void all_reduce_sum(Communicator& comm, float* x, int64_t n) override {
+    cudaSetDevice(device_);
+    collective(comm.all_reduce_sum(x, static_cast<size_t>(n), stream_.get()));
+  }
+  void all_gather(Communicator& comm, const float* in, int64_t n, float* out) override {
+    cudaSetDevice(device_);
+    collective(comm.all_gather(in, static_cast<size_t>(n), out, stream_.get()));
   }
 
   void rms_norm(const float* x, const Weight& w, int rows, int dim, float eps,
@@ -492,6 +519,16 @@ class CudaBackend final : public Backend {
       spdlog::error("{}", fatal_);
     }
     return false;
+  }
+
+  // A failed collective leaves the group unusable: fatal, like a sticky error.
+  void collective(const Status& st) {
+    if (st.ok()) return;
+    fail(st.message());
+    if (fatal_.empty()) {
+      fatal_ = "cuda backend " + name_ + ": " + st.message();
+      spdlog::error("{}", fatal_);
+    }
   }
 
   static bool is_sticky(cudaError_t e) {

@@ -71,7 +71,7 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
     if (!draft->try_attach()) return Error{"engine: the draft model is driven by another engine"};
     detach_draft.m = draft;
   }
-  Backend& backend = model.backend();
+  Backend& backend = model.backend();  // rank 0's under tensor parallelism
   // Workspaces first, for the largest step the scheduler can plan; the KV
   // budget is what the device has left after them.
   const ModelConfig& mc = model.config();
@@ -101,7 +101,7 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   }
   size_t budget = options.kv_memory_bytes;
   if (budget == 0) {
-    const size_t free = backend.free_memory();
+    const size_t free = model.free_memory();  // the least over the ranks' devices
     if (free == 0) {
       budget = kDefaultCpuKvBytes;
     } else {
@@ -115,9 +115,11 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
       budget = free - margin;
     }
   }
-  // A block id holds both models' KV: the budget pays for both.
-  size_t per_block = KvStorage::bytes_per_block(model.config(), options.block_size);
-  if (draft != nullptr) per_block += KvStorage::bytes_per_block(draft->config(), options.block_size);
+  // A block id holds both models' KV: the budget pays for both. Under
+  // tensor parallelism it is each device's budget (a rank holds its own KV
+  // heads; the draft runs on rank 0's device).
+  size_t per_block = model.kv_bytes_per_block(options.block_size);
+  if (draft != nullptr) per_block += draft->kv_bytes_per_block(options.block_size);
   const int num_blocks = BlockPool::blocks_for_budget(budget, per_block);
   if (num_blocks <= 0) {
     return Error{"engine: a KV budget of " + std::to_string(budget) +
@@ -126,11 +128,11 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, EngineOptions optio
   }
   const bool graphs = options.step_graphs > 0 || (options.step_graphs < 0 && backend.capture_pays());
   // The scratch block takes padding rows of captured steps.
-  auto kv = KvStorage::create(backend, model.config(), num_blocks, options.block_size, /*scratch_block=*/graphs);
+  auto kv = KvStorage::create(model, num_blocks, options.block_size, /*scratch_block=*/graphs);
   if (!kv) return Error{"engine: " + kv.error().message};
   std::optional<KvStorage> draft_kv;
   if (draft != nullptr) {
-    auto dkv = KvStorage::create(backend, draft->config(), num_blocks, options.block_size, graphs);
+    auto dkv = KvStorage::create(*draft, num_blocks, options.block_size, graphs);
     if (!dkv) return Error{"engine: draft model: " + dkv.error().message};
     draft_kv = std::move(*dkv);
     draft->set_step_graphs(graphs);
@@ -157,10 +159,6 @@ Engine::Engine(Model& model, EngineOptions options, int num_blocks, KvStorage kv
   inputs_.reserve(static_cast<size_t>(max_seqs));
   draft_inputs_.reserve(static_cast<size_t>(max_seqs));
   draft_ids_.assign(static_cast<size_t>(max_seqs), 0);
-  for (int l = 0; l < model_.config().num_layers; ++l) kv_layers_.push_back(kv_.layer(l));
-  if (draft_kv_) {
-    for (int l = 0; l < draft_->config().num_layers; ++l) draft_kv_layers_.push_back(draft_kv_->layer(l));
-  }
   copies_.reserve(static_cast<size_t>(max_seqs) * 2);
   ids_.assign(static_cast<size_t>(max_logit_rows), 0);
   heal_scratch_.reserve(static_cast<size_t>(model_.config().vocab_size));
@@ -443,10 +441,8 @@ void Engine::step() {
   if (!plan.copies.empty()) {
     copies_.clear();
     for (const BlockCopy& c : plan.copies) copies_.push_back({c.src, c.dst});
-    model_.backend().copy_kv_blocks(kv_layers_, copies_, kv_.block_size(), kv_.kv_dim());
-    if (draft_kv_) {
-      model_.backend().copy_kv_blocks(draft_kv_layers_, copies_, draft_kv_->block_size(), draft_kv_->kv_dim());
-    }
+    model_.copy_kv_blocks(kv_, copies_);
+    if (draft_kv_) draft_->copy_kv_blocks(*draft_kv_, copies_);
   }
   draft_rounds(plan);
 
@@ -455,7 +451,7 @@ void Engine::step() {
   if (!st.ok()) {
     // A sticky device error: retrying would fail every job one by one, and
     // every later step too. End them all with the reason, once.
-    if (std::string fatal = model_.backend().fatal_error(); !fatal.empty()) {
+    if (std::string fatal = model_.fatal_error(); !fatal.empty()) {
       enter_fatal(fatal);
       publish_stats();
       return;

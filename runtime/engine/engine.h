@@ -174,12 +174,10 @@ class Engine : public EngineInterface {
   Scheduler scheduler_;
   KvStorage kv_;
   std::optional<KvStorage> draft_kv_;
-  std::vector<KvLayerView> draft_kv_layers_;
   std::map<JobId, Active> active_;
   std::vector<float> heal_scratch_;  // masked logits row for token healing
   // Step staging, sized at create for the largest step (no allocation per step).
   std::vector<SequenceInput> inputs_;
-  std::vector<KvLayerView> kv_layers_;
   std::vector<KvBlockCopy> copies_;
   std::vector<int32_t> ids_;                 // argmax of each logits row
   // Logits rows sampled on the host, by row of the step; grows to the most

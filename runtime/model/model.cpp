@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include <spdlog/spdlog.h>
+
+#include "runtime/parallel/communicator.h"
 
 namespace ghostd::runtime {
 
@@ -15,20 +18,12 @@ size_t KvStorage::bytes_per_block(const ModelConfig& c, int block_size) {
          sizeof(float);
 }
 
-Result<KvStorage> KvStorage::create(Backend& backend, const ModelConfig& c, int num_blocks,
-                                    int block_size, bool scratch_block) {
-  if (num_blocks <= 0 || block_size <= 0)
-    return Error{"kv cache: need at least one block of at least one slot"};
-  static std::atomic<uint64_t> next_id{1};
-  KvStorage kv;
-  kv.id_ = next_id++;
-  kv.num_blocks_ = num_blocks;
-  kv.scratch_block_ = scratch_block ? num_blocks : -1;
-  kv.block_size_ = block_size;
-  kv.kv_dim_ = c.num_kv_heads * c.head_dim;
-  const size_t allocated = static_cast<size_t>(num_blocks) + (scratch_block ? 1 : 0);
-  const size_t bytes = allocated * block_size * kv.kv_dim_ * sizeof(float);
-  for (int l = 0; l < c.num_layers; ++l) {
+Status KvStorage::add_part(KvStorage& kv, Backend& backend, int layers, int kv_dim) {
+  Part part;
+  part.kv_dim = kv_dim;
+  const size_t allocated = static_cast<size_t>(kv.num_blocks_) + (kv.scratch_block_ >= 0 ? 1 : 0);
+  const size_t bytes = allocated * kv.block_size_ * kv_dim * sizeof(float);
+  for (int l = 0; l < layers; ++l) {
     auto k = backend.alloc(bytes);
     if (!k) return Error{"kv cache: " + k.error().message};
     auto v = backend.alloc(bytes);
@@ -37,103 +32,310 @@ Result<KvStorage> KvStorage::create(Backend& backend, const ModelConfig& c, int 
     // deterministic rather than garbage.
     backend.fill_zero(k->get(), bytes);
     backend.fill_zero(v->get(), bytes);
-    kv.k_.push_back(std::move(*k));
-    kv.v_.push_back(std::move(*v));
+    part.views.push_back({k->as<float>(), v->as<float>()});
+    part.k.push_back(std::move(*k));
+    part.v.push_back(std::move(*v));
   }
-  return kv;
+  kv.parts_.push_back(std::move(part));
+  return {};
 }
 
 namespace {
 
-Result<Weight> bind(const WeightStore& ws, Backend& backend, const std::string& name,
-                    std::vector<int64_t> shape) {
-  auto t = ws.require(name, std::move(shape));
-  if (!t) return t.error();
-  return backend.load_weight(**t);
+Result<KvStorage> check_kv_shape(int num_blocks, int block_size) {
+  if (num_blocks <= 0 || block_size <= 0) return Error{"kv cache: need at least one block of at least one slot"};
+  return KvStorage{};
+}
+
+std::atomic<uint64_t> next_kv_id{1};
+
+}  // namespace
+
+Result<KvStorage> KvStorage::create(Backend& backend, const ModelConfig& c, int num_blocks, int block_size,
+                                    bool scratch_block) {
+  auto kv = check_kv_shape(num_blocks, block_size);
+  if (!kv) return kv;
+  kv->id_ = next_kv_id++;
+  kv->num_blocks_ = num_blocks;
+  kv->scratch_block_ = scratch_block ? num_blocks : -1;
+  kv->block_size_ = block_size;
+  GHOSTD_TRY_STATUS(add_part(*kv, backend, c.num_layers, c.num_kv_heads * c.head_dim));
+  return kv;
+}
+
+Result<KvStorage> KvStorage::create(const Model& model, int num_blocks, int block_size, bool scratch_block) {
+  auto kv = check_kv_shape(num_blocks, block_size);
+  if (!kv) return kv;
+  kv->id_ = next_kv_id++;
+  kv->num_blocks_ = num_blocks;
+  kv->scratch_block_ = scratch_block ? num_blocks : -1;
+  kv->block_size_ = block_size;
+  for (int r = 0; r < model.ranks(); ++r) {
+    Status st = add_part(*kv, model.backend(r), model.config().num_layers,
+                         model.shard(r).kv_heads * model.config().head_dim);
+    if (!st.ok()) {
+      if (model.ranks() == 1) return st.error();
+      return Error{"rank " + std::to_string(r) + ": " + st.message()};
+    }
+  }
+  return kv;
+}
+
+Result<Shard> plan_shard(const ModelConfig& c, int rank, int n) {
+  if (n < 1 || rank < 0 || rank >= n) return Error{"tensor parallel: rank " + std::to_string(rank) + " of " + std::to_string(n)};
+  Shard s;
+  s.rank = rank;
+  s.ranks = n;
+  const std::string tp = std::to_string(n);
+  if (c.num_heads % n != 0)
+    return Error{"tensor parallel: " + std::to_string(c.num_heads) + " attention heads do not split over " + tp +
+                 " ranks; pick a --tensor-parallel that divides " + std::to_string(c.num_heads)};
+  s.heads = c.num_heads / n;
+  s.head0 = rank * s.heads;
+  if (c.num_kv_heads >= n) {
+    if (c.num_kv_heads % n != 0)
+      return Error{"tensor parallel: " + std::to_string(c.num_kv_heads) + " KV heads do not split over " + tp +
+                   " ranks; pick a --tensor-parallel that divides " + std::to_string(c.num_kv_heads)};
+    s.kv_heads = c.num_kv_heads / n;
+    s.kv_head0 = rank * s.kv_heads;
+  } else {
+    // Fewer KV heads than ranks: each KV head is replicated on the ranks
+    // whose query heads read it.
+    if (n % c.num_kv_heads != 0)
+      return Error{"tensor parallel: " + tp + " ranks cannot share " + std::to_string(c.num_kv_heads) +
+                   " KV heads evenly; pick a --tensor-parallel that " + std::to_string(c.num_kv_heads) + " divides"};
+    s.kv_heads = 1;
+    s.kv_head0 = rank / (n / c.num_kv_heads);
+  }
+  if (c.intermediate_size % n != 0)
+    return Error{"tensor parallel: the MLP's " + std::to_string(c.intermediate_size) + " columns do not split over " +
+                 tp + " ranks; pick a --tensor-parallel that divides " + std::to_string(c.intermediate_size)};
+  s.inter = c.intermediate_size / n;
+  s.inter0 = rank * s.inter;
+  s.vocab_stride = (c.vocab_size + n - 1) / n;
+  s.vocab0 = std::min<int64_t>(c.vocab_size, rank * s.vocab_stride);
+  s.vocab = std::min<int64_t>(c.vocab_size, s.vocab0 + s.vocab_stride) - s.vocab0;
+  if (s.vocab <= 0)
+    return Error{"tensor parallel: a vocabulary of " + std::to_string(c.vocab_size) + " tokens leaves rank " +
+                 std::to_string(rank) + " of " + tp + " none"};
+  return s;
+}
+
+namespace {
+
+// A rank's slice of a tensor: rows [r0, r0 + rows) and columns [c0, c0 +
+// cols) of a [R, C] matrix (a vector is one row). Row slices are views into
+// the file; a column slice is copied row by row into `owned`, so only its
+// bytes are read. Block-quantized rows split on block boundaries only.
+Result<TensorView> slice(const TensorView& t, int64_t r0, int64_t rows, int64_t c0, int64_t cols,
+                         std::vector<std::unique_ptr<std::byte[]>>& owned, std::vector<WeightRead>& reads) {
+  const int64_t R = t.shape.size() == 2 ? t.shape[0] : 1, C = t.shape.back();
+  const bool vector = t.shape.size() == 1;
+  if (r0 == 0 && rows == R && c0 == 0 && cols == C) {
+    reads.push_back({t.data, t.nbytes});
+    return t;
+  }
+  const int64_t block = dtype_block_elems(t.dtype);
+  if (c0 % block != 0 || cols % block != 0)
+    return Error{"tensor " + t.name + ": its " + dtype_name(t.dtype) + " blocks of " + std::to_string(block) +
+                 " values cannot be split at column " + std::to_string(c0) + " for tensor parallelism; pick a "
+                 "smaller --tensor-parallel or an unquantized file"};
+  const size_t row_bytes = dtype_bytes(t.dtype, C);
+  TensorView v;
+  v.name = t.name;
+  v.dtype = t.dtype;
+  v.shape = vector ? std::vector<int64_t>{vector ? cols : rows} : std::vector<int64_t>{rows, cols};
+  if (vector) {
+    v.data = t.data + dtype_bytes(t.dtype, c0);
+    v.nbytes = dtype_bytes(t.dtype, cols);
+    reads.push_back({v.data, v.nbytes});
+    return v;
+  }
+  if (cols == C) {
+    v.data = t.data + row_bytes * static_cast<size_t>(r0);
+    v.nbytes = row_bytes * static_cast<size_t>(rows);
+    reads.push_back({v.data, v.nbytes});
+    return v;
+  }
+  const size_t seg = dtype_bytes(t.dtype, cols), off = dtype_bytes(t.dtype, c0);
+  auto buf = std::make_unique<std::byte[]>(seg * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* src = t.data + row_bytes * static_cast<size_t>(r0 + r) + off;
+    std::memcpy(buf.get() + seg * static_cast<size_t>(r), src, seg);
+    reads.push_back({src, seg});
+  }
+  v.data = buf.get();
+  v.nbytes = seg * static_cast<size_t>(rows);
+  owned.push_back(std::move(buf));
+  return v;
 }
 
 }  // namespace
 
+Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightStore& ws, Backend& backend) {
+  Backend* one[] = {&backend};
+  return create(c, ws, one, {});
+}
+
 Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightStore& ws,
-                                             Backend& backend) {
+                                             std::span<Backend* const> backends,
+                                             std::span<Communicator* const> comms) {
   if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
     return Error{"model config: num_attention_heads must be a multiple of num_key_value_heads"};
   if (c.head_dim % 2 != 0) return Error{"model config: head_dim must be even for RoPE"};
   if (c.head_dim > 512) return Error{"model config: head_dim " + std::to_string(c.head_dim) + " is above the supported 512"};
-  std::unique_ptr<Model> m(new Model(c, backend));
-  const int64_t H = c.hidden_size, V = c.vocab_size, I = c.intermediate_size;
-  const int64_t QD = static_cast<int64_t>(c.num_heads) * c.head_dim;
-  const int64_t KD = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  const int n = static_cast<int>(backends.size());
+  if (n < 1) return Error{"model: no backend"};
+  if ((n > 1 || !comms.empty()) && comms.size() != backends.size())
+    return Error{"model: " + std::to_string(n) + " ranks need as many communicators, got " +
+                 std::to_string(comms.size())};
+  std::unique_ptr<Model> m(new Model(c));
+  for (int r = 0; r < n; ++r) {
+    auto rank = std::make_unique<Rank>(*backends[static_cast<size_t>(r)]);
+    if (!comms.empty()) {  // one rank with a communicator runs the sharded path too
+      rank->comm = comms[static_cast<size_t>(r)];
+      if (rank->comm == nullptr || rank->comm->size() != n || rank->comm->rank() != r)
+        return Error{"model: communicator " + std::to_string(r) + " is not rank " + std::to_string(r) + " of " +
+                     std::to_string(n)};
+    }
+    auto shard = plan_shard(c, r, n);
+    if (!shard) return shard.error();
+    rank->shard = *shard;
+    Status st = m->bind_rank(*rank, ws);
+    if (!st.ok()) return n == 1 ? st.error() : Error{"rank " + std::to_string(r) + ": " + st.message()};
+    m->ranks_.push_back(std::move(rank));
+  }
+  if (n > 1) m->threads_ = std::make_unique<RankThreads>(n);
+  return m;
+}
 
-#define GHOSTD_BIND(dst, name, ...)                       \
-  do {                                                    \
-    auto w_ = bind(ws, backend, name, {__VA_ARGS__});     \
-    if (!w_) return w_.error();                           \
-    dst = *w_;                                            \
-  } while (0)
+Status Model::bind_rank(Rank& rk, const WeightStore& ws) {
+  const ModelConfig& c = config_;
+  Backend& backend = rk.backend;
+  const Shard& sh = rk.shard;
+  const int64_t H = c.hidden_size, V = c.vocab_size, I = c.intermediate_size, hd = c.head_dim;
+  const int64_t QD = static_cast<int64_t>(c.num_heads) * hd;
+  const int64_t KD = static_cast<int64_t>(c.num_kv_heads) * hd;
+  // Local extents: query rows, KV rows, MLP columns, vocabulary rows.
+  const int64_t q0 = sh.head0 * hd, qn = sh.heads * hd, k0 = sh.kv_head0 * hd, kn = sh.kv_heads * hd;
+  const int64_t i0 = sh.inter0, in = sh.inter, v0 = sh.vocab0, vn = sh.vocab;
+  const bool lead = sh.rank == 0;  // adds the biases of row-parallel layers (once, before the sum)
 
-#define GHOSTD_BIND_NORM(dst, name)       \
-  do {                                    \
-    auto w_ = m->bind_norm(ws, name);     \
-    if (!w_) return w_.error();           \
-    dst = *w_;                            \
-  } while (0)
+  // bind(name, full shape, rows [r0, r0 + rows), columns [c0, c0 + cols)).
+  auto bind = [&](Weight& dst, const std::string& name, std::vector<int64_t> shape, int64_t r0, int64_t rows,
+                  int64_t c0, int64_t cols) -> Status {
+    auto t = ws.require(name, std::move(shape));
+    if (!t) return t.error();
+    auto v = slice(**t, r0, rows, c0, cols, host_slices_, rk.reads);
+    if (!v) return v.error();
+    auto w = backend.load_weight(*v);
+    if (!w) return w.error();
+    dst = *w;
+    return {};
+  };
+  auto rows_of = [&](Weight& dst, const std::string& name, int64_t R, int64_t C, int64_t r0, int64_t rows) {
+    return bind(dst, name, {R, C}, r0, rows, 0, C);
+  };
+  auto cols_of = [&](Weight& dst, const std::string& name, int64_t R, int64_t C, int64_t c0, int64_t cols) {
+    return bind(dst, name, {R, C}, 0, R, c0, cols);
+  };
+  auto vec = [&](Weight& dst, const std::string& name, int64_t N, int64_t b, int64_t len) {
+    return bind(dst, name, {N}, 0, 1, b, len);
+  };
+  auto norm = [&](Weight& dst, const std::string& name) -> Status {
+    auto w = bind_norm(rk, ws, name);
+    if (!w) return w.error();
+    dst = *w;
+    return {};
+  };
 
   const bool layer_norm = c.norm == NormType::kLayer;
-  GHOSTD_BIND(m->embed_, "model.embed_tokens.weight", V, H);
-  GHOSTD_BIND_NORM(m->final_norm_, "model.norm.weight");
-  if (layer_norm) GHOSTD_BIND(m->final_norm_bias_, "model.norm.bias", H);
+  GHOSTD_TRY_STATUS(rows_of(rk.embed, "model.embed_tokens.weight", V, H, v0, vn));
+  GHOSTD_TRY_STATUS(norm(rk.final_norm, "model.norm.weight"));
+  if (layer_norm) GHOSTD_TRY_STATUS(vec(rk.final_norm_bias, "model.norm.bias", H, 0, H));
   if (c.tie_word_embeddings && !ws.find("lm_head.weight")) {
-    m->lm_head_ = m->embed_;
+    rk.lm_head = rk.embed;
   } else {
-    GHOSTD_BIND(m->lm_head_, "lm_head.weight", V, H);
+    GHOSTD_TRY_STATUS(rows_of(rk.lm_head, "lm_head.weight", V, H, v0, vn));
   }
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     Layer L;
-    GHOSTD_BIND_NORM(L.attn_norm, p + "input_layernorm.weight");
-    if (layer_norm) GHOSTD_BIND(L.attn_norm_bias, p + "input_layernorm.bias", H);
-    GHOSTD_BIND(L.q, p + "self_attn.q_proj.weight", QD, H);
-    GHOSTD_BIND(L.k, p + "self_attn.k_proj.weight", KD, H);
-    GHOSTD_BIND(L.v, p + "self_attn.v_proj.weight", KD, H);
-    GHOSTD_BIND(L.o, p + "self_attn.o_proj.weight", H, QD);
+    GHOSTD_TRY_STATUS(norm(L.attn_norm, p + "input_layernorm.weight"));
+    if (layer_norm) GHOSTD_TRY_STATUS(vec(L.attn_norm_bias, p + "input_layernorm.bias", H, 0, H));
+    GHOSTD_TRY_STATUS(rows_of(L.q, p + "self_attn.q_proj.weight", QD, H, q0, qn));
+    GHOSTD_TRY_STATUS(rows_of(L.k, p + "self_attn.k_proj.weight", KD, H, k0, kn));
+    GHOSTD_TRY_STATUS(rows_of(L.v, p + "self_attn.v_proj.weight", KD, H, k0, kn));
+    GHOSTD_TRY_STATUS(cols_of(L.o, p + "self_attn.o_proj.weight", H, QD, q0, qn));
     if (c.attention_bias) {
-      GHOSTD_BIND(L.q_bias, p + "self_attn.q_proj.bias", QD);
-      GHOSTD_BIND(L.k_bias, p + "self_attn.k_proj.bias", KD);
-      GHOSTD_BIND(L.v_bias, p + "self_attn.v_proj.bias", KD);
+      GHOSTD_TRY_STATUS(vec(L.q_bias, p + "self_attn.q_proj.bias", QD, q0, qn));
+      GHOSTD_TRY_STATUS(vec(L.k_bias, p + "self_attn.k_proj.bias", KD, k0, kn));
+      GHOSTD_TRY_STATUS(vec(L.v_bias, p + "self_attn.v_proj.bias", KD, k0, kn));
     }
-    if (c.dense_bias) GHOSTD_BIND(L.o_bias, p + "self_attn.o_proj.bias", H);
-    GHOSTD_BIND_NORM(L.mlp_norm, p + "post_attention_layernorm.weight");
-    if (layer_norm) GHOSTD_BIND(L.mlp_norm_bias, p + "post_attention_layernorm.bias", H);
+    if (c.dense_bias && lead) GHOSTD_TRY_STATUS(vec(L.o_bias, p + "self_attn.o_proj.bias", H, 0, H));
+    GHOSTD_TRY_STATUS(norm(L.mlp_norm, p + "post_attention_layernorm.weight"));
+    if (layer_norm) GHOSTD_TRY_STATUS(vec(L.mlp_norm_bias, p + "post_attention_layernorm.bias", H, 0, H));
     if (c.mlp == MlpType::kGelu) {
-      GHOSTD_BIND(L.up, p + "mlp.c_fc.weight", I, H);
-      GHOSTD_BIND(L.down, p + "mlp.c_proj.weight", H, I);
+      GHOSTD_TRY_STATUS(rows_of(L.up, p + "mlp.c_fc.weight", I, H, i0, in));
+      GHOSTD_TRY_STATUS(cols_of(L.down, p + "mlp.c_proj.weight", H, I, i0, in));
       if (c.dense_bias) {
-        GHOSTD_BIND(L.up_bias, p + "mlp.c_fc.bias", I);
-        GHOSTD_BIND(L.down_bias, p + "mlp.c_proj.bias", H);
+        GHOSTD_TRY_STATUS(vec(L.up_bias, p + "mlp.c_fc.bias", I, i0, in));
+        if (lead) GHOSTD_TRY_STATUS(vec(L.down_bias, p + "mlp.c_proj.bias", H, 0, H));
       }
     } else {
-      GHOSTD_BIND(L.gate, p + "mlp.gate_proj.weight", I, H);
-      GHOSTD_BIND(L.up, p + "mlp.up_proj.weight", I, H);
-      GHOSTD_BIND(L.down, p + "mlp.down_proj.weight", H, I);
+      GHOSTD_TRY_STATUS(rows_of(L.gate, p + "mlp.gate_proj.weight", I, H, i0, in));
+      GHOSTD_TRY_STATUS(rows_of(L.up, p + "mlp.up_proj.weight", I, H, i0, in));
+      GHOSTD_TRY_STATUS(cols_of(L.down, p + "mlp.down_proj.weight", H, I, i0, in));
     }
-    m->layers_.push_back(L);
+    rk.layers.push_back(L);
   }
-#undef GHOSTD_BIND
-#undef GHOSTD_BIND_NORM
 
   std::vector<float> inv = rope_inv_freq(c);
   auto buf = backend.alloc(inv.size() * sizeof(float));
   if (!buf) return buf.error();
   backend.upload(buf->get(), inv.data(), inv.size() * sizeof(float));
-  m->inv_freq_ = std::move(*buf);
-  return m;
+  rk.inv_freq = std::move(*buf);
+  return {};
 }
 
-Result<Weight> Model::bind_norm(const WeightStore& ws, const std::string& name) {
+size_t Model::kv_bytes_per_block(int block_size) const {
+  size_t most = 0;
+  for (const auto& r : ranks_)
+    most = std::max(most, static_cast<size_t>(2) * config_.num_layers * block_size * r->shard.kv_heads *
+                              config_.head_dim * sizeof(float));
+  return most;
+}
+
+size_t Model::free_memory() const {
+  size_t least = 0;
+  for (size_t r = 0; r < ranks_.size(); ++r) {
+    const size_t f = ranks_[r]->backend.free_memory();
+    least = r == 0 ? f : std::min(least, f);
+  }
+  return least;
+}
+
+std::string Model::fatal_error() const {
+  for (const auto& r : ranks_) {
+    std::string f = r->backend.fatal_error();
+    if (!f.empty()) return ranks_.size() == 1 ? f : "rank " + std::to_string(r->shard.rank) + ": " + f;
+    if (r->comm != nullptr) {
+      if (std::string why = r->comm->failure(); !why.empty()) return "tensor-parallel group failed: " + why;
+    }
+  }
+  return {};
+}
+
+void Model::copy_kv_blocks(KvStorage& kv, std::span<const KvBlockCopy> copies) {
+  for (const auto& r : ranks_)
+    r->backend.copy_kv_blocks(kv.layers(r->shard.rank), copies, kv.block_size(), kv.kv_dim(r->shard.rank));
+}
+
+Result<Weight> Model::bind_norm(Rank& rk, const WeightStore& ws, const std::string& name) {
   auto t = ws.require(name, {config_.hidden_size});
   if (!t) return t.error();
-  if (!config_.norm_weight_offset) return backend_.load_weight(**t);
+  rk.reads.push_back({(*t)->data, (*t)->nbytes});  // replicated on every rank
+  if (!config_.norm_weight_offset) return rk.backend.load_weight(**t);
   // Gemma: x * (1 + w). Adding 1 once here, in float32 as transformers does
   // before multiplying, gives the same products as adding it in the op.
   const int64_t n = config_.hidden_size;
@@ -143,22 +345,22 @@ Result<Weight> Model::bind_norm(const WeightStore& ws, const std::string& name) 
   TensorView view{name, DType::kF32, {n}, reinterpret_cast<const std::byte*>(data.get()),
                   static_cast<size_t>(n) * sizeof(float)};
   host_weights_.push_back(std::move(data));
-  return backend_.load_weight(view);
+  return rk.backend.load_weight(view);
 }
 
-void Model::norm(const float* x, const Weight& w, const Weight& b, int rows, float* out) {
+void Model::norm(Backend& be, const float* x, const Weight& w, const Weight& b, int rows, float* out) {
   if (config_.norm == NormType::kLayer) {
-    backend_.layer_norm(x, w, b, rows, config_.hidden_size, config_.rms_norm_eps, out);
+    be.layer_norm(x, w, b, rows, config_.hidden_size, config_.rms_norm_eps, out);
   } else {
-    backend_.rms_norm(x, w, rows, config_.hidden_size, config_.rms_norm_eps, out);
+    be.rms_norm(x, w, rows, config_.hidden_size, config_.rms_norm_eps, out);
   }
 }
 
-void Model::add_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, float* out) {
+void Model::add_norm(Backend& be, float* x, const float* y, const Weight& w, const Weight& b, int rows, float* out) {
   if (config_.norm == NormType::kLayer) {
-    backend_.add_layer_norm(x, y, w, b, rows, config_.hidden_size, config_.rms_norm_eps, out);
+    be.add_layer_norm(x, y, w, b, rows, config_.hidden_size, config_.rms_norm_eps, out);
   } else {
-    backend_.add_rms_norm(x, y, w, rows, config_.hidden_size, config_.rms_norm_eps, out);
+    be.add_rms_norm(x, y, w, rows, config_.hidden_size, config_.rms_norm_eps, out);
   }
 }
 
@@ -190,32 +392,9 @@ Status Model::reserve(const StepCapacity& want) {
   if (cap.max_tokens == cap_.max_tokens && cap.max_seqs == cap_.max_seqs &&
       cap.max_table_entries == cap_.max_table_entries && cap.max_logit_rows == cap_.max_logit_rows)
     return {};
-  release_graphs();  // they point into the workspaces about to be replaced
-  const ModelConfig& c = config_;
-  const size_t T = cap.max_tokens, f = sizeof(float), i32 = sizeof(int32_t);
-  const size_t QD = static_cast<size_t>(c.num_heads) * c.head_dim;
-  const size_t KD = static_cast<size_t>(c.num_kv_heads) * c.head_dim;
-  const size_t H = c.hidden_size, I = c.intermediate_size, R = cap.max_logit_rows;
-  auto alloc = [&](Buffer& b, size_t bytes, const char* what) -> Status {
-    b.reset();
-    auto nb = backend_.alloc(bytes);
-    if (!nb) return Error{std::string("model workspace (") + what + "): " + nb.error().message};
-    b = std::move(*nb);
-    return {};
-  };
-  GHOSTD_TRY_STATUS(alloc(x_, T * H * f, "hidden"));
-  GHOSTD_TRY_STATUS(alloc(xn_, std::max(T, R) * H * f, "normed"));
-  GHOSTD_TRY_STATUS(alloc(q_, T * QD * f, "q"));
-  GHOSTD_TRY_STATUS(alloc(k_, T * KD * f, "k"));
-  GHOSTD_TRY_STATUS(alloc(v_, T * KD * f, "v"));
-  GHOSTD_TRY_STATUS(alloc(attn_, T * std::max(QD, H) * f, "attention"));
-  GHOSTD_TRY_STATUS(alloc(gate_, T * I * f, "gate"));
-  GHOSTD_TRY_STATUS(alloc(up_, T * I * f, "up"));
-  GHOSTD_TRY_STATUS(alloc(logits_in_, R * H * f, "logits input"));
-  GHOSTD_TRY_STATUS(alloc(logits_out_, R * static_cast<size_t>(c.vocab_size) * f, "logits"));
-
   // Offsets fixed by the capacity; the block tables last, so a step uploads
   // everything up to its last table entry in one copy (tens of KiB).
+  const size_t T = cap.max_tokens, R = cap.max_logit_rows;
   Staging L;
   size_t at = 0;
   auto place = [&](size_t& off, size_t n) {
@@ -233,16 +412,55 @@ Status Model::reserve(const StepCapacity& want) {
   place(L.tables, cap.max_table_entries);
   place(L.argmax, R);  // device output only, after the uploaded part
   L.total = at;
-  GHOSTD_TRY_STATUS(alloc(staging_, L.total * i32, "staging"));
+  for (auto& rank : ranks_) {
+    Status st = reserve_rank(*rank, cap, L);
+    if (!st.ok()) return ranks_.size() == 1 ? st : Error{"rank " + std::to_string(rank->shard.rank) + ": " + st.message()};
+  }
   host_.assign(L.total, 0);
-  GHOSTD_TRY_STATUS(backend_.reserve_workspace(
-      std::max<int>(cap.max_tokens, cap.max_logit_rows), static_cast<int>(std::max({H, I, QD})),
-      AttentionShape{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f}));
   layout_ = L;
   cap_ = cap;
   num_tokens_ = num_seqs_ = num_table_ = num_rows_ = 0;
   ran_ = false;
   return {};
+}
+
+Status Model::reserve_rank(Rank& rk, const StepCapacity& cap, const Staging& L) {
+  release_graphs(rk);  // they point into the workspaces about to be replaced
+  const ModelConfig& c = config_;
+  const Shard& sh = rk.shard;
+  const size_t T = cap.max_tokens, f = sizeof(float), i32 = sizeof(int32_t);
+  const size_t QD = static_cast<size_t>(sh.heads) * c.head_dim;
+  const size_t KD = static_cast<size_t>(sh.kv_heads) * c.head_dim;
+  const size_t H = c.hidden_size, I = static_cast<size_t>(sh.inter), R = cap.max_logit_rows;
+  auto alloc = [&](Buffer& b, size_t bytes, const char* what) -> Status {
+    b.reset();
+    auto nb = rk.backend.alloc(bytes);
+    if (!nb) return Error{std::string("model workspace (") + what + "): " + nb.error().message};
+    b = std::move(*nb);
+    return {};
+  };
+  GHOSTD_TRY_STATUS(alloc(rk.x, T * H * f, "hidden"));
+  GHOSTD_TRY_STATUS(alloc(rk.xn, std::max(T, R) * H * f, "normed"));
+  GHOSTD_TRY_STATUS(alloc(rk.q, T * QD * f, "q"));
+  GHOSTD_TRY_STATUS(alloc(rk.k, T * KD * f, "k"));
+  GHOSTD_TRY_STATUS(alloc(rk.v, T * KD * f, "v"));
+  GHOSTD_TRY_STATUS(alloc(rk.attn, T * std::max(QD, H) * f, "attention"));
+  GHOSTD_TRY_STATUS(alloc(rk.gate, T * I * f, "gate"));
+  GHOSTD_TRY_STATUS(alloc(rk.up, T * I * f, "up"));
+  GHOSTD_TRY_STATUS(alloc(rk.logits_in, R * H * f, "logits input"));
+  if (rk.comm != nullptr) {
+    // Each rank's vocabulary slice, then all of them gathered (rank-major);
+    // rank 0 interleaves them into the full rows.
+    const size_t slice = R * static_cast<size_t>(sh.vocab_stride);
+    GHOSTD_TRY_STATUS(alloc(rk.logits_local, slice * f, "logits slice"));
+    rk.backend.fill_zero(rk.logits_local.get(), slice * f);  // the short last slice's tail is gathered too
+    GHOSTD_TRY_STATUS(alloc(rk.gathered, slice * sh.ranks * f, "gathered logits"));
+  }
+  if (sh.rank == 0) GHOSTD_TRY_STATUS(alloc(rk.logits_out, R * static_cast<size_t>(c.vocab_size) * f, "logits"));
+  GHOSTD_TRY_STATUS(alloc(rk.staging, L.total * i32, "staging"));
+  return rk.backend.reserve_workspace(std::max<int>(cap.max_tokens, cap.max_logit_rows),
+                                      static_cast<int>(std::max({H, I, QD})),
+                                      AttentionShape{sh.heads, sh.kv_heads, c.head_dim, 1.0f});
 }
 
 Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv) {
@@ -251,6 +469,9 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
   ran_ = false;
   bucket_ = 0;
   num_tokens_ = num_seqs_ = num_table_ = num_rows_ = 0;
+  if (kv.ranks() != ranks())
+    return Error{"forward: a KV storage of " + std::to_string(kv.ranks()) + " ranks for a model of " +
+                 std::to_string(ranks())};
   const StepCapacity need = capacity_for(batch);
   if (need.max_tokens > cap_.max_tokens || need.max_seqs > cap_.max_seqs ||
       need.max_table_entries > cap_.max_table_entries || need.max_logit_rows > cap_.max_logit_rows)
@@ -342,51 +563,73 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
 }
 
 Status Model::run(KvStorage& kv) {
-  const int T = num_tokens_, S = num_seqs_, R = run_rows_;
-  if (T == 0) return {};
-  Backend& be = backend_;
-  be.upload(staging_.get(), host_.data(), upload_bytes_);  // the one upload of the step
-  if (bucket_ > 0) {
-    if (graph_kv_ != kv.id()) {
-      release_graphs();
-      graph_kv_ = kv.id();
-    }
-    const int key = bucket_;
-    auto it = graph_ids_.find(key);
-    if (it == graph_ids_.end() && !graph_failed_.count(key) && be.begin_capture()) {
-      // Launch sizes must not depend on this step's contexts: max_kv_len 0.
-      queue_step(kv, T, S, R, 0);
-      auto id = be.end_capture();
-      if (id.ok()) {
-        it = graph_ids_.emplace(key, *id).first;
-      } else {
-        spdlog::warn("model: decode steps of {} sequences run uncaptured: {}", bucket_, id.error().message);
-        graph_failed_.insert(key);
+  if (num_tokens_ == 0) return {};
+  if (!threads_) {
+    GHOSTD_TRY_STATUS(run_rank(*ranks_[0], kv));
+  } else {
+    // Every rank runs the same prepared step on its own thread; they meet
+    // in the step's collectives. A rank's failure fails the group's
+    // collectives (timeouts), never leaves the others waiting.
+    GHOSTD_TRY_STATUS(threads_->run([&](int r) -> Status {
+      Rank& rk = *ranks_[static_cast<size_t>(r)];
+      Status st = run_rank(rk, kv);
+      if (st.ok() && r != 0) st = rk.backend.synchronize();  // rank 0 syncs in argmax/download
+      if (!st.ok()) {
+        if (rk.comm) rk.comm->abort("rank " + std::to_string(r) + ": " + st.message());
+        return Error{"rank " + std::to_string(r) + ": " + st.message()};
       }
-    }
-    if (it != graph_ids_.end()) {
-      be.replay(it->second);
-      ++replays_;
-      ran_ = true;
       return {};
-    }
+    }));
   }
-  queue_step(kv, T, S, R, max_kv_len_);
   ran_ = true;
   return {};
 }
 
-void Model::release_graphs() {
-  for (const auto& [bucket, id] : graph_ids_) backend_.release_capture(id);
-  graph_ids_.clear();
-  graph_failed_.clear();
+Status Model::run_rank(Rank& rk, KvStorage& kv) {
+  const int T = num_tokens_, S = num_seqs_, R = run_rows_;
+  Backend& be = rk.backend;
+  be.upload(rk.staging.get(), host_.data(), upload_bytes_);  // the one upload of the step
+  if (bucket_ > 0) {
+    if (rk.graph_kv != kv.id()) {
+      release_graphs(rk);
+      rk.graph_kv = kv.id();
+    }
+    const int key = bucket_;
+    auto it = rk.graph_ids.find(key);
+    if (it == rk.graph_ids.end() && !rk.graph_failed.count(key) && be.begin_capture()) {
+      // Launch sizes must not depend on this step's contexts: max_kv_len 0.
+      queue_step(rk, kv, T, S, R, 0);
+      auto id = be.end_capture();
+      if (id.ok()) {
+        it = rk.graph_ids.emplace(key, *id).first;
+      } else {
+        spdlog::warn("model: decode steps of {} sequences run uncaptured: {}", bucket_, id.error().message);
+        rk.graph_failed.insert(key);
+      }
+    }
+    if (it != rk.graph_ids.end()) {
+      be.replay(it->second);
+      ++rk.replays;
+      return {};
+    }
+  }
+  queue_step(rk, kv, T, S, R, max_kv_len_);
+  return {};
 }
 
-void Model::queue_step(KvStorage& kv, int T, int S, int R, int max_kv_len) {
+void Model::release_graphs(Rank& rk) {
+  for (const auto& [bucket, id] : rk.graph_ids) rk.backend.release_capture(id);
+  rk.graph_ids.clear();
+  rk.graph_failed.clear();
+}
+
+void Model::queue_step(Rank& rk, KvStorage& kv, int T, int S, int R, int max_kv_len) {
   const ModelConfig& c = config_;
-  Backend& be = backend_;
+  Backend& be = rk.backend;
+  const Shard& sh = rk.shard;
+  Communicator* comm = rk.comm;
   const Staging& L = layout_;
-  const int32_t* dev = staging_.as<int32_t>();
+  const int32_t* dev = rk.staging.as<int32_t>();
 
   BatchView bv;
   bv.num_tokens = T;
@@ -401,61 +644,94 @@ void Model::queue_step(KvStorage& kv, int T, int S, int R, int max_kv_len) {
   bv.block_tables = dev + L.tables;
   bv.max_kv_len = max_kv_len;
 
-  AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim,
-                       1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.sliding_window};
+  // This rank's heads; the group size per KV head is the model's.
+  AttentionShape shape{sh.heads, sh.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                       c.sliding_window};
   const int H = c.hidden_size;
-  float* x = x_.as<float>();
-  float* xn = xn_.as<float>();
+  const int64_t TH = static_cast<int64_t>(T) * H;
+  float* x = rk.x.as<float>();
+  float* xn = rk.xn.as<float>();
+  float* q = rk.q.as<float>();
+  float* k = rk.k.as<float>();
+  float* v = rk.v.as<float>();
+  float* attn = rk.attn.as<float>();
+  float* gate = rk.gate.as<float>();
+  float* up = rk.up.as<float>();
   // Per layer: residual adds fused with the norm that follows them (the
-  // next layer's input norm included), RoPE fused with the KV append.
+  // next layer's input norm included), RoPE fused with the KV append. Under
+  // tensor parallelism the O and down projections give partial sums, added
+  // over the ranks before the residual add.
   auto opt = [](const Weight& w) { return w ? &w : nullptr; };
-  const int64_t TI = static_cast<int64_t>(T) * c.intermediate_size;
-  be.embedding(embed_, dev + L.ids, T, x);
-  if (c.embedding_scale > 0) be.scale(x, c.embedding_scale, static_cast<int64_t>(T) * H);
-  if (!layers_.empty()) norm(x, layers_[0].attn_norm, layers_[0].attn_norm_bias, T, xn);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const Layer& Ly = layers_[l];
-    be.matmul(xn, T, Ly.q, opt(Ly.q_bias), q_.as<float>());
-    be.matmul(xn, T, Ly.k, opt(Ly.k_bias), k_.as<float>());
-    be.matmul(xn, T, Ly.v, opt(Ly.v_bias), v_.as<float>());
-    KvLayerView layer = kv.layer(static_cast<int>(l));
-    be.rope_store_kv(q_.as<float>(), k_.as<float>(), v_.as<float>(), bv, shape, inv_freq_.as<float>(), layer);
-    be.attention(q_.as<float>(), bv, shape, layer, attn_.as<float>());
-    be.matmul(attn_.as<float>(), T, Ly.o, opt(Ly.o_bias), xn);
-    add_norm(x, xn, Ly.mlp_norm, Ly.mlp_norm_bias, T, xn);
+  const int64_t TI = static_cast<int64_t>(T) * sh.inter;
+  if (comm == nullptr) {
+    be.embedding(rk.embed, dev + L.ids, T, x);
+  } else {
+    be.embedding_slice(rk.embed, dev + L.ids, T, sh.vocab0, x);
+    be.all_reduce_sum(*comm, x, TH);
+  }
+  if (c.embedding_scale > 0) be.scale(x, c.embedding_scale, TH);
+  const auto& layers = rk.layers;
+  if (!layers.empty()) norm(be, x, layers[0].attn_norm, layers[0].attn_norm_bias, T, xn);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Layer& Ly = layers[l];
+    be.matmul(xn, T, Ly.q, opt(Ly.q_bias), q);
+    be.matmul(xn, T, Ly.k, opt(Ly.k_bias), k);
+    be.matmul(xn, T, Ly.v, opt(Ly.v_bias), v);
+    KvLayerView layer = kv.layer(sh.rank, static_cast<int>(l));
+    be.rope_store_kv(q, k, v, bv, shape, rk.inv_freq.as<float>(), layer);
+    be.attention(q, bv, shape, layer, attn);
+    be.matmul(attn, T, Ly.o, opt(Ly.o_bias), xn);
+    if (comm) be.all_reduce_sum(*comm, xn, TH);
+    add_norm(be, x, xn, Ly.mlp_norm, Ly.mlp_norm_bias, T, xn);
     if (c.mlp == MlpType::kGelu) {
-      be.matmul(xn, T, Ly.up, opt(Ly.up_bias), gate_.as<float>());
-      be.gelu(gate_.as<float>(), TI, gate_.as<float>());
+      be.matmul(xn, T, Ly.up, opt(Ly.up_bias), gate);
+      be.gelu(gate, TI, gate);
     } else {
-      be.matmul(xn, T, Ly.gate, nullptr, gate_.as<float>());
-      be.matmul(xn, T, Ly.up, nullptr, up_.as<float>());
+      be.matmul(xn, T, Ly.gate, nullptr, gate);
+      be.matmul(xn, T, Ly.up, nullptr, up);
       if (c.mlp == MlpType::kGeGlu) {
-        be.gelu_mul(gate_.as<float>(), up_.as<float>(), TI, gate_.as<float>());
+        be.gelu_mul(gate, up, TI, gate);
       } else {
-        be.silu_mul(gate_.as<float>(), up_.as<float>(), TI, gate_.as<float>());
+        be.silu_mul(gate, up, TI, gate);
       }
     }
-    be.matmul(gate_.as<float>(), T, Ly.down, opt(Ly.down_bias), xn);
-    if (l + 1 < layers_.size()) {
-      add_norm(x, xn, layers_[l + 1].attn_norm, layers_[l + 1].attn_norm_bias, T, xn);
+    be.matmul(gate, T, Ly.down, opt(Ly.down_bias), xn);
+    if (comm) be.all_reduce_sum(*comm, xn, TH);
+    if (l + 1 < layers.size()) {
+      add_norm(be, x, xn, layers[l + 1].attn_norm, layers[l + 1].attn_norm_bias, T, xn);
     } else {
-      be.add(x, xn, static_cast<int64_t>(T) * H);
+      be.add(x, xn, TH);
     }
   }
   // Only the rows whose logits are wanted go through the final norm and head.
-  be.gather_rows(x, dev + L.logit_rows, R, H, logits_in_.as<float>());
-  norm(logits_in_.as<float>(), final_norm_, final_norm_bias_, R, xn);
-  be.matmul(xn, R, lm_head_, nullptr, logits_out_.as<float>());
+  be.gather_rows(x, dev + L.logit_rows, R, H, rk.logits_in.as<float>());
+  norm(be, rk.logits_in.as<float>(), rk.final_norm, rk.final_norm_bias, R, xn);
+  if (comm == nullptr) {
+    be.matmul(xn, R, rk.lm_head, nullptr, rk.logits_out.as<float>());
+    return;
+  }
+  // Vocabulary-parallel head: each rank's [R, vocab] slice, gathered, then
+  // placed into rank 0's full rows.
+  be.matmul(xn, R, rk.lm_head, nullptr, rk.logits_local.as<float>());
+  const int64_t unit = static_cast<int64_t>(R) * sh.vocab_stride;
+  be.all_gather(*comm, rk.logits_local.as<float>(), unit, rk.gathered.as<float>());
+  if (sh.rank != 0) return;
+  for (const auto& other : ranks_) {
+    const Shard& o = other->shard;
+    be.copy_columns(rk.gathered.as<float>() + unit * o.rank, o.vocab, R, o.vocab, rk.logits_out.as<float>() + o.vocab0,
+                    c.vocab_size);
+  }
 }
 
 Status Model::argmax(std::span<int32_t> out) {
   if (!ran_) return Error{"model: argmax before a step ran"};
   if (out.size() < static_cast<size_t>(num_rows_))
     return Error{"model: argmax needs room for " + std::to_string(num_rows_) + " ids"};
-  int32_t* dev = staging_.as<int32_t>() + layout_.argmax;
-  backend_.argmax_rows(logits_out_.as<float>(), num_rows_, config_.vocab_size, dev);
-  backend_.download(out.data(), dev, static_cast<size_t>(num_rows_) * sizeof(int32_t));
-  return backend_.synchronize();
+  Rank& rk = *ranks_[0];
+  int32_t* dev = rk.staging.as<int32_t>() + layout_.argmax;
+  rk.backend.argmax_rows(rk.logits_out.as<float>(), num_rows_, config_.vocab_size, dev);
+  rk.backend.download(out.data(), dev, static_cast<size_t>(num_rows_) * sizeof(int32_t));
+  return rk.backend.synchronize();
 }
 
 Status Model::download_logits(int first, int rows, float* out) {
@@ -463,16 +739,18 @@ Status Model::download_logits(int first, int rows, float* out) {
   if (first < 0 || rows < 0 || first + rows > num_rows_)
     return Error{"model: logits rows [" + std::to_string(first) + ", " + std::to_string(first + rows) +
                  ") outside the step's " + std::to_string(num_rows_)};
+  Rank& rk = *ranks_[0];
   const size_t V = static_cast<size_t>(config_.vocab_size);
-  backend_.download(out, logits_out_.as<float>() + static_cast<size_t>(first) * V, static_cast<size_t>(rows) * V * sizeof(float));
-  return backend_.synchronize();
+  rk.backend.download(out, rk.logits_out.as<float>() + static_cast<size_t>(first) * V,
+                      static_cast<size_t>(rows) * V * sizeof(float));
+  return rk.backend.synchronize();
 }
 
 Status Model::forward(std::span<const SequenceInput> batch, KvStorage& kv, std::vector<float>& logits) {
   GHOSTD_TRY_STATUS(prepare(batch, kv));
   GHOSTD_TRY_STATUS(run(kv));
   logits.resize(static_cast<size_t>(num_rows_) * config_.vocab_size);
-  if (num_rows_ == 0) return backend_.synchronize();
+  if (num_rows_ == 0) return backend().synchronize();
   return download_logits(0, num_rows_, logits.data());
 }
 

@@ -14,12 +14,42 @@
 #include "runtime/model/model_config.h"
 #include "runtime/core/result.h"
 #include "runtime/model/weights.h"
+#include "runtime/parallel/rank_threads.h"
 
 namespace ghostd::runtime {
+
+class Model;
+
+// What one rank of a tensor-parallel group holds: a contiguous range of
+// query heads, of KV heads (one replicated head per rank group when there
+// are fewer KV heads than ranks), of MLP columns and of vocabulary rows.
+// Column-parallel Q/K/V, gate/up and lm_head; row-parallel O and down,
+// summed over ranks by one all-reduce each per layer.
+struct Shard {
+  int rank = 0, ranks = 1;
+  int heads = 0, head0 = 0;        // query heads [head0, head0 + heads)
+  int kv_heads = 0, kv_head0 = 0;  // KV heads [kv_head0, kv_head0 + kv_heads)
+  int64_t inter = 0, inter0 = 0;   // MLP intermediate columns
+  int64_t vocab = 0, vocab0 = 0;   // embedding and lm_head rows
+  int64_t vocab_stride = 0;        // rows of the largest slice (the all-gather's unit)
+};
+
+// Rank `rank` of `ranks`; an error says what does not divide and what to
+// change.
+Result<Shard> plan_shard(const ModelConfig& config, int rank, int ranks);
+
+// Bytes of the weight files a rank's weights were bound from: a sharded rank
+// reads only its slices (tests check this through these records).
+struct WeightRead {
+  const std::byte* data = nullptr;
+  size_t bytes = 0;
+};
 
 // KV memory of every layer: num_blocks blocks of block_size token slots.
 // Block ids index it; the block manager (kv_cache.h) decides who owns which.
 // Thread-safety: owned by the engine thread, like its backend.
+// Under tensor parallelism every rank holds its own KV heads of every block,
+// with the same block ids.
 class KvStorage {
  public:
   static size_t bytes_per_block(const ModelConfig& config, int block_size);
@@ -28,21 +58,32 @@ class KvStorage {
   // steps write and read it.
   static Result<KvStorage> create(Backend& backend, const ModelConfig& config, int num_blocks,
                                   int block_size, bool scratch_block = false);
+  // The storage of every rank of `model`, on each rank's backend.
+  static Result<KvStorage> create(const Model& model, int num_blocks, int block_size, bool scratch_block = false);
 
   int num_blocks() const { return num_blocks_; }
   int scratch_block() const { return scratch_block_; }  // -1: none
   uint64_t id() const { return id_; }  // unique per created storage (captured steps name it)
   int block_size() const { return block_size_; }
-  int kv_dim() const { return kv_dim_; }
-  KvLayerView layer(int i) const { return {k_[i].as<float>(), v_[i].as<float>()}; }
+  int ranks() const { return static_cast<int>(parts_.size()); }
+  int kv_dim(int rank = 0) const { return parts_[static_cast<size_t>(rank)].kv_dim; }
+  KvLayerView layer(int i) const { return layer(0, i); }
+  KvLayerView layer(int rank, int i) const { return parts_[static_cast<size_t>(rank)].views[static_cast<size_t>(i)]; }
+  std::span<const KvLayerView> layers(int rank) const { return parts_[static_cast<size_t>(rank)].views; }
 
  private:
+  struct Part {
+    int kv_dim = 0;
+    std::vector<Buffer> k, v;
+    std::vector<KvLayerView> views;
+  };
+  static Status add_part(KvStorage& kv, Backend& backend, int layers, int kv_dim);
+
   uint64_t id_ = 0;
   int num_blocks_ = 0;
   int scratch_block_ = -1;
   int block_size_ = 0;
-  int kv_dim_ = 0;
-  std::vector<Buffer> k_, v_;
+  std::vector<Part> parts_;
 };
 
 // The largest step a model is prepared for: every workspace (device buffers,
@@ -70,9 +111,30 @@ class Model {
   // WeightStore must outlive the Model (CPU weights are used in place).
   static Result<std::unique_ptr<Model>> create(const ModelConfig& config,
                                                const WeightStore& weights, Backend& backend);
+  // Tensor parallel over backends.size() ranks, rank r on backends[r] with
+  // comms[r] (one communicator per rank of one group; empty for one rank).
+  // Each rank binds only its slices of the weights. The backends must
+  // outlive the Model; steps run on one thread per rank.
+  static Result<std::unique_ptr<Model>> create(const ModelConfig& config, const WeightStore& weights,
+                                               std::span<Backend* const> backends,
+                                               std::span<Communicator* const> comms);
 
   const ModelConfig& config() const { return config_; }
-  Backend& backend() const { return backend_; }
+  // Rank 0's backend (the only one without tensor parallelism).
+  Backend& backend() const { return ranks_[0]->backend; }
+  int ranks() const { return static_cast<int>(ranks_.size()); }
+  Backend& backend(int rank) const { return ranks_[static_cast<size_t>(rank)]->backend; }
+  const Shard& shard(int rank) const { return ranks_[static_cast<size_t>(rank)]->shard; }
+  const std::vector<WeightRead>& weight_reads(int rank) const { return ranks_[static_cast<size_t>(rank)]->reads; }
+  // KV bytes one block takes on each rank (its own KV heads).
+  size_t kv_bytes_per_block(int block_size) const;
+  // The least free memory over the ranks' devices (0: unknown, the CPU).
+  size_t free_memory() const;
+  // Empty while every rank can run; else why one cannot (a sticky device
+  // error, a failed collective).
+  std::string fatal_error() const;
+  // Copy-on-write block copies on every rank (Backend::copy_kv_blocks).
+  void copy_kv_blocks(KvStorage& kv, std::span<const KvBlockCopy> copies);
 
   // Allocates every workspace a step up to `cap` needs: the backend's
   // scratch, the activations, the logits and one host staging block with its
@@ -110,8 +172,8 @@ class Model {
   // bucket and replayed. Kernel choices then follow the bucket, never the
   // live count. Needs a KvStorage with a scratch block; off by default.
   void set_step_graphs(bool on) { graphs_ = on; }
-  int captured_steps() const { return static_cast<int>(graph_ids_.size()); }
-  int replayed_steps() const { return replays_; }
+  int captured_steps() const { return static_cast<int>(ranks_[0]->graph_ids.size()); }
+  int replayed_steps() const { return ranks_[0]->replays; }
 
   // prepare + run + every logits row downloaded (tools, tests). `logits` is
   // the caller's: it is resized to rows * vocab_size.
@@ -137,42 +199,57 @@ class Model {
            tables = 0, logit_rows = 0, argmax = 0, total = 0;
   };
 
-  Model(const ModelConfig& config, Backend& backend) : config_(config), backend_(backend) {}
+  // One rank: its backend, communicator, weight slices, workspaces and
+  // captured steps. Touched by its rank thread during a step, else by the
+  // engine thread.
+  struct Rank {
+    explicit Rank(Backend& b) : backend(b) {}
+    Backend& backend;
+    Communicator* comm = nullptr;  // null with one rank
+    Shard shard;
+    Weight embed, final_norm, final_norm_bias, lm_head;
+    std::vector<Layer> layers;
+    Buffer inv_freq, staging;
+    Buffer x, xn, q, k, v, attn, gate, up, logits_in, logits_local, gathered, logits_out;
+    std::vector<WeightRead> reads;
+    // Captured steps of one KV storage by bucket; buckets whose capture
+    // failed run eagerly. A new storage or reserve() (new pointers) drops them.
+    uint64_t graph_kv = 0;
+    std::map<int, int> graph_ids;
+    std::set<int> graph_failed;
+    int replays = 0;
+  };
+
+  explicit Model(const ModelConfig& config) : config_(config) {}
+  Status bind_rank(Rank& rank, const WeightStore& ws);
+  Status reserve_rank(Rank& rank, const StepCapacity& cap, const Staging& layout);
+  Status run_rank(Rank& rank, KvStorage& kv);
   // The layer loop and the head over the staged step (T tokens, R logits rows).
-  void queue_step(KvStorage& kv, int T, int S, int R, int max_kv_len);
+  void queue_step(Rank& rank, KvStorage& kv, int T, int S, int R, int max_kv_len);
   // The config's norm (RMSNorm or LayerNorm with bias), plain and fused with
   // the residual add before it.
-  void norm(const float* x, const Weight& w, const Weight& b, int rows, float* out);
-  void add_norm(float* x, const float* y, const Weight& w, const Weight& b, int rows, float* out);
+  void norm(Backend& be, const float* x, const Weight& w, const Weight& b, int rows, float* out);
+  void add_norm(Backend& be, float* x, const float* y, const Weight& w, const Weight& b, int rows, float* out);
   // Binds a norm weight; Gemma's HF weights become 1 + w here (see
   // ModelConfig::norm_weight_offset), kept in host_weights_.
-  Result<Weight> bind_norm(const WeightStore& ws, const std::string& name);
+  Result<Weight> bind_norm(Rank& rank, const WeightStore& ws, const std::string& name);
+  void release_graphs(Rank& rank);
 
   ModelConfig config_;
-  Backend& backend_;
-  Weight embed_, final_norm_, final_norm_bias_, lm_head_;
-  std::vector<std::unique_ptr<float[]>> host_weights_;  // weights made at load time (CPU uses them in place)
-  std::vector<Layer> layers_;
-  Buffer inv_freq_;
+  std::vector<std::unique_ptr<Rank>> ranks_;
+  std::unique_ptr<RankThreads> threads_;  // with more than one rank
+  std::vector<std::unique_ptr<float[]>> host_weights_;   // weights made at load time (CPU uses them in place)
+  std::vector<std::unique_ptr<std::byte[]>> host_slices_;  // column slices, copied out of the files
 
   StepCapacity cap_;
   Staging layout_;
-  std::vector<int32_t> host_;  // staging block, layout_.total entries
-  Buffer staging_;             // its device copy
-  Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_, logits_out_;
+  std::vector<int32_t> host_;  // staging block, layout_.total entries (each rank has its device copy)
   // The prepared step.
   int num_tokens_ = 0, num_seqs_ = 0, num_table_ = 0, num_rows_ = 0, run_rows_ = 0, max_kv_len_ = 0;
   size_t upload_bytes_ = 0;
   bool ran_ = false;
-  void release_graphs();
-  // Captured steps of one KV storage by bucket; buckets whose capture failed
-  // run eagerly. A new storage or a new reserve() (new pointers) drops them.
   bool graphs_ = false;
   int bucket_ = 0;  // the prepared step's bucket, 0: eager
-  uint64_t graph_kv_ = 0;
-  std::map<int, int> graph_ids_;
-  std::set<int> graph_failed_;
-  int replays_ = 0;
   std::atomic<bool> attached_{false};
 };
 

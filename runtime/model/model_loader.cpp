@@ -72,6 +72,13 @@ Result<ModelConfig> load_config(const fs::path& path) {
 
 Result<LoadedModel> load_model(const fs::path& path, Backend& backend, bool need_tokenizer,
                                const LoadProgress& progress) {
+  Backend* one[] = {&backend};
+  return load_model(path, one, {}, need_tokenizer, progress);
+}
+
+Result<LoadedModel> load_model(const fs::path& path, std::span<Backend* const> backends,
+                               std::span<Communicator* const> comms, bool need_tokenizer,
+                               const LoadProgress& progress) {
   auto report = [&](double f, std::string_view what) {
     if (progress) progress(f, what);
   };
@@ -99,7 +106,7 @@ Result<LoadedModel> load_model(const fs::path& path, Backend& backend, bool need
     spdlog::debug("no tokenizer: {}", tok.error().message);
   }
   report(0.4, "binding weights");
-  auto model = Model::create(m.config, *m.weights, backend);
+  auto model = Model::create(m.config, *m.weights, backends, comms);
   if (!model) return Error{path.string() + ": " + model.error().message};
   m.model = std::move(*model);
   report(1.0, "ready");

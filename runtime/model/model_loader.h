@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "runtime/core/backend.h"
@@ -40,5 +41,9 @@ Result<ModelConfig> load_config(const std::filesystem::path& path);
 // loads (reference tests feed token ids).
 Result<LoadedModel> load_model(const std::filesystem::path& path, Backend& backend,
                                bool need_tokenizer = true, const LoadProgress& progress = {});
+// Tensor parallel: rank r on backends[r] with comms[r] (see Model::create).
+Result<LoadedModel> load_model(const std::filesystem::path& path, std::span<Backend* const> backends,
+                               std::span<Communicator* const> comms, bool need_tokenizer = true,
+                               const LoadProgress& progress = {});
 
 }  // namespace ghostd::runtime

@@ -81,6 +81,29 @@ VARIANTS = {
     "gguf_gemma_tied_f16": (
         ["--arch", "gemma", *_SMALL, "--kv-heads", "2", "--head-dim", "32", "--tied", "--dtype", "f32",
          "--seed", "13"], 24, [], "f16"),
+    # Tensor parallelism over CPU ranks (ghostd_logits --tensor-parallel): heads,
+    # KV heads, MLP columns and vocabulary split, one all-reduce after O and
+    # down, the logits gathered. Hidden 256, GQA 4:2: TP 2 splits the KV
+    # heads, TP 4 replicates them; Q8_0 and row-parallel biases split too.
+    "qwen2_h256_tp2": (
+        ["--arch", "qwen2", "--hidden", "256", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+         "--intermediate", "512", "--vocab", "384", "--tied", "--dtype", "bf16", "--seed", "14"], 24,
+        ["--tensor-parallel", "2"], None),
+    "llama_h256_tp4_batch4": (
+        ["--arch", "llama", "--hidden", "256", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+         "--intermediate", "512", "--vocab", "384", "--untied", "--dtype", "f32", "--seed", "15"], 24,
+        ["--tensor-parallel", "4", "--batch", "4"], None),
+    "starcoder2_window_f32_tp2": (
+        ["--arch", "starcoder2", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32",
+         "--sliding-window", "8", "--rope-theta", "100000", "--rms-eps", "1e-5", "--seed", "9"], 24,
+        ["--tensor-parallel", "2"], None),
+    "gemma_mqa_headdim_f16_tp4": (
+        ["--arch", "gemma", *_SMALL, "--kv-heads", "1", "--head-dim", "24", "--tied", "--dtype", "f16",
+         "--seed", "11"], 24, ["--tensor-parallel", "4"], None),
+    "gguf_llama_q8_0_tp2": (
+        ["--arch", "llama", "--hidden", "256", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+         "--intermediate", "512", "--vocab", "384", "--untied", "--dtype", "f32", "--seed", "16"], 24,
+        ["--tensor-parallel", "2"], "q8_0"),
     # A file llama.cpp's llama-quantize wrote, one ggml block type per kind of
     # tensor (tests/data/quant/README.md); the reference gets its values
     # decoded by gguf_reader.py.

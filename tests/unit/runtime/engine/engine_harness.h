@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 #include "runtime/model/model_loader.h"
+#include "runtime/parallel/device_group.h"
 #include "tests/unit/runtime/model_file_writers.h"
 #include "tests/unit/skip.h"
 
@@ -126,26 +127,53 @@ inline std::string test_device() {
   return d && *d ? d : "cpu";
 }
 
+// GHOSTD_TEST_TP=N: the model runs tensor parallel over N ranks of the
+// test device (CPU ranks with host collectives, or GPUs with NCCL), with
+// the sharded path (collectives) even for N = 1; 0 or unset: one plain rank.
+inline int test_tensor_parallel() {
+  const char* t = std::getenv("GHOSTD_TEST_TP");
+  return t && *t ? std::atoi(t) : 0;
+}
+
 struct TestModel {
   test::TempDir dir;
-  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Backend> own_backend;
+  DeviceGroup group;         // with GHOSTD_TEST_TP
+  Backend* backend = nullptr;  // rank 0's (drafts load here)
   LoadedModel loaded;
   bool ready = false;  // false: the device is not here (skipped)
   TestModel() {
     const std::string device = test_device();
-    if (device == "cpu") {
-      backend = make_cpu_backend({.threads = 1});
+    const int tp = test_tensor_parallel();
+    if (tp > 0) {
+      std::vector<std::string> devices;
+      for (int r = 0; r < tp; ++r) devices.push_back(device == "cpu" ? "cpu" : "cuda:" + std::to_string(r));
+      auto g = make_device_group(devices, {.cpu_threads = tp, .host = {}, .always_communicate = true});
+      if (!g.ok()) {
+        if (device != "cpu") {
+          ghostd::test::skip(device + " x" + std::to_string(tp) + ": " + g.error().message);
+          return;
+        }
+        FAIL(g.error().message);
+      }
+      group = std::move(*g);
+      backend = group.backends[0].get();
+    } else if (device == "cpu") {
+      own_backend = make_cpu_backend({.threads = 1});
+      backend = own_backend.get();
     } else {
       auto b = make_backend(device);
       if (!b.ok()) {
         ghostd::test::skip(device + ": " + b.error().message);
         return;
       }
-      backend = std::move(*b);
+      own_backend = std::move(*b);
+      backend = own_backend.get();
     }
     ready = true;
     write_model(dir.path());
-    auto m = load_model(dir.path(), *backend, /*need_tokenizer=*/false);
+    auto m = tp > 0 ? load_model(dir.path(), group.backend_list(), group.comm_list(), /*need_tokenizer=*/false)
+                    : load_model(dir.path(), *backend, /*need_tokenizer=*/false);
     REQUIRE_MESSAGE(m.ok(), (m.ok() ? "" : m.error().message));
     loaded = std::move(*m);
   }
@@ -166,9 +194,8 @@ struct TestModel {
     return *it->second.model;
   }
   std::map<std::string, LoadedModel> drafts;
-  size_t block_bytes(int block_size = 16) const {
-    return KvStorage::bytes_per_block(loaded.config, block_size);
-  }
+  // KV bytes of one block on each rank (the engine's budget is per device).
+  size_t block_bytes(int block_size = 16) const { return loaded.model->kv_bytes_per_block(block_size); }
 };
 
 inline EngineOptions small_options(int num_blocks = 256) {
@@ -187,7 +214,7 @@ inline EngineOptions small_options(int num_blocks = 256) {
 
 inline std::unique_ptr<Engine> make_engine(TestModel& tm, EngineOptions o, int num_blocks = 256) {
   size_t per_block = tm.block_bytes(o.block_size);
-  if (o.draft_model != nullptr) per_block += KvStorage::bytes_per_block(o.draft_model->config(), o.block_size);
+  if (o.draft_model != nullptr) per_block += o.draft_model->kv_bytes_per_block(o.block_size);
   o.kv_memory_bytes = static_cast<size_t>(num_blocks) * per_block;
   auto e = Engine::create(tm.model(), o);
   REQUIRE_MESSAGE(e.ok(), (e.ok() ? "" : e.error().message));
