@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/model/model_loader.h"
+#include "runtime/parallel/device_group.h"
 #include "runtime/engine/sampling.h"
 
 namespace ghostd::server {
@@ -61,6 +62,8 @@ constexpr const char* kGenerateUsage =
     "  --seed S                 sampling seed\n"
     "  --threads N              CPU backend threads (0 = all cores)\n"
     "  --device DEV             cpu, cuda, cuda:N or auto (cpu)\n"
+    "  --tensor-parallel N      shard the model over N ranks of --device\n"
+    "  --devices LIST           one device per rank (cpu,cpu or cuda:0,cuda:1)\n"
     "  -h, --help               this text\n";
 
 constexpr const char* kTokenizeUsage =
@@ -74,8 +77,8 @@ constexpr const char* kTokenizeUsage =
 }  // namespace
 
 int run_generate(std::span<char*> args) {
-  std::string model_path, prompt, v, device = "cpu";
-  int n_predict = 64, threads = 0;
+  std::string model_path, prompt, v, device = "cpu", devices;
+  int n_predict = 64, threads = 0, tensor_parallel = 0;
   SamplingParams sp;
   Flags f{args};
   for (std::string_view name; f.next(name);) {
@@ -93,23 +96,28 @@ int run_generate(std::span<char*> args) {
     else if (name == "--seed") ok = f.value(v) && (sp.seed = std::strtoull(v.c_str(), nullptr, 10), true);
     else if (name == "--threads") ok = f.value(v) && (threads = std::atoi(v.c_str()), true);
     else if (name == "--device") ok = f.value(device);
+    else if (name == "--devices") ok = f.value(devices);
+    else if (name == "--tensor-parallel") ok = f.value(v) && (tensor_parallel = std::atoi(v.c_str()), true);
     else return usage_error("generate: unknown flag " + std::string(name), kGenerateUsage);
     if (!ok) return usage_error("generate: " + std::string(name) + " needs a value", kGenerateUsage);
   }
   if (model_path.empty()) return usage_error("generate: --model PATH is required", kGenerateUsage);
   if (n_predict < 0) return usage_error("generate: -n must be >= 0", kGenerateUsage);
 
-  auto made = make_backend(device, threads);
+  auto ranks = resolve_devices(devices, tensor_parallel, device);
+  if (!ranks) return fail("generate: " + ranks.error().message);
+  auto made = make_device_group(*ranks, {.cpu_threads = threads});
   if (!made) return fail("generate: " + made.error().message);
-  auto backend = std::move(*made);
+  DeviceGroup group = std::move(*made);
   auto t0 = std::chrono::steady_clock::now();
-  auto loaded = load_model(model_path, *backend, true, [](double frac, std::string_view what) {
+  auto loaded = load_model(model_path, group.backend_list(), group.comm_list(), true, [](double frac, std::string_view what) {
     spdlog::info("loading model: {:3.0f}% {}", frac * 100, what);
   });
   if (!loaded) return fail(loaded.error().message);
-  spdlog::info("loaded {} ({} layers, hidden {}) in {:.2f} s on {}", model_path,
+  spdlog::info("loaded {} ({} layers, hidden {}) in {:.2f} s on {}{}", model_path,
                loaded->config.num_layers, loaded->config.hidden_size,
-               Seconds(std::chrono::steady_clock::now() - t0).count(), backend->name());
+               Seconds(std::chrono::steady_clock::now() - t0).count(), group.backends[0]->name(),
+               group.size() > 1 ? " x " + std::to_string(group.size()) + " tensor-parallel ranks" : std::string());
   Model& model = *loaded->model;
   const Tokenizer& tok = *loaded->tokenizer;
   const ModelConfig& c = loaded->config;
@@ -125,7 +133,7 @@ int run_generate(std::span<char*> args) {
     return fail("generate: prompt plus -n is " + std::to_string(total) +
                 " tokens, beyond the model's context of " + std::to_string(c.max_position_embeddings));
   const int bs = 16, nblocks = (total + bs - 1) / bs;
-  auto kv = KvStorage::create(*backend, c, nblocks, bs);
+  auto kv = KvStorage::create(model, nblocks, bs);
   if (!kv) return fail(kv.error().message);
   std::vector<int32_t> table(nblocks);
   for (int i = 0; i < nblocks; ++i) table[i] = i;

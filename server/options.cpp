@@ -47,6 +47,8 @@ const char* server_options_help() {
          "  --log-level LEVEL        trace|debug|info|warn|error|off (info)\n"
          "  --threads N              CPU backend threads (0 = all cores)\n"
          "  --device DEV             cpu, cuda, cuda:N or auto (cpu)\n"
+         "  --tensor-parallel N      shard the model over N ranks (1; CPU ranks share --threads)\n"
+         "  --devices LIST           one device per rank: cuda:0,cuda:1 or cpu,cpu\n"
          "  --kv-memory-mb N         KV cache budget in MiB (0 = the engine's default)\n"
          "  --model NAME=PATH        a model clients may select by name (repeatable; with --listen\n"
          "                           clients can select nothing else)\n"
@@ -92,7 +94,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--log-level",      "--threads",           "--kv-memory-mb", "--device",
         "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
         "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight",
-        "--speculation",    "--max-draft"};
+        "--speculation",    "--max-draft",         "--tensor-parallel", "--devices"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name == "--insecure") {
       if (flag != name) return Error{"--insecure takes no value"};
@@ -166,6 +168,10 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       s = int_flag(o.threads, 0, 1024);
     } else if (flag == "--device") {
       o.device = value;
+    } else if (flag == "--tensor-parallel") {
+      s = int_flag(o.tensor_parallel, 1, 64);
+    } else if (flag == "--devices") {
+      o.devices = value;
     } else if (flag == "--kv-memory-mb") {
       s = int_flag(o.kv_memory_mb, 0, 1 << 20);
     } else if (flag == "--log-level") {

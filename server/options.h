@@ -38,6 +38,11 @@ struct ServerOptions {
   int max_draft = 8;                     // --max-draft: draft tokens per job and step
   int threads = 0;                       // --threads: CPU backend threads (0 = all cores)
   std::string device = "cpu";            // --device: cpu, cuda, cuda:N or auto
+  // Tensor parallelism (runtime/parallel): --tensor-parallel N ranks (0:
+  // as many as --devices names, else 1) on --devices LIST ("cpu,cpu",
+  // "cuda:0,cuda:1"; empty: N ranks of --device).
+  int tensor_parallel = 0;
+  std::string devices;
   int kv_memory_mb = 0;                  // --kv-memory-mb: KV cache budget (0 = the engine's default)
 
   // Serving remote editors (docs/deployment.md).

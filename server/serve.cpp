@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/model/model_loader.h"
+#include "runtime/parallel/device_group.h"
 #include "server/lsp_server.h"
 #include "runtime/engine/engine.h"
 
@@ -57,7 +58,7 @@ class EngineSlot : public rt::EngineInterface {
 // What the loader thread builds; destroyed after the sessions are gone.
 // Thread-safety: written by the loader thread, read after join().
 struct Runtime {
-  std::unique_ptr<rt::Backend> backend;
+  rt::DeviceGroup devices;  // the model's ranks (one without tensor parallelism)
   std::optional<rt::LoadedModel> model;
   std::optional<rt::LoadedModel> draft;
   std::unique_ptr<rt::EngineInterface> engine;
@@ -126,17 +127,20 @@ rt::Status check_same_vocabulary(const rt::LoadedModel& target, const rt::Loaded
 void load(const fs::path& path, const fs::path& draft_path, const ServerOptions& o, Runtime& rt_out,
           EngineSlot& slot, ModelState& state) {
   state.report_progress(0, "loading " + path.string());
-  auto backend = rt::make_backend(o.device, o.threads);
-  if (!backend.ok()) {
-    spdlog::error("{}", backend.error().message);
-    state.set_failed(backend.error().message);
+  auto devices = rt::resolve_devices(o.devices, o.tensor_parallel, o.device);
+  auto group = devices.ok() ? rt::make_device_group(*devices, {.cpu_threads = o.threads})
+                            : rt::Result<rt::DeviceGroup>(devices.error());
+  if (!group.ok()) {
+    spdlog::error("{}", group.error().message);
+    state.set_failed(group.error().message);
     return;
   }
-  rt_out.backend = std::move(*backend);
+  rt_out.devices = std::move(*group);
   const auto t0 = std::chrono::steady_clock::now();
-  auto loaded = rt::load_model(path, *rt_out.backend, true, [&](double frac, std::string_view what) {
-    state.report_progress(static_cast<int>(frac * 90), std::string(what));
-  });
+  auto loaded = rt::load_model(path, rt_out.devices.backend_list(), rt_out.devices.comm_list(), true,
+                               [&](double frac, std::string_view what) {
+                                 state.report_progress(static_cast<int>(frac * 90), std::string(what));
+                               });
   if (!loaded.ok()) {
     spdlog::error("{}", loaded.error().message);
     state.set_failed(loaded.error().message);
@@ -145,7 +149,8 @@ void load(const fs::path& path, const fs::path& draft_path, const ServerOptions&
   rt_out.model.emplace(std::move(*loaded));
   if (!draft_path.empty()) {
     state.report_progress(90, "loading the draft model " + draft_path.string());
-    auto draft = rt::load_model(draft_path, *rt_out.backend, true);
+    // The draft runs whole on rank 0's device.
+    auto draft = rt::load_model(draft_path, *rt_out.devices.backends[0], true);
     if (!draft.ok()) {
       const std::string m = "draft model: " + draft.error().message;
       spdlog::error("{}", m);
@@ -178,7 +183,10 @@ void load(const fs::path& path, const fs::path& draft_path, const ServerOptions&
   // Logged once requests are served: clients and tests take this line as the ready signal.
   spdlog::info("model {} ready in {:.2f} s ({} layers, hidden {}, {} backend{})", path.string(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-               rt_out.model->config.num_layers, rt_out.model->config.hidden_size, rt_out.backend->name(),
+               rt_out.model->config.num_layers, rt_out.model->config.hidden_size,
+               rt_out.devices.size() == 1 ? rt_out.devices.backends[0]->name()
+                                          : std::to_string(rt_out.devices.size()) + " x " +
+                                                rt_out.devices.backends[0]->name() + " tensor-parallel",
                rt_out.draft ? ", draft " + draft_path.string() : std::string());
   if (auto snap = state.snapshot(); snap.info && !snap.info->warning.empty()) spdlog::warn("{}", snap.info->warning);
 }

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "runtime/cpu/gemm.h"
+#include "runtime/parallel/communicator.h"
 
 namespace ghostd::server {
 
@@ -16,7 +17,9 @@ std::string build_description() {
 #else
   s += "CUDA backend: not built (configure with GHOSTD_CUDA=ON or AUTO where nvcc and cuBLAS are)\n";
 #endif
-  s += "NCCL: not built (multi-GPU serving is not part of this version)\n";
+  s += runtime::nccl_available()
+           ? "NCCL: built (tensor parallelism over GPUs: --tensor-parallel, --devices)\n"
+           : "NCCL: not built (tensor parallelism runs on CPU ranks only)\n";
   s += std::string("CPU kernels: ") + runtime::cpu::select_kernels().isa +
        " on this machine (built: generic, avx2, avx512; GHOSTD_CPU_ISA overrides)\n";
   return s;

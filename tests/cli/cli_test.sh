@@ -45,9 +45,25 @@ out=$("$ghostd" generate --model "$work/missing-model" --device tpu 2>&1); rc=$?
 check "bad device exits 1" "1" "$rc"
 case "$out" in *"expected cpu, cuda"*) echo "ok   bad device message";; *) echo "FAIL bad device message: $out"; fails=$((fails + 1));; esac
 
+# Tensor parallelism on CPU ranks: the same greedy text as one rank; shapes
+# and device lists that do not work are refused with what to change.
+bundled=$src/models/qwen2-code-small
+a=$("$ghostd" generate --model "$bundled" --prompt 'def fib(n):' -n 16 --threads 2 2>/dev/null)
+b=$("$ghostd" generate --model "$bundled" --prompt 'def fib(n):' -n 16 --threads 2 --tensor-parallel 2 2>/dev/null)
+check "generate --tensor-parallel 2 gives the text of one rank" "$a" "$b"
+out=$("$ghostd" generate --model "$bundled" --prompt x -n 1 --tensor-parallel 4 2>&1); rc=$?
+check "heads that do not split exit 1" "1" "$rc"
+case "$out" in *"6 attention heads do not split over 4 ranks"*"--tensor-parallel"*) echo "ok   heads message names the flag";; *) echo "FAIL heads message: $out"; fails=$((fails + 1));; esac
+out=$("$ghostd" generate --model "$bundled" --prompt x -n 1 --devices cpu,cuda:0 2>&1); rc=$?
+check "mixed devices exit 1" "1" "$rc"
+case "$out" in *"cannot be mixed"*) echo "ok   mixed devices message";; *) echo "FAIL mixed devices message: $out"; fails=$((fails + 1));; esac
+out=$("$ghostd" generate --model "$bundled" --prompt x -n 1 --devices cuda:6,cuda:7 2>&1); rc=$?
+check "missing GPUs exit 1" "1" "$rc"
+case "$out" in *"cuda:6"*) echo "ok   missing GPU message names the device";; *) echo "FAIL missing GPU message: $out"; fails=$((fails + 1));; esac
+
 # Remote serving: every new flag is in serve --help; unsafe setups are refused with the reason.
 out=$("$ghostd" serve --help 2>&1)
-for flag in "--model NAME=PATH" --tls-cert --tls-key --token-file --insecure --handshake-timeout-ms \
+for flag in "--model NAME=PATH" --tensor-parallel --devices --tls-cert --tls-key --token-file --insecure --handshake-timeout-ms \
             --idle-timeout-s --max-open-documents --max-document-bytes --max-requests-in-flight; do
   case "$out" in *"$flag"*) echo "ok   serve --help lists $flag";; *) echo "FAIL serve --help lacks $flag"; fails=$((fails + 1));; esac
 done
