@@ -39,6 +39,9 @@ struct ServerOptions {
   int threads = 0;                       // --threads: CPU backend threads (0 = all cores)
   std::string device = "cpu";            // --device: cpu, cuda, cuda:N or auto
   int kv_memory_mb = 0;                  // --kv-memory-mb: KV cache budget (0 = the engine's default)
+  // --replicas M: engines behind one server, documents routed by affinity
+  // (runtime/engine/replica_router.h); each loads its own copy of the model.
+  int replicas = 1;
 
   // Serving remote editors (docs/deployment.md).
   std::string tls_cert;          // --tls-cert PEM: TLS on the TCP listener (with --tls-key)
