@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <random>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -9,6 +11,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/unit/runtime/engine/engine_harness.h"
 
 using namespace ghostd::runtime;
 
@@ -139,4 +143,100 @@ TEST_CASE("replica set: a replica slow to start its jobs loses new documents to 
   }
   CHECK(moved > 0);
   CHECK(f.set->router().moves() == static_cast<uint64_t>(moved));
+}
+
+// Two real engines (copies of one random model, as --replicas loads them).
+namespace {
+namespace et = ghostd::runtime::engine_testing;
+
+struct EngineReplicas {
+  explicit EngineReplicas(RouterConfig config, int flood_blocks = 256) {
+    for (int i = 0; i < 2; ++i) {
+      models.push_back(std::make_unique<et::TestModel>());
+      if (!models.back()->ready) return;
+    }
+    std::vector<std::unique_ptr<EngineInterface>> engines;
+    EngineOptions o = et::small_options();
+    o.validate_each_step = false;  // a long flood: keep sanitizer builds quick
+    engines.push_back(et::make_engine(*models[0], o, flood_blocks));
+    engines.push_back(et::make_engine(*models[1], o, 256));
+    set = std::make_unique<ReplicaSet>(std::move(engines), config);
+  }
+  bool ready() const { return set != nullptr; }
+  std::vector<std::unique_ptr<et::TestModel>> models;
+  std::unique_ptr<ReplicaSet> set;  // declared last: its engines go before the models
+};
+
+// A document routed to `replica` on an empty set (its ring home).
+std::string document_homed_at(const ReplicaSet& set, int replica, int start) {
+  for (int i = start;; ++i) {
+    const std::string doc = "file:///e" + std::to_string(i) + ".py";
+    if (set.router().home(std::string() + '\x1f' + doc) == replica) return doc;
+  }
+}
+}  // namespace
+
+TEST_CASE("replica set on engines: a document stays on its replica and reuses its KV there") {
+  EngineReplicas r({});
+  if (!r.ready()) return;
+  std::mt19937 rng(7);
+  for (int d = 0; d < 6; ++d) {
+    const std::string doc = "file:///doc" + std::to_string(d) + ".py";
+    std::vector<int32_t> prompt = et::random_prompt(rng, 80);
+    int replica = -1;
+    for (int keystroke = 0; keystroke < 4; ++keystroke) {
+      prompt.push_back(static_cast<int32_t>(keystroke + 1));
+      et::Collector c;
+      r.set->submit(et::greedy_job(prompt, 4, doc), c.callbacks());
+      REQUIRE(c.wait_all());
+      const JobResult& res = c.at(0).result;
+      CHECK(res.status == JobStatus::kFinished);
+      if (keystroke == 0) {
+        replica = res.metrics.replica;
+        CHECK(replica == r.set->router().home(std::string() + '\x1f' + doc));
+      } else {
+        CHECK(res.metrics.replica == replica);
+        CHECK(res.metrics.reused_tokens >= 64);  // the blocks before the edit
+      }
+    }
+  }
+  CHECK(r.set->router().moves() == 0);
+}
+
+TEST_CASE("replica set on engines: a flood on one replica moves new documents to the idle one") {
+  RouterConfig config;
+  config.overload_queue_ms = 20;
+  // Replica 0's pool holds two flood jobs at a time: the rest queue.
+  EngineReplicas r(config, 16);
+  if (!r.ready()) return;
+  std::mt19937 rng(11);
+  const std::string flood_doc = document_homed_at(*r.set, 0, 0);
+  et::Collector flood;
+  std::vector<JobId> flood_ids;
+  for (int i = 0; i < 64; ++i) {
+    flood_ids.push_back(r.set->submit(et::greedy_job(et::random_prompt(rng, 48), 64, flood_doc), flood.callbacks()));
+  }
+  // Wait until replica 0 measurably queues.
+  const auto give_up = Clock::now() + std::chrono::seconds(20);
+  while (r.set->router().load(0, Clock::now()).queue_ms <= 2 * config.overload_queue_ms && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  REQUIRE(r.set->router().load(0, Clock::now()).queue_ms > config.overload_queue_ms);
+  // New documents homed on replica 0 run on replica 1, one after another (so replica 1 stays idle).
+  for (int i = 0, start = 1000; i < 5; ++i) {
+    const std::string doc = document_homed_at(*r.set, 0, start);
+    start = std::stoi(doc.substr(std::string("file:///e").size())) + 1;
+    et::Collector c;
+    r.set->submit(et::greedy_job(et::random_prompt(rng, 20), 2, doc), c.callbacks());
+    REQUIRE(c.wait_all());
+    CHECK(c.at(0).result.status == JobStatus::kFinished);
+    CHECK(c.at(0).result.metrics.replica == 1);
+  }
+  CHECK(r.set->router().moves() == 5);
+  CHECK(r.set->router().load(1, Clock::now()).moved_in == 5);
+  // The flooding document itself stays with its backlog.
+  CHECK(r.set->router().assigned(std::string() + '\x1f' + flood_doc) == 0);
+  for (JobId id : flood_ids) r.set->cancel(id);
+  REQUIRE(flood.wait_all());
+  for (size_t i = 0; i < flood.size(); ++i) CHECK(flood.at(i).result.metrics.replica == 0);
 }
