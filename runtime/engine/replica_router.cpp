@@ -54,7 +54,8 @@ int ReplicaRouter::add_replica() {
 int ReplicaRouter::home_locked(std::string_view document) const {
   if (replicas_.size() == 1) return 0;
   const uint64_t h = stable_hash(document);
-  auto it = std::lower_bound(ring_.begin(), ring_.end(), std::make_pair(h, std::numeric_limits<int>::min()));
+  auto it = std::lower_bound(ring_.begin(), ring_.end(),
+                             std::make_pair(h, std::numeric_limits<int>::min()));
   if (it == ring_.end()) it = ring_.begin();  // the ring wraps around
   return it->second;
 }
@@ -67,11 +68,13 @@ int ReplicaRouter::home(std::string_view document) const {
 double ReplicaRouter::queue_ms_locked(const Replica& r, Clock::time_point now) const {
   if (r.in_flight == 0) return 0;
   double oldest = 0;
-  if (!r.waiting.empty()) oldest = std::chrono::duration<double, std::milli>(now - r.waiting.begin()->second).count();
+  if (!r.waiting.empty())
+    oldest = std::chrono::duration<double, std::milli>(now - r.waiting.begin()->second).count();
   return std::max(oldest, r.queue_average_ms);
 }
 
-bool ReplicaRouter::overloaded_locked(const Replica& r, std::string_view document, Clock::time_point now) const {
+bool ReplicaRouter::overloaded_locked(const Replica& r, std::string_view document,
+                                      Clock::time_point now) const {
   if (queue_ms_locked(r, now) <= config_.overload_queue_ms) return false;
   auto own = r.in_flight_by_document.find(std::string(document));
   return r.in_flight > (own == r.in_flight_by_document.end() ? 0 : own->second);
@@ -129,7 +132,8 @@ std::optional<int> ReplicaRouter::assigned(std::string_view document) const {
   return it->second.replica;
 }
 
-uint64_t ReplicaRouter::job_submitted(int replica, std::string_view document, Clock::time_point now) {
+uint64_t ReplicaRouter::job_submitted(int replica, std::string_view document,
+                                      Clock::time_point now) {
   std::lock_guard lock(mu_);
   Replica& r = replicas_.at(static_cast<size_t>(replica));
   const uint64_t ticket = next_ticket_++;
@@ -145,18 +149,21 @@ void ReplicaRouter::job_started(int replica, uint64_t ticket) {
   replicas_.at(static_cast<size_t>(replica)).waiting.erase(ticket);
 }
 
-void ReplicaRouter::job_ended(int replica, uint64_t ticket, double queue_ms, Clock::time_point now) {
+void ReplicaRouter::job_ended(int replica, uint64_t ticket, double queue_ms,
+                              Clock::time_point now) {
   std::lock_guard lock(mu_);
   Replica& r = replicas_.at(static_cast<size_t>(replica));
   auto w = r.waiting.find(ticket);
   if (w != r.waiting.end()) {
     // Never started: it waited all its life unless the engine says otherwise.
-    if (queue_ms <= 0) queue_ms = std::chrono::duration<double, std::milli>(now - w->second).count();
+    if (queue_ms <= 0)
+      queue_ms = std::chrono::duration<double, std::milli>(now - w->second).count();
     r.waiting.erase(w);
   }
   if (auto doc = r.documents.find(ticket); doc != r.documents.end()) {
     auto count = r.in_flight_by_document.find(doc->second);
-    if (count != r.in_flight_by_document.end() && --count->second == 0) r.in_flight_by_document.erase(count);
+    if (count != r.in_flight_by_document.end() && --count->second == 0)
+      r.in_flight_by_document.erase(count);
     r.documents.erase(doc);
   }
   assert(r.in_flight > 0);
@@ -170,7 +177,8 @@ void ReplicaRouter::job_ended(int replica, uint64_t ticket, double queue_ms, Clo
 ReplicaLoad ReplicaRouter::load(int replica, Clock::time_point now) const {
   std::lock_guard lock(mu_);
   const Replica& r = replicas_.at(static_cast<size_t>(replica));
-  return {r.in_flight, static_cast<int>(r.waiting.size()), queue_ms_locked(r, now), r.routed, r.moved_in};
+  return {r.in_flight, static_cast<int>(r.waiting.size()), queue_ms_locked(r, now), r.routed,
+          r.moved_in};
 }
 
 uint64_t ReplicaRouter::moves() const {

@@ -44,18 +44,18 @@
 namespace ghostd::runtime {
 
 struct RouterConfig {
-  int virtual_nodes = 64;           // ring points per replica
-  double overload_queue_ms = 50.0;  // a replica queueing longer than this is overloaded
+  int virtual_nodes = 64;                  // ring points per replica
+  double overload_queue_ms = 50.0;         // a replica queueing longer than this is overloaded
   size_t max_documents = size_t{1} << 16;  // affinity table entries
   double queue_average_weight = 0.25;      // weight of the newest job in the queue-time average
 };
 
 // A replica's load as the router measures it.
 struct ReplicaLoad {
-  int in_flight = 0;     // submitted and not ended
-  int waiting = 0;       // of those, without a first token yet
-  double queue_ms = 0;   // see the header comment
-  uint64_t routed = 0;   // requests sent here
+  int in_flight = 0;      // submitted and not ended
+  int waiting = 0;        // of those, without a first token yet
+  double queue_ms = 0;    // see the header comment
+  uint64_t routed = 0;    // requests sent here
   uint64_t moved_in = 0;  // documents moved here from an overloaded replica
 };
 

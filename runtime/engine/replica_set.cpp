@@ -24,8 +24,8 @@ JobId ReplicaSet::submit(CompletionJob job, JobCallbacks callbacks) {
   const std::string key = job.cache_salt + '\x1f' + job.document_id;
   const ReplicaRouter::Decision d = router_.route(key, now);
   if (d.moved) {
-    spdlog::info("replicas: document {} moved from replica {} (queue {:.1f} ms) to idle replica {}", job.document_id,
-               d.from, router_.load(d.from, now).queue_ms, d.replica);
+    spdlog::info("replicas: document {} moved from replica {} (queue {:.1f} ms) to idle replica {}",
+                 job.document_id, d.from, router_.load(d.from, now).queue_ms, d.replica);
   }
   const int r = d.replica;
   const uint64_t ticket = router_.job_submitted(r, key, now);
@@ -33,8 +33,8 @@ JobId ReplicaSet::submit(CompletionJob job, JobCallbacks callbacks) {
   // on_tokens and on_done of one job run on one thread, one after the other.
   auto started = std::make_shared<bool>(false);
   JobCallbacks wrapped;
-  wrapped.on_tokens = [this, r, ticket, started, inner = std::move(callbacks.on_tokens)](
-                          const std::vector<int32_t>& tokens) {
+  wrapped.on_tokens = [this, r, ticket, started,
+                       inner = std::move(callbacks.on_tokens)](const std::vector<int32_t>& tokens) {
     if (!*started) {
       *started = true;
       router_.job_started(r, ticket);

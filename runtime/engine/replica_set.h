@@ -24,7 +24,8 @@ namespace ghostd::runtime {
 class ReplicaSet : public EngineInterface {
  public:
   // `engines`: one or more, none null.
-  explicit ReplicaSet(std::vector<std::unique_ptr<EngineInterface>> engines, RouterConfig config = {});
+  explicit ReplicaSet(std::vector<std::unique_ptr<EngineInterface>> engines,
+                      RouterConfig config = {});
   ~ReplicaSet() override;
   ReplicaSet(const ReplicaSet&) = delete;
   ReplicaSet& operator=(const ReplicaSet&) = delete;

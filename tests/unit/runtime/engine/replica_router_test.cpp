@@ -13,7 +13,9 @@ namespace {
 
 using std::chrono::milliseconds;
 
-std::string doc(int i) { return "file:///src/module_" + std::to_string(i) + ".py"; }
+std::string doc(int i) {
+  return "file:///src/module_" + std::to_string(i) + ".py";
+}
 
 // The first document (from `start`) whose ring home is `replica`.
 std::string doc_homed_at(const ReplicaRouter& router, int replica, int start = 0) {
@@ -109,7 +111,8 @@ TEST_CASE("router: a flood on one replica moves new documents away") {
   }
   CHECK(moved == 20);
   CHECK(router.load(1, t1).moved_in == 20);
-  // A document already on the flooded replica moves too (its KV is cold there anyway behind the queue).
+  // A document already on the flooded replica moves too (its KV is cold there anyway behind the
+  // queue).
   CHECK(router.route(early, t1).replica == 1);
   // A document of the idle replica stays.
   CHECK_FALSE(router.route(kept, t1).moved);
@@ -157,7 +160,8 @@ TEST_CASE("router: a replica with a job waiting is not idle, even below the boun
   ReplicaRouter router(2, config);
   const auto t0 = Clock::now();
   flood(router, 0, 4, t0);
-  router.job_submitted(1, "file:///other.py", t0 + milliseconds(190));  // 10 ms old: light, but waiting
+  router.job_submitted(1, "file:///other.py",
+                       t0 + milliseconds(190));  // 10 ms old: light, but waiting
   const auto t1 = t0 + milliseconds(200);
   const std::string d = doc_homed_at(router, 0);
   CHECK_FALSE(router.route(d, t1).moved);

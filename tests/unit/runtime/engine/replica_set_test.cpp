@@ -2,12 +2,11 @@
 
 #include <doctest/doctest.h>
 
-#include <random>
-
 #include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,7 +80,9 @@ CompletionJob job_for(const std::string& doc, const std::string& salt = {}) {
 
 }  // namespace
 
-TEST_CASE("replica set: jobs follow their document, ids cancel on the right replica, metrics name the replica") {
+TEST_CASE(
+    "replica set: jobs follow their document, ids cancel on the right replica, metrics name the "
+    "replica") {
   Fixture f(3);
   std::map<std::string, int> replica_of;
   std::vector<int> done_replica;
@@ -112,7 +113,9 @@ TEST_CASE("replica set: the cache salt keeps tenants' documents apart") {
   Fixture f(4);
   const std::string doc = "file:///same/name.py";
   std::vector<int> replicas;
-  for (int t = 0; t < 16; ++t) replicas.push_back(static_cast<int>(f.set->submit(job_for(doc, "tenant" + std::to_string(t)), {}) % 4));
+  for (int t = 0; t < 16; ++t)
+    replicas.push_back(
+        static_cast<int>(f.set->submit(job_for(doc, "tenant" + std::to_string(t)), {}) % 4));
   // The same URI under 16 salts is 16 documents: they spread over the replicas.
   std::sort(replicas.begin(), replicas.end());
   CHECK(std::unique(replicas.begin(), replicas.end()) - replicas.begin() > 1);
@@ -214,11 +217,13 @@ TEST_CASE("replica set on engines: a flood on one replica moves new documents to
   et::Collector flood;
   std::vector<JobId> flood_ids;
   for (int i = 0; i < 64; ++i) {
-    flood_ids.push_back(r.set->submit(et::greedy_job(et::random_prompt(rng, 48), 64, flood_doc), flood.callbacks()));
+    flood_ids.push_back(r.set->submit(et::greedy_job(et::random_prompt(rng, 48), 64, flood_doc),
+                                      flood.callbacks()));
   }
   // Wait until replica 0 measurably queues.
   const auto give_up = Clock::now() + std::chrono::seconds(20);
-  while (r.set->router().load(0, Clock::now()).queue_ms <= 2 * config.overload_queue_ms && Clock::now() < give_up) {
+  while (r.set->router().load(0, Clock::now()).queue_ms <= 2 * config.overload_queue_ms &&
+         Clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   REQUIRE(r.set->router().load(0, Clock::now()).queue_ms > config.overload_queue_ms);
