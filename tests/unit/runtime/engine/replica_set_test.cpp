@@ -245,3 +245,34 @@ TEST_CASE("replica set on engines: a flood on one replica moves new documents to
   REQUIRE(flood.wait_all());
   for (size_t i = 0; i < flood.size(); ++i) CHECK(flood.at(i).result.metrics.replica == 0);
 }
+
+TEST_CASE(
+    "replica set on engines: threads submitting and cancelling at once leave no job in flight") {
+  EngineReplicas r({});
+  if (!r.ready()) return;
+  et::Collector c;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&r, &c, t] {
+      std::mt19937 rng(static_cast<unsigned>(100 + t));
+      for (int i = 0; i < 16; ++i) {
+        const std::string doc =
+            "file:///t" + std::to_string(t) + "_" + std::to_string(i % 3) + ".py";
+        const JobId id =
+            r.set->submit(et::greedy_job(et::random_prompt(rng, 24), 8, doc), c.callbacks());
+        if (i % 4 == 3) r.set->cancel(id);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  REQUIRE(c.wait_all());
+  for (size_t i = 0; i < c.size(); ++i) {
+    CHECK(c.at(i).done_calls == 1);
+    CHECK((c.at(i).result.metrics.replica == 0 || c.at(i).result.metrics.replica == 1));
+  }
+  for (int i = 0; i < 2; ++i) {
+    const ReplicaLoad load = r.set->router().load(i, Clock::now());
+    CHECK(load.in_flight == 0);
+    CHECK(load.waiting == 0);
+  }
+}
