@@ -678,6 +678,7 @@ void LspServer::reply_completion(const std::string& key, CompletionOutput out) {
     r.draft_accepted = out.metrics.draft_accepted;
     std::copy(std::begin(out.metrics.drafts), std::end(out.metrics.drafts), std::begin(r.drafts));
     r.batch_size = out.metrics.max_batch_size;
+    r.replica = out.metrics.replica;
     r.server_ms = out.server_ms;
     r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - p.arrived).count();
     r.overhead_ms = std::max(0.0, r.latency_ms - out.metrics.total_ms);

@@ -53,6 +53,7 @@ std::string to_json_line(const CompletionRecord& r) {
       {"draft_accepted", r.draft_accepted},
       {"drafts", drafts_json(r.drafts, /*rates=*/false)},
       {"batch_size", r.batch_size},
+      {"replica", r.replica >= 0 ? nlohmann::json(r.replica) : nlohmann::json(nullptr)},
       {"server_ms", r.server_ms},
       {"latency_ms", r.latency_ms},
       {"overhead_ms", r.overhead_ms},
@@ -92,14 +93,19 @@ void MetricsLog::record(CompletionRecord r) {
   cv_.notify_one();
 }
 
-void MetricsLog::write_summary(std::vector<double>& latencies, std::chrono::steady_clock::time_point since) {
+namespace {
+double percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return 0.0;
+  size_t k = std::min(v.size() - 1, static_cast<size_t>(std::ceil(q * v.size())) - 1);
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
+  return v[k];
+}
+}  // namespace
+
+void MetricsLog::write_summary(std::vector<double>& latencies, std::vector<ReplicaWindow>& replicas,
+                               std::chrono::steady_clock::time_point since) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-  auto pct = [&](double q) {
-    if (latencies.empty()) return 0.0;
-    size_t k = std::min(latencies.size() - 1, static_cast<size_t>(std::ceil(q * latencies.size())) - 1);
-    std::nth_element(latencies.begin(), latencies.begin() + static_cast<ptrdiff_t>(k), latencies.end());
-    return latencies[k];
-  };
+  auto pct = [&](double q) { return percentile(latencies, q); };
   uint64_t dropped;
   {
     std::lock_guard lock(mu_);
@@ -116,12 +122,27 @@ void MetricsLog::write_summary(std::vector<double>& latencies, std::chrono::stea
       {"drafts", drafts_json(window_drafts_, /*rates=*/true)},
   };
   for (auto& c : window_drafts_) c = {};
+  // Per replica (the requests an engine ran): where queueing and batching differ between replicas.
+  nlohmann::json per_replica = nlohmann::json::array();
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    ReplicaWindow& w = replicas[i];
+    const size_t n = w.queue_ms.size();
+    per_replica.push_back({{"replica", i},
+                           {"requests", n},
+                           {"queue_p50_ms", percentile(w.queue_ms, 0.50)},
+                           {"queue_p99_ms", percentile(w.queue_ms, 0.99)},
+                           {"batch_mean", n > 0 ? static_cast<double>(w.batch_sum) / static_cast<double>(n) : 0.0},
+                           {"batch_max", w.batch_max}});
+    w = {};
+  }
+  j["replicas"] = std::move(per_replica);
   std::fprintf(file_, "%s\n", j.dump().c_str());
   latencies.clear();
 }
 
 void MetricsLog::run() {
   std::vector<double> latencies;
+  std::vector<ReplicaWindow> replicas;  // grows to the highest replica index seen
   auto window_start = std::chrono::steady_clock::now();
   std::unique_lock lock(mu_);
   for (;;) {
@@ -133,6 +154,13 @@ void MetricsLog::run() {
     for (const auto& r : batch) {
       std::fprintf(file_, "%s\n", to_json_line(r).c_str());
       latencies.push_back(r.total_ms);
+      if (r.replica >= 0 && r.replica < 4096) {
+        if (replicas.size() <= static_cast<size_t>(r.replica)) replicas.resize(static_cast<size_t>(r.replica) + 1);
+        ReplicaWindow& w = replicas[static_cast<size_t>(r.replica)];
+        w.queue_ms.push_back(r.queue_ms);
+        w.batch_sum += r.batch_size;
+        w.batch_max = std::max(w.batch_max, r.batch_size);
+      }
       for (int d = 0; d < rt::kNumDraftSources; ++d) {
         window_drafts_[d].proposed += r.drafts[d].proposed;
         window_drafts_[d].accepted += r.drafts[d].accepted;
@@ -140,7 +168,7 @@ void MetricsLog::run() {
       }
     }
     if (std::chrono::steady_clock::now() >= window_start + interval_ || (stopping && !latencies.empty())) {
-      write_summary(latencies, window_start);
+      write_summary(latencies, replicas, window_start);
       window_start = std::chrono::steady_clock::now();
     }
     std::fflush(file_);

@@ -37,6 +37,7 @@ struct CompletionRecord {
   // summary's acceptance rate per proposer.
   ghostd::runtime::DraftCounts drafts[ghostd::runtime::kNumDraftSources];
   int batch_size = 0;
+  int replica = -1;      // the replica that ran the job (--replicas); -1: none reported (null)
   double server_ms = 0;  // time spent in the server (prompt, post-processing), not the engine
   double latency_ms = 0;   // request arrival -> reply queued
   double overhead_ms = 0;  // latency_ms minus the engine's total_ms: everything the server adds
@@ -61,7 +62,14 @@ class MetricsLog {
  private:
   MetricsLog(std::FILE* file, std::chrono::milliseconds interval);
   void run();
-  void write_summary(std::vector<double>& latencies, std::chrono::steady_clock::time_point since);
+  // Queue times and batch sizes of one replica's requests in a summary window.
+  struct ReplicaWindow {
+    std::vector<double> queue_ms;
+    long long batch_sum = 0;
+    int batch_max = 0;
+  };
+  void write_summary(std::vector<double>& latencies, std::vector<ReplicaWindow>& replicas,
+                     std::chrono::steady_clock::time_point since);
   // Draft counts of the summary window, by proposer (writer thread only).
   ghostd::runtime::DraftCounts window_drafts_[ghostd::runtime::kNumDraftSources];
 

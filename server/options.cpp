@@ -50,6 +50,8 @@ const char* server_options_help() {
          "  --tensor-parallel N      shard the model over N ranks (1; CPU ranks share --threads)\n"
          "  --devices LIST           one device per rank: cuda:0,cuda:1 or cpu,cpu\n"
          "  --kv-memory-mb N         KV cache budget in MiB (0 = the engine's default)\n"
+         "  --replicas M             engines behind this server, 1..64 (1); a document's requests\n"
+         "                           stay on one replica (its KV), each replica has its own KV budget\n"
          "  --model NAME=PATH        a model clients may select by name (repeatable; with --listen\n"
          "                           clients can select nothing else)\n"
          "remote editors (with --listen; docs/deployment.md):\n"
@@ -82,6 +84,9 @@ Status parse_speculation(std::string_view list, ServerOptions& o) {
 }
 }  // namespace
 
+// More engines than this on one server is a typo, not a deployment.
+constexpr int kMaxReplicas = 64;
+
 Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
   ServerOptions o;
   for (int i = 1; i < argc; ++i) {
@@ -94,7 +99,8 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--log-level",      "--threads",           "--kv-memory-mb", "--device",
         "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
         "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight",
-        "--speculation",    "--max-draft",         "--tensor-parallel", "--devices"};
+        "--speculation",    "--max-draft",         "--tensor-parallel", "--devices",
+        "--replicas"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name == "--insecure") {
       if (flag != name) return Error{"--insecure takes no value"};
@@ -174,6 +180,8 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       o.devices = value;
     } else if (flag == "--kv-memory-mb") {
       s = int_flag(o.kv_memory_mb, 0, 1 << 20);
+    } else if (flag == "--replicas") {
+      s = int_flag(o.replicas, 1, kMaxReplicas);
     } else if (flag == "--log-level") {
       o.log_level = value;
     } else if (flag == "--tls-cert") {

@@ -44,6 +44,9 @@ struct ServerOptions {
   int tensor_parallel = 0;
   std::string devices;
   int kv_memory_mb = 0;                  // --kv-memory-mb: KV cache budget (0 = the engine's default)
+  // --replicas M: engines behind one server, documents routed by affinity
+  // (runtime/engine/replica_router.h); each loads its own copy of the model.
+  int replicas = 1;
 
   // Serving remote editors (docs/deployment.md).
   std::string tls_cert;          // --tls-cert PEM: TLS on the TCP listener (with --tls-key)

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include "runtime/parallel/device_group.h"
 #include "server/lsp_server.h"
 #include "runtime/engine/engine.h"
+#include "runtime/engine/replica_set.h"
 
 namespace ghostd::server {
 
@@ -55,19 +57,26 @@ class EngineSlot : public rt::EngineInterface {
   rt::EngineInterface* engine_ = nullptr;
 };
 
-// What the loader thread builds; destroyed after the sessions are gone.
-// Thread-safety: written by the loader thread, read after join().
-struct Runtime {
+// One engine's model, draft and backend. A Model is driven by one engine at
+// a time, so each replica loads its own from the same files (on the CPU the
+// weights stay in the memory-mapped files: the replicas share those pages).
+struct Replica {
   rt::DeviceGroup devices;  // the model's ranks (one without tensor parallelism)
   std::optional<rt::LoadedModel> model;
   std::optional<rt::LoadedModel> draft;
-  std::unique_ptr<rt::EngineInterface> engine;
 };
 
-rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, rt::Model* draft,
-                                                             const rt::Tokenizer* tokenizer, const ServerOptions& o) {
+// What the loader thread builds; destroyed after the sessions are gone.
+// Thread-safety: written by the loader thread, read after join().
+struct Runtime {
+  std::vector<Replica> replicas;
+  std::unique_ptr<rt::EngineInterface> engine;  // a ReplicaSet over them; declared last: goes first
+};
+
+rt::Result<std::unique_ptr<rt::Engine>> make_engine(rt::Model& model, rt::Model* draft, const rt::Tokenizer* tokenizer,
+                                                    const ServerOptions& o, size_t kv_bytes) {
   rt::EngineOptions eo;
-  eo.kv_memory_bytes = static_cast<size_t>(o.kv_memory_mb) << 20;
+  eo.kv_memory_bytes = kv_bytes;
   eo.speculate = o.use_draft && o.max_draft > 0;
   eo.speculation.lookup = o.spec_lookup;
   eo.speculation.suffix = o.spec_suffix;
@@ -82,9 +91,19 @@ rt::Result<std::unique_ptr<rt::EngineInterface>> make_engine(rt::Model& model, r
       if (!tokenizer->is_special(static_cast<int32_t>(id)))
         eo.token_bytes[id] = tokenizer->token_bytes(static_cast<int32_t>(id));
   }
-  auto e = rt::Engine::create(model, std::move(eo));
-  if (!e.ok()) return e.error();
-  return std::unique_ptr<rt::EngineInterface>(std::move(*e));
+  return rt::Engine::create(model, std::move(eo));
+}
+
+// The KV budget of replica `index` of `count`: --kv-memory-mb each; by
+// default the engine's own rule, except that replicas sharing a GPU split
+// what it has free instead of the first taking it all.
+size_t kv_budget(const ServerOptions& o, const rt::Model& model, int index, int count) {
+  if (o.kv_memory_mb > 0 || count == 1) return static_cast<size_t>(o.kv_memory_mb) << 20;
+  const size_t free = model.free_memory();
+  if (free == 0) return 0;  // the CPU: the engine's default per replica
+  const size_t margin = std::max(rt::Engine::kGpuMemoryMargin, free / 10);
+  if (free <= margin) return 0;  // the engine reports the shortage
+  return (free - margin) / static_cast<size_t>(count - index);
 }
 
 // The draft to load for `target`: the one asked for ("none": no draft), else
@@ -124,70 +143,95 @@ rt::Status check_same_vocabulary(const rt::LoadedModel& target, const rt::Loaded
   return {};
 }
 
+// Loads replica `index` of `count` (its backend, model and draft).
+rt::Status load_replica(const fs::path& path, const fs::path& draft_path, const ServerOptions& o, int index, int count,
+                        Replica& out, ModelState& state) {
+  const std::string who = count > 1 ? "replica " + std::to_string(index + 1) + "/" + std::to_string(count) + ": " : "";
+  const int base = 90 * index / count;
+  const int span = 90 / count;
+  // Replicas on the CPU share its cores unless --threads says otherwise
+  // (a replica's CPU ranks split its share again).
+  const int threads = o.threads == 0 && count > 1
+                          ? std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / count)
+                          : o.threads;
+  auto all = rt::resolve_devices(o.devices, o.tensor_parallel, o.device);
+  if (!all.ok()) return all.error();
+  // --devices naming every replica's ranks (replicas x ranks entries) gives
+  // replica i the i-th run of them; else every replica uses the same list.
+  std::vector<std::string> devices = *all;
+  const int ranks = o.tensor_parallel > 0 ? o.tensor_parallel : static_cast<int>(devices.size()) / count;
+  if (count > 1 && ranks > 0 && static_cast<int>(devices.size()) == ranks * count)
+    devices = std::vector<std::string>(all->begin() + index * ranks, all->begin() + (index + 1) * ranks);
+  auto group = rt::make_device_group(devices, {.cpu_threads = threads});
+  if (!group.ok()) return group.error();
+  out.devices = std::move(*group);
+  // The tokenizer is read once, with the first replica.
+  auto loaded = rt::load_model(path, out.devices.backend_list(), out.devices.comm_list(), index == 0,
+                               [&](double frac, std::string_view what) {
+                                 state.report_progress(base + static_cast<int>(frac * span), who + std::string(what));
+                               });
+  if (!loaded.ok()) return loaded.error();
+  out.model.emplace(std::move(*loaded));
+  if (draft_path.empty()) return {};
+  state.report_progress(base + span, who + "loading the draft model " + draft_path.string());
+  // The draft runs whole on rank 0's device.
+  auto draft = rt::load_model(draft_path, *out.devices.backends[0], index == 0);
+  if (!draft.ok()) return rt::Error{"draft model: " + draft.error().message};
+  if (index == 0) {
+    if (rt::Status st = check_same_vocabulary(*out.model, *draft); !st.ok()) return st;
+  }
+  out.draft.emplace(std::move(*draft));
+  return {};
+}
+
+// "cpu-avx2", or "2 x cpu-avx2 tensor-parallel".
+std::string backend_description(const rt::DeviceGroup& g) {
+  const std::string name = g.backends.front()->name();
+  return g.size() == 1 ? name : std::to_string(g.size()) + " x " + name + " tensor-parallel";
+}
+
 void load(const fs::path& path, const fs::path& draft_path, const ServerOptions& o, Runtime& rt_out,
           EngineSlot& slot, ModelState& state) {
+  const int count = std::max(1, o.replicas);
+  auto fail = [&state](const std::string& message) {
+    spdlog::error("{}", message);
+    state.set_failed(message);
+  };
   state.report_progress(0, "loading " + path.string());
-  auto devices = rt::resolve_devices(o.devices, o.tensor_parallel, o.device);
-  auto group = devices.ok() ? rt::make_device_group(*devices, {.cpu_threads = o.threads})
-                            : rt::Result<rt::DeviceGroup>(devices.error());
-  if (!group.ok()) {
-    spdlog::error("{}", group.error().message);
-    state.set_failed(group.error().message);
-    return;
-  }
-  rt_out.devices = std::move(*group);
   const auto t0 = std::chrono::steady_clock::now();
-  auto loaded = rt::load_model(path, rt_out.devices.backend_list(), rt_out.devices.comm_list(), true,
-                               [&](double frac, std::string_view what) {
-                                 state.report_progress(static_cast<int>(frac * 90), std::string(what));
-                               });
-  if (!loaded.ok()) {
-    spdlog::error("{}", loaded.error().message);
-    state.set_failed(loaded.error().message);
-    return;
-  }
-  rt_out.model.emplace(std::move(*loaded));
-  if (!draft_path.empty()) {
-    state.report_progress(90, "loading the draft model " + draft_path.string());
-    // The draft runs whole on rank 0's device.
-    auto draft = rt::load_model(draft_path, *rt_out.devices.backends[0], true);
-    if (!draft.ok()) {
-      const std::string m = "draft model: " + draft.error().message;
-      spdlog::error("{}", m);
-      state.set_failed(m);
-      return;
+  rt_out.replicas.resize(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    if (rt::Status st = load_replica(path, draft_path, o, i, count, rt_out.replicas[static_cast<size_t>(i)], state);
+        !st.ok()) {
+      return fail(count > 1 ? "replica " + std::to_string(i) + ": " + st.message() : st.message());
     }
-    if (rt::Status st = check_same_vocabulary(*rt_out.model, *draft); !st.ok()) {
-      spdlog::error("{}", st.message());
-      state.set_failed(st.message());
-      return;
+  }
+  state.report_progress(95, count > 1 ? "starting " + std::to_string(count) + " engines" : "starting the engine");
+  const rt::LoadedModel& first = *rt_out.replicas.front().model;
+  std::vector<std::unique_ptr<rt::EngineInterface>> engines;
+  for (int i = 0; i < count; ++i) {
+    Replica& r = rt_out.replicas[static_cast<size_t>(i)];
+    auto engine = make_engine(*r.model->model, r.draft ? r.draft->model.get() : nullptr, first.tokenizer.get(), o,
+                              kv_budget(o, *r.model->model, i, count));
+    if (!engine.ok()) {
+      return fail(count > 1 ? "replica " + std::to_string(i) + ": " + engine.error().message : engine.error().message);
     }
-    rt_out.draft.emplace(std::move(*draft));
+    engines.push_back(std::move(*engine));
   }
-  state.report_progress(95, "starting the engine");
-  auto engine = make_engine(*rt_out.model->model, rt_out.draft ? rt_out.draft->model.get() : nullptr,
-                            rt_out.model->tokenizer.get(), o);
-  if (!engine.ok()) {
-    spdlog::error("{}", engine.error().message);
-    state.set_failed(engine.error().message);
-    return;
-  }
-  rt_out.engine = std::move(*engine);
+  rt_out.engine = std::make_unique<rt::ReplicaSet>(std::move(engines));
   slot.set(rt_out.engine.get());
-  auto s = state.set_ready(path.filename().string(), make_tokenizer_view(*rt_out.model->tokenizer),
-                           rt_out.model->config.max_position_embeddings);
+  auto s = state.set_ready(path.filename().string(), make_tokenizer_view(*first.tokenizer),
+                           first.config.max_position_embeddings);
   if (!s.ok()) {
     spdlog::error("{}", s.message());
     return;
   }
   // Logged once requests are served: clients and tests take this line as the ready signal.
-  spdlog::info("model {} ready in {:.2f} s ({} layers, hidden {}, {} backend{})", path.string(),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-               rt_out.model->config.num_layers, rt_out.model->config.hidden_size,
-               rt_out.devices.size() == 1 ? rt_out.devices.backends[0]->name()
-                                          : std::to_string(rt_out.devices.size()) + " x " +
-                                                rt_out.devices.backends[0]->name() + " tensor-parallel",
-               rt_out.draft ? ", draft " + draft_path.string() : std::string());
+  spdlog::info("model {} ready in {:.2f} s ({} layers, hidden {}, {} backend{}{})", path.string(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), first.config.num_layers,
+               first.config.hidden_size, backend_description(rt_out.replicas.front().devices),
+               rt_out.replicas.front().draft ? ", draft " + draft_path.string() : std::string(),
+               count > 1 ? ", " + std::to_string(count) + " replicas" : std::string());
   if (auto snap = state.snapshot(); snap.info && !snap.info->warning.empty()) spdlog::warn("{}", snap.info->warning);
 }
 

@@ -99,6 +99,7 @@ struct JobMetrics {
   double queue_ms = 0;     // submit -> first scheduled
   double ttft_ms = 0;      // submit -> first token
   double total_ms = 0;     // submit -> terminal
+  int replica = -1;        // which replica ran it (ReplicaSet); -1: not reported
 };
 
 struct JobResult {

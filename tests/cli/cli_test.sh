@@ -30,6 +30,11 @@ check "tokenize unknown flag exits 2" "2" "$rc"
 out=$("$ghostd" serve --bogus 2>&1); rc=$?
 check "serve unknown flag exits 2" "2" "$rc"
 case "$out" in *"--bogus"*) echo "ok   serve unknown flag message names it";; *) echo "FAIL serve unknown flag message: $out"; fails=$((fails + 1));; esac
+for n in 0 -2 65 1000000; do
+  out=$("$ghostd" serve --replicas "$n" 2>&1); rc=$?
+  check "serve --replicas $n exits 2" "2" "$rc"
+  case "$out" in *"--replicas: expected an integer in [1, 64], got '$n'"*) echo "ok   --replicas $n message names the flag";; *) echo "FAIL --replicas $n message: $out"; fails=$((fails + 1));; esac
+done
 # Every command answers --help with its own usage, exit 0.
 for cmd in generate tokenize serve; do
   out=$("$ghostd" $cmd --help 2>&1); rc=$?

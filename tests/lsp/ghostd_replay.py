@@ -4,7 +4,8 @@
 Spawns a daemon, replays a session file (JSON lines), checks the expected
 replies, and prints latency percentiles.
 
-    ghostd-replay --session FILE [--show] [--metrics-log PATH] -- DAEMON [ARGS...]
+    ghostd-replay --session FILE [--show] [--metrics-log PATH [--min-reuse PCT]
+                  [--one-replica-per-document [--min-replicas-used N]]] -- DAEMON [ARGS...]
 
 Session lines (blank lines and lines starting with '#' are skipped):
   {"args": [...]}                     extra daemon arguments (first line only;
@@ -188,6 +189,12 @@ def main():
     ap.add_argument("--metrics-log", help="pass --metrics-log PATH to the daemon and summarize it at the end")
     ap.add_argument("--trace", action="store_true", help="print every message from the daemon")
     ap.add_argument("--dump", help="write each keystroke / move completion as a JSON line {id, text}")
+    ap.add_argument("--min-reuse", type=float, help="with --metrics-log: fail unless at least this percentage "
+                    "of the served requests' prompt tokens came from the KV cache")
+    ap.add_argument("--one-replica-per-document", action="store_true",
+                    help="with --metrics-log: fail when a document's served requests ran on more than one replica")
+    ap.add_argument("--min-replicas-used", type=int, default=0,
+                    help="with --one-replica-per-document: fail unless the documents ran on at least N replicas")
     ap.add_argument("daemon", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = [x for x in a.daemon if x != "--"]
@@ -421,9 +428,11 @@ def main():
         print("keystroke completions: %d, %s" % (len(latencies), summary("client latency", latencies)))
     if a.metrics_log and os.path.exists(a.metrics_log):
         recs = []
+        all_recs = []
         with open(a.metrics_log, encoding="utf-8") as f:
             for l in f:
                 r = json.loads(l)
+                all_recs.append(r)
                 if r.get("type", "completion") == "completion" and "overhead_ms" in r:
                     recs.append(r)
         ok = [r for r in recs if r.get("outcome") == "ok" or r.get("outcome") == "expired"]
@@ -440,6 +449,30 @@ def main():
                 pre = [r.get("prompt_tokens", 0) - r.get("reused_tokens", 0) for r in ok]
                 print("prefill tokens per request: p50 %d, p99 %d, mean %.1f" % (
                     percentile(pre, 0.5), percentile(pre, 0.99), sum(pre) / len(pre)))
+            if a.min_reuse is not None and (not prompt or 100.0 * reused / prompt < a.min_reuse):
+                failures.append("prompt tokens served from cache: %.1f%%, expected >= %.1f%%" % (
+                    100.0 * reused / prompt if prompt else 0.0, a.min_reuse))
+        elif a.min_reuse is not None:
+            failures.append("--min-reuse: no request was served")
+        if a.one_replica_per_document:
+            by_doc = {}
+            for r in recs:
+                if r.get("replica") is not None:
+                    by_doc.setdefault(r["document"], set()).add(r["replica"])
+            for doc, reps in sorted(by_doc.items()):
+                print("document %s: replica(s) %s" % (doc, ",".join(str(x) for x in sorted(reps))))
+                if len(reps) != 1:
+                    failures.append("document %s ran on replicas %s" % (doc, sorted(reps)))
+            if not by_doc:
+                failures.append("no metrics line names a replica")
+            used = set().union(*by_doc.values()) if by_doc else set()
+            if len(used) < a.min_replicas_used:
+                failures.append("documents ran on %d replica(s), expected >= %d" % (len(used), a.min_replicas_used))
+            summaries = [r for r in all_recs if r.get("type") == "summary"]
+            if summaries:
+                print("last summary, per replica: %s" % json.dumps(summaries[-1].get("replicas")))
+    elif a.min_reuse is not None or a.one_replica_per_document:
+        failures.append("--min-reuse and --one-replica-per-document need --metrics-log and its file")
     for f in failures:
         print("FAIL " + f, file=sys.stderr)
     print("%s: %s" % (os.path.basename(a.session), "ok" if not failures else "%d failure(s)" % len(failures)))

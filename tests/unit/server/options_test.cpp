@@ -127,3 +127,20 @@ TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
     CHECK(r.error().message == b.message);
   }
 }
+
+TEST_CASE("--replicas") {
+  CHECK(parse({})->replicas == 1);
+  auto o = parse({"--replicas", "4"});
+  REQUIRE(o.ok());
+  CHECK(o->replicas == 4);
+  CHECK(parse({"--replicas=2"})->replicas == 2);
+  for (const char* bad : {"0", "-1", "65", "100000000000", "two", ""}) {
+    CAPTURE(bad);
+    auto r = parse({"--replicas", bad});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == std::string("--replicas: expected an integer in [1, 64], got '") + bad + "'");
+  }
+  auto missing = parse({"--replicas"});
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message == "--replicas: missing value");
+}
