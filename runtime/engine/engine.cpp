@@ -442,7 +442,7 @@ void Engine::step() {
     copies_.clear();
     for (const BlockCopy& c : plan.copies) copies_.push_back({c.src, c.dst});
     model_.copy_kv_blocks(kv_, copies_);
-    if (draft_kv_) draft_->copy_kv_blocks(*draft_kv_, copies_);
+    if (draft_ != nullptr && draft_kv_) draft_->copy_kv_blocks(*draft_kv_, copies_);  // none once the draft is off
   }
   draft_rounds(plan);
 
