@@ -115,8 +115,9 @@ int run_generate(std::span<char*> args) {
   const ModelConfig& c = loaded->config;
 
   std::vector<int32_t> tokens;
-  // Llama and Gemma tokenizers put BOS first; their models expect it.
-  if (c.bos_token_id >= 0 && (c.architecture == "llama" || c.architecture == "gemma")) tokens.push_back(c.bos_token_id);
+  // The vocabulary says whether sequences start with BOS (Llama's and Gemma's
+  // do; their models expect it), as the server's prompts do.
+  if (tok.add_bos_default() && tok.bos_id() >= 0) tokens.push_back(tok.bos_id());
   auto enc = tok.encode(prompt);
   tokens.insert(tokens.end(), enc.begin(), enc.end());
   if (tokens.empty()) return fail("generate: the prompt is empty (and the model has no BOS token)");
