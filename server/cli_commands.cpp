@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -68,10 +69,14 @@ constexpr const char* kGenerateUsage =
 
 constexpr const char* kTokenizeUsage =
     "usage: ghostd tokenize --model PATH [--decode] [--no-special]\n"
-    "Reads text on stdin and prints token ids, or with --decode reads ids and prints text.\n\n"
+    "Reads text on stdin and prints token ids (no BOS), or with --decode reads ids and prints text.\n\n"
     "  --model PATH             model directory, tokenizer.json or .gguf file (a vocabulary-only GGUF works)\n"
-    "  --decode                 ids to text\n"
-    "  --no-special             do not parse special tokens in the text\n"
+    "  --decode                 ids to text: ids separated by spaces, commas or newlines ([1, 2] works too);\n"
+    "                           the exact bytes, the inverse of tokenize (a SentencePiece vocabulary's\n"
+    "                           leading space is dropped, as Hugging Face's decode does); a character\n"
+    "                           split across tokens comes out whole, an incomplete one at the end as its\n"
+    "                           bytes, as the streaming decoder does\n"
+    "  --no-special             text: do not parse special tokens; --decode: leave special tokens out\n"
     "  -h, --help               this text\n";
 
 }  // namespace
@@ -123,8 +128,9 @@ int run_generate(std::span<char*> args) {
   const ModelConfig& c = loaded->config;
 
   std::vector<int32_t> tokens;
-  // Llama and Gemma tokenizers put BOS first; their models expect it.
-  if (c.bos_token_id >= 0 && (c.architecture == "llama" || c.architecture == "gemma")) tokens.push_back(c.bos_token_id);
+  // The vocabulary says whether sequences start with BOS (Llama's and Gemma's
+  // do; their models expect it), as the server's prompts do.
+  if (tok.add_bos_default() && tok.bos_id() >= 0) tokens.push_back(tok.bos_id());
   auto enc = tok.encode(prompt);
   tokens.insert(tokens.end(), enc.begin(), enc.end());
   if (tokens.empty()) return fail("generate: the prompt is empty (and the model has no BOS token)");
@@ -201,17 +207,27 @@ int run_tokenize(std::span<char*> args) {
   if (!tok) return fail(tok.error().message);
   std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
   if (decode) {
+    // Separators: whitespace, and the commas and brackets of a printed list.
+    for (char& c : input) {
+      if (c == ',' || c == '[' || c == ']') c = ' ';
+    }
     std::vector<int32_t> ids;
     std::istringstream is(input);
     for (std::string w; is >> w;) {
       char* end = nullptr;
+      errno = 0;
       long id = std::strtol(w.c_str(), &end, 10);
-      if (*end != '\0' || id < 0 || static_cast<size_t>(id) >= (*tok)->vocab_size())
+      if (*end != '\0' || errno != 0 || id < 0 || static_cast<size_t>(id) >= (*tok)->vocab_size())
         return fail("tokenize --decode: \"" + w + "\" is not a token id of this vocabulary (0.." +
                     std::to_string((*tok)->vocab_size() - 1) + ")");
       ids.push_back(static_cast<int32_t>(id));
     }
-    std::string text = (*tok)->decode(ids);
+    // Specials left out first, so that the leading-space rule sees the first
+    // token shown (HF's decode with skip_special_tokens).
+    if (no_special) std::erase_if(ids, [&](int32_t id) { return (*tok)->is_special(id); });
+    // decode_text: the bytes of every token in order (what StreamDecoder
+    // yields once flushed), less the space SentencePiece put in front.
+    std::string text = (*tok)->decode_text(ids);
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
   }

@@ -159,8 +159,9 @@ std::vector<int32_t> CompletionCore::typed_through(const std::string& document_i
     if (prefix.size() < need) continue;
     if (prefix.compare(prefix.size() - need, s.tail.size(), s.tail) != 0) continue;
     if (prefix.compare(prefix.size() - t, t, s.text, 0, t) != 0) continue;
-    // The job's output starts with the healed bytes, then the rest.
-    std::vector<int32_t> ids = model.tokenizer.encode(heal + s.text.substr(t), false);
+    // The job's output starts with the healed bytes, then the rest; it
+    // continues the prompt, so no SentencePiece dummy-prefix space.
+    std::vector<int32_t> ids = model.tokenizer.encode(heal + s.text.substr(t), false, false);
     if (ids.size() > kMaxHintTokens) ids.resize(kMaxHintTokens);
     return ids;
   }

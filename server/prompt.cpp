@@ -30,14 +30,12 @@ struct FamilySpec {
   const char* repo_name;  // nullptr when the family has none
   const char* file_sep;
   bool needs_file_sep = false;  // the file separator tells this family from one with the same FIM tokens
-  const char* bos = nullptr;    // a token every prompt starts with, where the family needs one
 };
 
 // CodeGemma shares Qwen2.5-Coder's FIM token spellings; its
 // <|file_separator|> tells them apart, so it is tried first.
 constexpr std::array<FamilySpec, 5> kFamilies = {{
-    {FimFamily::kCodeGemma, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", nullptr, "<|file_separator|>", true,
-     "<bos>"},
+    {FimFamily::kCodeGemma, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", nullptr, "<|file_separator|>", true},
     {FimFamily::kQwenCoder, "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>"},
     {FimFamily::kStarCoder2, "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<repo_name>", "<file_sep>"},
     {FimFamily::kDeepSeekCoder, "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>",
@@ -53,9 +51,12 @@ constexpr std::array<const char*, 13> kStopTokens = {
     "\xE2\x96\x81<EOT>", "<EOT>", "</s>", "<eos>",
 };
 
-std::vector<int32_t> encode(const TokenizerView& tok, std::string_view text) {
+// `starts_text`: SentencePiece's dummy-prefix space goes in front (the
+// prefix opening the text); every other piece continues text or follows a
+// marker and gets none.
+std::vector<int32_t> encode(const TokenizerView& tok, std::string_view text, bool starts_text = false) {
   if (text.empty()) return {};
-  return tok.encode(text, /*parse_special=*/false);
+  return tok.encode(text, /*parse_special=*/false, starts_text);
 }
 
 // The first line start at or after `pos` (text.size() when none).
@@ -67,9 +68,10 @@ size_t next_line_start(std::string_view text, size_t pos) {
 
 // Encodes the prefix window, dropping whole lines from its front in
 // quantized steps until it fits.
-std::vector<int32_t> fit_prefix(const TokenizerView& tok, std::string_view prefix, int budget, size_t& dropped) {
+std::vector<int32_t> fit_prefix(const TokenizerView& tok, std::string_view prefix, int budget, bool starts_text,
+                                size_t& dropped) {
   dropped = 0;
-  std::vector<int32_t> ids = encode(tok, prefix);
+  std::vector<int32_t> ids = encode(tok, prefix, starts_text);
   for (int attempt = 0; attempt < 8 && static_cast<int>(ids.size()) > budget; ++attempt) {
     if (budget <= 0) {
       dropped = prefix.size();
@@ -87,7 +89,7 @@ std::vector<int32_t> fit_prefix(const TokenizerView& tok, std::string_view prefi
     if (target >= prefix.size()) break;  // keep the tail, below
     const size_t line = next_line_start(prefix, target);
     dropped = line < prefix.size() ? line : target;  // no line break after it: cut mid-line
-    ids = encode(tok, prefix.substr(dropped));
+    ids = encode(tok, prefix.substr(dropped), starts_text);
   }
   if (static_cast<int>(ids.size()) > budget) {  // pathological tokenization: keep the tail
     ids.erase(ids.begin(), ids.end() - budget);
@@ -113,7 +115,7 @@ Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
       if (spec.repo_name) t.repo_name_id = tok.find_token(spec.repo_name);
     }
     if (spec.needs_file_sep && !t.file_sep_id) continue;
-    if (spec.bos) t.bos_id = tok.find_token(spec.bos);
+    t.bos_id = tok.bos;
     for (const char* stop : kStopTokens) {
       if (auto id = tok.find_token(stop)) t.stop_ids.push_back(*id);
     }
@@ -131,6 +133,7 @@ Result<FimTemplate> detect_fim_template(const TokenizerView& tok) {
 FimTemplate plain_template(const TokenizerView& tok) {
   FimTemplate t;
   t.family = FimFamily::kPlain;
+  t.bos_id = tok.bos;
   for (const char* stop : kStopTokens) {
     if (auto id = tok.find_token(stop)) t.stop_ids.push_back(*id);
   }
@@ -183,7 +186,11 @@ Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const Prom
   }
 
   int prefix_budget = budget.max_prompt_tokens - markers - static_cast<int>(suffix.size() + context.size() + path.size());
-  std::vector<int32_t> prefix = fit_prefix(tok, in.prefix, prefix_budget, out.prefix_bytes_dropped);
+  // After the FIM prefix marker, or first in a plain prompt, the prefix opens
+  // a text; after the current file's path it continues that text.
+  const bool prefix_starts_text = use_fim || path.empty();
+  std::vector<int32_t> prefix =
+      fit_prefix(tok, in.prefix, prefix_budget, prefix_starts_text, out.prefix_bytes_dropped);
   // Token healing: the cursor cuts the text where running code would not be
   // split (typed indentation "    " is one token; before "return" the model
   // saw "   " + " return"). Back the last token off and let the model

@@ -18,20 +18,39 @@ namespace ghostd::server {
 // What prompt building needs from a tokenizer. Wire the runtime's Tokenizer
 // with make_tokenizer_view(); tests use a byte-level stand-in.
 struct TokenizerView {
-  std::function<std::vector<int32_t>(std::string_view text, bool parse_special)> encode;
+  // dummy_prefix: whether a SentencePiece vocabulary that adds a leading space
+  // to a text adds it here (false for a piece that continues earlier text or
+  // follows a marker token); byte-level vocabularies ignore it.
+  std::function<std::vector<int32_t>(std::string_view text, bool parse_special, bool dummy_prefix)> encode;
   std::function<std::optional<int32_t>(std::string_view token)> find_token;
   std::function<std::string(const std::vector<int32_t>& ids)> decode;
+  // The token the tokenizer puts first in a sequence (its add_bos default),
+  // or none: prompts start with it.
+  std::optional<int32_t> bos;
 };
 
-// Adapts any tokenizer with encode(text, parse_special), find_token(text) and
-// decode(ids) members. The tokenizer must outlive the view.
+// Adapts any tokenizer with encode(text, parse_special[, dummy_prefix]),
+// find_token(text) and decode(ids) members, and bos_id()/add_bos_default()
+// where it has them. The tokenizer must outlive the view.
 template <class Tok>
 TokenizerView make_tokenizer_view(const Tok& tok) {
-  return {
-      [&tok](std::string_view text, bool parse_special) { return tok.encode(text, parse_special); },
+  TokenizerView view{
+      [&tok](std::string_view text, bool parse_special, bool dummy_prefix) {
+        if constexpr (requires { tok.encode(text, parse_special, dummy_prefix); }) {
+          return tok.encode(text, parse_special, dummy_prefix);
+        } else {
+          (void)dummy_prefix;
+          return tok.encode(text, parse_special);
+        }
+      },
       [&tok](std::string_view token) { return tok.find_token(token); },
       [&tok](const std::vector<int32_t>& ids) { return tok.decode(ids); },
+      std::nullopt,
   };
+  if constexpr (requires { tok.add_bos_default(); tok.bos_id(); }) {
+    if (tok.add_bos_default() && tok.bos_id() >= 0) view.bos = static_cast<int32_t>(tok.bos_id());
+  }
+  return view;
 }
 
 // kPlain: no fill-in-the-middle tokens; the prompt is the prefix alone
@@ -47,13 +66,14 @@ struct FimTemplate {
   int32_t middle_id = -1;
   std::optional<int32_t> repo_name_id;  // repository context markers, where the family has them
   std::optional<int32_t> file_sep_id;
-  std::optional<int32_t> bos_id;  // starts every prompt (CodeGemma: <bos>, which Gemma needs)
+  std::optional<int32_t> bos_id;  // starts every prompt: TokenizerView::bos (the tokenizer's add_bos)
   std::vector<int32_t> stop_ids;  // end of text, file separators and FIM markers
 };
 
 // Picks the family from the special tokens (first match in the order
 // CodeGemma (<|fim_prefix|> with <|file_separator|>), Qwen2.5-Coder,
 // StarCoder2, DeepSeek-Coder, CodeLlama). The error lists what was looked for.
+// BOS comes from the tokenizer (TokenizerView::bos), never from the family.
 ghostd::runtime::Result<FimTemplate> detect_fim_template(const TokenizerView& tok);
 
 // The left-to-right fallback for vocabularies without FIM tokens: the stop
@@ -95,7 +115,13 @@ struct Prompt {
 inline constexpr size_t kPrefixCutQuantum = 1024;
 
 // PSM fill-in-the-middle; plain left-to-right (context, path, prefix) when
-// the family is kPlain or nothing but whitespace follows the cursor.
+// the family is kPlain or nothing but whitespace follows the cursor. The
+// tokenizer's BOS, where it adds one, comes first. SentencePiece's leading
+// space (a vocabulary with a dummy prefix, e.g. CodeLlama's) goes only in front
+// of the prefix when it opens the text or follows the FIM prefix marker, as
+// CodeLlama's reference "<PRE> {prefix} <SUF>{suffix} <MID>" does; the suffix,
+// the context files, the repository name and the path continue after a marker
+// and get none.
 Prompt build_prompt(const FimTemplate& fim, const TokenizerView& tok, const PromptInput& in,
                     const PromptBudget& budget);
 

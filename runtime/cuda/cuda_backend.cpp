@@ -19,6 +19,7 @@
 #include "kernels/rms_norm.cuh"
 #include "kernels/rope.cuh"
 #include "runtime/cuda/cuda_handles.h"
+#include "runtime/cuda/quant_weights.h"
 
 namespace ghostd::runtime {
 
@@ -161,83 +162,40 @@ class CudaBackend final : public Backend {
     w.rows = t.shape.size() == 2 ? t.shape[0] : 1;
     w.cols = t.shape.back();
     const int64_t n = w.rows * w.cols;
-    if (dtype_is_quantized(t.dtype) && t.dtype != DType::kQ8_0) return load_decoded_f16(t, w);
-    const size_t stored = t.dtype == DType::kQ8_0
-                              ? static_cast<size_t>(n / kQ8_0BlockSize) * kQ8_0BlockBytes
-                              : static_cast<size_t>(n) * element_bytes(t.dtype);
-    if (t.dtype == DType::kQ8_0 && w.cols % kQ8_0BlockSize != 0)
-      return Error{"tensor " + t.name + ": Q8_0 rows must be a multiple of 32 elements"};
+    if (dtype_is_quantized(t.dtype)) {
+      // The file's blocks as they are; kernels/quant_matmul decodes them where used.
+      DeviceMemory mem;
+      GHOSTD_TRY_STATUS(cuda::upload_block_weight(t, w.rows, w.cols, stream_.get(), mem));
+      w.data = mem.get();
+      weights_.push_back(std::move(mem));
+      return w;
+    }
+    const size_t stored = static_cast<size_t>(n) * element_bytes(t.dtype);
     if (t.nbytes < stored)
       return Error{"tensor " + t.name + ": " + std::to_string(t.nbytes) + " bytes, expected " +
                    std::to_string(stored)};
     DeviceMemory mem;
-    const size_t bytes = t.dtype == DType::kQ8_0 ? static_cast<size_t>(n) * 2 : stored;
-    if (cudaError_t e = DeviceMemory::allocate(bytes, mem); e != cudaSuccess) {
+    if (cudaError_t e = DeviceMemory::allocate(stored, mem); e != cudaSuccess) {
       cudaGetLastError();
-      return Error{"tensor " + t.name + ": cannot allocate " + std::to_string(bytes) +
+      return Error{"tensor " + t.name + ": cannot allocate " + std::to_string(stored) +
                    " bytes on the GPU: " + cuda_error_string(e)};
     }
-    cudaError_t e = cudaSuccess;
-    if (t.dtype == DType::kQ8_0) {
-      DeviceMemory raw;
-      e = DeviceMemory::allocate(stored, raw);
-      if (e == cudaSuccess)
-        e = cudaMemcpyAsync(raw.get(), t.data, stored, cudaMemcpyDefault, stream_.get());
-      if (e == cudaSuccess)
-        e = kernels::dequantize_q8_0_to_f16(raw.get(), n, mem.get(), stream_.get());
-      if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());  // before raw is freed
-      w.dtype = DType::kF16;
-    } else {
-      e = cudaMemcpyAsync(mem.get(), t.data, stored, cudaMemcpyDefault, stream_.get());
-      if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());
-    }
+    cudaError_t e = cudaMemcpyAsync(mem.get(), t.data, stored, cudaMemcpyDefault, stream_.get());
+    if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());
     if (e != cudaSuccess) {
       cudaGetLastError();
       return Error{"tensor " + t.name + ": copy to the GPU failed: " + cuda_error_string(e)};
     }
-    w.data = mem.get();
-    weights_.push_back(std::move(mem));
-    return w;
-  }
-
-  // ggml's Q4_0 .. Q6_K blocks have no CUDA kernels yet: the rows are decoded
-  // on the host once, at load, and the GPU keeps them as F16.
-  Result<Weight> load_decoded_f16(const TensorView& t, Weight w) {
-    const int64_t n = w.rows * w.cols;
-    if (w.cols % dtype_block_elems(t.dtype) != 0)
-      return Error{"tensor " + t.name + ": " + dtype_name(t.dtype) + " rows must be a multiple of " +
-                   std::to_string(dtype_block_elems(t.dtype)) + " elements"};
-    if (t.nbytes < dtype_bytes(t.dtype, n))
-      return Error{"tensor " + t.name + ": " + std::to_string(t.nbytes) + " bytes, expected " +
-                   std::to_string(dtype_bytes(t.dtype, n))};
-    std::vector<uint16_t> host(static_cast<size_t>(n));
-    std::vector<float> row(static_cast<size_t>(w.cols));
-    const auto* base = reinterpret_cast<const unsigned char*>(t.data);
-    const size_t row_bytes = dtype_bytes(t.dtype, w.cols);
-    for (int64_t r = 0; r < w.rows; ++r) {
-      dequantize_row(t.dtype, base + static_cast<size_t>(r) * row_bytes, row.data(), w.cols);
-      for (int64_t c = 0; c < w.cols; ++c) host[static_cast<size_t>(r * w.cols + c)] = f32_to_f16(row[static_cast<size_t>(c)]);
-    }
-    DeviceMemory mem;
-    const size_t bytes = host.size() * sizeof(uint16_t);
-    if (cudaError_t e = DeviceMemory::allocate(bytes, mem); e != cudaSuccess) {
-      cudaGetLastError();
-      return Error{"tensor " + t.name + ": cannot allocate " + std::to_string(bytes) +
-                   " bytes on the GPU: " + cuda_error_string(e)};
-    }
-    cudaError_t e = cudaMemcpyAsync(mem.get(), host.data(), bytes, cudaMemcpyDefault, stream_.get());
-    if (e == cudaSuccess) e = cudaStreamSynchronize(stream_.get());  // before host is freed
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      return Error{"tensor " + t.name + ": copy to the GPU failed: " + cuda_error_string(e)};
-    }
-    w.dtype = DType::kF16;
     w.data = mem.get();
     weights_.push_back(std::move(mem));
     return w;
   }
 
   void embedding(const Weight& table, const int32_t* ids, int n, float* out) override {
+    if (dtype_is_quantized(table.dtype)) {
+      check(cuda::block_embedding(table, ids, n, out, stream_.get()), "embedding (block-quantized)");
+      return;
+    }
     check(kernels::embedding(table.data, table.dtype, ids, n, static_cast<int>(table.cols), out,
                              stream_.get()),
           "embedding");
@@ -279,6 +237,10 @@ class CudaBackend final : public Backend {
     const int64_t n = w.rows;
     const int k = static_cast<int>(w.cols);
     const bool has_bias = bias && *bias;
+    if (dtype_is_quantized(w.dtype)) {  // any batch: decoded in the kernel, bias in its epilogue
+      check(cuda::block_matmul(x, rows, w, has_bias ? bias : nullptr, out, stream_.get()), "matmul (block-quantized)");
+      return;
+    }
     // Decode-sized batches: the fused gemv (bias in its epilogue); else cuBLAS.
     cudaError_t e = kernels::gemv(x, rows, w.data, w.dtype, n, k, has_bias ? bias->data : nullptr,
                                   has_bias ? bias->dtype : DType::kF32, out, stream_.get());
@@ -488,7 +450,7 @@ class CudaBackend final : public Backend {
                         act_.get(), type, k, &beta, out, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
                         CUBLAS_GEMM_DEFAULT);
     } else {
-      fail("matmul: unsupported weight dtype (Q8_0 weights are dequantized by load_weight)");
+      fail("matmul: unsupported weight dtype for cuBLAS (block-quantized weights take block_matmul)");
       return;
     }
     if (st != CUBLAS_STATUS_SUCCESS)

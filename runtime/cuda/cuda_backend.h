@@ -28,8 +28,9 @@ Result<CudaDeviceInfo> cuda_device_info(int device);
 
 // A backend on `device`, or an Error naming why none could be made (no such
 // device, driver or cuBLAS failure). Weights are copied to the device by
-// load_weight; Q8_0 weights are dequantized to F16 there (the Weight it
-// returns says kF16).
+// load_weight as stored: block-quantized ones (Q4_0 .. Q6_K, Q8_0) keep their
+// blocks and dtype and are decoded inside matmul and embedding
+// (runtime/cuda/quant_weights.h).
 Result<std::unique_ptr<Backend>> make_cuda_backend(int device = 0);
 
 }  // namespace ghostd::runtime

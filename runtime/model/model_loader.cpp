@@ -36,8 +36,8 @@ Result<std::unique_ptr<Tokenizer>> tokenizer_from_gguf(const GgufFile& g, const 
   if (auto b = g.get_int("tokenizer.ggml.bos_token_id")) spec.bos_id = static_cast<int32_t>(*b);
   if (auto e = g.get_int("tokenizer.ggml.eos_token_id")) spec.eos_id = static_cast<int32_t>(*e);
   if (auto u = g.get_int("tokenizer.ggml.unknown_token_id")) spec.unk_id = static_cast<int32_t>(*u);
+  if (const GgufValue* v = g.find("tokenizer.ggml.add_bos_token")) spec.add_bos = v->as_bool();
   if (spec.model == "llama") {
-    if (const GgufValue* v = g.find("tokenizer.ggml.add_bos_token")) spec.add_bos = v->as_bool();
     if (const GgufValue* v = g.find("tokenizer.ggml.add_space_prefix")) spec.add_space_prefix = v->as_bool();
   }
   auto tok = Tokenizer::from_vocab(spec);

@@ -40,7 +40,7 @@ struct VocabSpec {
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;
-  std::optional<bool> add_bos;          // tokenizer.ggml.add_bos_token
+  std::optional<bool> add_bos;          // tokenizer.ggml.add_bos_token (either model)
   std::optional<bool> add_space_prefix;  // tokenizer.ggml.add_space_prefix (SentencePiece)
   std::string origin = "GGUF vocabulary";  // file name for error messages
 };
@@ -85,6 +85,9 @@ struct TokenizerConfig {
 // cache; all const methods may be called from several threads at once.
 class Tokenizer {
  public:
+  // Also reads add_bos_token and bos_token from tokenizer_config.json next to
+  // `path` when that file exists (Hugging Face's Llama and Gemma tokenizers
+  // rebuild their post-processor from it).
   static Result<Tokenizer> from_hf_json(const std::filesystem::path& path);
   static Result<Tokenizer> from_vocab(const VocabSpec& spec);
   static Result<Tokenizer> build(TokenizerConfig config);
@@ -116,6 +119,12 @@ class Tokenizer {
   size_t vocab_size() const { return bytes_.size(); }
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }
+  // Whether a sequence starts with bos_id() (callers that build prompts put it
+  // there; encode() never does). Decided by the vocabulary, not the model
+  // architecture: GGUF tokenizer.ggml.add_bos_token (absent: true for
+  // SentencePiece, false for byte-level BPE, as llama.cpp); tokenizer.json's
+  // post-processor template starting with a special token, overridden by
+  // tokenizer_config.json's add_bos_token where that file says.
   bool add_bos_default() const { return add_bos_; }
   bool is_sentencepiece() const { return sentencepiece_; }
   bool adds_space_prefix() const { return sentencepiece_ && add_space_prefix_; }

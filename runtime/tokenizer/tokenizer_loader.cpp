@@ -181,6 +181,43 @@ std::optional<std::string> template_bos(const json& j) {
   return special["id"].get<std::string>();
 }
 
+// Id of an added token or a vocabulary piece by its content, -1 if absent.
+int32_t token_id(const TokenizerConfig& config, const std::string& content) {
+  for (const auto& a : config.added) {
+    if (a.content == content) return a.id;
+  }
+  for (size_t i = 0; i < config.pieces.size(); ++i) {
+    if (config.pieces[i] == content) return static_cast<int32_t>(i);
+  }
+  return -1;
+}
+
+// tokenizer_config.json's add_bos_token overrides what the post-processor
+// says (transformers' Llama and Gemma tokenizers rebuild their template from
+// it); its bos_token (a string or {"content": ...}) names the token.
+Status apply_tokenizer_config(const json& root, const Where& where, TokenizerConfig& config) {
+  if (!root.is_object()) return where.at("(root)", "expected a JSON object");
+  const auto add = root.find("add_bos_token");
+  if (add == root.end() || add->is_null()) return {};
+  if (!add->is_boolean()) return where.at("add_bos_token", "expected true or false, got " + add->dump());
+  if (!add->get<bool>()) {
+    config.add_bos = false;
+    return {};
+  }
+  if (const auto bos = root.find("bos_token"); bos != root.end() && !bos->is_null()) {
+    const json* content = bos->is_object() ? (bos->contains("content") ? &(*bos)["content"] : nullptr) : &*bos;
+    if (content == nullptr || !content->is_string()) {
+      return where.at("bos_token", "expected a string or an object with a string content");
+    }
+    const int32_t id = token_id(config, content->get<std::string>());
+    if (id < 0) return where.at("bos_token", "\"" + content->get<std::string>() + "\" is not in the vocabulary");
+    config.bos_id = id;
+  }
+  if (config.bos_id < 0) return where.at("add_bos_token", "true, but no bos_token is named here or in tokenizer.json");
+  config.add_bos = true;
+  return {};
+}
+
 Result<TokenizerConfig> parse_hf_json(const json& root, const Where& where) {
   TokenizerConfig config;
   config.origin = where.file;
@@ -271,15 +308,7 @@ Result<TokenizerConfig> parse_hf_json(const json& root, const Where& where) {
   auto pre = PreTokenizer::create(std::move(steps), add_prefix_space);
   if (!pre) return where.at("pre_tokenizer", pre.error().message);
   config.pre = std::move(pre).value();
-  auto lookup = [&](const std::string& content) -> int32_t {
-    for (const auto& a : config.added) {
-      if (a.content == content) return a.id;
-    }
-    for (size_t i = 0; i < config.pieces.size(); ++i) {
-      if (config.pieces[i] == content) return static_cast<int32_t>(i);
-    }
-    return -1;
-  };
+  auto lookup = [&](const std::string& content) { return token_id(config, content); };
   if (auto it = model.find("unk_token"); it != model.end() && it->is_string()) {
     config.unk_id = lookup(it->get<std::string>());
   }
@@ -309,6 +338,17 @@ Result<Tokenizer> Tokenizer::from_hf_json(const std::filesystem::path& path) {
     return where.at("(file)", std::string("unexpected JSON structure: ") + e.what());
   }
   if (!config) return config.error();
+  const auto cfg_path = path.parent_path() / "tokenizer_config.json";
+  if (std::error_code ec; std::filesystem::is_regular_file(cfg_path, ec)) {
+    const Where cfg_where{cfg_path.string()};
+    std::ifstream cfg_in(cfg_path, std::ios::binary);
+    if (!cfg_in) return cfg_where.at("(file)", "cannot open");
+    std::stringstream cfg_buffer;
+    cfg_buffer << cfg_in.rdbuf();
+    const json cfg_root = json::parse(cfg_buffer.str(), nullptr, /*allow_exceptions=*/false);
+    if (cfg_root.is_discarded()) return cfg_where.at("(file)", "not valid JSON");
+    GHOSTD_TRY_STATUS(apply_tokenizer_config(cfg_root, cfg_where, *config));
+  }
   return build(std::move(config).value());
 }
 
@@ -392,6 +432,7 @@ Result<Tokenizer> Tokenizer::from_vocab(const VocabSpec& spec) {
   if (spec.unk_id >= n) return where.at("tokenizer.ggml.unknown_token_id", "out of range");
   config.bos_id = spec.bos_id;
   config.eos_id = spec.eos_id;
+  config.add_bos = spec.add_bos.value_or(false) && spec.bos_id >= 0;
   return build(std::move(config));
 }
 

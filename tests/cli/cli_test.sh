@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ghostd CLI end to end: tokenize/decode on a vocabulary-only GGUF,
+# The ghostd CLI end to end: tokenize/decode on vocabulary-only GGUFs,
 # errors for bad input, and generate on a random-weight model.
 #   cli_test.sh GHOSTD_BINARY SOURCE_DIR WORK_DIR
 set -uo pipefail
@@ -15,6 +15,33 @@ check "tokenize gpt-2" "15496 995" "$(printf 'Hello world' | "$ghostd" tokenize 
 check "decode gpt-2" "Hello world" "$(printf '15496 995' | "$ghostd" tokenize --model "$vocab" --decode 2>&1)"
 text=$'def f(x):\n    return x  # \xc3\xa9\xf0\x9f\x98\x80'
 check "round trip" "$text" "$(printf '%s' "$text" | "$ghostd" tokenize --model "$vocab" | "$ghostd" tokenize --model "$vocab" --decode)"
+
+check "decode a printed list" "Hello world" "$(printf '[15496, 995]\n' | "$ghostd" tokenize --model "$vocab" --decode 2>&1)"
+check "decode --no-special leaves <|endoftext|> out" "Hello" \
+  "$(printf '50256 15496 50256' | "$ghostd" tokenize --model "$vocab" --decode --no-special 2>&1)"
+check "decode keeps <|endoftext|>" "<|endoftext|>Hello" \
+  "$(printf '50256 15496' | "$ghostd" tokenize --model "$vocab" --decode 2>&1)"
+
+# SentencePiece (Llama 2): no dummy-prefix space on the way back, byte tokens
+# (<0xXX> is id 3 + XX) joined into whole characters, a lone lead byte as is.
+spm=$src/tests/data/tokenizer/ggml-vocab-llama-spm.gguf
+check "tokenize llama-spm" "15043 3186" "$(printf 'Hello world' | "$ghostd" tokenize --model "$spm" 2>&1)"
+check "decode llama-spm has no leading space" "Hello world" \
+  "$(printf '15043 3186' | "$ghostd" tokenize --model "$spm" --decode 2>&1)"
+check "decode llama-spm with BOS" "<s> Hello world" "$(printf '1 15043 3186' | "$ghostd" tokenize --model "$spm" --decode 2>&1)"
+check "decode llama-spm --no-special" "Hello world" \
+  "$(printf '1 15043 3186' | "$ghostd" tokenize --model "$spm" --decode --no-special 2>&1)"
+check "round trip llama-spm" "$text" "$(printf '%s' "$text" | "$ghostd" tokenize --model "$spm" | "$ghostd" tokenize --model "$spm" --decode)"
+check "round trip llama-spm, leading spaces" "  $text" \
+  "$(printf '  %s' "$text" | "$ghostd" tokenize --model "$spm" | "$ghostd" tokenize --model "$spm" --decode)"
+check "decode byte tokens into one character" "$(printf '\xf0\x9f\x98\x80')" \
+  "$(printf '243 162 155 131' | "$ghostd" tokenize --model "$spm" --decode)"
+check "decode a lone lead byte as its byte" "c3" \
+  "$(printf '198' | "$ghostd" tokenize --model "$spm" --decode | od -An -tx1 | tr -d ' \n')"
+check "decode a split character" "c3a9" \
+  "$(printf '198 172' | "$ghostd" tokenize --model "$spm" --decode | od -An -tx1 | tr -d ' \n')"
+out=$("$ghostd" tokenize --help 2>&1)
+case "$out" in *"--decode"*"partial"*|*"--decode"*"incomplete"*) echo "ok   tokenize --help explains --decode";; *) echo "FAIL tokenize --help: $out"; fails=$((fails + 1));; esac
 
 out=$(printf '99999999' | "$ghostd" tokenize --model "$vocab" --decode 2>&1); rc=$?
 check "decode bad id exits 1" "1" "$rc"

@@ -1,5 +1,6 @@
 // Test stand-in for the runtime tokenizer: one token per byte, special tokens
-// numbered from 256 in the order given.
+// numbered from 256 in the order given; `bos`, when given, is one of them and
+// starts every sequence (the tokenizer's add_bos).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,8 @@ namespace ghostd::server::testing {
 
 class ByteTokenizer {
  public:
-  explicit ByteTokenizer(std::vector<std::string> specials) : specials_(std::move(specials)) {}
+  explicit ByteTokenizer(std::vector<std::string> specials, std::string bos = "")
+      : specials_(std::move(specials)), bos_(std::move(bos)) {}
 
   std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const {
     std::vector<int32_t> out;
@@ -40,6 +42,8 @@ class ByteTokenizer {
     }
     return std::nullopt;
   }
+  int32_t bos_id() const { return bos_.empty() ? -1 : find_token(bos_).value_or(-1); }
+  bool add_bos_default() const { return !bos_.empty(); }
   std::string decode(const std::vector<int32_t>& ids) const {
     std::string out;
     for (int32_t id : ids) {
@@ -54,6 +58,7 @@ class ByteTokenizer {
 
  private:
   std::vector<std::string> specials_;
+  std::string bos_;
 };
 
 inline ByteTokenizer qwen_tokenizer() {

@@ -2,7 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "byte_tokenizer.h"
+#include "runtime/model/model_loader.h"
 
 using namespace ghostd::server;
 using ghostd::server::testing::ByteTokenizer;
@@ -41,7 +44,8 @@ TEST_CASE("FIM family is detected from special tokens") {
 }
 
 TEST_CASE("CodeGemma prompt: <bos> first, files joined by <|file_separator|>, PSM markers, the separator stops") {
-  ByteTokenizer tok({"<eos>", "<bos>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>"});
+  ByteTokenizer tok({"<eos>", "<bos>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>"},
+                    "<bos>");
   auto view = make_tokenizer_view(tok);
   auto fim = detect_fim_template(view);
   REQUIRE(fim.ok());
@@ -146,5 +150,81 @@ TEST_CASE("a prefix shorter than the cut quantum is cut, never emptied") {
       // What is kept is the end of the prefix, up to the cursor.
       CHECK(prefix.ends_with(tok.decode(p.tokens) + p.heal));
     }
+  }
+}
+
+TEST_CASE("BOS starts a prompt when the tokenizer adds one, whatever the family") {
+  const std::vector<std::string> gemma = {"<eos>", "<bos>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
+                                          "<|file_separator|>"};
+  PromptInput in{"x = 1\ny", "\nprint(y)\n", "a.py", "", {}};
+  for (bool add_bos : {false, true}) {
+    CAPTURE(add_bos);
+    ByteTokenizer tok(gemma, add_bos ? "<bos>" : "");
+    auto view = make_tokenizer_view(tok);
+    auto fim = detect_fim_template(view);
+    REQUIRE(fim.ok());
+    Prompt p = build_prompt(*fim, view, in, PromptBudget{});
+    CHECK(tok.decode(p.tokens) ==
+          std::string(add_bos ? "<bos>" : "") + "<|fim_prefix|>x = 1\n<|fim_suffix|>\nprint(y)\n<|fim_middle|>");
+    // The plain layout too.
+    p = build_prompt(plain_template(view), view, in, PromptBudget{});
+    CHECK(tok.decode(p.tokens) + p.heal == std::string(add_bos ? "<bos>" : "") + "x = 1\ny");
+  }
+  // A view without a tokenizer behind it (a test's hand-made one) adds none.
+  ByteTokenizer qwen = testing::qwen_tokenizer();
+  CHECK_FALSE(make_tokenizer_view(qwen).bos.has_value());
+}
+
+// CodeLlama's reference layout (Meta's codellama infilling prompt):
+// <s> ▁<PRE> encode(prefix) ▁<SUF> encode_without_leading_space(suffix) ▁<MID>.
+TEST_CASE("SentencePiece prompts (llama-spm): the dummy-prefix space only where the text starts") {
+  auto loaded = ghostd::runtime::load_tokenizer(std::string(GHOSTD_TEST_DATA) + "/tokenizer/ggml-vocab-llama-spm.gguf");
+  REQUIRE_MESSAGE(loaded.ok(), (loaded.ok() ? "" : loaded.error().message));
+  const ghostd::runtime::Tokenizer& tok = **loaded;
+  REQUIRE(tok.adds_space_prefix());
+  TokenizerView view = make_tokenizer_view(tok);
+  REQUIRE(view.bos == 1);
+  const std::string prefix = "def add(a, b):\n    s = a";
+  const std::string suffix = "return s\n";
+
+  // Llama 2's vocabulary has no FIM tokens: plain, BOS then the prefix with
+  // the space SentencePiece puts in front of a text.
+  REQUIRE_FALSE(detect_fim_template(view).ok());
+  Prompt plain = build_prompt(plain_template(view), view, {prefix, suffix, "a.py", "", {}}, PromptBudget{});
+  REQUIRE(plain.tokens.size() > 2);
+  CHECK(plain.tokens[0] == 1);
+  std::vector<int32_t> body(plain.tokens.begin() + 1, plain.tokens.end());
+  CHECK(tok.decode(body) + plain.heal == " " + prefix);
+  CHECK(tok.decode_text(body) + plain.heal == prefix);
+
+  // The CodeLlama markers on the same vocabulary (ids past its end stand in).
+  const int32_t pre = 32007, suf = 32008, mid = 32009;
+  auto find = view.find_token;
+  view.find_token = [find, pre, suf, mid](std::string_view t) -> std::optional<int32_t> {
+    if (t == "\xE2\x96\x81<PRE>") return pre;
+    if (t == "\xE2\x96\x81<SUF>") return suf;
+    if (t == "\xE2\x96\x81<MID>") return mid;
+    return find(t);
+  };
+  auto fim = detect_fim_template(view);
+  REQUIRE(fim.ok());
+  CHECK(fim->family == FimFamily::kCodeLlama);
+  for (const std::string& suffix_text : {suffix, std::string("  return s\n"), std::string("x")}) {
+    CAPTURE(suffix_text);
+    Prompt p = build_prompt(*fim, view, {prefix, suffix_text, "a.py", "", {}}, PromptBudget{});
+    const auto at = [&](int32_t id) { return std::find(p.tokens.begin(), p.tokens.end(), id); };
+    REQUIRE(p.tokens.size() > 5);
+    CHECK(p.tokens[0] == 1);
+    CHECK(p.tokens[1] == pre);
+    REQUIRE(at(suf) != p.tokens.end());
+    CHECK(p.tokens.back() == mid);
+    const std::vector<int32_t> pre_ids(p.tokens.begin() + 2, at(suf));
+    const std::vector<int32_t> suf_ids(at(suf) + 1, p.tokens.end() - 1);
+    // "<PRE> {prefix}": the prefix opens a text and keeps its leading space.
+    CHECK(tok.decode(pre_ids) + p.heal == " " + prefix);
+    // "<SUF>{suffix}": exactly the suffix's bytes, no space in front.
+    CHECK(suf_ids == tok.encode(suffix_text, false, /*dummy_prefix=*/false));
+    CHECK(tok.decode(suf_ids) == suffix_text);
+    CHECK(p.suffix_tokens == static_cast<int>(suf_ids.size()));
   }
 }

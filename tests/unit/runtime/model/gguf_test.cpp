@@ -2,11 +2,15 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <random>
 
+#include "runtime/model/model_config.h"
+#include "runtime/model/model_loader.h"
+#include "runtime/model/weights.h"
 #include "tests/unit/runtime/model_file_writers.h"
 
 using namespace ghostd::runtime;
@@ -324,4 +328,55 @@ TEST_CASE("gguf: ggml block types dequantize bit for bit as ggml's reference") {
     dequantize_row(t->dtype, base + row_bytes * static_cast<size_t>(c.rows - 1), row.data(), cols);
     CHECK(std::memcmp(row.data(), want.data() + (c.rows - 1) * cols, row.size() * 4) == 0);
   }
+}
+
+// tests/fuzz/make_gguf_seeds.py writes these; a seed the loaders reject would
+// leave the fuzzer mutating from an early error instead of a real file's paths.
+TEST_CASE("gguf: the fuzz_gguf seeds are files the loaders accept") {
+  const auto dir = std::filesystem::path(GHOSTD_TEST_DATA) / ".." / "fuzz" / "corpus" / "gguf";
+  struct Seed {
+    const char* file;
+    const char* arch;
+    std::vector<DType> types;  // block types it must hold
+  };
+  const std::vector<Seed> seeds = {
+      {"seed_starcoder2.gguf", "starcoder2", {DType::kQ4_0}},
+      {"seed_gemma.gguf", "gemma", {DType::kQ5_0}},
+      {"seed_q4_k_m.gguf", "llama", {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}},
+      {"seed_q4_0_q5.gguf", "llama", {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1}},
+  };
+  for (const auto& seed : seeds) {
+    CAPTURE(seed.file);
+    const auto path = dir / seed.file;
+    CHECK(std::filesystem::file_size(path) <= 4096);  // ctest's -max_len for the fuzzer
+    auto g = GgufFile::open(path);
+    REQUIRE_MESSAGE(g.ok(), (g.ok() ? "" : g.error().message));
+    CHECK(g->get_string("general.architecture") == seed.arch);
+    auto c = config_from_gguf(*g);
+    REQUIRE_MESSAGE(c.ok(), (c.ok() ? "" : c.error().message));
+    auto ws = WeightStore::open(path);
+    REQUIRE_MESSAGE(ws.ok(), (ws.ok() ? "" : ws.error().message));
+    for (DType t : seed.types) {
+      CHECK(std::any_of(g->tensors().begin(), g->tensors().end(), [&](const TensorView& v) { return v.dtype == t; }));
+    }
+    for (const TensorView& t : g->tensors()) {
+      CAPTURE(t.name);
+      const int64_t cols = t.shape.back();
+      REQUIRE(dtype_count_ok(t.dtype, cols));
+      std::vector<float> row(static_cast<size_t>(cols));
+      dequantize_row(t.dtype, t.data, row.data(), cols);
+      CHECK(std::all_of(row.begin(), row.end(), [](float v) { return std::isfinite(v); }));
+    }
+  }
+  auto sc2 = config_from_gguf(*GgufFile::open(dir / "seed_starcoder2.gguf"));
+  CHECK(sc2->norm == NormType::kLayer);
+  CHECK(sc2->attention_bias);
+  CHECK(sc2->sliding_window == 32);
+  auto gemma = config_from_gguf(*GgufFile::open(dir / "seed_gemma.gguf"));
+  CHECK(gemma->mlp == MlpType::kGeGlu);
+  auto tok = load_tokenizer(dir / "seed_gemma.gguf");
+  REQUIRE_MESSAGE(tok.ok(), (tok.ok() ? "" : tok.error().message));
+  CHECK((*tok)->is_sentencepiece());
+  CHECK((*tok)->add_bos_default());
+  CHECK((*tok)->bos_id() == 2);
 }

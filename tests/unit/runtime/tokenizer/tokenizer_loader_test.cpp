@@ -163,6 +163,52 @@ TEST_CASE("ByteLevel add_prefix_space and TemplateProcessing BOS") {
   CHECK(tok.bos_id() == 303);
 }
 
+TEST_CASE("tokenizer_config.json's add_bos_token overrides the post-processor's BOS") {
+  TempDir dir;
+  json j = base_tokenizer();
+  CHECK_FALSE(load(dir, j).add_bos_default());
+  // Named by bos_token, as a string or an AddedToken-style object.
+  dir.write("tokenizer_config.json", R"({"add_bos_token": true, "bos_token": "<s>"})");
+  Tokenizer tok = load(dir, j);
+  CHECK(tok.add_bos_default());
+  CHECK(tok.bos_id() == 303);
+  dir.write("tokenizer_config.json", R"({"add_bos_token": true, "bos_token": {"content": "<mask>"}})");
+  tok = load(dir, j);
+  CHECK(tok.add_bos_default());
+  CHECK(tok.bos_id() == 302);
+  // false wins over a template that starts with <s>; absent or null leaves the template's say.
+  j["post_processor"] = {{"type", "TemplateProcessing"},
+                         {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                                                 {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})}};
+  dir.write("tokenizer_config.json", R"({"add_bos_token": false, "bos_token": "<s>"})");
+  CHECK_FALSE(load(dir, j).add_bos_default());
+  dir.write("tokenizer_config.json", R"({"add_bos_token": null, "model_max_length": 8})");
+  CHECK(load(dir, j).add_bos_default());
+  dir.write("tokenizer_config.json", R"({"add_bos_token": true})");
+  CHECK(load(dir, j).bos_id() == 303);
+
+  struct Case {
+    std::string text;
+    std::string expect;
+  };
+  j["post_processor"] = nullptr;
+  const std::vector<Case> bad = {
+      {R"({"add_bos_token": "yes"})", "add_bos_token: expected true or false"},
+      {R"({"add_bos_token": true, "bos_token": "<nope>"})", "bos_token: \"<nope>\" is not in the vocabulary"},
+      {R"({"add_bos_token": true, "bos_token": {"id": 3}})", "bos_token: expected a string"},
+      {R"({"add_bos_token": true})", "add_bos_token: true, but no bos_token"},
+      {"[1, 2", "not valid JSON"},
+  };
+  for (const auto& c : bad) {
+    CAPTURE(c.text);
+    const auto cfg = dir.write("tokenizer_config.json", c.text);
+    auto t = Tokenizer::from_hf_json(dir.write("tokenizer.json", j.dump()));
+    REQUIRE_FALSE(t.ok());
+    CHECK(t.error().message.find(cfg.string()) != std::string::npos);
+    CHECK_MESSAGE(t.error().message.find(c.expect) != std::string::npos, t.error().message);
+  }
+}
+
 TEST_CASE("malformed tokenizer.json files give errors naming the file and field") {
   TempDir dir;
   struct Case {

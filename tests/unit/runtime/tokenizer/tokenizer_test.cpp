@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <unordered_map>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -449,6 +450,40 @@ TEST_CASE("from_vocab rejects bad specs") {
   auto ok = Tokenizer::from_vocab(spec);
   REQUIRE(ok.ok());
   CHECK(ok->encode("abab") == std::vector<int32_t>{2, 2});
+}
+
+TEST_CASE("from_vocab: add_bos from tokenizer.ggml.add_bos_token, else SentencePiece yes and byte-level BPE no") {
+  struct Case {
+    std::string model;
+    std::optional<bool> add_bos;
+    int32_t bos_id;
+    bool expect;
+  };
+  const std::vector<Case> cases = {
+      {"gpt2", std::nullopt, 0, false}, {"gpt2", true, 0, true},   {"gpt2", false, 0, false},
+      {"gpt2", true, -1, false},        {"llama", std::nullopt, 0, true}, {"llama", false, 0, false},
+      {"llama", true, 0, true},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.model);
+    CAPTURE(c.add_bos.value_or(-1));
+    VocabSpec spec;
+    spec.model = c.model;
+    spec.tokens = c.model == "gpt2" ? std::vector<std::string>{"<s>", "a", "b", "ab"}
+                                    : std::vector<std::string>{"<s>", "\xE2\x96\x81", "a", "b"};
+    if (c.model == "gpt2") spec.merges = {"a b"};
+    else spec.scores = {0, -1, -2, -3};
+    spec.pre = "gpt-2";
+    spec.bos_id = c.bos_id;
+    spec.add_bos = c.add_bos;
+    auto tok = Tokenizer::from_vocab(spec);
+    REQUIRE_MESSAGE(tok.ok(), (tok.ok() ? "" : tok.error().message));
+    CHECK(tok->add_bos_default() == c.expect);
+  }
+  // The shared vocabularies keep what they did: Llama's adds BOS, the BPE ones do not.
+  CHECK(load_gguf_vocab("llama-spm").add_bos_default());
+  CHECK_FALSE(load_gguf_vocab("gpt-2").add_bos_default());
+  CHECK_FALSE(load_gguf_vocab("starcoder").add_bos_default());
 }
 
 TEST_CASE("long words and whitespace runs stay fast and round-trip") {
