@@ -59,12 +59,13 @@ cudaError_t quant_matmul(const float* x, int rows, const void* w, DType dtype, i
 }
 
 cudaError_t quant_embedding(const void* table, DType dtype, const int32_t* ids, int n, int dim, float* out,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, int64_t first_id, int64_t rows) {
   return dispatch_block(dtype, [&](auto tag) -> cudaError_t {
     constexpr DType D = decltype(tag)::value;
     if (dim <= 0 || dim % quant::BlockOf<D>::kValues != 0) return cudaErrorNotSupported;
     if (n <= 0) return cudaSuccess;
-    quant::embedding_kernel<D><<<n, kThreads, 0, stream>>>(static_cast<const uint8_t*>(table), ids, dim, out);
+    quant::embedding_kernel<D>
+        <<<n, kThreads, 0, stream>>>(static_cast<const uint8_t*>(table), ids, dim, out, first_id, rows);
     return cudaGetLastError();
   });
 }

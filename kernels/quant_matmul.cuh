@@ -29,9 +29,11 @@ bool quant_matmul_supports(runtime::DType dtype);
 cudaError_t quant_matmul(const float* x, int rows, const void* w, runtime::DType dtype, int64_t n, int k,
                          const void* bias, runtime::DType bias_dtype, float* out, cudaStream_t stream);
 
-// out[i, :] = table[ids[i], :] decoded; table: rows of `dim` values in `dtype` blocks.
+// out[i, :] = table[ids[i] - first_id, :] decoded; table: `rows` rows of
+// `dim` values in `dtype` blocks. Ids outside the table give zeros (a
+// vocabulary slice under tensor parallelism); rows < 0: the whole vocabulary.
 cudaError_t quant_embedding(const void* table, runtime::DType dtype, const int32_t* ids, int n, int dim, float* out,
-                            cudaStream_t stream);
+                            cudaStream_t stream, int64_t first_id = 0, int64_t rows = -1);
 
 }  // namespace ghostd::kernels
 
@@ -172,11 +174,17 @@ __global__ void matmul_kernel(const float* __restrict__ x, int rows, const uint8
 
 template <DType D>
 __global__ void embedding_kernel(const uint8_t* __restrict__ table, const int32_t* __restrict__ ids, int dim,
-                                 float* __restrict__ out) {
+                                 float* __restrict__ out, int64_t first_id, int64_t rows) {
   using B = BlockOf<D>;
   const int i = blockIdx.x;
-  const uint8_t* row = table + static_cast<int64_t>(ids[i]) * (dim / B::kValues) * B::kBytes;
-  for (int c = threadIdx.x; c < dim; c += blockDim.x) out[static_cast<int64_t>(i) * dim + c] = value_at<D>(row, c);
+  const int64_t r = static_cast<int64_t>(ids[i]) - first_id;
+  float* dst = out + static_cast<int64_t>(i) * dim;
+  if (rows >= 0 && (r < 0 || r >= rows)) {
+    for (int c = threadIdx.x; c < dim; c += blockDim.x) dst[c] = 0.0f;
+    return;
+  }
+  const uint8_t* row = table + r * (dim / B::kValues) * B::kBytes;
+  for (int c = threadIdx.x; c < dim; c += blockDim.x) dst[c] = value_at<D>(row, c);
 }
 
 }  // namespace ghostd::kernels::quant

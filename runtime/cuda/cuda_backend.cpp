@@ -202,6 +202,11 @@ class CudaBackend final : public Backend {
   }
 
   void embedding_slice(const Weight& table, const int32_t* ids, int n, int64_t first_id, float* out) override {
+    if (dtype_is_quantized(table.dtype)) {
+      check(cuda::block_embedding(table, ids, n, out, stream_.get(), first_id, /*slice=*/true),
+            "embedding_slice (block-quantized)");
+      return;
+    }
     check(kernels::embedding_slice(table.data, table.dtype, table.rows, ids, n, static_cast<int>(table.cols), first_id,
                                    out, stream_.get()),
           "embedding_slice");

@@ -36,8 +36,10 @@ cudaError_t block_matmul(const float* x, int rows, const Weight& w, const Weight
                                has_bias ? bias->data : nullptr, has_bias ? bias->dtype : DType::kF32, out, stream);
 }
 
-cudaError_t block_embedding(const Weight& table, const int32_t* ids, int n, float* out, cudaStream_t stream) {
-  return kernels::quant_embedding(table.data, table.dtype, ids, n, static_cast<int>(table.cols), out, stream);
+cudaError_t block_embedding(const Weight& table, const int32_t* ids, int n, float* out, cudaStream_t stream,
+                            int64_t first_id, bool slice) {
+  return kernels::quant_embedding(table.data, table.dtype, ids, n, static_cast<int>(table.cols), out, stream, first_id,
+                                  slice ? table.rows : -1);
 }
 
 }  // namespace ghostd::runtime::cuda

@@ -23,7 +23,9 @@ Status upload_block_weight(const TensorView& t, int64_t rows, int64_t cols, cuda
 cudaError_t block_matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out,
                          cudaStream_t stream);
 
-// Rows `ids` of a block-quantized table, decoded.
-cudaError_t block_embedding(const Weight& table, const int32_t* ids, int n, float* out, cudaStream_t stream);
+// Rows `ids` of a block-quantized table, decoded. With `slice`, the table is
+// the rows from `first_id` on of a vocabulary: other ids give zeros.
+cudaError_t block_embedding(const Weight& table, const int32_t* ids, int n, float* out, cudaStream_t stream,
+                            int64_t first_id = 0, bool slice = false);
 
 }  // namespace ghostd::runtime::cuda
