@@ -68,13 +68,14 @@ case "$mode" in
     cmake --build "$build-asan" -j "$jobs" --target ghostd ghostd_unit ghostd_lsp_fake fuzzers
     ctest --test-dir "$build-asan" --output-on-failure -j "$jobs" --timeout 1500 -L 'unit|lsp|cli' -LE gpu
     ctest --test-dir "$build-asan" --output-on-failure -L fuzz
-    # ThreadSanitizer (clang): the engine, scheduler and CPU pool, the server,
-    # and every LSP test (event loop, engine thread, metrics writer, loader and
-    # sessions share state there).
+    # ThreadSanitizer (clang): the engine, scheduler and CPU pool, the
+    # tensor-parallel rank threads and collectives, the server, and every LSP
+    # test (event loop, engine thread, metrics writer, loader and sessions
+    # share state there).
     cmake --preset tsan -B "$build-tsan"
     cmake --build "$build-tsan" -j "$jobs" --target ghostd ghostd_unit ghostd_lsp_fake
     ctest --test-dir "$build-tsan" --output-on-failure -j "$jobs" --timeout 1500 \
-      -LE gpu -R '^(unit\.runtime\.(engine|cpu)\..*|unit\.server\..*|lsp\..*)$'
+      -LE gpu -R '^(unit\.runtime\.(engine|cpu|parallel)\..*|unit\.server\..*|lsp\..*)$'
     ;;
   *)
     echo "usage: $0 demo|test" >&2
