@@ -1,0 +1,162 @@
+// The machine's own limits, measured in the same run as the benchmark that
+// quotes ratios to them: streaming read bandwidth and the FMA peak.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace ghostd::bench {
+
+// GB/s of `threads` threads each reading its part of a `bytes` buffer (far
+// larger than the caches), summing 64-bit words so no pass is skipped; the
+// best of `passes` after a pass that faults the pages in.
+inline double probe_read_bandwidth(int threads, size_t bytes, int passes = 3) {
+  const size_t words = bytes / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  for (size_t i = 0; i < words; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
+  volatile uint64_t sink = 0;
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    std::vector<uint64_t> sums(static_cast<size_t>(threads));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        const size_t b = words * t / threads, e = words * (t + 1) / threads;
+        uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        size_t i = b;
+        for (; i + 4 <= e; i += 4) {
+          a0 += buf[i];
+          a1 += buf[i + 1];
+          a2 += buf[i + 2];
+          a3 += buf[i + 3];
+        }
+        for (; i < e; ++i) a0 += buf[i];
+        sums[static_cast<size_t>(t)] = a0 + a1 + a2 + a3;
+      });
+    }
+    for (auto& th : pool) th.join();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (uint64_t v : sums) sink = sink + v;
+    best = std::max(best, static_cast<double>(words * sizeof(uint64_t)) / s / 1e9);
+  }
+  return best;
+}
+
+namespace probe_detail {
+
+// GCC 12 warns falsely inside its own AVX-512 headers (see CMakeLists.txt).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// Twelve independent FMA chains, each in its own named register (an array
+// of accumulators may live in memory at -O2, which measures store
+// forwarding instead): flops of `iters` rounds. The inputs come from memory
+// so nothing folds.
+#define GHOSTD_FMA12(FMA)                                                                                    \
+  for (int64_t i = 0; i < iters; ++i) {                                                                      \
+    c0 = FMA(c0, a, b); c1 = FMA(c1, a, b); c2 = FMA(c2, a, b); c3 = FMA(c3, a, b);                          \
+    c4 = FMA(c4, a, b); c5 = FMA(c5, a, b); c6 = FMA(c6, a, b); c7 = FMA(c7, a, b);                          \
+    c8 = FMA(c8, a, b); c9 = FMA(c9, a, b); c10 = FMA(c10, a, b); c11 = FMA(c11, a, b);                      \
+  }
+
+__attribute__((target("avx512f"))) inline double fma_avx512(int64_t iters, const float* in, float* out) {
+  // Distinct starting values: equal chains would be merged into one.
+  __m512 c0 = _mm512_set1_ps(in[0]), c1 = _mm512_set1_ps(in[1]), c2 = _mm512_set1_ps(in[2]),
+         c3 = _mm512_set1_ps(in[3]), c4 = _mm512_set1_ps(in[4]), c5 = _mm512_set1_ps(in[5]),
+         c6 = _mm512_set1_ps(in[6]), c7 = _mm512_set1_ps(in[7]), c8 = _mm512_set1_ps(in[8]),
+         c9 = _mm512_set1_ps(in[9]), c10 = _mm512_set1_ps(in[10]), c11 = _mm512_set1_ps(in[11]);
+  const __m512 a = _mm512_set1_ps(in[12]), b = _mm512_set1_ps(in[13]);
+  GHOSTD_FMA12(_mm512_fmadd_ps)
+  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                           _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+  float lanes[16];
+  _mm512_storeu_ps(lanes, s);
+  out[0] = lanes[0] + lanes[15];
+  return 2.0 * 16 * 12 * static_cast<double>(iters);
+}
+
+__attribute__((target("avx2,fma"))) inline double fma_avx2(int64_t iters, const float* in, float* out) {
+  // Distinct starting values: equal chains would be merged into one.
+  __m256 c0 = _mm256_set1_ps(in[0]), c1 = _mm256_set1_ps(in[1]), c2 = _mm256_set1_ps(in[2]),
+         c3 = _mm256_set1_ps(in[3]), c4 = _mm256_set1_ps(in[4]), c5 = _mm256_set1_ps(in[5]),
+         c6 = _mm256_set1_ps(in[6]), c7 = _mm256_set1_ps(in[7]), c8 = _mm256_set1_ps(in[8]),
+         c9 = _mm256_set1_ps(in[9]), c10 = _mm256_set1_ps(in[10]), c11 = _mm256_set1_ps(in[11]);
+  const __m256 a = _mm256_set1_ps(in[12]), b = _mm256_set1_ps(in[13]);
+  GHOSTD_FMA12(_mm256_fmadd_ps)
+  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                           _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
+  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, s);
+  out[0] = lanes[0] + lanes[7];
+  return 2.0 * 8 * 12 * static_cast<double>(iters);
+}
+
+inline float scalar_fma(float c, float a, float b) { return c * a + b; }
+
+inline double fma_scalar(int64_t iters, const float* in, float* out) {
+  float c0 = in[0], c1 = in[1], c2 = in[2], c3 = in[3], c4 = in[4], c5 = in[5], c6 = in[6], c7 = in[7],
+        c8 = in[8], c9 = in[9], c10 = in[10], c11 = in[11];
+  const float a = in[12], b = in[13];
+  GHOSTD_FMA12(scalar_fma)
+  out[0] = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;
+  return 2.0 * 12 * static_cast<double>(iters);
+}
+
+#undef GHOSTD_FMA12
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace probe_detail
+
+// GFLOP/s of float32 FMAs in the widest vectors of `isa` ("avx512", "avx2",
+// else scalar), on `threads` threads at once; the best of three 50 ms runs.
+inline double probe_fma_peak(std::string_view isa, int threads) {
+  auto run = [&](int64_t iters, float* out) {
+    static const float in[14] = {1.0f, 0.5f, 0.25f, 0.125f, 2.0f, 3.0f, 5.0f, 7.0f, 11.0f, 13.0f, 17.0f, 19.0f,
+                                 0.999999f, 1e-7f};
+    if (isa == "avx512") return probe_detail::fma_avx512(iters, in, out);
+    if (isa == "avx2") return probe_detail::fma_avx2(iters, in, out);
+    return probe_detail::fma_scalar(iters, in, out);
+  };
+  float sink[64] = {};
+  int64_t iters = 1 << 16;
+  for (;;) {  // calibrate to about 50 ms on one thread
+    const auto t0 = std::chrono::steady_clock::now();
+    run(iters, sink);
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(50) || iters > (int64_t{1} << 40)) break;
+    iters *= 2;
+  }
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<double> flops(static_cast<size_t>(threads));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] { flops[static_cast<size_t>(t)] = run(iters, sink + t % 64); });
+    for (auto& th : pool) th.join();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double total = 0;
+    for (double f : flops) total += f;
+    best = std::max(best, total / s / 1e9);
+  }
+  return best;
+}
+
+}  // namespace ghostd::bench
