@@ -251,7 +251,7 @@ TEST_CASE("tensor parallel: each rank reads only its slices of the weight files"
 }
 
 // Rank 1 of a group: dies (every op a no-op, synchronize fails, like a GPU
-// after a trap) or stalls (sleeps in one matmul past the group's timeout).
+// after a trap) or stalls (sleeps 1 s in one matmul, past the group's timeout).
 class FailingRank final : public test::ForwardingBackend {
  public:
   using ForwardingBackend::ForwardingBackend;
@@ -266,7 +266,7 @@ class FailingRank final : public test::ForwardingBackend {
   }
   void matmul(const float* x, int rows, const Weight& w, const Weight* b, float* out) override {
     if (mode == Mode::kDie) return;
-    if (mode == Mode::kStall && !stalled_.exchange(true)) std::this_thread::sleep_for(400ms);
+    if (mode == Mode::kStall && !stalled_.exchange(true)) std::this_thread::sleep_for(1000ms);
     ForwardingBackend::matmul(x, rows, w, b, out);
   }
   void all_reduce_sum(Communicator& c, float* x, int64_t n) override {
@@ -288,7 +288,8 @@ TEST_CASE("tensor parallel: a rank that dies or stalls fails the jobs and the en
     auto rank0 = make_cpu_backend({.threads = 1});
     auto owned = std::make_unique<FailingRank>(make_cpu_backend({.threads = 1}));
     FailingRank& rank1 = *owned;
-    auto comms = make_host_communicators(2, {.timeout = 150ms});
+    // Long enough that a slow sanitizer build's healthy steps never time out.
+    auto comms = make_host_communicators(2, {.timeout = 300ms});
     REQUIRE(comms.ok());
     Backend* backends[] = {rank0.get(), owned.get()};
     Communicator* cs[] = {(*comms)[0].get(), (*comms)[1].get()};
@@ -315,7 +316,7 @@ TEST_CASE("tensor parallel: a rank that dies or stalls fails the jobs and the en
       CHECK(c.at(i).result.error.find("the device failed") != std::string::npos);
     }
     const std::string fatal = (*engine)->stats().fatal_error;
-    CHECK(fatal.find(mode == FailingRank::Mode::kDie ? "illegal" : "waited 150 ms") != std::string::npos);
+    CHECK(fatal.find(mode == FailingRank::Mode::kDie ? "illegal" : "waited 300 ms") != std::string::npos);
     Outcome later = run_alone(**engine, greedy_job(random_prompt(rng, 12), 4));
     CHECK(later.result.status == JobStatus::kFailed);
     check_clean_shutdown(**engine);
