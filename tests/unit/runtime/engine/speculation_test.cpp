@@ -206,4 +206,34 @@ TEST_CASE("speculation: the KV budget pays for both models' blocks") {
   CHECK((*e)->shutdown().ok());
 }
 
+
+TEST_CASE("speculation: once the draft model does not pay, typing on goes on exactly without it") {
+  TestModel tm;
+  if (!tm.ready) return;
+  // Typing: each prompt extends the last by a token, so a job reuses the
+  // previous one's blocks and copies its shared partial block before writing
+  // (copy-on-write after the draft model is gone: once a crash).
+  std::mt19937 rng(21);
+  std::vector<int32_t> text = random_prompt(rng, 37);
+  std::vector<CompletionJob> jobs;
+  for (int i = 0; i < 40; ++i) {
+    text.push_back(static_cast<int32_t>(rng() % kVocab));
+    jobs.push_back(greedy_job(text, 12, "typed"));
+  }
+  const Reference ref = plain(tm, jobs);
+  EngineOptions o = spec_options(false, false, &tm.draft({.seed = 99, .layers = 1}));
+  o.speculation.adaptive = true;  // a model this unlike the target stops paying after its probation
+  auto e = make_engine(tm, o);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    CAPTURE(i);
+    Outcome out = run_alone(*e, jobs[i]);
+    REQUIRE(out.result.status == JobStatus::kFinished);
+    CHECK(out.result.tokens == ref.tokens[i]);
+    if (i > 0) CHECK(out.result.metrics.reused_tokens > 0);
+  }
+  CHECK(e->stats().draft_off);
+  CHECK(e->stats().draft_error.empty());
+  check_clean_shutdown(*e);
+}
+
 }  // namespace ghostd::runtime
