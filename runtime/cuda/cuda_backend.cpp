@@ -4,9 +4,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/argmax.cuh"
@@ -138,6 +140,7 @@ class CudaBackend final : public Backend {
 
   Status synchronize() override {
     cudaSetDevice(device_);
+    if (comm_ != nullptr) wait_or_abort();
     check(cudaStreamSynchronize(stream_.get()), "synchronize");
     check(cudaGetLastError(), "synchronize");
     if (error_.empty()) return {};
@@ -224,10 +227,12 @@ class CudaBackend final : public Backend {
 
   // NCCL queues the collective on this stream (and is captured with it).
   void all_reduce_sum(Communicator& comm, float* x, int64_t n) override {
+    comm_ = &comm;
     cudaSetDevice(device_);
     collective(comm.all_reduce_sum(x, static_cast<size_t>(n), stream_.get()));
   }
   void all_gather(Communicator& comm, const float* in, int64_t n, float* out) override {
+    comm_ = &comm;
     cudaSetDevice(device_);
     collective(comm.all_gather(in, static_cast<size_t>(n), out, stream_.get()));
   }
@@ -488,6 +493,23 @@ class CudaBackend final : public Backend {
     return false;
   }
 
+  // A collective blocked on a dead or hung peer never completes: the stream
+  // is polled up to the group's timeout, then the group is aborted
+  // (ncclCommAbort ends the blocked kernels) and the backend turns fatal.
+  void wait_or_abort() {
+    const auto deadline = std::chrono::steady_clock::now() + comm_->timeout();
+    while (cudaStreamQuery(stream_.get()) == cudaErrorNotReady) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        const std::string why = "rank on " + name_ + " waited " + std::to_string(comm_->timeout().count()) +
+                                " ms for a step with collectives (a rank failed or stopped)";
+        comm_->abort(why);
+        collective(Error{why});
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
   // A failed collective leaves the group unusable: fatal, like a sticky error.
   void collective(const Status& st) {
     if (st.ok()) return;
@@ -528,6 +550,7 @@ class CudaBackend final : public Backend {
   CublasHandle blas_;
   std::string error_;  // first failure since the last synchronize()
   std::string fatal_;  // set once a sticky error is seen
+  Communicator* comm_ = nullptr;  // the group of this rank's collectives (tensor parallelism)
   std::vector<DeviceMemory> weights_;
   static constexpr size_t kCopyArgsBytes = size_t{64} << 10;
   static constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;

@@ -23,8 +23,8 @@ namespace {
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(ncclComm_t comm, int rank, int size, int device)
-      : comm_(comm), rank_(rank), size_(size), device_(device) {}
+  NcclCommunicator(ncclComm_t comm, int rank, int size, int device, std::chrono::milliseconds timeout)
+      : comm_(comm), rank_(rank), size_(size), device_(device), timeout_(timeout) {}
   ~NcclCommunicator() override {
     if (scratch_) {
       cudaSetDevice(device_);
@@ -36,6 +36,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "nccl"; }
+  std::chrono::milliseconds timeout() const override { return timeout_; }
 
   Status all_reduce_sum(float* data, size_t count, void* stream) override {
     cudaSetDevice(device_);
@@ -85,6 +86,7 @@ class NcclCommunicator final : public Communicator {
 
   ncclComm_t comm_;
   int rank_, size_, device_;
+  std::chrono::milliseconds timeout_;
   float* scratch_ = nullptr;
   mutable std::mutex mu_;
   std::atomic<bool> failed_{false};
@@ -95,7 +97,8 @@ class NcclCommunicator final : public Communicator {
 
 bool nccl_available() { return true; }
 
-Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::span<const int> devices) {
+Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::span<const int> devices,
+                                                                         std::chrono::milliseconds timeout) {
   const int n = static_cast<int>(devices.size());
   if (n < 1) return Error{"nccl: no devices"};
   int count = 0;
@@ -109,7 +112,8 @@ Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::
     return Error{std::string("nccl: ncclCommInitAll failed: ") + ncclGetErrorString(r)};
   std::vector<std::unique_ptr<Communicator>> out;
   for (int r = 0; r < n; ++r)
-    out.push_back(std::make_unique<NcclCommunicator>(comms[static_cast<size_t>(r)], r, n, devices[static_cast<size_t>(r)]));
+    out.push_back(
+        std::make_unique<NcclCommunicator>(comms[static_cast<size_t>(r)], r, n, devices[static_cast<size_t>(r)], timeout));
   int version = 0;
   ncclGetVersion(&version);
   spdlog::info("nccl {}: {} ranks", version, n);
@@ -120,7 +124,8 @@ Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::
 
 bool nccl_available() { return false; }
 
-Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::span<const int>) {
+Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::span<const int>,
+                                                                         std::chrono::milliseconds) {
   return Error{"tensor parallelism on GPUs needs NCCL, and this build has none (install NCCL and rebuild)"};
 }
 

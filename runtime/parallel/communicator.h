@@ -44,6 +44,8 @@ class Communicator {
   virtual void abort(const std::string& why) = 0;
   // Empty while the group works; else why it failed.
   virtual std::string failure() const = 0;
+  // How long a rank may wait in one collective before the group fails.
+  virtual std::chrono::milliseconds timeout() const { return std::chrono::milliseconds(30000); }
 };
 
 struct HostCommunicatorOptions {
@@ -58,8 +60,11 @@ Result<std::vector<std::unique_ptr<Communicator>>> make_host_communicators(
 
 // One NCCL communicator per CUDA device, rank r on devices[r]
 // (ncclCommInitAll). An error when the build has no CUDA or no NCCL, or a
-// device is missing.
-Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::span<const int> devices);
+// device is missing. A rank's backend waits at most `timeout` for a step
+// with collectives, then aborts the group (ncclCommAbort ends the kernels
+// blocked on a dead peer).
+Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(
+    std::span<const int> devices, std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
 
 // Whether this build can make NCCL communicators.
 bool nccl_available();

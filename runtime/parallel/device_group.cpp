@@ -94,7 +94,7 @@ Result<DeviceGroup> make_device_group(const std::vector<std::string>& devices, c
   } else {
     std::vector<int> ids;
     for (const std::string& d : devices) ids.push_back(cuda_index(d));
-    auto comms = make_nccl_communicators(ids);
+    auto comms = make_nccl_communicators(ids, options.host.timeout);
     if (!comms) return comms.error();
     g.comms = std::move(*comms);
   }

@@ -33,7 +33,7 @@ Result<std::vector<std::string>> resolve_devices(std::string_view devices, int t
 
 struct DeviceGroupOptions {
   int cpu_threads = 0;  // over all CPU ranks (0: every hardware thread); each rank gets its share
-  HostCommunicatorOptions host;
+  HostCommunicatorOptions host;  // its timeout bounds NCCL collectives too
   // Communicators even for one rank, so a single device runs the sharded
   // path with its collectives (tests: NCCL with one rank).
   bool always_communicate = false;

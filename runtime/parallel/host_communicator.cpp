@@ -20,6 +20,7 @@ class HostGroup {
       : n_(n), timeout_(timeout), in_(static_cast<size_t>(n)), out_(static_cast<size_t>(n)) {}
 
   int size() const { return n_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
   // All ranks arrive before any leaves. A rank spins a little (a decode step
   // has two collectives per layer, microseconds apart), then sleeps; past
@@ -151,6 +152,7 @@ class HostCommunicator final : public Communicator {
   Status barrier() override { return group_->barrier(rank_); }
   void abort(const std::string& why) override { group_->abort(why); }
   std::string failure() const override { return group_->failure(); }
+  std::chrono::milliseconds timeout() const override { return group_->timeout(); }
 
  private:
   std::shared_ptr<HostGroup> group_;

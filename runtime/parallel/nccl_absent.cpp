@@ -8,7 +8,7 @@ namespace ghostd::runtime {
 
 bool nccl_available() { return false; }
 
-Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::span<const int>) {
+Result<std::vector<std::unique_ptr<Communicator>>> make_nccl_communicators(std::span<const int>, std::chrono::milliseconds) {
   return Error{"tensor parallelism on GPUs needs the CUDA backend and NCCL; this build has no CUDA"};
 }
 
