@@ -154,13 +154,20 @@ rt::Status load_replica(const fs::path& path, const fs::path& draft_path, const 
   const int threads = o.threads == 0 && count > 1
                           ? std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / count)
                           : o.threads;
-  auto all = rt::resolve_devices(o.devices, o.tensor_parallel, o.device);
+  // --devices names one device per rank, shared by every replica, or one per
+  // rank of every replica (replicas x ranks entries: replica i takes the
+  // i-th run of them).
+  const int tp = o.tensor_parallel;
+  auto all = rt::resolve_devices(o.devices, o.devices.empty() ? tp : 0, o.device);
   if (!all.ok()) return all.error();
-  // --devices naming every replica's ranks (replicas x ranks entries) gives
-  // replica i the i-th run of them; else every replica uses the same list.
   std::vector<std::string> devices = *all;
-  const int ranks = o.tensor_parallel > 0 ? o.tensor_parallel : static_cast<int>(devices.size()) / count;
-  if (count > 1 && ranks > 0 && static_cast<int>(devices.size()) == ranks * count)
+  const int listed = static_cast<int>(devices.size());
+  if (!o.devices.empty() && tp > 0 && listed != tp && listed != tp * count)
+    return rt::Error{"--tensor-parallel " + std::to_string(tp) + " with " + std::to_string(listed) +
+                     " --devices: give one device per rank (" + std::to_string(tp) + ") or per rank of every replica (" +
+                     std::to_string(tp * count) + ")"};
+  const int ranks = tp > 0 ? tp : (count > 1 && listed % count == 0 ? listed / count : listed);
+  if (count > 1 && listed == ranks * count)
     devices = std::vector<std::string>(all->begin() + index * ranks, all->begin() + (index + 1) * ranks);
   auto group = rt::make_device_group(devices, {.cpu_threads = threads});
   if (!group.ok()) return group.error();
