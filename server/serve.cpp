@@ -154,22 +154,9 @@ rt::Status load_replica(const fs::path& path, const fs::path& draft_path, const 
   const int threads = o.threads == 0 && count > 1
                           ? std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / count)
                           : o.threads;
-  // --devices names one device per rank, shared by every replica, or one per
-  // rank of every replica (replicas x ranks entries: replica i takes the
-  // i-th run of them).
-  const int tp = o.tensor_parallel;
-  auto all = rt::resolve_devices(o.devices, o.devices.empty() ? tp : 0, o.device);
-  if (!all.ok()) return all.error();
-  std::vector<std::string> devices = *all;
-  const int listed = static_cast<int>(devices.size());
-  if (!o.devices.empty() && tp > 0 && listed != tp && listed != tp * count)
-    return rt::Error{"--tensor-parallel " + std::to_string(tp) + " with " + std::to_string(listed) +
-                     " --devices: give one device per rank (" + std::to_string(tp) + ") or per rank of every replica (" +
-                     std::to_string(tp * count) + ")"};
-  const int ranks = tp > 0 ? tp : (count > 1 && listed % count == 0 ? listed / count : listed);
-  if (count > 1 && listed == ranks * count)
-    devices = std::vector<std::string>(all->begin() + index * ranks, all->begin() + (index + 1) * ranks);
-  auto group = rt::make_device_group(devices, {.cpu_threads = threads});
+  auto devices = replica_devices(o, index, count);
+  if (!devices.ok()) return devices.error();
+  auto group = rt::make_device_group(*devices, {.cpu_threads = threads});
   if (!group.ok()) return group.error();
   out.devices = std::move(*group);
   // The tokenizer is read once, with the first replica.
@@ -243,6 +230,21 @@ void load(const fs::path& path, const fs::path& draft_path, const ServerOptions&
 }
 
 }  // namespace
+
+rt::Result<std::vector<std::string>> replica_devices(const ServerOptions& o, int index, int count) {
+  const int tp = o.tensor_parallel;
+  auto all = rt::resolve_devices(o.devices, o.devices.empty() ? tp : 0, o.device);
+  if (!all.ok()) return all.error();
+  const int listed = static_cast<int>(all->size());
+  if (!o.devices.empty() && tp > 0 && listed != tp && listed != tp * count)
+    return rt::Error{"--tensor-parallel " + std::to_string(tp) + " with " + std::to_string(listed) +
+                     " --devices: give one device per rank (" + std::to_string(tp) + ") or per rank of every replica (" +
+                     std::to_string(tp * count) + ")"};
+  const int ranks = tp > 0 ? tp : (count > 1 && listed % count == 0 ? listed / count : listed);
+  if (count > 1 && listed == ranks * count)
+    return std::vector<std::string>(all->begin() + index * ranks, all->begin() + (index + 1) * ranks);
+  return all;
+}
 
 std::optional<fs::path> find_bundled_model(const fs::path& executable) {
   std::error_code ec;

@@ -7,6 +7,11 @@
 #include <filesystem>
 #include <optional>
 #include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/core/result.h"
+#include "server/options.h"
 
 namespace ghostd::server {
 
@@ -14,6 +19,12 @@ namespace ghostd::server {
 // upwards (an installed share/ghostd/models, or the source tree of a build
 // folder): the first existing models/qwen2-code-small.
 std::optional<std::filesystem::path> find_bundled_model(const std::filesystem::path& executable);
+
+// The devices of replica `index` of `count`'s ranks, from --devices,
+// --tensor-parallel and --device: a list of N entries is shared by every
+// replica, a list of count x N gives replica i the i-th N; other counts are
+// an error naming both.
+runtime::Result<std::vector<std::string>> replica_devices(const ServerOptions& options, int index, int count);
 
 // argv excludes the program and the `serve` word. Returns the exit code.
 int run_serve(std::span<char*> args, const char* argv0);
