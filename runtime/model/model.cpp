@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -11,166 +10,6 @@
 #include "runtime/parallel/communicator.h"
 
 namespace ghostd::runtime {
-
-size_t KvStorage::bytes_per_block(const ModelConfig& c, int block_size) {
-  // K and V, float32, every layer.
-  return static_cast<size_t>(2) * c.num_layers * block_size * c.num_kv_heads * c.head_dim *
-         sizeof(float);
-}
-
-Status KvStorage::add_part(KvStorage& kv, Backend& backend, int layers, int kv_dim) {
-  Part part;
-  part.kv_dim = kv_dim;
-  const size_t allocated = static_cast<size_t>(kv.num_blocks_) + (kv.scratch_block_ >= 0 ? 1 : 0);
-  const size_t bytes = allocated * kv.block_size_ * kv_dim * sizeof(float);
-  for (int l = 0; l < layers; ++l) {
-    auto k = backend.alloc(bytes);
-    if (!k) return Error{"kv cache: " + k.error().message};
-    auto v = backend.alloc(bytes);
-    if (!v) return Error{"kv cache: " + v.error().message};
-    // Zeroed so a slot read before it is written (a bookkeeping bug) is
-    // deterministic rather than garbage.
-    backend.fill_zero(k->get(), bytes);
-    backend.fill_zero(v->get(), bytes);
-    part.views.push_back({k->as<float>(), v->as<float>()});
-    part.k.push_back(std::move(*k));
-    part.v.push_back(std::move(*v));
-  }
-  kv.parts_.push_back(std::move(part));
-  return {};
-}
-
-namespace {
-
-Result<KvStorage> check_kv_shape(int num_blocks, int block_size) {
-  if (num_blocks <= 0 || block_size <= 0) return Error{"kv cache: need at least one block of at least one slot"};
-  return KvStorage{};
-}
-
-std::atomic<uint64_t> next_kv_id{1};
-
-}  // namespace
-
-Result<KvStorage> KvStorage::create(Backend& backend, const ModelConfig& c, int num_blocks, int block_size,
-                                    bool scratch_block) {
-  auto kv = check_kv_shape(num_blocks, block_size);
-  if (!kv) return kv;
-  kv->id_ = next_kv_id++;
-  kv->num_blocks_ = num_blocks;
-  kv->scratch_block_ = scratch_block ? num_blocks : -1;
-  kv->block_size_ = block_size;
-  GHOSTD_TRY_STATUS(add_part(*kv, backend, c.num_layers, c.num_kv_heads * c.head_dim));
-  return kv;
-}
-
-Result<KvStorage> KvStorage::create(const Model& model, int num_blocks, int block_size, bool scratch_block) {
-  auto kv = check_kv_shape(num_blocks, block_size);
-  if (!kv) return kv;
-  kv->id_ = next_kv_id++;
-  kv->num_blocks_ = num_blocks;
-  kv->scratch_block_ = scratch_block ? num_blocks : -1;
-  kv->block_size_ = block_size;
-  for (int r = 0; r < model.ranks(); ++r) {
-    Status st = add_part(*kv, model.backend(r), model.config().num_layers,
-                         model.shard(r).kv_heads * model.config().head_dim);
-    if (!st.ok()) {
-      if (model.ranks() == 1) return st.error();
-      return Error{"rank " + std::to_string(r) + ": " + st.message()};
-    }
-  }
-  return kv;
-}
-
-Result<Shard> plan_shard(const ModelConfig& c, int rank, int n) {
-  if (n < 1 || rank < 0 || rank >= n) return Error{"tensor parallel: rank " + std::to_string(rank) + " of " + std::to_string(n)};
-  Shard s;
-  s.rank = rank;
-  s.ranks = n;
-  const std::string tp = std::to_string(n);
-  if (c.num_heads % n != 0)
-    return Error{"tensor parallel: " + std::to_string(c.num_heads) + " attention heads do not split over " + tp +
-                 " ranks; pick a --tensor-parallel that divides " + std::to_string(c.num_heads)};
-  s.heads = c.num_heads / n;
-  s.head0 = rank * s.heads;
-  if (c.num_kv_heads >= n) {
-    if (c.num_kv_heads % n != 0)
-      return Error{"tensor parallel: " + std::to_string(c.num_kv_heads) + " KV heads do not split over " + tp +
-                   " ranks; pick a --tensor-parallel that divides " + std::to_string(c.num_kv_heads)};
-    s.kv_heads = c.num_kv_heads / n;
-    s.kv_head0 = rank * s.kv_heads;
-  } else {
-    // Fewer KV heads than ranks: each KV head is replicated on the ranks
-    // whose query heads read it.
-    if (n % c.num_kv_heads != 0)
-      return Error{"tensor parallel: " + tp + " ranks cannot share " + std::to_string(c.num_kv_heads) +
-                   " KV heads evenly; pick a --tensor-parallel that " + std::to_string(c.num_kv_heads) + " divides"};
-    s.kv_heads = 1;
-    s.kv_head0 = rank / (n / c.num_kv_heads);
-  }
-  if (c.intermediate_size % n != 0)
-    return Error{"tensor parallel: the MLP's " + std::to_string(c.intermediate_size) + " columns do not split over " +
-                 tp + " ranks; pick a --tensor-parallel that divides " + std::to_string(c.intermediate_size)};
-  s.inter = c.intermediate_size / n;
-  s.inter0 = rank * s.inter;
-  s.vocab_stride = (c.vocab_size + n - 1) / n;
-  s.vocab0 = std::min<int64_t>(c.vocab_size, rank * s.vocab_stride);
-  s.vocab = std::min<int64_t>(c.vocab_size, s.vocab0 + s.vocab_stride) - s.vocab0;
-  if (s.vocab <= 0)
-    return Error{"tensor parallel: a vocabulary of " + std::to_string(c.vocab_size) + " tokens leaves rank " +
-                 std::to_string(rank) + " of " + tp + " none"};
-  return s;
-}
-
-namespace {
-
-// A rank's slice of a tensor: rows [r0, r0 + rows) and columns [c0, c0 +
-// cols) of a [R, C] matrix (a vector is one row). Row slices are views into
-// the file; a column slice is copied row by row into `owned`, so only its
-// bytes are read. Block-quantized rows split on block boundaries only.
-Result<TensorView> slice(const TensorView& t, int64_t r0, int64_t rows, int64_t c0, int64_t cols,
-                         std::vector<std::unique_ptr<std::byte[]>>& owned, std::vector<WeightRead>& reads) {
-  const int64_t R = t.shape.size() == 2 ? t.shape[0] : 1, C = t.shape.back();
-  const bool vector = t.shape.size() == 1;
-  if (r0 == 0 && rows == R && c0 == 0 && cols == C) {
-    reads.push_back({t.data, t.nbytes});
-    return t;
-  }
-  const int64_t block = dtype_block_elems(t.dtype);
-  if (c0 % block != 0 || cols % block != 0)
-    return Error{"tensor " + t.name + ": its " + dtype_name(t.dtype) + " blocks of " + std::to_string(block) +
-                 " values cannot be split at column " + std::to_string(c0) + " for tensor parallelism; pick a "
-                 "smaller --tensor-parallel or an unquantized file"};
-  const size_t row_bytes = dtype_bytes(t.dtype, C);
-  TensorView v;
-  v.name = t.name;
-  v.dtype = t.dtype;
-  v.shape = vector ? std::vector<int64_t>{vector ? cols : rows} : std::vector<int64_t>{rows, cols};
-  if (vector) {
-    v.data = t.data + dtype_bytes(t.dtype, c0);
-    v.nbytes = dtype_bytes(t.dtype, cols);
-    reads.push_back({v.data, v.nbytes});
-    return v;
-  }
-  if (cols == C) {
-    v.data = t.data + row_bytes * static_cast<size_t>(r0);
-    v.nbytes = row_bytes * static_cast<size_t>(rows);
-    reads.push_back({v.data, v.nbytes});
-    return v;
-  }
-  const size_t seg = dtype_bytes(t.dtype, cols), off = dtype_bytes(t.dtype, c0);
-  auto buf = std::make_unique<std::byte[]>(seg * static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) {
-    const std::byte* src = t.data + row_bytes * static_cast<size_t>(r0 + r) + off;
-    std::memcpy(buf.get() + seg * static_cast<size_t>(r), src, seg);
-    reads.push_back({src, seg});
-  }
-  v.data = buf.get();
-  v.nbytes = seg * static_cast<size_t>(rows);
-  owned.push_back(std::move(buf));
-  return v;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<Model>> Model::create(const ModelConfig& c, const WeightStore& ws, Backend& backend) {
   Backend* one[] = {&backend};
@@ -226,7 +65,7 @@ Status Model::bind_rank(Rank& rk, const WeightStore& ws) {
                   int64_t c0, int64_t cols) -> Status {
     auto t = ws.require(name, std::move(shape));
     if (!t) return t.error();
-    auto v = slice(**t, r0, rows, c0, cols, host_slices_, rk.reads);
+    auto v = slice_tensor(**t, r0, rows, c0, cols, host_slices_, rk.reads);
     if (!v) return v.error();
     auto w = backend.load_weight(*v);
     if (!w) return w.error();

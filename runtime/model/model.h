@@ -13,78 +13,12 @@
 #include "runtime/core/backend.h"
 #include "runtime/model/model_config.h"
 #include "runtime/core/result.h"
+#include "runtime/model/kv_storage.h"
+#include "runtime/model/shard.h"
 #include "runtime/model/weights.h"
 #include "runtime/parallel/rank_threads.h"
 
 namespace ghostd::runtime {
-
-class Model;
-
-// What one rank of a tensor-parallel group holds: a contiguous range of
-// query heads, of KV heads (one replicated head per rank group when there
-// are fewer KV heads than ranks), of MLP columns and of vocabulary rows.
-// Column-parallel Q/K/V, gate/up and lm_head; row-parallel O and down,
-// summed over ranks by one all-reduce each per layer.
-struct Shard {
-  int rank = 0, ranks = 1;
-  int heads = 0, head0 = 0;        // query heads [head0, head0 + heads)
-  int kv_heads = 0, kv_head0 = 0;  // KV heads [kv_head0, kv_head0 + kv_heads)
-  int64_t inter = 0, inter0 = 0;   // MLP intermediate columns
-  int64_t vocab = 0, vocab0 = 0;   // embedding and lm_head rows
-  int64_t vocab_stride = 0;        // rows of the largest slice (the all-gather's unit)
-};
-
-// Rank `rank` of `ranks`; an error says what does not divide and what to
-// change.
-Result<Shard> plan_shard(const ModelConfig& config, int rank, int ranks);
-
-// Bytes of the weight files a rank's weights were bound from: a sharded rank
-// reads only its slices (tests check this through these records).
-struct WeightRead {
-  const std::byte* data = nullptr;
-  size_t bytes = 0;
-};
-
-// KV memory of every layer: num_blocks blocks of block_size token slots.
-// Block ids index it; the block manager (kv_cache.h) decides who owns which.
-// Thread-safety: owned by the engine thread, like its backend.
-// Under tensor parallelism every rank holds its own KV heads of every block,
-// with the same block ids.
-class KvStorage {
- public:
-  static size_t bytes_per_block(const ModelConfig& config, int block_size);
-  // With `scratch_block`, one block more is allocated that no block table
-  // may name (num_blocks() does not count it): padding rows of captured
-  // steps write and read it.
-  static Result<KvStorage> create(Backend& backend, const ModelConfig& config, int num_blocks,
-                                  int block_size, bool scratch_block = false);
-  // The storage of every rank of `model`, on each rank's backend.
-  static Result<KvStorage> create(const Model& model, int num_blocks, int block_size, bool scratch_block = false);
-
-  int num_blocks() const { return num_blocks_; }
-  int scratch_block() const { return scratch_block_; }  // -1: none
-  uint64_t id() const { return id_; }  // unique per created storage (captured steps name it)
-  int block_size() const { return block_size_; }
-  int ranks() const { return static_cast<int>(parts_.size()); }
-  int kv_dim(int rank = 0) const { return parts_[static_cast<size_t>(rank)].kv_dim; }
-  KvLayerView layer(int i) const { return layer(0, i); }
-  KvLayerView layer(int rank, int i) const { return parts_[static_cast<size_t>(rank)].views[static_cast<size_t>(i)]; }
-  std::span<const KvLayerView> layers(int rank) const { return parts_[static_cast<size_t>(rank)].views; }
-
- private:
-  struct Part {
-    int kv_dim = 0;
-    std::vector<Buffer> k, v;
-    std::vector<KvLayerView> views;
-  };
-  static Status add_part(KvStorage& kv, Backend& backend, int layers, int kv_dim);
-
-  uint64_t id_ = 0;
-  int num_blocks_ = 0;
-  int scratch_block_ = -1;
-  int block_size_ = 0;
-  std::vector<Part> parts_;
-};
 
 // The largest step a model is prepared for: every workspace (device buffers,
 // host staging) is sized from it once, by Model::reserve.
