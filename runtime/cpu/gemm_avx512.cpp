@@ -1,6 +1,7 @@
 // AVX-512 kernels (compiled with -mavx512f/bw/vl/dq; called after a CPU check).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "runtime/cpu/gemm.h"
@@ -36,69 +37,149 @@ inline __m512 load_2x8(const float* p) {
   return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_load_ps(p)), _mm256_load_ps(p + 8), 1);
 }
 
-// Same operation order for every row whatever R (see gemm.h).
-struct Dot {
-  template <DType D, int R>
-  static void rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
-    if constexpr (kUnpackBlocks<D>)
-      block_rows<D, R>(x, cols, wrow, out, out_stride);
-    else
-      direct_rows<D, R>(x, cols, wrow, out, out_stride);
-  }
+// The AVX-512 operation order, for every path below (see gemm.h): each output
+// is one 16-lane accumulator over k in steps of 16, then
+// _mm512_reduce_add_ps, then the scalar tail (cols % 16) in k order. One
+// accumulator per output (not two) lets a register tile hold 24 outputs.
 
-  // Block types: each block of the weight row is unpacked once into scratch
-  // and used by all R rows; the accumulation order is the one below for every R.
-  template <DType D, int R>
-  static void block_rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
+// R x rows against N weight rows, the weights converted on the fly: the
+// decode path (few rows, memory-bound), N rows at once for independent FMA
+// chains and parallel memory streams.
+template <DType D, int R, int N>
+void direct_tile(const float* x, int cols, const void* const* wrows, float* out, int64_t out_stride) {
+  __m512 acc[R][N];
+  for (int r = 0; r < R; ++r)
+    for (int n = 0; n < N; ++n) acc[r][n] = _mm512_setzero_ps();
+  auto step = [&](const __m512 (&wv)[N], int k) {
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_loadu_ps(x + static_cast<int64_t>(r) * cols + k);
+      for (int n = 0; n < N; ++n) acc[r][n] = _mm512_fmadd_ps(xv, wv[n], acc[r][n]);
+    }
+  };
+  int kmain = cols / 16 * 16;
+  if constexpr (kUnpackBlocks<D>) {
     constexpr int kBe = static_cast<int>(dtype_block_elems(D));
     constexpr size_t kBb = dtype_block_bytes(D);
-    alignas(64) float buf[kBe];
-    __m512 acc0[R], acc1[R];
-    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-    const auto* blk = static_cast<const unsigned char*>(wrow);
-    for (int k0 = 0; k0 < cols; k0 += kBe, blk += kBb) {
-      unpack_block<D>(blk, buf);
-      for (int k = 0; k < kBe; k += 32) {
+    alignas(64) float buf[N][kBe];
+    for (int k0 = 0; k0 < cols; k0 += kBe) {
+      for (int n = 0; n < N; ++n)
+        unpack_block<D>(static_cast<const unsigned char*>(wrows[n]) + static_cast<size_t>(k0 / kBe) * kBb, buf[n]);
+      for (int k = 0; k < kBe; k += 16) {
         // 256-bit loads matching the unpacker's 256-bit stores: a 512-bit load
-        // spanning two fresh stores cannot be forwarded and stalls (10x slower Q4_0).
-        const __m512 w0 = load_2x8(buf + k), w1 = load_2x8(buf + k + 16);
-        for (int r = 0; r < R; ++r) {
-          const float* xr = x + static_cast<int64_t>(r) * cols + k0 + k;
-          acc0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr), w0, acc0[r]);
-          acc1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + 16), w1, acc1[r]);
+        // spanning two fresh stores cannot be forwarded and stalls.
+        __m512 wv[N];
+        for (int n = 0; n < N; ++n) wv[n] = load_2x8(buf[n] + k);
+        step(wv, k0 + k);
+      }
+    }
+    kmain = cols;
+  } else if constexpr (D == DType::kQ8_0) {
+    // One scale per 32-value block, read once for its two steps.
+    for (int k0 = 0; k0 < cols; k0 += 32) {
+      __m512 d[N];
+      const uint8_t* blk[N];
+      for (int n = 0; n < N; ++n) {
+        blk[n] = static_cast<const uint8_t*>(wrows[n]) + (k0 / 32) * 34;
+        uint16_t d16;
+        std::memcpy(&d16, blk[n], 2);
+        d[n] = _mm512_set1_ps(_cvtsh_ss(d16));
+      }
+      for (int h = 0; h < 32; h += 16) {
+        __m512 wv[N];
+        for (int n = 0; n < N; ++n) {
+          const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[n] + 2 + h));
+          wv[n] = _mm512_mul_ps(d[n], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)));
         }
+        step(wv, k0 + h);
       }
     }
-    for (int r = 0; r < R; ++r) out[r * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
+  } else {
+    for (int k = 0; k < kmain; k += 16) {
+      __m512 wv[N];
+      for (int n = 0; n < N; ++n) wv[n] = load16<D>(wrows[n], k);
+      step(wv, k);
+    }
   }
+  for (int r = 0; r < R; ++r) {
+    const float* xr = x + static_cast<int64_t>(r) * cols;
+    for (int n = 0; n < N; ++n) {
+      float s = _mm512_reduce_add_ps(acc[r][n]);
+      for (int kk = kmain; kk < cols; ++kk) s += xr[kk] * load1<D>(wrows[n], kk);
+      out[r * out_stride + n] = s;
+    }
+  }
+}
 
-  template <DType D, int R>
-  static void direct_rows(const float* x, int cols, const void* wrow, float* out, int64_t out_stride) {
-    __m512 acc0[R], acc1[R];
-    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-    int k = 0;
-    for (; k + 32 <= cols; k += 32) {
-      __m512 w0 = load16<D>(wrow, k), w1 = load16<D>(wrow, k + 16);
-      for (int r = 0; r < R; ++r) {
-        const float* xr = x + static_cast<int64_t>(r) * cols;
-        acc0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + k), w0, acc0[r]);
-        acc1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + k + 16), w1, acc1[r]);
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      const float* xr = x + static_cast<int64_t>(r) * cols;
-      float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
-      for (int kk = k; kk < cols; ++kk) s += xr[kk] * load1<D>(wrow, kk);
-      out[r * out_stride] = s;
-    }
+// PanelGemm's vector operations: the order above.
+struct V512 {
+  using vec = __m512;
+  // 8 x 3 tile: 24 accumulators; per step 8 x loads and 3 weight loads feed
+  // 24 FMAs. Rows are cut into 512-value chunks so a tile's x rows (16 KB) and
+  // the panel's chunk (24 KB) stay in L1.
+  static constexpr int kLanes = 16, kAccs = 1, kTileRows = 8, kTileCols = 3;
+  static constexpr int kWholeK = 512, kChunkK = 512;
+  static vec zero() { return _mm512_setzero_ps(); }
+  static vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static float finish(const vec (&a)[1]) { return _mm512_reduce_add_ps(a[0]); }
+  template <DType D>
+  static void widen(const void* row, int k, float* dst) {
+    _mm512_storeu_ps(dst, load16<D>(row, k));
   }
 };
+
+// Weight rows taken 4 at a time by direct_tile.
+constexpr int kDirectRows = 4;
+
+template <DType D, int R>
+void direct_rows(const float* x, const Weight& w, int64_t n_begin, int64_t n_end, float* out, int64_t out_stride) {
+  const int cols = static_cast<int>(w.cols);
+  for (int64_t n = n_begin; n < n_end; n += kDirectRows) {
+    const void* rows[kDirectRows];
+    const int nn = static_cast<int>(std::min<int64_t>(kDirectRows, n_end - n));
+    for (int j = 0; j < nn; ++j) rows[j] = row_ptr<D>(w, n + j);
+    float* o = out + n;
+    switch (nn) {
+      case 4: direct_tile<D, R, 4>(x, cols, rows, o, out_stride); break;
+      case 3: direct_tile<D, R, 3>(x, cols, rows, o, out_stride); break;
+      case 2: direct_tile<D, R, 2>(x, cols, rows, o, out_stride); break;
+      default: direct_tile<D, R, 1>(x, cols, rows, o, out_stride); break;
+    }
+  }
+}
+
+template <DType D>
+void gemm512(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+             int64_t out_stride) {
+  static_assert(kPanelMinRows == 4, "direct_rows covers 1 to 3 rows");
+  switch (rows) {
+    case 0: return;
+    case 1: return direct_rows<D, 1>(x, w, n_begin, n_end, out, out_stride);
+    case 2: return direct_rows<D, 2>(x, w, n_begin, n_end, out, out_stride);
+    case 3: return direct_rows<D, 3>(x, w, n_begin, n_end, out, out_stride);
+    default: return PanelGemm<V512>::template run<D>(x, rows, w, n_begin, n_end, out, out_stride);
+  }
+}
 
 }  // namespace
 
 void gemm_avx512(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                  float* out, int64_t out_stride) {
-  gemm_dispatch<Dot>(x, rows, w, n_begin, n_end, out, out_stride);
+  switch (w.dtype) {
+    case DType::kF32: return gemm512<DType::kF32>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kBF16: return gemm512<DType::kBF16>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kF16: return gemm512<DType::kF16>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ8_0: return gemm512<DType::kQ8_0>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ4_0: return gemm512<DType::kQ4_0>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ4_1: return gemm512<DType::kQ4_1>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ5_0: return gemm512<DType::kQ5_0>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ5_1: return gemm512<DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ5_K: return gemm512<DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
+    // Q4_K and Q6_K keep their factored AVX2 kernels (one order for every R).
+    case DType::kQ4_K: return gemm_q4k_avx2(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ6_K: return gemm_tiled<Q6kDot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
+  }
 }
 
 }  // namespace ghostd::runtime::cpu

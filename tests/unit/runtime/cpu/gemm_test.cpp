@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 using namespace ghostd::runtime;
@@ -190,3 +191,56 @@ TEST_CASE("gemm kernels on ggml block types match the dequantized reference and 
     }
   }
 }
+
+TEST_CASE("gemm kernels give every row the same bits at every row count, column split and chunked length") {
+  // Row counts on both sides of the register-blocked path's threshold and of
+  // its tiles, rows longer than its k chunk (with a tail), column ranges
+  // that cut its weight panels and tiles anywhere.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<std::pair<GemmFn, const char*>> impls{{gemm_generic, "generic"}};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) impls.emplace_back(gemm_avx2, "avx2");
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) impls.emplace_back(gemm_avx512, "avx512");
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ5_K}) {
+    const bool block = dtype_is_quantized(d);
+    const int be = static_cast<int>(dtype_block_elems(d));
+    for (int cols : {block ? be * 5 : 1100, block ? (2304 / be) * be : 2069}) {
+      const int n = 29, rows = 21;
+      std::vector<uint8_t> bytes;
+      if (d == DType::kQ4_0 || d == DType::kQ5_K) {
+        bytes = random_blocks(d, static_cast<int64_t>(n) * cols, rng);
+      } else {
+        std::vector<float> wf(static_cast<size_t>(n) * cols);
+        for (auto& v : wf) v = std::round(u(rng) * 64) / 64;
+        bytes = pack(d, wf, cols).bytes;
+      }
+      std::vector<float> x(static_cast<size_t>(rows) * cols);
+      for (auto& v : x) v = u(rng);
+      Weight w{d, n, cols, bytes.data()};
+      for (const auto& impl : impls) {
+        const std::string isa = impl.second, dtype = dtype_name(d);
+        CAPTURE(isa);
+        CAPTURE(dtype);
+        CAPTURE(cols);
+        // Reference: each row alone over all columns.
+        std::vector<float> alone(static_cast<size_t>(rows) * n);
+        for (int r = 0; r < rows; ++r)
+          impl.first(x.data() + static_cast<size_t>(r) * cols, 1, w, 0, n, alone.data() + static_cast<size_t>(r) * n, n);
+        for (int count : {2, 3, 4, 5, 8, 9, 17, 21}) {
+          for (int64_t split : {int64_t{7}, int64_t{13}, int64_t{16}}) {
+            std::vector<float> out(static_cast<size_t>(count) * n, -1.0f);
+            impl.first(x.data(), count, w, 0, split, out.data(), n);
+            impl.first(x.data(), count, w, split, n, out.data(), n);
+            size_t differ = 0;
+            for (size_t i = 0; i < out.size(); ++i)
+              if (std::memcmp(&out[i], &alone[i], sizeof(float)) != 0) ++differ;
+            CAPTURE(count);
+            CAPTURE(split);
+            CHECK(differ == 0);
+          }
+        }
+      }
+    }
+  }
+}
+

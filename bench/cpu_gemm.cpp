@@ -1,0 +1,181 @@
+// CPU matmul throughput: the backend's matmul (its kernels and thread split)
+// on the projection shapes of a model, for several row counts (1 = decode,
+// 512 = a prefill chunk), beside the FMA peak and read bandwidth probed in the
+// same run (bench/cpu_probes.h). Prints GFLOP/s, % of peak, and for row
+// counts up to 8 the weight GB/s and % of bandwidth.
+//
+//   bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536]
+//                  [--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "bench/cpu_probes.h"
+#include "runtime/core/backend.h"
+#include "runtime/core/dtype.h"
+
+using namespace ghostd::runtime;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::atoi(item.c_str()));
+  return out;
+}
+
+// Random weights of `rows` x `cols` in `dtype`, values in [-1, 1).
+std::vector<uint8_t> make_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> row(static_cast<size_t>(cols));
+  std::vector<uint8_t> bytes(dtype_bytes(dtype, rows * cols));
+  const size_t row_bytes = dtype_bytes(dtype, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = u(rng);
+    uint8_t* dst = bytes.data() + static_cast<size_t>(r) * row_bytes;
+    switch (dtype) {
+      case DType::kF32: std::memcpy(dst, row.data(), row_bytes); break;
+      case DType::kF16:
+        for (int64_t k = 0; k < cols; ++k) {
+          const uint16_t h = f32_to_f16(row[static_cast<size_t>(k)]);
+          std::memcpy(dst + 2 * k, &h, 2);
+        }
+        break;
+      case DType::kBF16:
+        for (int64_t k = 0; k < cols; ++k) {
+          const uint16_t h = f32_to_bf16(row[static_cast<size_t>(k)]);
+          std::memcpy(dst + 2 * k, &h, 2);
+        }
+        break;
+      default: quantize_row_q8_0(row.data(), dst, cols); break;
+    }
+  }
+  return bytes;
+}
+
+// A float array on a 64-byte boundary.
+struct AlignedFloats {
+  explicit AlignedFloats(size_t n)
+      : n_(n), p_(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {}
+  ~AlignedFloats() { std::free(p_); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  float* data() { return p_; }
+  float* begin() { return p_; }
+  float* end() { return p_ + n_; }
+
+ private:
+  size_t n_;
+  float* p_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 0, hidden = 1536, inter = 8960, reps = 5;
+  std::string dtype_name = "q8_0", rows_list = "1,8,64,512";
+  bool probe = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (k == "--no-probe") {
+      probe = false;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s needs a value\n", k.c_str());
+      return 2;
+    }
+    const std::string v = argv[++i];
+    if (k == "--threads") threads = std::atoi(v.c_str());
+    else if (k == "--dtype") dtype_name = v;
+    else if (k == "--hidden") hidden = std::atoi(v.c_str());
+    else if (k == "--intermediate") inter = std::atoi(v.c_str());
+    else if (k == "--rows") rows_list = v;
+    else if (k == "--reps") reps = std::atoi(v.c_str());
+    else {
+      std::fprintf(stderr,
+                   "usage: bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536] "
+                   "[--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe]\n");
+      return 2;
+    }
+  }
+  DType dtype = DType::kQ8_0;
+  if (dtype_name == "f16") dtype = DType::kF16;
+  else if (dtype_name == "bf16") dtype = DType::kBF16;
+  else if (dtype_name == "f32") dtype = DType::kF32;
+  else if (dtype_name != "q8_0") {
+    std::fprintf(stderr, "unknown --dtype %s\n", dtype_name.c_str());
+    return 2;
+  }
+  auto backend = make_cpu_backend({.threads = threads});
+  const int nthreads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  const char* isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? "avx512"
+                    : __builtin_cpu_supports("avx2")                                       ? "avx2"
+                                                                                           : "scalar";
+  if (const char* forced = std::getenv("GHOSTD_CPU_ISA")) isa = forced;
+  double peak = 0, bandwidth = 0;
+  if (probe) {
+    peak = ghostd::bench::probe_fma_peak(isa, 1) * nthreads;
+    bandwidth = ghostd::bench::probe_read_bandwidth(nthreads, size_t{1024} << 20);
+    std::printf("probe: FMA peak %.1f GFLOP/s (%s, 1 core x %d threads); read bandwidth %.2f GB/s\n", peak, isa,
+                nthreads, bandwidth);
+  }
+  std::printf("backend %s, weights %s, median of %d\n", backend->name().c_str(), dtype_name.c_str(), reps);
+  struct Shape {
+    const char* name;
+    int n, k;
+  };
+  const Shape shapes[] = {{"qo", hidden, hidden}, {"gate/up", inter, hidden}, {"down", hidden, inter}};
+  std::mt19937 rng(7);
+  std::printf("%-8s %6s %6s %6s %10s %10s %8s %10s %8s\n", "shape", "n", "k", "rows", "ms", "GFLOP/s", "% peak",
+              "weight GB/s", "% bw");
+  for (const Shape& s : shapes) {
+    // Several copies of the weight so that small row counts stream from memory,
+    // not from the caches (about 64 MB in all).
+    const size_t wbytes = dtype_bytes(dtype, int64_t{s.n} * s.k);
+    const int copies = std::max<int>(1, static_cast<int>((size_t{64} << 20) / wbytes));
+    std::vector<std::vector<uint8_t>> w;
+    for (int c = 0; c < copies; ++c) w.push_back(make_weight(dtype, s.n, s.k, rng));
+    for (int rows : parse_list(rows_list)) {
+      // 64-byte aligned, as the backend's own buffers are.
+      AlignedFloats x(static_cast<size_t>(rows) * s.k), out(static_cast<size_t>(rows) * s.n);
+      std::uniform_real_distribution<float> u(-1, 1);
+      for (auto& v : x) v = u(rng);
+      std::vector<double> ms;
+      int next = 0;
+      for (int r = 0; r < reps + 1; ++r) {
+        // Enough calls for ~20 ms, cycling through the copies.
+        const int calls = std::max(1, static_cast<int>(2e9 / (2.0 * rows * s.n * s.k)));
+        const auto t0 = Clock::now();
+        for (int c = 0; c < calls; ++c) {
+          Weight wt{dtype, s.n, s.k, w[static_cast<size_t>(next)].data()};
+          next = (next + 1) % copies;
+          backend->matmul(x.data(), rows, wt, nullptr, out.data());
+        }
+        const double t = std::chrono::duration<double>(Clock::now() - t0).count() * 1e3 / calls;
+        if (r > 0) ms.push_back(t);  // the first is a warm-up
+      }
+      const double t = median(ms);
+      const double gflops = 2.0 * rows * s.n * s.k / (t * 1e-3) / 1e9;
+      const double gbs = static_cast<double>(wbytes) / (t * 1e-3) / 1e9;
+      std::printf("%-8s %6d %6d %6d %10.3f %10.1f %7.0f%% %10.2f %7.0f%%\n", s.name, s.n, s.k, rows, t, gflops,
+                  peak > 0 ? 100 * gflops / peak : 0.0, gbs, bandwidth > 0 && rows <= 8 ? 100 * gbs / bandwidth : 0.0);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
