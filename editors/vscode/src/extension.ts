@@ -32,7 +32,7 @@ import {
   resolvePath,
   serverCommand,
 } from './settings';
-import { StatusModel } from './status';
+import { StatusModel, unauthorizedMessage } from './status';
 import { TapReader } from './tap_reader';
 
 const kTokenSecret = 'ghostd.serverToken';
@@ -55,6 +55,11 @@ class GhostdExtension implements vscode.Disposable {
   private settings: GhostdSettings;
   private sawProgress = false;
   private token: string | undefined; // ghostd.server's token, from SecretStorage
+  // The server's refusal of this connection's token, seen on the wire: the
+  // server closes the connection right after its answer, and the library may
+  // dispose of the connection before it reads the answer ("Pending response
+  // rejected since connection got disposed"), so the message is kept here.
+  private refused: string | undefined;
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(private readonly context: vscode.ExtensionContext) {
@@ -149,6 +154,7 @@ class GhostdExtension implements vscode.Disposable {
     const ca = this.settings.caFile ? fs.readFileSync(resolvePath(this.settings.caFile, this.workspaceRoot())) : undefined;
     this.output.info(`connecting to ${this.settings.server}`);
     this.sawProgress = false;
+    this.refused = undefined;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s: net.Socket = addr.tls
         ? tls.connect({ host: addr.host, port: addr.port, servername: net.isIP(addr.host) ? undefined : addr.host, ca,
@@ -161,6 +167,12 @@ class GhostdExtension implements vscode.Disposable {
     const reader = new TapReader(new StreamMessageReader(socket), (msg) => {
       const m = msg as { method?: string };
       if (m.method === '$/progress') this.sawProgress = true;
+      const refusal = unauthorizedMessage(msg);
+      if (refusal !== undefined && this.refused === undefined) {
+        this.refused = refusal;
+        this.status.apply({ kind: 'error', message: refusal });
+        this.render();
+      }
       this.apply(msg);
     });
     return { reader, writer: new StreamMessageWriter(socket), detached: false };
@@ -207,17 +219,30 @@ class GhostdExtension implements vscode.Disposable {
         // suggest widget on every space.
         provideCompletionItem: () => undefined,
       },
+      // Not retried. In place of the library's own notification, which shows
+      // the disposed connection's error when it lost the server's refusal.
+      initializationFailedHandler: (error) => {
+        const message = this.refused ?? (error instanceof Error ? error.message : String(error));
+        this.output.error(`initialize failed: ${message}`);
+        void vscode.window.showErrorMessage(`ghostd: ${message}`);
+        return false;
+      },
     };
     // The library restarts a client whose connection closes; one that was
     // stopped or replaced meanwhile (a restart while it was still starting)
-    // must stay down, or it spawns a daemon that nothing ever stops.
+    // must stay down, or it spawns a daemon that nothing ever stops. So must
+    // one whose token the server refused: the server closes the connection
+    // after its answer, and each reconnection (five, then the library gives
+    // up with "crashed 5 times") would be refused again, hiding the refusal
+    // behind a "stopped" status.
     let defaults: ErrorHandler | undefined;
     const current = () => this.client === client;
     const handler = () => (defaults ??= client.createDefaultErrorHandler());
     clientOptions.errorHandler = {
       error: (error, message, count) =>
         current() ? handler().error(error, message, count) : { action: ErrorAction.Shutdown, handled: true },
-      closed: () => (current() ? handler().closed() : { action: CloseAction.DoNotRestart, handled: true }),
+      closed: () =>
+        current() && this.refused === undefined ? handler().closed() : { action: CloseAction.DoNotRestart, handled: true },
     };
     const client = new LanguageClient('ghostd', 'ghostd', () => this.transports(), clientOptions);
     this.client = client;
@@ -240,10 +265,10 @@ class GhostdExtension implements vscode.Disposable {
       await client.start();
     } catch (err) {
       if (this.client !== client) return;  // stopped by a restart before it was up
-      const message = err instanceof Error ? err.message : String(err);
+      const message = this.refused ?? (err instanceof Error ? err.message : String(err));
       this.status.apply({ kind: 'error', message });
       this.render();
-      // vscode-languageclient has already shown the message in a notification.
+      // vscode-languageclient (or initializationFailedHandler) has already shown it in a notification.
       this.output.error(message);
     }
   }

@@ -116,6 +116,19 @@ export class StatusModel {
 interface RpcMessage {
   method?: unknown;
   params?: unknown;
+  error?: unknown;
+}
+
+// The daemon's answer to a session without a valid token (docs/configuration.md,
+// --token-file); it closes the connection right after.
+export const kUnauthorized = -32001;
+
+// The message of a reply that refuses the session's token, else undefined.
+export function unauthorizedMessage(msg: unknown): string | undefined {
+  if (!msg || typeof msg !== 'object') return undefined;
+  const e = (msg as RpcMessage).error as { code?: unknown; message?: unknown } | undefined;
+  if (!e || typeof e !== 'object' || e.code !== kUnauthorized) return undefined;
+  return typeof e.message === 'string' ? e.message : 'authentication failed';
 }
 
 // Maps one message from the daemon to a status event, or undefined. Reads

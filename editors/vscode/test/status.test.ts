@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { classifyServerMessage, kProgressToken, StatusModel } from '../src/status';
+import { classifyServerMessage, kProgressToken, StatusModel, unauthorizedMessage } from '../src/status';
 
 const progress = (value: Record<string, unknown>, token = kProgressToken) => ({
   jsonrpc: '2.0',
@@ -83,4 +83,14 @@ test('classifyServerMessage reads progress and errors only', () => {
     message: 'm',
   });
   assert.equal(classifyServerMessage(progress({ kind: 'weird' })), undefined);
+});
+
+test('a refused token is told apart from other errors', () => {
+  const refusal = { jsonrpc: '2.0', id: 0, error: { code: -32001, message: 'authentication failed: unknown token' } };
+  assert.equal(unauthorizedMessage(refusal), 'authentication failed: unknown token');
+  assert.equal(unauthorizedMessage({ jsonrpc: '2.0', id: 0, error: { code: -32001 } }), 'authentication failed');
+  assert.equal(unauthorizedMessage({ jsonrpc: '2.0', id: 1, error: { code: -32602, message: 'invalid params' } }), undefined);
+  assert.equal(unauthorizedMessage({ jsonrpc: '2.0', id: 1, result: null }), undefined);
+  assert.equal(unauthorizedMessage({ jsonrpc: '2.0', method: 'window/logMessage', params: { type: 1, message: 'x' } }), undefined);
+  assert.equal(unauthorizedMessage(null), undefined);
 });

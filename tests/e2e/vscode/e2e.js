@@ -1,16 +1,25 @@
 // Drives code-server in Chromium: opens the Python file, types a function
 // header, waits for ghostd's ghost text, accepts it with Tab, saves, and
 // checks the file on disk. Writes screenshots to --out.
+// With --token and --wrong-token (e2e.vscode.remote: ghostd.server points at
+// a shared TLS daemon) it first stores the tokens through "ghostd: Set Server
+// Token": the wrong one must show the server's refusal, the right one must
+// connect.
 'use strict';
 
 const fs = require('node:fs');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
 
-function arg(name) {
+function optionalArg(name) {
   const i = process.argv.indexOf(`--${name}`);
-  if (i < 0 || i + 1 >= process.argv.length) throw new Error(`missing --${name}`);
-  return process.argv[i + 1];
+  return i < 0 || i + 1 >= process.argv.length ? undefined : process.argv[i + 1];
+}
+
+function arg(name) {
+  const value = optionalArg(name);
+  if (value === undefined) throw new Error(`missing --${name}`);
+  return value;
 }
 
 const url = arg('url');
@@ -18,6 +27,9 @@ const file = arg('file');
 const out = arg('out');
 const metricsLog = arg('metrics');
 const executablePath = arg('chromium');
+const token = optionalArg('token');
+const wrongToken = token === undefined ? undefined : arg('wrong-token');
+const kName = token === undefined ? 'e2e.vscode' : 'e2e.vscode.remote';
 const kTyped = 'def circumference(radius):';
 const kGhostTimeoutMs = 90_000;
 // The extension's item: <publisher>.<name>.<item id> in VS Code 1.100's DOM.
@@ -90,14 +102,77 @@ async function recordStatus(page) {
   }, kStatusItem);
 }
 
-async function runCommand(page, title) {
+async function pickCommand(page, title) {
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor();
   await input.fill(`>${title}`);
   await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
   await page.keyboard.press('Enter');
+}
+
+async function runCommand(page, title) {
+  await pickCommand(page, title);
   await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
+}
+
+// "ghostd: Set Server Token" asks in a password input box, in the same
+// quick-input widget as the palette.
+async function setToken(page, value) {
+  await pickCommand(page, 'ghostd: Set Server Token');
+  const box = page.locator('.quick-input-widget input[type="password"]');
+  await box.waitFor();
+  await box.fill(value);
+  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
+}
+
+async function waitForStatus(page, re, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let text = await statusText(page);
+  while (Date.now() < deadline && !re.test(text)) {
+    await page.waitForTimeout(100);
+    text = await statusText(page);
+  }
+  if (!re.test(text)) throw new Error(`${what}: the status item shows ${JSON.stringify(text)}, not ${re}`);
+  return text;
+}
+
+// The error notifications on screen, for the log.
+async function notificationTexts(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('.notifications-toasts .notification-list-item-message')].map((e) => e.textContent || ''),
+  );
+}
+
+// ghostd.server is set and SecretStorage holds no token yet: the server
+// refuses the session. A wrong token is refused with the server's message on
+// the status item and in a notification; the right one connects.
+async function authenticate(page) {
+  const missing = await waitForStatus(page, /error.*token is missing/s, 60_000, 'no token stored');
+  log(`no token: ${missing}`);
+  await runCommand(page, 'Notifications: Clear All Notifications');
+  await setToken(page, wrongToken);
+  const refused = await waitForStatus(page, /error.*authentication failed: unknown token/s, 30_000, 'a wrong token');
+  await page
+    .locator('.notifications-toasts .notification-list-item-message', { hasText: 'ghostd: authentication failed: unknown token' })
+    .first()
+    .waitFor({ timeout: 10_000 });
+  await page.waitForTimeout(500); // the toasts' slide-in
+  await page.screenshot({ path: path.join(out, 'vscode-remote-refused.png') });
+  log(`wrong token refused: ${refused}; notifications: ${JSON.stringify(await notificationTexts(page))}`);
+  await runCommand(page, 'Notifications: Clear All Notifications');
+  await setToken(page, token);
+  await page.waitForFunction(
+    (sel) => {
+      const html = document.querySelector(sel)?.innerHTML || '';
+      return /sparkle/.test(html) && !/spin/.test(html);
+    },
+    kStatusItem,
+    { timeout: 30_000 },
+  );
+  log(`token accepted: ${await statusText(page)}`);
+  await page.locator('.editor-instance .view-lines').first().click();
 }
 
 async function main() {
@@ -131,6 +206,7 @@ async function main() {
     // The daemon starts on activation; wait for the status item to leave "loading".
     const statusItem = page.locator(kStatusItem).first();
     await statusItem.waitFor({ timeout: 60_000 });
+    if (token !== undefined) await authenticate(page);
     const readyBy = Date.now() + 60_000;
     while (Date.now() < readyBy && /loading|starting/i.test(await statusText(page))) await page.waitForTimeout(250);
     log(`status: ${await statusText(page)}`);
@@ -196,7 +272,8 @@ async function main() {
     // through the spinner (starting, loading) and come back, i.e. for the
     // restarted daemon's model. Typing earlier raced the restart: keystrokes
     // before the new client's provider was registered asked nobody, and while
-    // the model loaded the daemon answered empty lists at once.
+    // the model loaded the daemon answered empty lists at once. (Remote: the
+    // extension reconnects, and the shared daemon keeps its model.)
     await recordStatus(page);
     await runCommand(page, 'ghostd: Restart Server');
     const restarted = await page
@@ -254,14 +331,14 @@ async function main() {
 
 // A hung workbench must not hold the test until ctest's TIMEOUT.
 setTimeout(() => {
-  console.error('e2e.vscode FAIL: e2e.js took over 5 minutes');
+  console.error(`${kName} FAIL: e2e.js took over 5 minutes`);
   process.exit(1);
 }, 300_000).unref();
 
 main().then(
   () => log('PASS'),
   (err) => {
-    console.error(`e2e.vscode FAIL: ${err && err.stack ? err.stack : err}`);
+    console.error(`${kName} FAIL: ${err && err.stack ? err.stack : err}`);
     process.exit(1);
   },
 );
