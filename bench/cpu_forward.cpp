@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
   setup_logging("warn");
   std::string model;
   int threads = 0, prompt = 128, decode = 32, reps = 5, probe_mb = 1024;
+  std::vector<int> batches = {1, 8};
   for (int i = 1; i < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--no-probe") {
@@ -97,11 +99,16 @@ int main(int argc, char** argv) {
     else if (k == "--decode") decode = std::atoi(argv[i + 1]);
     else if (k == "--reps") reps = std::atoi(argv[i + 1]);
     else if (k == "--probe-mb") probe_mb = std::atoi(argv[i + 1]);
+    else if (k == "--batches") {
+      batches.clear();
+      std::stringstream ss(argv[i + 1]);
+      for (std::string item; std::getline(ss, item, ',');) batches.push_back(std::max(1, std::atoi(item.c_str())));
+    }
   }
   if (model.empty()) {
     std::fprintf(stderr,
                  "usage: bench_cpu_forward --model PATH [--threads N] [--prompt 128] [--decode 32] [--reps 5] "
-                 "[--probe-mb 1024 | --no-probe]\n");
+                 "[--probe-mb 1024 | --no-probe] [--batches 1,8]\n");
     return 2;
   }
   auto backend = make_cpu_backend({.threads = threads});
@@ -141,7 +148,7 @@ int main(int argc, char** argv) {
   std::printf("%-6s %14s %14s %14s %12s %14s\n", "batch", "prefill tok/s", "decode tok/s", "step ms", "weight GB/s",
               "prefill GFLOP/s");
   double base = 0;
-  for (int batch : {1, 8}) {
+  for (int batch : batches) {
     std::vector<double> p, d, ms;
     run_once(m, batch, prompt, 4, 99);  // warm-up
     for (int r = 0; r < reps; ++r) {
@@ -157,8 +164,8 @@ int main(int argc, char** argv) {
     if (bandwidth > 0)
       std::printf("batch %d: decode reads weights at %.0f%% of the probed bandwidth; prefill at %.0f%% of the FMA peak\n",
                   batch, 100 * gbs / bandwidth, 100 * gflops / peak);
-    if (batch == 1) base = median(d);
-    else std::printf("batch %d decode throughput = %.2fx batch 1\n", batch, median(d) / base);
+    if (base == 0) base = median(d);
+    else std::printf("batch %d decode throughput = %.2fx batch %d\n", batch, median(d) / base, batches[0]);
   }
   return 0;
 }

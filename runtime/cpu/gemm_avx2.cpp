@@ -100,27 +100,11 @@ struct Dot {
   }
 };
 
-// PanelGemm's vector operations, matching Dot::direct_rows above.
-struct V256 {
-  using vec = __m256;
-  static constexpr int kLanes = 8, kAccs = 2, kTileRows = 3, kTileCols = 2;  // 12 accumulators of 16 registers
-  static constexpr int kWholeK = 2048, kChunkK = 1024;
-  static vec zero() { return _mm256_setzero_ps(); }
-  static vec load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
-  static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
-  static float finish(const vec (&a)[2]) { return hsum(_mm256_add_ps(a[0], a[1])); }
-  template <DType D>
-  static void widen(const void* row, int k, float* dst) {
-    _mm256_storeu_ps(dst, load8<D>(row, k));
-  }
-};
-
 }  // namespace
 
 void gemm_avx2(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                float* out, int64_t out_stride) {
-  gemm_dispatch<Dot, V256>(x, rows, w, n_begin, n_end, out, out_stride);
+  gemm_dispatch<Dot>(x, rows, w, n_begin, n_end, out, out_stride);
 }
 
 float dot_avx2(const float* a, const float* b, int n) {

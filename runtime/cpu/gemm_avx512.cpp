@@ -37,14 +37,14 @@ inline __m512 load_2x8(const float* p) {
   return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_load_ps(p)), _mm256_load_ps(p + 8), 1);
 }
 
-// The AVX-512 operation order, for every path below (see gemm.h): each output
-// is one 16-lane accumulator over k in steps of 16, then
-// _mm512_reduce_add_ps, then the scalar tail (cols % 16) in k order. One
+// The AVX-512 operation order (see gemm.h): each output is one 16-lane
+// accumulator over k in steps of 16, then _mm512_reduce_add_ps, then the
+// scalar tail (cols % 16) in k order, whatever tile computes it. One
 // accumulator per output (not two) lets a register tile hold 24 outputs.
 
-// R x rows against N weight rows, the weights converted on the fly: the
-// decode path (few rows, memory-bound), N rows at once for independent FMA
-// chains and parallel memory streams.
+// R x rows against N weight rows, the weights converted on the fly once for
+// all R rows: R x N independent FMA chains, each weight vector feeding R
+// FMAs and each x vector N.
 template <DType D, int R, int N>
 void direct_tile(const float* x, int cols, const void* const* wrows, float* out, int64_t out_stride) {
   __m512 acc[R][N];
@@ -56,12 +56,26 @@ void direct_tile(const float* x, int cols, const void* const* wrows, float* out,
       for (int n = 0; n < N; ++n) acc[r][n] = _mm512_fmadd_ps(xv, wv[n], acc[r][n]);
     }
   };
+  // The N rows are read side by side, which the hardware prefetcher does not
+  // follow on short rows (1.6 KB at hidden 1536: 6.5 GB/s of 25 measured);
+  // so every outer step also prefetches its share of the next N rows, which
+  // follow these in memory. bench_cpu_gemm: 24-25 GB/s, the probe's bandwidth.
+  const char* next = static_cast<const char*>(wrows[N - 1]) + dtype_bytes(D, cols);
+  auto prefetch = [&](int steps) {
+    const size_t share = (static_cast<size_t>(N) * dtype_bytes(D, cols) / static_cast<size_t>(steps) + 63) / 64 * 64;
+    return [&next, share] {
+      for (size_t i = 0; i < share; i += 64) _mm_prefetch(next + i, _MM_HINT_T0);
+      next += share;
+    };
+  };
   int kmain = cols / 16 * 16;
   if constexpr (kUnpackBlocks<D>) {
     constexpr int kBe = static_cast<int>(dtype_block_elems(D));
     constexpr size_t kBb = dtype_block_bytes(D);
     alignas(64) float buf[N][kBe];
+    const auto ahead = prefetch(cols / kBe);
     for (int k0 = 0; k0 < cols; k0 += kBe) {
+      ahead();
       for (int n = 0; n < N; ++n)
         unpack_block<D>(static_cast<const unsigned char*>(wrows[n]) + static_cast<size_t>(k0 / kBe) * kBb, buf[n]);
       for (int k = 0; k < kBe; k += 16) {
@@ -75,7 +89,9 @@ void direct_tile(const float* x, int cols, const void* const* wrows, float* out,
     kmain = cols;
   } else if constexpr (D == DType::kQ8_0) {
     // One scale per 32-value block, read once for its two steps.
+    const auto ahead = prefetch(cols / 32);
     for (int k0 = 0; k0 < cols; k0 += 32) {
+      ahead();
       __m512 d[N];
       const uint8_t* blk[N];
       for (int n = 0; n < N; ++n) {
@@ -94,7 +110,9 @@ void direct_tile(const float* x, int cols, const void* const* wrows, float* out,
       }
     }
   } else {
+    const auto ahead = prefetch(std::max(1, kmain / 16));
     for (int k = 0; k < kmain; k += 16) {
+      ahead();
       __m512 wv[N];
       for (int n = 0; n < N; ++n) wv[n] = load16<D>(wrows[n], k);
       step(wv, k);
@@ -110,56 +128,50 @@ void direct_tile(const float* x, int cols, const void* const* wrows, float* out,
   }
 }
 
-// PanelGemm's vector operations: the order above.
-struct V512 {
-  using vec = __m512;
-  // 8 x 3 tile: 24 accumulators; per step 8 x loads and 3 weight loads feed
-  // 24 FMAs. Rows are cut into 512-value chunks so a tile's x rows (16 KB) and
-  // the panel's chunk (24 KB) stay in L1.
-  static constexpr int kLanes = 16, kAccs = 1, kTileRows = 8, kTileCols = 3;
-  static constexpr int kWholeK = 512, kChunkK = 512;
-  static vec zero() { return _mm512_setzero_ps(); }
-  static vec load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
-  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
-  static float finish(const vec (&a)[1]) { return _mm512_reduce_add_ps(a[0]); }
-  template <DType D>
-  static void widen(const void* row, int k, float* dst) {
-    _mm512_storeu_ps(dst, load16<D>(row, k));
-  }
-};
-
-// Weight rows taken 4 at a time by direct_tile.
-constexpr int kDirectRows = 4;
-
-template <DType D, int R>
+// x rows times weight rows taken N at a time by direct_tile (at most 24
+// accumulators), the last few one by one.
+template <DType D, int R, int N>
 void direct_rows(const float* x, const Weight& w, int64_t n_begin, int64_t n_end, float* out, int64_t out_stride) {
   const int cols = static_cast<int>(w.cols);
-  for (int64_t n = n_begin; n < n_end; n += kDirectRows) {
-    const void* rows[kDirectRows];
-    const int nn = static_cast<int>(std::min<int64_t>(kDirectRows, n_end - n));
-    for (int j = 0; j < nn; ++j) rows[j] = row_ptr<D>(w, n + j);
-    float* o = out + n;
-    switch (nn) {
-      case 4: direct_tile<D, R, 4>(x, cols, rows, o, out_stride); break;
-      case 3: direct_tile<D, R, 3>(x, cols, rows, o, out_stride); break;
-      case 2: direct_tile<D, R, 2>(x, cols, rows, o, out_stride); break;
-      default: direct_tile<D, R, 1>(x, cols, rows, o, out_stride); break;
-    }
+  int64_t n = n_begin;
+  for (; n + N <= n_end; n += N) {
+    const void* rows[N];
+    for (int j = 0; j < N; ++j) rows[j] = row_ptr<D>(w, n + j);
+    direct_tile<D, R, N>(x, cols, rows, out + n, out_stride);
+  }
+  for (; n < n_end; ++n) {
+    const void* row = row_ptr<D>(w, n);
+    direct_tile<D, R, 1>(x, cols, &row, out + n, out_stride);
+  }
+}
+
+// Every row count takes the same tiles: passes of up to 8 x rows, each pass
+// converting the weights on the fly once for all its rows. A converted-panel
+// path (weights widened to float once per 24 rows, 4 x 6 tiles) measured
+// slower at every row count on this VM's Zen 5 (bench_cpu_gemm, Q8_0, 512
+// rows: 120-145 GFLOP/s against 136-155 on one thread, 180-193 against
+// 199-238 on two): the conversion rides along in otherwise idle slots.
+template <DType D>
+void direct_pass(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                 int64_t out_stride) {
+  switch (rows) {
+    case 1: return direct_rows<D, 1, 4>(x, w, n_begin, n_end, out, out_stride);
+    case 2: return direct_rows<D, 2, 4>(x, w, n_begin, n_end, out, out_stride);
+    case 3: return direct_rows<D, 3, 4>(x, w, n_begin, n_end, out, out_stride);
+    case 4: return direct_rows<D, 4, 4>(x, w, n_begin, n_end, out, out_stride);
+    case 5: return direct_rows<D, 5, 4>(x, w, n_begin, n_end, out, out_stride);
+    case 6: return direct_rows<D, 6, 4>(x, w, n_begin, n_end, out, out_stride);
+    case 7: return direct_rows<D, 7, 3>(x, w, n_begin, n_end, out, out_stride);
+    default: return direct_rows<D, 8, 3>(x, w, n_begin, n_end, out, out_stride);
   }
 }
 
 template <DType D>
 void gemm512(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
              int64_t out_stride) {
-  static_assert(kPanelMinRows == 4, "direct_rows covers 1 to 3 rows");
-  switch (rows) {
-    case 0: return;
-    case 1: return direct_rows<D, 1>(x, w, n_begin, n_end, out, out_stride);
-    case 2: return direct_rows<D, 2>(x, w, n_begin, n_end, out, out_stride);
-    case 3: return direct_rows<D, 3>(x, w, n_begin, n_end, out, out_stride);
-    default: return PanelGemm<V512>::template run<D>(x, rows, w, n_begin, n_end, out, out_stride);
-  }
+  for (int r = 0; r < rows; r += 8)
+    direct_pass<D>(x + static_cast<int64_t>(r) * w.cols, std::min(8, rows - r), w, n_begin, n_end,
+                   out + r * out_stride, out_stride);
 }
 
 }  // namespace

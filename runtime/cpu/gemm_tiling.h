@@ -9,8 +9,6 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <algorithm>
-#include <array>
 #include <cstring>
 #include <vector>
 
@@ -295,198 +293,30 @@ void gemm_tiled(const float* x, int rows, const Weight& w, int64_t n_begin, int6
   }
 }
 
-// Register-blocked path for calls with many x rows (prefill chunks, verify
-// batches). A panel of weight rows is converted to float once (the values the
-// per-row kernels compute on the fly: F16/BF16 widened, Q8_0 and the
-// unpack-block types scaled the same way), then an R x N tile of outputs
-// (R x rows, N weight rows) accumulates in registers, so each loaded vector
-// feeds several FMAs. Long rows go in chunks of k, the accumulators parked in
-// scratch between chunks, so a tile's operands stay in L1. Every output keeps
-// the ISA's per-row operation order exactly: V::kAccs accumulators of
-// V::kLanes lanes over steps of kAccs * kLanes, then V::finish (the same
-// horizontal sum), then the scalar tail in k order. A row's result is thus
-// the same bits whichever path and tile computed it.
-//
-// V supplies: vec, kLanes, kAccs, kTileRows, kTileCols, kWholeK (rows up to
-// this long are not chunked), kChunkK, zero(), load(const float*),
-// store(float*, vec), fma(a, b, acc), finish(const vec (&)[kAccs]) -> float,
-// and widen<D>(row, k, dst) writing kLanes floats of weight row `row` at k.
-template <class V>
-struct PanelGemm {
-  using vec = typename V::vec;
-  static constexpr int L = V::kLanes, A = V::kAccs, S = V::kAccs * V::kLanes;
-  static constexpr int kMaxR = V::kTileRows, kMaxN = V::kTileCols;
-  static constexpr int kPanelRows = 4 * kMaxN;  // weight rows converted at a time
-  static constexpr int kBlockM = 64;            // x rows whose accumulators stay in scratch
-
-  // Scratch that grows to the largest shape seen and is then reused, so
-  // steps do not allocate.
-  struct Scratch {
-    std::vector<float> panel, acc;
-    float* aligned(std::vector<float>& v, size_t n) {
-      if (v.size() < n + 16) v.resize(n + 16);
-      auto p = reinterpret_cast<uintptr_t>(v.data());
-      return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
-    }
-  };
-
-  // Weight rows [nb, nb + nn) as floats, row j at dst + j * cols.
-  template <DType D>
-  static void convert(const Weight& w, int64_t nb, int nn, int cols, float* dst) {
-    for (int j = 0; j < nn; ++j) {
-      const void* row = row_ptr<D>(w, nb + j);
-      float* d = dst + static_cast<int64_t>(j) * cols;
-      if constexpr (kUnpackBlocks<D>) {
-        constexpr int kBe = static_cast<int>(dtype_block_elems(D));
-        const auto* blk = static_cast<const unsigned char*>(row);
-        for (int k0 = 0; k0 < cols; k0 += kBe, blk += dtype_block_bytes(D)) unpack_block<D>(blk, d + k0);
-      } else {
-        int k = 0;
-        for (; k + L <= cols; k += L) V::template widen<D>(row, k, d + k);
-        for (; k < cols; ++k) d[k] = load1<D>(row, k);
-      }
-    }
-  }
-
-  // One R x N tile over k in [k0, k1): accumulators from `acc` (or zero when
-  // first), back to `acc` (or finished into `out` when last). acc holds, per
-  // (x row i, weight row j) of the block, S floats at acc + (i * kPanelRows + j) * S.
-  template <int R, int N>
-  static void tile(const float* x, int64_t xs, const float* w, int64_t ws, int k0, int k1, int cols, float* acc,
-                   bool first, bool last, float* out, int64_t out_stride) {
-    vec a[R][N][A];
-    for (int r = 0; r < R; ++r)
-      for (int n = 0; n < N; ++n)
-        for (int h = 0; h < A; ++h) a[r][n][h] = first ? V::zero() : V::load(acc + (r * kPanelRows + n) * S + h * L);
-    for (int k = k0; k < k1; k += S) {
-      for (int h = 0; h < A; ++h) {
-        vec wv[N];
-        for (int n = 0; n < N; ++n) wv[n] = V::load(w + n * ws + k + h * L);
-        for (int r = 0; r < R; ++r) {
-          const vec xv = V::load(x + r * xs + k + h * L);
-          for (int n = 0; n < N; ++n) a[r][n][h] = V::fma(xv, wv[n], a[r][n][h]);
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int n = 0; n < N; ++n) {
-        if (!last) {
-          for (int h = 0; h < A; ++h) V::store(acc + (r * kPanelRows + n) * S + h * L, a[r][n][h]);
-          continue;
-        }
-        const float* xr = x + r * xs;
-        const float* wr = w + n * ws;
-        float s = V::finish(a[r][n]);
-        for (int kk = k1; kk < cols; ++kk) s += xr[kk] * wr[kk];
-        out[r * out_stride + n] = s;
-      }
-  }
-
-  using TileFn = void (*)(const float*, int64_t, const float*, int64_t, int, int, int, float*, bool, bool, float*,
-                          int64_t);
-
-  static TileFn pick(int r, int n) {
-    static const auto table = [] {
-      std::array<std::array<TileFn, kMaxN>, kMaxR> t{};
-      fill<1>(t);
-      return t;
-    }();
-    return table[static_cast<size_t>(r - 1)][static_cast<size_t>(n - 1)];
-  }
-  template <int R>
-  static void fill(std::array<std::array<TileFn, kMaxN>, kMaxR>& t) {
-    fill_n<R, 1>(t);
-    if constexpr (R < kMaxR) fill<R + 1>(t);
-  }
-  template <int R, int N>
-  static void fill_n(std::array<std::array<TileFn, kMaxN>, kMaxR>& t) {
-    t[R - 1][N - 1] = &tile<R, N>;
-    if constexpr (N < kMaxN) fill_n<R, N + 1>(t);
-  }
-
-  template <DType D>
-  static void run(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
-                  int64_t out_stride) {
-    thread_local Scratch scratch;
-    const int cols = static_cast<int>(w.cols);
-    const int kmain = cols / S * S;
-    const int kc = kmain <= V::kWholeK ? kmain : V::kChunkK;
-    float* panel = D == DType::kF32 ? nullptr
-                                     : scratch.aligned(scratch.panel, static_cast<size_t>(kPanelRows) * cols);
-    float* acc = scratch.aligned(scratch.acc, static_cast<size_t>(kBlockM) * kPanelRows * S);
-    for (int m0 = 0; m0 < rows; m0 += kBlockM) {
-      const int m1 = std::min(rows, m0 + kBlockM);
-      for (int64_t nb = n_begin; nb < n_end; nb += kPanelRows) {
-        const int nn = static_cast<int>(std::min<int64_t>(kPanelRows, n_end - nb));
-        const float* wp;
-        if constexpr (D == DType::kF32) {
-          wp = static_cast<const float*>(w.data) + nb * cols;
-        } else {
-          convert<D>(w, nb, nn, cols, panel);
-          wp = panel;
-        }
-        for (int k0 = 0;; k0 += kc) {
-          const int k1 = std::min(kmain, k0 + kc);
-          const bool first = k0 == 0, last = k1 >= kmain;
-          for (int r = m0; r < m1; r += kMaxR) {
-            const int rr = std::min(kMaxR, m1 - r);
-            for (int j = 0; j < nn; j += kMaxN) {
-              const int jj = std::min(kMaxN, nn - j);
-              pick(rr, jj)(x + static_cast<int64_t>(r) * cols, cols, wp + static_cast<int64_t>(j) * cols, cols, k0,
-                           k1, cols, acc + ((r - m0) * kPanelRows + j) * S, first, last,
-                           out + static_cast<int64_t>(r) * out_stride + nb + j, out_stride);
-            }
-          }
-          if (last) break;
-        }
-      }
-    }
-  }
-};
-
-// Weight types whose per-row kernel is the plain two-accumulator dot (so the
-// panel path reproduces it); Q4_K and Q6_K have their own factored kernels.
-template <DType D>
-inline constexpr bool kPanelPath = D != DType::kQ4_K && D != DType::kQ6_K;
-
-// Calls with at least this many x rows take the panel path.
-inline constexpr int kPanelMinRows = 4;
-
-// The panel path for many rows where it reproduces the per-row kernel, else
-// the per-row kernel.
-template <class Dot, class V, DType D>
-void gemm_rows(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
-               int64_t out_stride) {
-  if constexpr (kPanelPath<D>) {
-    if (rows >= kPanelMinRows) return PanelGemm<V>::template run<D>(x, rows, w, n_begin, n_end, out, out_stride);
-  }
-  gemm_tiled<Dot, D>(x, rows, w, n_begin, n_end, out, out_stride);
-}
-
-template <class Dot, class V>
+template <class Dot>
 void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                    float* out, int64_t out_stride) {
   switch (w.dtype) {
     case DType::kF32:
-      return gemm_rows<Dot, V, DType::kF32>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kF32>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kBF16:
-      return gemm_rows<Dot, V, DType::kBF16>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kBF16>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kF16:
-      return gemm_rows<Dot, V, DType::kF16>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kF16>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ8_0:
-      return gemm_rows<Dot, V, DType::kQ8_0>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kQ8_0>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ4_0:
-      return gemm_rows<Dot, V, DType::kQ4_0>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kQ4_0>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ4_1:
-      return gemm_rows<Dot, V, DType::kQ4_1>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kQ4_1>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_0:
-      return gemm_rows<Dot, V, DType::kQ5_0>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kQ5_0>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_1:
-      return gemm_rows<Dot, V, DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ4_K:
       return gemm_q4k_avx2(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_K:
-      return gemm_rows<Dot, V, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Dot, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ6_K:
       return gemm_tiled<Q6kDot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
   }
