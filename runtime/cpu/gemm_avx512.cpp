@@ -166,12 +166,23 @@ void direct_pass(const float* x, int rows, const Weight& w, int64_t n_begin, int
   }
 }
 
+// Blocked so that weights are read from memory about once per 64 x rows:
+// for each block of 64 x rows, each group of 12 weight rows (a multiple of
+// both tile widths) stays in L1/L2 while the block's passes of 8 rows use it.
 template <DType D>
 void gemm512(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
              int64_t out_stride) {
-  for (int r = 0; r < rows; r += 8)
-    direct_pass<D>(x + static_cast<int64_t>(r) * w.cols, std::min(8, rows - r), w, n_begin, n_end,
-                   out + r * out_stride, out_stride);
+  constexpr int kBlockM = 64;
+  constexpr int64_t kGroupN = 12;
+  for (int m0 = 0; m0 < rows; m0 += kBlockM) {
+    const int m1 = std::min(rows, m0 + kBlockM);
+    for (int64_t n = n_begin; n < n_end; n += kGroupN) {
+      const int64_t ne = std::min(n_end, n + kGroupN);
+      for (int r = m0; r < m1; r += 8)
+        direct_pass<D>(x + static_cast<int64_t>(r) * w.cols, std::min(8, m1 - r), w, n, ne, out + r * out_stride,
+                       out_stride);
+    }
+  }
 }
 
 }  // namespace
