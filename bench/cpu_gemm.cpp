@@ -5,21 +5,30 @@
 // counts up to 8 the weight GB/s and % of bandwidth.
 //
 //   bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536]
-//                  [--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe]
+//                  [--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe] [--mapped]
+//
+// --mapped reads the weight copies from a mapped file (as the model loader
+// maps GGUF and safetensors files) instead of anonymous memory.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "bench/cpu_probes.h"
 #include "runtime/core/backend.h"
 #include "runtime/core/dtype.h"
+#include "runtime/core/mapped_file.h"
 
 using namespace ghostd::runtime;
 using Clock = std::chrono::steady_clock;
@@ -88,11 +97,15 @@ struct AlignedFloats {
 int main(int argc, char** argv) {
   int threads = 0, hidden = 1536, inter = 8960, reps = 5;
   std::string dtype_name = "q8_0", rows_list = "1,8,64,512";
-  bool probe = true;
+  bool probe = true, mapped = false;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--no-probe") {
       probe = false;
+      continue;
+    }
+    if (k == "--mapped") {
+      mapped = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -109,7 +122,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536] "
-                   "[--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe]\n");
+                   "[--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe] [--mapped]\n");
       return 2;
     }
   }
@@ -151,7 +164,27 @@ int main(int argc, char** argv) {
     const int copies = std::max<int>(2, static_cast<int>((size_t{1} << 30) / wbytes));
     std::vector<std::vector<uint8_t>> w;
     w.push_back(make_weight(dtype, s.n, s.k, rng));
-    for (int c = 1; c < copies; ++c) w.push_back(w[0]);
+    std::vector<const uint8_t*> wp;
+    std::optional<MappedFile> file;
+    if (mapped) {
+      const auto path = std::filesystem::temp_directory_path() / ("bench_cpu_gemm." + std::to_string(::getpid()));
+      {
+        std::ofstream out(path, std::ios::binary);
+        for (int c = 0; c < copies; ++c) out.write(reinterpret_cast<const char*>(w[0].data()), static_cast<std::streamsize>(wbytes));
+      }
+      auto mf = MappedFile::open(path);
+      std::filesystem::remove(path);
+      if (!mf) {
+        std::fprintf(stderr, "%s\n", mf.error().message.c_str());
+        return 1;
+      }
+      file.emplace(std::move(*mf));
+      for (int c = 0; c < copies; ++c)
+        wp.push_back(reinterpret_cast<const uint8_t*>(file->bytes().data()) + static_cast<size_t>(c) * wbytes);
+    } else {
+      for (int c = 1; c < copies; ++c) w.push_back(w[0]);
+      for (const auto& v : w) wp.push_back(v.data());
+    }
     for (int rows : parse_list(rows_list)) {
       // 64-byte aligned, as the backend's own buffers are.
       AlignedFloats x(static_cast<size_t>(rows) * s.k), out(static_cast<size_t>(rows) * s.n);
@@ -164,7 +197,7 @@ int main(int argc, char** argv) {
         const int calls = std::max(1, static_cast<int>(2e9 / (2.0 * rows * s.n * s.k)));
         const auto t0 = Clock::now();
         for (int c = 0; c < calls; ++c) {
-          Weight wt{dtype, s.n, s.k, w[static_cast<size_t>(next)].data()};
+          Weight wt{dtype, s.n, s.k, wp[static_cast<size_t>(next)]};
           next = (next + 1) % copies;
           backend->matmul(x.data(), rows, wt, nullptr, out.data());
         }

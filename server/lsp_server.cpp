@@ -529,6 +529,24 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
     reply(RpcError{ErrorCode::kInvalidRequest, "a request with id " + key + " is already in flight"});
     return;
   }
+  // Before the document's older request is superseded and before any
+  // windowing or tokenizing: a refused request costs the session's event
+  // loop only its parse, and changes nothing.
+  if (const int rate = options_.max_requests_per_second; rate > 0) {
+    const auto now = Clock::now();
+    if (request_tokens_at_ == Clock::time_point{}) request_tokens_ = rate;
+    else
+      request_tokens_ = std::min<double>(
+          rate, request_tokens_ + rate * std::chrono::duration<double>(now - request_tokens_at_).count());
+    request_tokens_at_ = now;
+    if (request_tokens_ < 1) {
+      reply(RpcError{ErrorCode::kRequestFailed, "too many requests: more than " + std::to_string(rate) +
+                                                    " completions a second, the session's limit "
+                                                    "(--max-requests-per-second); slow down"});
+      return;
+    }
+    request_tokens_ -= 1;
+  }
   // A newer request for the document supersedes the older ones: they get an empty result now.
   cancel_document_completions(p->uri, CompletionOutcome::kSuperseded);
   if (pending_.size() >= static_cast<size_t>(options_.max_requests_in_flight)) {

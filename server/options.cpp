@@ -63,7 +63,8 @@ const char* server_options_help() {
          "  --idle-timeout-s N       close a session that sends nothing for N s (0 = never)\n"
          "  --max-open-documents N   open documents per session (1000)\n"
          "  --max-document-bytes N   bytes of all open documents of a session (268435456)\n"
-         "  --max-requests-in-flight N  unanswered completion requests per session (64)\n";
+         "  --max-requests-in-flight N  unanswered completion requests per session (64)\n"
+         "  --max-requests-per-second N completion requests per session per second, bursts of N (0 = no limit)\n";
 }
 
 namespace {
@@ -99,7 +100,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--log-level",      "--threads",           "--kv-memory-mb", "--device",
         "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
         "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight",
-        "--speculation",    "--max-draft",         "--tensor-parallel", "--devices",
+        "--max-requests-per-second", "--speculation",    "--max-draft",         "--tensor-parallel", "--devices",
         "--replicas"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name == "--insecure") {
@@ -202,6 +203,8 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       o.max_document_bytes = static_cast<size_t>(*v);
     } else if (flag == "--max-requests-in-flight") {
       s = int_flag(o.max_requests_in_flight, 1, 1 << 20);
+    } else if (flag == "--max-requests-per-second") {
+      s = int_flag(o.max_requests_per_second, 0, 1 << 20);
     } else {
       return Error{"unknown flag " + std::string(flag) + " (see --help)"};
     }

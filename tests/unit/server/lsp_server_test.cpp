@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <map>
+#include <thread>
 #include <unistd.h>
 
 using namespace ghostd::server;
@@ -393,6 +394,38 @@ TEST_CASE("remote sessions: the token's tenant goes with every job; models only 
   CHECK(owner.tenant == "bob");
   CHECK(owner.cache_salt == "bob");
   CHECK(owner.session == 42);
+}
+
+TEST_CASE("the per-session request rate limit refuses a burst's excess, supersedes nothing, and refills") {
+  ServerOptions o;
+  o.max_requests_per_second = 2;
+  testing::LspHarness h("return 1;", 20ms, true, o);
+  h.initialize();
+  h.open("file:///a.cpp", "int a;\n");
+  h.open("file:///b.cpp", "int b;\n");
+  // A burst of two passes (on two documents, so neither supersedes the
+  // other); the third is refused at once.
+  h.request(1, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///a.cpp", 1, 0));
+  h.request(2, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///b.cpp", 1, 0));
+  h.request(3, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///b.cpp", 1, 0));
+  auto r = h.reply(3);
+  REQUIRE(r);
+  CHECK((*r)["error"]["code"] == -32803);
+  CHECK((*r)["error"]["message"] ==
+        "too many requests: more than 2 completions a second, the session's limit (--max-requests-per-second); "
+        "slow down");
+  // The refused request superseded nothing: request 2 is answered with its completion.
+  r = h.reply(2);
+  REQUIRE(r);
+  REQUIRE(r->contains("result"));
+  CHECK(!(*r)["result"]["items"].empty());
+  REQUIRE(h.reply(1));
+  // Half a second later one more token has come back.
+  std::this_thread::sleep_for(600ms);
+  h.request(4, "textDocument/inlineCompletion", testing::LspHarness::pos_params("file:///a.cpp", 1, 0));
+  r = h.reply(4);
+  REQUIRE(r);
+  CHECK(r->contains("result"));
 }
 
 TEST_CASE("per-session limits answer clear errors and the session goes on") {

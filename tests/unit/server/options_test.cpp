@@ -82,7 +82,8 @@ TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
   auto o = parse({"--model", "base.gguf", "--model", "small=/m/small", "--model=big=/m/big.gguf", "--listen",
                   "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--token-file", "t", "--insecure",
                   "--handshake-timeout-ms", "500", "--idle-timeout-s", "60", "--max-open-documents", "5",
-                  "--max-document-bytes", "4096", "--max-requests-in-flight", "3"});
+                  "--max-document-bytes", "4096", "--max-requests-in-flight", "3",
+                  "--max-requests-per-second", "20"});
   REQUIRE(o.ok());
   CHECK(o->model == "base.gguf");
   REQUIRE(o->named_models.size() == 2);
@@ -98,6 +99,7 @@ TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
   CHECK(o->max_documents == 5);
   CHECK(o->max_document_bytes == 4096);
   CHECK(o->max_requests_in_flight == 3);
+  CHECK(o->max_requests_per_second == 20);
   // A path with '=' in a folder name stays a path.
   auto p = parse({"--model", "/models/a=b/m.gguf"});
   REQUIRE(p.ok());
