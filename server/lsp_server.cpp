@@ -104,7 +104,22 @@ void LspServer::start(std::function<void(int)> on_exit) {
       [this] {
         if (state_ != State::kExited) finish_exit(state_ == State::kShutdown ? 0 : 1);
       },
+      [this] { return read_pause(); },
   });
+}
+
+// --max-requests-per-second: while the session's bucket holds less than one
+// request, its transport stops handing over messages and reading (the
+// peer's sends back up in its socket) until one has come back. A flood is
+// slowed to the rate without costing the event loop a parse per request;
+// the refusal in complete() stays for transports that cannot pause.
+std::chrono::steady_clock::duration LspServer::read_pause() const {
+  const int rate = options_.max_requests_per_second;
+  if (rate <= 0 || request_tokens_at_ == Clock::time_point{}) return Clock::duration::zero();
+  const double tokens = std::min<double>(
+      rate, request_tokens_ + rate * std::chrono::duration<double>(Clock::now() - request_tokens_at_).count());
+  if (tokens >= 1) return Clock::duration::zero();
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>((1 - tokens) / rate));
 }
 
 void LspServer::on_message(std::string body) {

@@ -115,6 +115,7 @@ class LspServer {
   // --max-requests-per-second: a token bucket of completion requests, one
   // second's worth deep, refilled continuously.
   double request_tokens_ = 0;
+  std::chrono::steady_clock::duration read_pause() const;
   std::chrono::steady_clock::time_point request_tokens_at_{};
   // Documents a limit refused or dropped: completions on them name the reason.
   std::unordered_map<std::string, std::string> refused_documents_;

@@ -69,6 +69,8 @@ class StreamTransport : public Transport {
     FrameDecoder decoder;
     TransportHandlers handlers;
     std::array<char, 65536> buf;
+    std::deque<Frame> frames;                  // decoded, not handed over yet (read_pause)
+    std::optional<asio::steady_timer> paused;  // set while read_pause holds them
     std::deque<std::string> queue;
     bool closed = false;
     bool reported_close = false;
@@ -93,6 +95,7 @@ class StreamTransport : public Transport {
   static void close_now(State& st) {
     asio::error_code ec;
     if (st.linger) st.linger->cancel();
+    if (st.paused) st.paused->cancel();
     close_stream(st.in, ec);
     if (st.out) close_stream(*st.out, ec);
   }
@@ -155,20 +158,43 @@ class StreamTransport : public Transport {
       }
       std::vector<Frame> frames;
       s->decoder.feed(std::string_view(s->buf.data(), n), frames);
-      for (auto& f : frames) {
-        if (s->closed) break;
-        if (f.kind == Frame::Kind::kMessage) {
-          if (s->handlers.on_message) s->handlers.on_message(std::move(f.body));
-        } else if (s->handlers.on_frame_error) {
-          s->handlers.on_frame_error(f);
+      for (auto& f : frames) s->frames.push_back(std::move(f));
+      deliver(s);
+    });
+  }
+
+  // Hands over the decoded frames, pausing where read_pause says, then reads on.
+  static void deliver(const std::shared_ptr<State>& s) {
+    while (!s->frames.empty() && !s->closed) {
+      if (s->handlers.read_pause) {
+        const auto wait = s->handlers.read_pause();
+        if (wait > std::chrono::steady_clock::duration::zero()) {
+          if (!s->paused) s->paused.emplace(s->in.get_executor());
+          s->paused->expires_after(wait);
+          s->paused->async_wait([s](const asio::error_code& ec) {
+            if (ec) {  // cancelled: the streams closed
+              read_after_close(s);
+              return;
+            }
+            deliver(s);
+          });
+          return;
         }
       }
-      if (s->closed) {
-        read_after_close(s);
-        return;
+      Frame f = std::move(s->frames.front());
+      s->frames.pop_front();
+      if (f.kind == Frame::Kind::kMessage) {
+        if (s->handlers.on_message) s->handlers.on_message(std::move(f.body));
+      } else if (s->handlers.on_frame_error) {
+        s->handlers.on_frame_error(f);
       }
-      read_more(s);
-    });
+    }
+    if (s->closed) {
+      s->frames.clear();
+      read_after_close(s);
+      return;
+    }
+    read_more(s);
   }
 
   static void write_next(std::shared_ptr<State> s) {

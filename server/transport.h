@@ -4,6 +4,7 @@
 #pragma once
 
 #include <asio/any_io_executor.hpp>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -21,6 +22,12 @@ struct TransportHandlers {
   std::function<void(const Frame& error)> on_frame_error;
   // End of input or a read error; called once.
   std::function<void()> on_close;
+  // Asked before each message is handed over: a positive duration holds
+  // that message and the rest (and further reads, so the peer's sends back
+  // up in its socket) that long, then asks again. How a session's request
+  // rate limit slows a flooding peer down at no cost to the event loop.
+  // Transports that cannot pause ignore it.
+  std::function<std::chrono::steady_clock::duration()> read_pause;
 };
 
 // Reads and writes whole messages.

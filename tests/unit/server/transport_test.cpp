@@ -44,6 +44,36 @@ TEST_CASE("stdio transport over pipes: framing both ways, close at EOF") {
   ::close(out[1]);
 }
 
+TEST_CASE("read_pause holds messages and reading, in order, then hands them over") {
+  int in[2], out[2];
+  REQUIRE(::pipe(in) == 0);
+  REQUIRE(::pipe(out) == 0);
+  asio::io_context io;
+  auto t = make_stdio_transport(io.get_executor(), 1 << 20, in[0], out[1]);
+  std::vector<std::string> got;
+  int asked = 0;
+  auto start = std::chrono::steady_clock::now();
+  TransportHandlers h{[&](std::string body) { got.push_back(body); }, [](const Frame&) {}, [] {}};
+  // The first message waits 150 ms; the second goes through at once.
+  h.read_pause = [&]() -> std::chrono::steady_clock::duration {
+    ++asked;
+    return got.empty() && std::chrono::steady_clock::now() - start < 150ms ? 150ms : 0ms;
+  };
+  t->start(std::move(h));
+  std::string wire = encode_frame("{\"a\":1}") + encode_frame("[2]");
+  REQUIRE(::write(in[1], wire.data(), wire.size()) == static_cast<ssize_t>(wire.size()));
+  io.run_for(60ms);
+  CHECK(got.empty());
+  io.run_for(400ms);
+  CHECK(got == std::vector<std::string>{"{\"a\":1}", "[2]"});
+  CHECK(asked >= 3);  // before the pause, after it, and before the second message
+  t.reset();
+  ::close(in[1]);
+  ::close(in[0]);
+  ::close(out[0]);
+  ::close(out[1]);
+}
+
 TEST_CASE("TCP: several clients, each its own session") {
   auto tok = testing::qwen_tokenizer();
   testing::FakeEngine engine(tok.encode("1", false), 1ms);
