@@ -58,6 +58,7 @@ LspServer::LspServer(Transport& transport, rt::EngineInterface& engine, ModelSta
       dispatcher_([this](std::string body) { transport_.send(std::move(body)); }),
       core_(transport.executor(), engine),
       context_(std::move(context)),
+      request_rate_(options_.max_requests_per_second),
       first_message_timer_(transport.executor()),
       idle_timer_(transport.executor()),
       auth_timer_(transport.executor()) {
@@ -104,22 +105,12 @@ void LspServer::start(std::function<void(int)> on_exit) {
       [this] {
         if (state_ != State::kExited) finish_exit(state_ == State::kShutdown ? 0 : 1);
       },
-      [this] { return read_pause(); },
+      // --max-requests-per-second: while the session's bucket is empty its
+      // transport stops handing over messages and reading (the peer's sends
+      // back up in its socket), so a flood costs the event loop no parse per
+      // request; the refusal in complete() stays for transports that cannot pause.
+      [this] { return request_rate_.wait(); },
   });
-}
-
-// --max-requests-per-second: while the session's bucket holds less than one
-// request, its transport stops handing over messages and reading (the
-// peer's sends back up in its socket) until one has come back. A flood is
-// slowed to the rate without costing the event loop a parse per request;
-// the refusal in complete() stays for transports that cannot pause.
-std::chrono::steady_clock::duration LspServer::read_pause() const {
-  const int rate = options_.max_requests_per_second;
-  if (rate <= 0 || request_tokens_at_ == Clock::time_point{}) return Clock::duration::zero();
-  const double tokens = std::min<double>(
-      rate, request_tokens_ + rate * std::chrono::duration<double>(Clock::now() - request_tokens_at_).count());
-  if (tokens >= 1) return Clock::duration::zero();
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>((1 - tokens) / rate));
 }
 
 void LspServer::on_message(std::string body) {
@@ -547,20 +538,11 @@ void LspServer::complete(const json& params, ReplyOnce reply, bool inline_items)
   // Before the document's older request is superseded and before any
   // windowing or tokenizing: a refused request costs the session's event
   // loop only its parse, and changes nothing.
-  if (const int rate = options_.max_requests_per_second; rate > 0) {
-    const auto now = Clock::now();
-    if (request_tokens_at_ == Clock::time_point{}) request_tokens_ = rate;
-    else
-      request_tokens_ = std::min<double>(
-          rate, request_tokens_ + rate * std::chrono::duration<double>(now - request_tokens_at_).count());
-    request_tokens_at_ = now;
-    if (request_tokens_ < 1) {
-      reply(RpcError{ErrorCode::kRequestFailed, "too many requests: more than " + std::to_string(rate) +
-                                                    " completions a second, the session's limit "
-                                                    "(--max-requests-per-second); slow down"});
-      return;
-    }
-    request_tokens_ -= 1;
+  if (!request_rate_.take()) {
+    reply(RpcError{ErrorCode::kRequestFailed, "too many requests: more than " + std::to_string(request_rate_.rate()) +
+                                                  " completions a second, the session's limit "
+                                                  "(--max-requests-per-second); slow down"});
+    return;
   }
   // A newer request for the document supersedes the older ones: they get an empty result now.
   cancel_document_completions(p->uri, CompletionOutcome::kSuperseded);

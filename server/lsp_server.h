@@ -21,6 +21,7 @@
 #include "server/model_state.h"
 #include "server/options.h"
 #include "server/protocol.h"
+#include "server/rate_limit.h"
 #include "server/transport.h"
 
 namespace ghostd::server {
@@ -112,11 +113,7 @@ class LspServer {
   bool authenticated_ = false;
   bool got_message_ = false;
   size_t document_bytes_ = 0;  // all open documents together (--max-document-bytes)
-  // --max-requests-per-second: a token bucket of completion requests, one
-  // second's worth deep, refilled continuously.
-  double request_tokens_ = 0;
-  std::chrono::steady_clock::duration read_pause() const;
-  std::chrono::steady_clock::time_point request_tokens_at_{};
+  RequestRateLimiter request_rate_;  // --max-requests-per-second
   // Documents a limit refused or dropped: completions on them name the reason.
   std::unordered_map<std::string, std::string> refused_documents_;
   std::chrono::steady_clock::time_point last_message_ = std::chrono::steady_clock::now();
