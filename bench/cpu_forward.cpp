@@ -9,11 +9,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "bench/cpu_probes.h"
 #include "runtime/core/log.h"
 #include "runtime/cpu/gemm.h"
@@ -21,13 +21,9 @@
 
 using namespace ghostd::runtime;
 using Clock = std::chrono::steady_clock;
+using ghostd::bench::median;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 struct Figures {
   double prefill_tps, decode_tps, decode_step_ms;
@@ -101,8 +97,7 @@ int main(int argc, char** argv) {
     else if (k == "--probe-mb") probe_mb = std::atoi(argv[i + 1]);
     else if (k == "--batches") {
       batches.clear();
-      std::stringstream ss(argv[i + 1]);
-      for (std::string item; std::getline(ss, item, ',');) batches.push_back(std::max(1, std::atoi(item.c_str())));
+      for (int b : ghostd::bench::parse_int_list(argv[i + 1])) batches.push_back(std::max(1, b));
     }
   }
   if (model.empty()) {

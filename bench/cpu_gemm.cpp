@@ -18,13 +18,13 @@
 #include <fstream>
 #include <optional>
 #include <random>
-#include <sstream>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "bench/cpu_probes.h"
 #include "runtime/core/backend.h"
 #include "runtime/core/dtype.h"
@@ -32,20 +32,9 @@
 
 using namespace ghostd::runtime;
 using Clock = std::chrono::steady_clock;
+using ghostd::bench::median;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::atoi(item.c_str()));
-  return out;
-}
 
 // Random weights of `rows` x `cols` in `dtype`, values in [-1, 1).
 std::vector<uint8_t> make_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng) {
@@ -185,7 +174,7 @@ int main(int argc, char** argv) {
       for (int c = 1; c < copies; ++c) w.push_back(w[0]);
       for (const auto& v : w) wp.push_back(v.data());
     }
-    for (int rows : parse_list(rows_list)) {
+    for (int rows : ghostd::bench::parse_int_list(rows_list)) {
       // 64-byte aligned, as the backend's own buffers are.
       AlignedFloats x(static_cast<size_t>(rows) * s.k), out(static_cast<size_t>(rows) * s.n);
       std::uniform_real_distribution<float> u(-1, 1);
