@@ -1,0 +1,87 @@
+// A token tree of draft candidates, verified in one forward pass with a tree
+// attention mask (SpecInfer, Medusa): several guesses at the next tokens
+// share their common prefix, so a wrong first guess does not waste the step.
+//
+// Node i is tokens[i]; its parent is parents[i]: -1 for a child of the root
+// (the job's last committed token, fed first), else an earlier node. Parents
+// come before their children, and siblings carry distinct tokens. A chain is
+// the tree with parents[i] == i - 1; every proposer's plain draft is one.
+// probs[i], when given, is the proposer's estimate that node i is the right
+// token once its parent is (a count ratio of the suffix index); empty when
+// the proposer has no such estimate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ghostd::runtime {
+
+// Nodes per tree, root excluded: the attention mask of a fed token is one
+// 64-bit word over its sequence's fed tokens (the root and the nodes).
+inline constexpr int kMaxDraftTreeNodes = 63;
+
+struct DraftTree {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> parents;
+  std::vector<float> probs;  // empty, or one per node
+
+  size_t size() const { return tokens.size(); }
+  bool empty() const { return tokens.empty(); }
+  bool is_chain() const {
+    for (size_t i = 0; i < parents.size(); ++i)
+      if (parents[i] != static_cast<int32_t>(i) - 1) return false;
+    return true;
+  }
+  static DraftTree chain(std::vector<int32_t> tokens) {
+    DraftTree t;
+    t.parents.resize(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) t.parents[i] = static_cast<int32_t>(i) - 1;
+    t.tokens = std::move(tokens);
+    return t;
+  }
+  // Empty when well formed; else what is wrong (sizes, a parent after its
+  // child, two siblings with one token, more than kMaxDraftTreeNodes nodes).
+  std::string check() const {
+    if (parents.size() != tokens.size() || (!probs.empty() && probs.size() != tokens.size()))
+      return "draft tree: " + std::to_string(tokens.size()) + " tokens, " + std::to_string(parents.size()) +
+             " parents, " + std::to_string(probs.size()) + " probabilities";
+    if (tokens.size() > static_cast<size_t>(kMaxDraftTreeNodes))
+      return "draft tree: " + std::to_string(tokens.size()) + " nodes, more than " +
+             std::to_string(kMaxDraftTreeNodes);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (parents[i] < -1 || parents[i] >= static_cast<int32_t>(i))
+        return "draft tree: node " + std::to_string(i) + " has parent " + std::to_string(parents[i]);
+      for (size_t j = 0; j < i; ++j)
+        if (parents[j] == parents[i] && tokens[j] == tokens[i])
+          return "draft tree: nodes " + std::to_string(j) + " and " + std::to_string(i) +
+                 " are siblings with the same token";
+    }
+    return {};
+  }
+  // Depth of each node (1 for a child of the root).
+  std::vector<int> depths() const {
+    std::vector<int> d(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) d[i] = parents[i] < 0 ? 1 : d[static_cast<size_t>(parents[i])] + 1;
+    return d;
+  }
+  // The subtree of the nodes with keep[i] whose ancestors are all kept, in
+  // the same order (parents renumbered).
+  DraftTree keep(std::span<const char> keep) const {
+    DraftTree out;
+    std::vector<int32_t> index(tokens.size(), -1);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const int32_t p = parents[i];
+      if (!keep[i] || (p >= 0 && index[static_cast<size_t>(p)] < 0)) continue;
+      index[i] = static_cast<int32_t>(out.tokens.size());
+      out.tokens.push_back(tokens[i]);
+      out.parents.push_back(p < 0 ? -1 : index[static_cast<size_t>(p)]);
+      if (!probs.empty()) out.probs.push_back(probs[i]);
+    }
+    return out;
+  }
+};
+
+}  // namespace ghostd::runtime
