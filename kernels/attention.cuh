@@ -48,6 +48,10 @@ struct AttentionArgs {
   float scale = 1.0f;
   int window = 0;       // sliding window: the last `window` positions only; 0: all
   int max_context = 0;  // largest positions[t] + 1 of the step (host-known); 0: unknown
+  // Draft-tree tokens (null: none in the step): per token, the mask of its
+  // sequence's new tokens it attends to; its logical position q reads KV
+  // index runtime::tree_kv_index (runtime/core/tree_mask.h).
+  const uint64_t* tree_mask = nullptr;
 };
 
 // Split slots of the launch (the most any token of the step uses), and the
@@ -63,6 +67,7 @@ cudaError_t paged_attention(const AttentionArgs& args, float* out, float* worksp
 
 #ifdef __CUDACC__
 #include "kernels/common.cuh"
+#include "runtime/core/tree_mask.h"
 
 namespace ghostd::kernels {
 
@@ -104,6 +109,9 @@ __global__ void __launch_bounds__(kAttentionWarps* kWarp)
   const int chunk = (n_ctx - lo + own_splits - 1) / own_splits;
   const int begin = lo + split * chunk, end = min(n_ctx, begin + chunk);
   const int32_t* table = a.tables + a.table_start[a.token_seq[t]];
+  // A draft-tree token: positions past `tbase` read its ancestors' KV.
+  const uint64_t tmask = a.tree_mask != nullptr ? a.tree_mask[t] : 0;
+  const int tbase = tmask != 0 ? runtime::tree_base(tmask, n_ctx - 1) : n_ctx;
 
   float qr[G][J], acc[G][J], m[G], l[G];
 #pragma unroll
@@ -125,8 +133,9 @@ __global__ void __launch_bounds__(kAttentionWarps* kWarp)
 #pragma unroll
     for (int u = 0; u < kAttentionUnroll; ++u) {
       const int p = min(p0 + u, end - 1);  // clamped rows are read but masked
+      const int kvi = p < tbase ? p : runtime::tree_kv_index(tmask, tbase, p);
       const int64_t slot =
-          static_cast<int64_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
+          static_cast<int64_t>(table[kvi / a.block_size]) * a.block_size + kvi % a.block_size;
       const float* krow = a.k_pool + slot * kv_dim + head_off;
       const float* vrow = a.v_pool + slot * kv_dim + head_off;
       float kk[J];

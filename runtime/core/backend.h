@@ -17,6 +17,7 @@
 #include "runtime/core/dtype.h"
 #include "runtime/core/result.h"
 #include "runtime/core/tensor.h"
+#include "runtime/core/tree_mask.h"
 
 namespace ghostd::runtime {
 
@@ -93,7 +94,13 @@ struct BatchView {
   const int32_t* block_table_start = nullptr;  // [num_seqs + 1] offsets into block_tables
   const int32_t* block_tables = nullptr;
   int max_kv_len = 0;  // host-known: the largest seq_kv_len (0: unknown); sizes launches
+  // Tree verification (null when no sequence of the step has a draft tree):
+  // per token, the new tokens of its sequence it attends to, bit j for the
+  // sequence's j-th new token (its ancestors and itself); 0 for a token that
+  // attends causally. See Backend::attention.
+  const uint64_t* tree_mask = nullptr;  // [num_tokens]
 };
+
 
 // One copy-on-write block copy: the whole block `src` to `dst`, every layer.
 struct KvBlockCopy {
@@ -156,6 +163,13 @@ class Backend {
   // Causal attention of each new token over its sequence's KV (positions
   // 0..its own, the last shape.window of them when a window is set).
   // q, out: [num_tokens, n_heads * head_dim].
+  // A token t with a tree mask m != 0 (draft-tree verify: its KV index is
+  // not its position) attends to the logical positions 0..positions[t],
+  // where base = positions[t] + 1 - popcount(m) is the sequence's KV length
+  // before the step and position q reads KV index tree_kv_index(m, base, q):
+  // the context, then its ancestors, then itself. Positions are visited in
+  // the same order and grouping as for a causal token at that position, so
+  // an accepted path's values are bitwise those of a chain verify.
   virtual void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
                          KvLayerView layer, float* out) = 0;
   // Fused: x += y, then out = rms_norm(x) * w (the residual add and the next
@@ -196,7 +210,8 @@ class Backend {
   // Copies whole KV blocks of every layer (copy-on-write of shared blocks),
   // with the result of doing the copies one after another in order: within
   // one step a block can be the source of one copy and the destination of a
-  // later one. `copies` is host memory.
+  // later one. `copies` is host memory. With block_size 1 the ids are KV
+  // slots: tree verification moves an accepted path's KV into place.
   virtual void copy_kv_blocks(std::span<const KvLayerView> layers, std::span<const KvBlockCopy> copies,
                               int block_size, int kv_dim) = 0;
 

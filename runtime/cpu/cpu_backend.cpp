@@ -170,10 +170,18 @@ class CpuBackend : public Backend {
         const int32_t* table = batch.block_tables + batch.block_table_start[s];
         const float* qv = q + t * q_dim + static_cast<int64_t>(h) * hd;
         const int64_t head_off = static_cast<int64_t>(h / group) * hd;
+        // A draft-tree token reads its ancestors' KV at the positions past
+        // the context; the order of the sums is that of a chain.
+        const uint64_t mask = batch.tree_mask != nullptr ? batch.tree_mask[t] : 0;
+        const int base = mask != 0 ? tree_base(mask, batch.positions[t]) : n_ctx;
+        auto slot_of = [&](int p) {
+          const int i = tree_kv_index(mask, base, p);
+          return static_cast<int64_t>(table[i / batch.block_size]) * batch.block_size + i % batch.block_size;
+        };
         scores.resize(n_ctx - lo);
         float mx = -INFINITY;
         for (int p = lo; p < n_ctx; ++p) {
-          int64_t slot = static_cast<int64_t>(table[p / batch.block_size]) * batch.block_size + p % batch.block_size;
+          const int64_t slot = slot_of(p);
           float sc = kernels_.dot(qv, layer.k + slot * kv_dim + head_off, hd) * shape.scale;
           scores[p - lo] = sc;
           mx = std::max(mx, sc);
@@ -187,7 +195,7 @@ class CpuBackend : public Backend {
         std::fill(o, o + hd, 0.0f);
         const float inv = 1.0f / sum;
         for (int p = lo; p < n_ctx; ++p) {
-          int64_t slot = static_cast<int64_t>(table[p / batch.block_size]) * batch.block_size + p % batch.block_size;
+          const int64_t slot = slot_of(p);
           kernels_.axpy(scores[p - lo] * inv, layer.v + slot * kv_dim + head_off, o, hd);
         }
       }

@@ -298,6 +298,7 @@ class CudaBackend final : public Backend {
     a.scale = shape.scale;
     a.window = shape.window;
     a.max_context = batch.max_kv_len;
+    a.tree_mask = batch.tree_mask;
     const size_t ws = kernels::attention_workspace_floats(a);
     if (!grow(attn_ws_, ws * sizeof(float), "attention workspace")) return;
     check(kernels::paged_attention(a, out, attn_ws_.as<float>(), stream_.get()),

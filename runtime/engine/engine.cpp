@@ -349,7 +349,7 @@ Status Engine::forward(std::span<const StepSequence> seqs, int row_base, int seq
     int fed = 0;
     inputs_.clear();
     for (const StepSequence& s : seqs) {
-      inputs_.push_back({s.tokens, s.start_pos, s.block_table, s.all_logits});
+      inputs_.push_back({s.tokens, s.start_pos, s.block_table, s.all_logits, s.tree_parents});
       fed += static_cast<int>(s.tokens.size());
     }
     GHOSTD_TRY_STATUS(model_.prepare(inputs_, kv_));
@@ -387,6 +387,21 @@ std::vector<int32_t> Engine::sample(const StepSequence& seq, size_t index, Activ
   }
   const auto drafts = std::span<const int32_t>(seq.tokens).subspan(1);
   const size_t k = drafts.size();
+  if (!seq.tree_parents.empty()) {
+    DraftTree tree;
+    tree.tokens.assign(drafts.begin(), drafts.end());
+    for (size_t i = 1; i < seq.tree_parents.size(); ++i) tree.parents.push_back(seq.tree_parents[i] - 1);
+    std::vector<int32_t> path;
+    if (job.sampler.greedy()) return verify_tree_greedy(tree, std::span<const int32_t>(ids, k + 1), path);
+    std::vector<float>& p = probs_scratch_;
+    p.resize((k + 1) * vocab);
+    std::vector<float> row_probs;
+    for (size_t i = 0; i <= k; ++i) {
+      job.sampler.probabilities(std::span<const float>(rows + i * vocab, vocab), row_probs);
+      std::copy(row_probs.begin(), row_probs.end(), p.begin() + static_cast<std::ptrdiff_t>(i * vocab));
+    }
+    return verify_tree_sampled(tree, p, vocab, job.sampler, residual_scratch_, path);
+  }
   if (job.sampler.greedy()) return verify_greedy(drafts, std::span<const int32_t>(ids, k + 1));
   // Rejection sampling over the target's processed distributions; a model
   // draft brings its own, the other proposers are point masses.
@@ -498,7 +513,17 @@ void Engine::step() {
       sampled[i] = sample(s, i, job, ids_.data() + row, rows);
       if (s.num_draft > 0) {
         const int accepted = static_cast<int>(sampled[i].size()) - 1;
-        spec_.record(s.id, job.draft_source, s.num_draft, accepted);
+        bool rejected = accepted < s.num_draft;
+        if (!s.tree_parents.empty()) {
+          // Rejected when the path's last node had candidates after it.
+          std::vector<int32_t> path;
+          fed_tree_path(s.tree_parents, s.tokens, std::span<const int32_t>(sampled[i]).first(static_cast<size_t>(accepted)),
+                        path);
+          const int32_t last = path.empty() ? 0 : path.back();
+          rejected = std::find(s.tree_parents.begin(), s.tree_parents.end(), last) != s.tree_parents.end();
+          ++local_stats_.tree_verifies;
+        }
+        spec_.record(s.id, job.draft_source, s.num_draft, accepted, rejected);
         DraftCounts& c = local_stats_.drafts[static_cast<int>(job.draft_source)];
         c.proposed += s.num_draft;
         c.accepted += accepted;
@@ -507,6 +532,7 @@ void Engine::step() {
     }
     row += static_cast<size_t>(rows_of(s));
   }
+  move_tree_paths(plan.seqs, sampled);
 
   CommitResult cr = scheduler_.commit(plan, sampled, Clock::now());
   for (const CommitResult::Update& u : cr.updates) {
@@ -546,6 +572,29 @@ void Engine::step() {
   publish_stats();
 }
 
+void Engine::move_tree_paths(std::span<const StepSequence> seqs, std::span<const std::vector<int32_t>> sampled) {
+  const int bs = options_.block_size;
+  slot_copies_.clear();
+  std::vector<int32_t> path;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const StepSequence& s = seqs[i];
+    if (s.tree_parents.empty() || sampled[i].size() < 2) continue;
+    const auto accepted = std::span<const int32_t>(sampled[i]).first(sampled[i].size() - 1);
+    if (!fed_tree_path(s.tree_parents, s.tokens, accepted, path)) continue;  // cannot happen: verify walked it
+    // Path node j (fed index f >= j) goes to KV index start + j. In order:
+    // a later source is past every earlier destination.
+    auto slot = [&](int kv) { return s.block_table[static_cast<size_t>(kv / bs)] * bs + kv % bs; };
+    for (size_t j = 0; j < path.size(); ++j) {
+      const int to = static_cast<int>(j) + 1;
+      if (path[j] != to) slot_copies_.push_back({slot(s.start_pos + path[j]), slot(s.start_pos + to)});
+    }
+  }
+  if (slot_copies_.empty()) return;
+  model_.copy_kv_slots(kv_, slot_copies_);
+  if (draft_ != nullptr && draft_kv_) draft_->copy_kv_slots(*draft_kv_, slot_copies_);
+  local_stats_.tree_kv_moves += slot_copies_.size();
+}
+
 void Engine::propose_drafts(const StepPlan& plan) {
   int sampling = 0, fed = 0;
   for (const StepSequence& s : plan.seqs) {
@@ -571,7 +620,14 @@ void Engine::propose_drafts(const StepPlan& plan) {
     it->second.draft_source = d.source;
     // Model drafts are placeholders until the rounds of the verifying step.
     if (d.source == DraftSource::kModel) d.tokens.assign(static_cast<size_t>(d.length), 0);
-    scheduler_.set_draft(s.id, std::move(d.tokens));
+    if (d.parents.empty()) {
+      scheduler_.set_draft(s.id, std::move(d.tokens));
+    } else {
+      DraftTree tree;
+      tree.tokens = std::move(d.tokens);
+      tree.parents = std::move(d.parents);
+      scheduler_.set_draft_tree(s.id, std::move(tree));
+    }
   }
 }
 
@@ -643,7 +699,8 @@ void Engine::mirror(std::span<const StepSequence> seqs) {
   if (draft_ == nullptr || seqs.empty()) return;
   try {
     draft_inputs_.clear();
-    for (const StepSequence& s : seqs) draft_inputs_.push_back({s.tokens, s.start_pos, s.block_table, false});
+    for (const StepSequence& s : seqs)
+      draft_inputs_.push_back({s.tokens, s.start_pos, s.block_table, false, s.tree_parents});
     const auto t0 = Clock::now();
     Status st = draft_->prepare(draft_inputs_, *draft_kv_);
     if (st.ok()) st = draft_->run(*draft_kv_);

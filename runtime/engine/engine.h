@@ -86,6 +86,8 @@ struct EngineStats {
   uint64_t replayed_steps = 0;
   DraftCounts drafts[kNumDraftSources];  // all jobs, by DraftSource
   uint64_t draft_rounds = 0;             // draft-model forwards that made drafts
+  uint64_t tree_verifies = 0;            // verifies of a draft tree (not a chain)
+  uint64_t tree_kv_moves = 0;            // KV slots moved into place after a tree verify
   std::string draft_error;               // the draft model failed; speculation goes on without it
   bool draft_off = false;                // the draft model did not pay here and was stopped
 };
@@ -143,6 +145,9 @@ class Engine : public EngineInterface {
   void fail_all(const std::string& message);
   void enter_fatal(const std::string& why);
   void propose_drafts(const StepPlan& plan);
+  // Moves the KV of each accepted tree path into the slots after its
+  // sequence's last token (both models), before commit truncates the rest.
+  void move_tree_paths(std::span<const StepSequence> seqs, std::span<const std::vector<int32_t>> sampled);
   // The draft model's rounds for the plan's model-drafted sequences: fills
   // their draft tokens in place (and keeps their draft distributions when
   // they sample). On a draft failure the placeholders stay (verify rejects
@@ -179,6 +184,7 @@ class Engine : public EngineInterface {
   // Step staging, sized at create for the largest step (no allocation per step).
   std::vector<SequenceInput> inputs_;
   std::vector<KvBlockCopy> copies_;
+  std::vector<KvBlockCopy> slot_copies_;  // accepted tree paths moved into place
   std::vector<int32_t> ids_;                 // argmax of each logits row
   // Logits rows sampled on the host, by row of the step; grows to the most
   // such rows a step had (none while every job is greedy).

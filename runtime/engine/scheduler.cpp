@@ -14,6 +14,13 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// A verify's accepted tokens are a path down its draft tree.
+[[maybe_unused]] bool tree_path_ok(const StepSequence& s, const std::vector<int32_t>& out, int accepted) {
+  std::vector<int32_t> path;
+  return fed_tree_path(s.tree_parents, s.tokens, std::span<const int32_t>(out).first(static_cast<size_t>(accepted)),
+                       path);
+}
+
 int state_rank(SeqState s) {
   switch (s) {
     case SeqState::kRunning:
@@ -80,6 +87,11 @@ void Scheduler::stop(JobId id) {
 }
 
 void Scheduler::set_draft(JobId id, std::vector<int32_t> draft) {
+  set_draft_tree(id, DraftTree::chain(std::move(draft)));
+}
+
+void Scheduler::set_draft_tree(JobId id, DraftTree draft) {
+  assert(draft.check().empty());
   auto it = jobs_.find(id);
   if (it != jobs_.end()) it->second.draft = std::move(draft);
 }
@@ -132,7 +144,7 @@ EndedJob Scheduler::end_job(Job& job, JobStatus status, Clock::time_point now) {
 void Scheduler::evict_job(Job& job) {
   cache_blocks(job);
   job.blocks.release(pool_);
-  job.draft.clear();
+  job.draft = {};
   job.state = SeqState::kWaiting;
 }
 
@@ -303,9 +315,15 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     s.id = job.id;
     s.start_pos = computed;
     s.tokens.assign(job.tokens.begin() + computed, job.tokens.begin() + computed + (n - k));
-    s.tokens.insert(s.tokens.end(), job.draft.begin(), job.draft.begin() + k);
+    s.tokens.insert(s.tokens.end(), job.draft.tokens.begin(), job.draft.tokens.begin() + k);
     s.block_table.assign(job.blocks.blocks().begin(), job.blocks.blocks().end());
     s.num_draft = k;
+    bool chain = true;
+    for (int i = 0; i < k; ++i) chain = chain && job.draft.parents[static_cast<size_t>(i)] == i - 1;
+    if (!chain) {
+      s.tree_parents.push_back(-1);
+      for (int i = 0; i < k; ++i) s.tree_parents.push_back(job.draft.parents[static_cast<size_t>(i)] + 1);
+    }
     s.all_logits = k > 0;
     s.samples = computed + (n - k) == static_cast<int>(job.tokens.size());
     if (pending > 1) plan.num_prefill_tokens += n;
@@ -315,7 +333,7 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     su.tokens += n;
     ++tu.seqs;
     ++su.seqs;
-    job.draft.clear();  // proposed against this position only
+    job.draft = {};  // proposed against this position only
     plan.seqs.push_back(std::move(s));
     in_plan[i] = 1;
   }
@@ -362,8 +380,10 @@ CommitResult Scheduler::commit(const StepPlan& plan, std::span<const std::vector
     }
     assert(!out.empty() && static_cast<int>(out.size()) <= s.num_draft + 1);
     const int accepted = static_cast<int>(out.size()) - 1;
-    // The accepted prefix must be the drafts themselves (positions 1..k of the feed).
-    assert(std::equal(out.begin(), out.begin() + accepted, s.tokens.begin() + 1));
+    // The accepted prefix must be the drafts themselves (positions 1..k of
+    // the feed), or a path down the tree.
+    assert(s.tree_parents.empty() ? std::equal(out.begin(), out.begin() + accepted, s.tokens.begin() + 1)
+                                  : tree_path_ok(s, out, accepted));
     if (s.num_draft > 0) {
       job.blocks.truncate(pool_, s.start_pos + 1 + accepted);
       job.metrics.draft_proposed += s.num_draft;

@@ -42,8 +42,9 @@
 // job whose prompt + max_new_tokens exceeds the whole pool.
 //
 // commit(plan, sampled) after the forward: appends the sampled tokens (for a
-// verify, the accepted draft prefix plus one token; rejected draft KV is
-// truncated away), finishes jobs on a stop token (not emitted) or
+// verify, the accepted draft prefix, or a tree's accepted path, plus one
+// token; rejected draft KV is truncated away; the engine has moved an
+// accepted tree path's KV into the slots after the last token), finishes jobs on a stop token (not emitted) or
 // max_new_tokens, and caches a job's prompt blocks once its prefill completes.
 #pragma once
 
@@ -57,6 +58,7 @@
 #include "runtime/engine/engine_api.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/prefix_cache.h"
+#include "runtime/speculative/draft_tree.h"
 
 namespace ghostd::runtime {
 
@@ -76,6 +78,9 @@ struct StepSequence {
   std::vector<BlockId> block_table;  // covers [0, start_pos + tokens.size())
   bool all_logits = false;           // verify: a logits row per token
   int32_t num_draft = 0;             // k when verifying
+  // A draft tree (empty: the drafts are a chain): the fed token each fed
+  // token follows, -1 for tokens[0] (SequenceInput::tree_parents).
+  std::vector<int32_t> tree_parents;
   bool samples = false;              // a token is sampled (decode, verify, last prefill chunk)
 };
 
@@ -119,8 +124,11 @@ class Scheduler {
   // token callback asked to stop). Unknown ids are ignored.
   void cancel(JobId id);
   void stop(JobId id);
-  // Draft tokens to verify in the job's next decode step (replaces older ones).
+  // Draft tokens to verify in the job's next decode step (replaces older
+  // ones): a chain, or a tree (DraftTree::check() must be empty). A step
+  // verifies the tree's first k nodes (a subtree: parents come first).
   void set_draft(JobId id, std::vector<int32_t> draft);
+  void set_draft_tree(JobId id, DraftTree draft);
 
   StepPlan schedule(Clock::time_point now);
   // `sampled[i]` belongs to plan.seqs[i]: empty when !samples; one token for a
@@ -158,7 +166,7 @@ class Scheduler {
     int max_new_tokens = 0;
     std::vector<int32_t> stop_ids;
     SequenceBlocks blocks;  // num_tokens() == computed
-    std::vector<int32_t> draft;
+    DraftTree draft;
     SeqState state = SeqState::kWaiting;
     uint64_t arrival = 0;
     uint64_t round = 0;  // step 2's fair round, recomputed every schedule()

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -170,6 +171,11 @@ void Model::copy_kv_blocks(KvStorage& kv, std::span<const KvBlockCopy> copies) {
     r->backend.copy_kv_blocks(kv.layers(r->shard.rank), copies, kv.block_size(), kv.kv_dim(r->shard.rank));
 }
 
+void Model::copy_kv_slots(KvStorage& kv, std::span<const KvBlockCopy> copies) {
+  if (copies.empty()) return;
+  for (const auto& r : ranks_) r->backend.copy_kv_blocks(kv.layers(r->shard.rank), copies, 1, kv.kv_dim(r->shard.rank));
+}
+
 Result<Weight> Model::bind_norm(Rank& rk, const WeightStore& ws, const std::string& name) {
   auto t = ws.require(name, {config_.hidden_size});
   if (!t) return t.error();
@@ -247,6 +253,7 @@ Status Model::reserve(const StepCapacity& want) {
   place(L.kv_len, cap.max_seqs);
   place(L.first, cap.max_seqs + 1);
   place(L.table_start, cap.max_seqs + 1);
+  place(L.tree_mask, 2 * T);  // uint64 per token (64-byte aligned)
   place(L.logit_rows, R);
   place(L.tables, cap.max_table_entries);
   place(L.argmax, R);  // device output only, after the uploaded part
@@ -341,6 +348,15 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
       if (t < 0 || t >= c.vocab_size)
         return Error{"forward: token id " + std::to_string(t) + " outside the vocabulary of " +
                      std::to_string(c.vocab_size)};
+    if (!in.tree_parents.empty()) {
+      const auto& tp = in.tree_parents;
+      bool ok = tp.size() == in.tokens.size() && tp.size() <= 64 && tp[0] == -1;
+      for (size_t i = 1; ok && i < tp.size(); ++i) ok = tp[i] >= 0 && tp[i] < static_cast<int32_t>(i);
+      if (!ok)
+        return Error{"forward: sequence " + std::to_string(s) + " has a malformed draft tree (" +
+                     std::to_string(tp.size()) + " parents for " + std::to_string(in.tokens.size()) +
+                     " tokens; at most 64, the first -1, each an earlier token)"};
+    }
   }
   const Staging& L = layout_;
   int32_t* h = host_.data();
@@ -348,15 +364,31 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
   int32_t max_kv_len = 0;
   h[L.first] = 0;
   h[L.table_start] = 0;
+  has_tree_ = false;
+  for (const SequenceInput& in : batch) has_tree_ = has_tree_ || in.tree_parents.size() > 1;
+  uint64_t tree_masks[64];
+  int32_t depth[64];
   for (size_t s = 0; s < batch.size(); ++s) {
     const SequenceInput& in = batch[s];
+    const bool tree = in.tree_parents.size() > 1;
     for (size_t i = 0; i < in.tokens.size(); ++i) {
-      const int32_t pos = in.start_pos + static_cast<int32_t>(i);
+      const int32_t slot_index = in.start_pos + static_cast<int32_t>(i);
+      int32_t pos = slot_index;
+      uint64_t mask = 0;
+      if (tree) {
+        // The token's ancestors and itself; its position is its depth.
+        const int32_t parent = in.tree_parents[i];
+        mask = (parent < 0 ? 0 : tree_masks[parent]) | (uint64_t{1} << i);
+        depth[i] = parent < 0 ? 0 : depth[parent] + 1;
+        tree_masks[i] = mask;
+        pos = in.start_pos + depth[i];
+      }
       if (in.all_logits || i + 1 == in.tokens.size()) h[L.logit_rows + R++] = T;
       h[L.ids + T] = in.tokens[i];
       h[L.positions + T] = pos;
-      h[L.slots + T] = in.block_table[pos / bs] * bs + pos % bs;
+      h[L.slots + T] = in.block_table[slot_index / bs] * bs + slot_index % bs;
       h[L.token_seq + T] = static_cast<int32_t>(s);
+      if (has_tree_) std::memcpy(&h[L.tree_mask + 2 * static_cast<size_t>(T)], &mask, sizeof mask);
       ++T;
     }
     h[L.kv_len + s] = in.start_pos + static_cast<int32_t>(in.tokens.size());
@@ -368,7 +400,7 @@ Status Model::prepare(std::span<const SequenceInput> batch, const KvStorage& kv)
   num_rows_ = R;  // rows the caller sees; padding rows come after them
   // A captured step: pure decode, padded to its bucket with scratch rows.
   bucket_ = 0;
-  bool decode_only = graphs_ && kv.scratch_block() >= 0 && !batch.empty();
+  bool decode_only = graphs_ && kv.scratch_block() >= 0 && !batch.empty() && !has_tree_;
   for (const SequenceInput& in : batch) decode_only = decode_only && in.tokens.size() == 1;
   if (decode_only) {
     int bucket = 1;
@@ -482,6 +514,7 @@ void Model::queue_step(Rank& rk, KvStorage& kv, int T, int S, int R, int max_kv_
   bv.block_table_start = dev + L.table_start;
   bv.block_tables = dev + L.tables;
   bv.max_kv_len = max_kv_len;
+  if (has_tree_) bv.tree_mask = reinterpret_cast<const uint64_t*>(dev + L.tree_mask);
 
   // This rank's heads; the group size per KV head is the model's.
   AttentionShape shape{sh.heads, sh.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),

@@ -35,6 +35,11 @@ struct SequenceInput {
   int32_t start_pos = 0;                 // tokens already in its KV (position of tokens[0])
   std::span<const int32_t> block_table;  // KV blocks covering [0, start_pos + tokens.size())
   bool all_logits = false;               // a logits row per new token, or only for the last
+  // Draft-tree verify (empty: the tokens follow each other): the new token
+  // each new token follows, -1 for tokens[0], else an earlier index. Token i
+  // sits at position start_pos + its depth, in KV slot start_pos + i, and
+  // attends to the context and its ancestors only (at most 64 tokens).
+  std::span<const int32_t> tree_parents;
 };
 
 // Thread-safety: forward() is called from the engine thread only; the
@@ -69,6 +74,9 @@ class Model {
   std::string fatal_error() const;
   // Copy-on-write block copies on every rank (Backend::copy_kv_blocks).
   void copy_kv_blocks(KvStorage& kv, std::span<const KvBlockCopy> copies);
+  // KV slot copies in order on every rank (an accepted tree path moved into
+  // place): Backend::copy_kv_blocks with slots for blocks.
+  void copy_kv_slots(KvStorage& kv, std::span<const KvBlockCopy> copies);
 
   // Allocates every workspace a step up to `cap` needs: the backend's
   // scratch, the activations, the logits and one host staging block with its
@@ -130,7 +138,7 @@ class Model {
   // so device pointers into its copy stay the same from step to step.
   struct Staging {
     size_t ids = 0, positions = 0, slots = 0, token_seq = 0, kv_len = 0, first = 0, table_start = 0,
-           tables = 0, logit_rows = 0, argmax = 0, total = 0;
+           tree_mask = 0, tables = 0, logit_rows = 0, argmax = 0, total = 0;
   };
 
   // One rank: its backend, communicator, weight slices, workspaces and
@@ -184,6 +192,7 @@ class Model {
   bool ran_ = false;
   bool graphs_ = false;
   int bucket_ = 0;  // the prepared step's bucket, 0: eager
+  bool has_tree_ = false;  // the prepared step has draft-tree tokens
   std::atomic<bool> attached_{false};
 };
 

@@ -84,4 +84,23 @@ struct DraftTree {
   }
 };
 
+// The fed indices of an accepted path through a fed tree (fed token 0 the
+// root, parents as in SequenceInput::tree_parents): each of `accepted` is
+// the child of the previous node with that token (siblings are distinct).
+// False when one is not.
+inline bool fed_tree_path(std::span<const int32_t> fed_parents, std::span<const int32_t> fed_tokens,
+                          std::span<const int32_t> accepted, std::vector<int32_t>& path) {
+  path.clear();
+  int32_t at = 0;
+  for (int32_t t : accepted) {
+    int32_t next = -1;
+    for (size_t i = static_cast<size_t>(at) + 1; i < fed_parents.size() && next < 0; ++i)
+      if (fed_parents[i] == at && fed_tokens[i] == t) next = static_cast<int32_t>(i);
+    if (next < 0) return false;
+    path.push_back(next);
+    at = next;
+  }
+  return true;
+}
+
 }  // namespace ghostd::runtime

@@ -179,13 +179,13 @@ DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int gen
   return best;
 }
 
-void Speculator::record(JobId id, DraftSource source, int proposed, int accepted) {
+void Speculator::record(JobId id, DraftSource source, int proposed, int accepted, bool rejected) {
   if (proposed <= 0) return;
   const size_t s = static_cast<size_t>(source);
   auto update = [&](double& a, double rate) {
     // Tokens after the first rejection were never tested.
     for (int i = 0; i < accepted; ++i) a += rate * (1.0 - a);
-    if (accepted < proposed) a -= rate * a;
+    if (rejected) a -= rate * a;
   };
   update(global_accept_[s], kEngineRate);
   if (source == DraftSource::kModel) ++model_verifies_;

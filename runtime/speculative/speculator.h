@@ -76,6 +76,7 @@ struct DraftPlan {
   DraftSource source = DraftSource::kLookup;
   int length = 0;                // 0: no speculation this step
   std::vector<int32_t> tokens;   // empty for the draft model (made next step)
+  std::vector<int32_t> parents;  // a draft tree's (DraftTree::parents); empty: a chain
 };
 
 // Thread-safety: engine thread only.
@@ -108,7 +109,14 @@ class Speculator {
   // with rejection sampling; the draft model's distribution is kept).
   DraftPlan propose(JobId id, std::span<const int32_t> tokens, int generated);
   // After a verify step: `accepted` of `proposed` drafts from `source` passed.
-  void record(JobId id, DraftSource source, int proposed, int accepted);
+  // `rejected`: the accepted path ended at a rejected token (a chain: fewer
+  // accepted than proposed; a tree: the path's last node had children, all
+  // rejected). Acceptance is tracked per level: a tree level passes when any
+  // of its candidates does.
+  void record(JobId id, DraftSource source, int proposed, int accepted, bool rejected);
+  void record(JobId id, DraftSource source, int proposed, int accepted) {
+    record(id, source, proposed, accepted, accepted < proposed);
+  }
 
   // The acceptance the policy currently assumes for a new job (metrics, tests).
   double engine_acceptance(DraftSource s) const { return global_accept_[static_cast<int>(s)]; }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "runtime/engine/sampling.h"
+#include "runtime/speculative/draft_tree.h"
 
 namespace ghostd::runtime {
 
@@ -31,5 +32,24 @@ std::vector<int32_t> verify_greedy(std::span<const int32_t> drafts, std::span<co
 std::vector<int32_t> verify_sampled(std::span<const int32_t> drafts, std::span<const float> p,
                                     std::span<const float> q, size_t vocab, Sampler& sampler,
                                     std::vector<float>& scratch);
+
+// Tree verify. The feed is [last, node 0, node 1, ...]: row 0 predicts after
+// the last token, row i + 1 after node i. Greedy walks from the root to the
+// child whose token is the row's argmax while there is one; the output is the
+// path's tokens plus the argmax of its last row, exactly plain greedy
+// decoding. `path` gets the accepted nodes' indices, root first.
+std::vector<int32_t> verify_tree_greedy(const DraftTree& tree, std::span<const int32_t> argmax,
+                                        std::vector<int32_t>& path);
+
+// With temperature > 0 (point-mass proposers: a tree's nodes carry no
+// distribution): at each node its children are tried in order, child c
+// accepted with probability r(c) / sum(r), where r starts as the node's row
+// of `p` and each rejected child's entry is zeroed; when every child is
+// rejected the token is drawn from what is left of r. This is recursive
+// rejection sampling over deterministic drafts (SpecInfer): each output token
+// has the target's distribution exactly, whatever the tree.
+std::vector<int32_t> verify_tree_sampled(const DraftTree& tree, std::span<const float> p, size_t vocab,
+                                         Sampler& sampler, std::vector<float>& scratch,
+                                         std::vector<int32_t>& path);
 
 }  // namespace ghostd::runtime

@@ -96,6 +96,76 @@ TEST_CASE("verify: rejection sampling reproduces the target's distribution (chi-
   }
 }
 
+// Tree: root children 4 (node 0) and 5 (node 2); node 0's children 7 (node 1)
+// and 8 (node 3); node 2's child 9 (node 4).
+DraftTree small_tree() {
+  DraftTree t;
+  t.tokens = {4, 7, 5, 8, 9};
+  t.parents = {-1, 0, -1, 0, 2};
+  REQUIRE(t.check().empty());
+  return t;
+}
+
+TEST_CASE("verify: greedy over a draft tree walks the argmax children") {
+  const DraftTree tree = small_tree();
+  std::vector<int32_t> path;
+  // Rows: root, node 0..4 (feed index = node + 1).
+  CHECK(verify_tree_greedy(tree, std::vector<int32_t>{4, 7, 1, 1, 1, 1}, path) == std::vector<int32_t>{4, 7, 1});
+  CHECK(path == std::vector<int32_t>{0, 1});
+  CHECK(verify_tree_greedy(tree, std::vector<int32_t>{4, 8, 1, 1, 3, 1}, path) == std::vector<int32_t>{4, 8, 3});
+  CHECK(path == std::vector<int32_t>{0, 3});
+  // The first guess (4) is wrong, the second (5) right: the step still gains.
+  CHECK(verify_tree_greedy(tree, std::vector<int32_t>{5, 1, 1, 9, 1, 6}, path) == std::vector<int32_t>{5, 9, 6});
+  CHECK(path == std::vector<int32_t>{2, 4});
+  CHECK(verify_tree_greedy(tree, std::vector<int32_t>{6, 1, 1, 1, 1, 1}, path) == std::vector<int32_t>{6});
+  CHECK(path.empty());
+  // A chain tree is plain verify.
+  const DraftTree chain = DraftTree::chain({4, 7, 9});
+  const std::vector<int32_t> argmax{4, 7, 2, 3};
+  CHECK(verify_tree_greedy(chain, argmax, path) == verify_greedy(chain.tokens, argmax));
+}
+
+// Each emitted token must follow the target's distribution whatever the tree:
+// the first as p0 (the root's row); the second, given the first was node 0's
+// token, as node 0's row. Rows here do not depend on the context except
+// through the tree, so the conditional is the row itself.
+TEST_CASE("verify: rejection sampling over a draft tree reproduces the target's distribution (chi-square)") {
+  constexpr size_t V = 7;
+  constexpr int kTrials = 120000;
+  std::mt19937 rng(99);
+  DraftTree tree;
+  tree.tokens = {2, 6, 5, 3, 1};
+  tree.parents = {-1, 0, -1, 0, -1};  // three guesses at the first token, two at the second
+  REQUIRE(tree.check().empty());
+  std::vector<std::vector<float>> rows;
+  for (size_t r = 0; r <= tree.size(); ++r) rows.push_back(random_dist(rng, V, /*with_zero=*/r == 0));
+  std::vector<float> p;
+  for (const auto& r : rows) p.insert(p.end(), r.begin(), r.end());
+  SamplingParams sp;
+  sp.temperature = 1.0f;
+  sp.seed = 5;
+  Sampler sampler(sp);
+  std::vector<float> scratch;
+  std::vector<int32_t> path;
+  std::vector<int> first(V, 0), second(V, 0);
+  int n_second = 0, two_level = 0;
+  for (int t = 0; t < kTrials; ++t) {
+    auto out = verify_tree_sampled(tree, p, V, sampler, scratch, path);
+    REQUIRE(out.size() == path.size() + 1);
+    ++first[static_cast<size_t>(out[0])];
+    if (out[0] == 2) {  // node 0 accepted: the next token is drawn against its row
+      REQUIRE(out.size() >= 2);
+      ++second[static_cast<size_t>(out[1])];
+      ++n_second;
+      if (out.size() == 3) ++two_level;
+    }
+  }
+  CHECK(chi_square(first, rows[0], kTrials) < 44.6);
+  REQUIRE(n_second > 1000);
+  CHECK(chi_square(second, rows[1], n_second) < 44.6);
+  CHECK(two_level > 0);
+}
+
 TEST_CASE("verify: a draft the target gives all its mass is always accepted") {
   constexpr size_t V = 4;
   std::vector<float> p{0, 1, 0, 0, 0, 0, 1, 0, 0.25f, 0.25f, 0.25f, 0.25f};
