@@ -13,7 +13,8 @@ completions differ from the speculation-off run (greedy: must be 0).
                          [--sessions edit_session,spec_rename,...] [--reps N]
 
 Configurations: off (--no-draft), lookup, suffix, model, typed (one proposer
-each: --speculation NAME), all (every proposer, the default). --threads 0 is
+each: --speculation NAME), all (every proposer, the default); lookup-chain,
+suffix-chain and chains are lookup, suffix and all with --draft-trees off. --threads 0 is
 every core. With --reps N each configuration runs N times, interleaved, and
 the median is printed.
 """
@@ -35,6 +36,10 @@ CONFIGS = {
     "model": ["--speculation", "model"],
     "typed": ["--speculation", "typed"],
     "all": [],
+    # Token trees off: every proposer offers a chain (the tree's gain side by side).
+    "lookup-chain": ["--speculation", "lookup", "--draft-trees", "off"],
+    "suffix-chain": ["--speculation", "suffix", "--draft-trees", "off"],
+    "chains": ["--draft-trees", "off"],
 }
 SESSIONS = ["edit_session", "typing", "spec_rename", "spec_add_param", "spec_similar_block", "spec_retype_line"]
 

@@ -34,6 +34,7 @@ const char* server_options_help() {
          "  --speculation LIST       proposers: lookup,suffix,model,typed (all)\n"
          "  --max-draft N            draft tokens per completion and step, at most (8)\n"
          "  --no-draft               disable speculative decoding\n"
+         "  --draft-trees on|off     suffix index and prompt lookup may offer token trees (on)\n"
          "  --max-tokens N           new tokens per completion (64)\n"
          "  --context-budget N       prompt tokens in all (2048)\n"
          "  --suffix-tokens N        suffix window in tokens (128)\n"
@@ -101,7 +102,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
         "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight",
         "--max-requests-per-second", "--speculation",    "--max-draft",         "--tensor-parallel", "--devices",
-        "--replicas"};
+        "--replicas",       "--draft-trees"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name == "--insecure") {
       if (flag != name) return Error{"--insecure takes no value"};
@@ -149,6 +150,10 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       s = int_flag(o.max_draft, 0, 32);
     } else if (flag == "--no-draft") {
       o.use_draft = false;
+    } else if (flag == "--draft-trees") {
+      if (value != "on" && value != "off")
+        return Error{"--draft-trees: expected on or off, got '" + std::string(value) + "'"};
+      o.draft_trees = value == "on";
     } else if (flag == "--max-tokens") {
       s = int_flag(o.max_tokens, 1, 4096);
     } else if (flag == "--context-budget") {

@@ -36,6 +36,7 @@ struct ServerOptions {
   // --speculation LIST: the proposers to use (lookup,suffix,model,typed).
   bool spec_lookup = true, spec_suffix = true, spec_model = true, spec_typed = true;
   int max_draft = 8;                     // --max-draft: draft tokens per job and step
+  bool draft_trees = true;               // --draft-trees: proposers may offer token trees
   int threads = 0;                       // --threads: CPU backend threads (0 = all cores)
   std::string device = "cpu";            // --device: cpu, cuda, cuda:N or auto
   // Tensor parallelism (runtime/parallel): --tensor-parallel N ranks (0:

@@ -83,6 +83,7 @@ rt::Result<std::unique_ptr<rt::Engine>> make_engine(rt::Model& model, rt::Model*
   eo.speculation.model = o.spec_model;
   eo.speculation.typed = o.spec_typed;
   eo.speculation.max_draft = o.max_draft;
+  eo.speculation.trees = o.draft_trees;
   eo.draft_model = draft;
   if (tokenizer) {
     // Token healing needs every token's bytes; special tokens never heal.

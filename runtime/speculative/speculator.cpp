@@ -128,6 +128,50 @@ int Speculator::worthwhile(double alpha, double cost_per_token, int available, d
   return k;
 }
 
+DraftTree Speculator::worthwhile_tree(const DraftTree& tree, double alpha, double cost_per_token,
+                                      double* gain) const {
+  const size_t n = tree.size();
+  std::vector<double> reach(n);
+  std::vector<int> rank(n, 0);               // place among its siblings
+  std::vector<int32_t> first_child(n + 1, -1);  // by parent + 1
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t p = tree.parents[i];
+    int32_t& first = first_child[static_cast<size_t>(p + 1)];
+    const double up = p < 0 ? 1.0 : reach[static_cast<size_t>(p)];
+    if (first < 0) {
+      first = static_cast<int32_t>(i);
+      reach[i] = up * alpha;
+      continue;
+    }
+    for (size_t j = static_cast<size_t>(first); j < i; ++j)
+      if (tree.parents[j] == p) rank[i] = std::max(rank[i], rank[j] + 1);
+    double share = std::ldexp(1.0, -rank[i]);
+    if (!tree.probs.empty()) {
+      const double rest = 1.0 - tree.probs[static_cast<size_t>(first)];
+      share = rest > 1e-6 ? std::min(1.0, tree.probs[i] / rest) : 0.0;
+    }
+    reach[i] = up * (1.0 - alpha) * share;
+  }
+  // Best first; a child never beats its parent (ties go to the earlier node).
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return reach[a] > reach[b]; });
+  const double bar = options_.adaptive ? cost_per_token * step_rate_ : 0.0;
+  std::vector<char> keep(n, 0);
+  double g = 0;
+  int kept = 0;
+  for (size_t i : order) {
+    if (kept >= options_.max_draft || reach[i] <= bar) break;
+    const int32_t p = tree.parents[i];
+    if (p >= 0 && !keep[static_cast<size_t>(p)]) continue;
+    keep[i] = 1;
+    g += reach[i] - bar;
+    ++kept;
+  }
+  *gain = g;
+  return tree.keep(keep);
+}
+
 DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int generated) {
   DraftPlan best;
   auto it = jobs_.find(id);
@@ -145,6 +189,7 @@ DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int gen
     best.length = k;
     if (!cand.empty()) cand.resize(static_cast<size_t>(k));
     best.tokens = std::move(cand);
+    best.parents.clear();
   };
 
   // Typed-through: only while every generated token followed the hint.
@@ -160,17 +205,41 @@ DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int gen
                avail, per_token);
     }
   }
+  // A tree is considered like a chain; a chain-shaped result is a chain.
+  auto consider_tree = [&](DraftSource s, const DraftTree& cand) {
+    if (cand.empty()) return;
+    double gain = 0;
+    DraftTree t = worthwhile_tree(cand, job.accept[static_cast<size_t>(s)], per_token, &gain);
+    if (t.empty() || gain <= best_gain) return;
+    best_gain = gain;
+    best.source = s;
+    best.length = static_cast<int>(t.size());
+    best.tokens = std::move(t.tokens);
+    best.parents.clear();
+    if (!t.is_chain()) best.parents = std::move(t.parents);
+  };
+  // Proposed trees have room for the branches the policy then picks from.
+  const int tree_nodes = std::min(kMaxDraftTreeNodes, 2 * options_.max_draft);
   if (options_.suffix && !job.document.empty()) {
-    SuffixProposal p = suffix_.propose(job.document, tokens, options_.max_draft);
-    const int avail = static_cast<int>(p.tokens.size());
-    consider(DraftSource::kSuffix, std::move(p.tokens), avail, per_token);
+    if (options_.trees) {
+      consider_tree(DraftSource::kSuffix,
+                    suffix_.propose_tree(job.document, tokens, tree_nodes, options_.max_draft).tree);
+    } else {
+      SuffixProposal p = suffix_.propose(job.document, tokens, options_.max_draft);
+      const int avail = static_cast<int>(p.tokens.size());
+      consider(DraftSource::kSuffix, std::move(p.tokens), avail, per_token);
+    }
   }
   if (options_.lookup) {
     PromptLookupConfig c = options_.lookup_config;
     c.max_draft = options_.max_draft;
-    std::vector<int32_t> d = prompt_lookup_draft(tokens, c);
-    const int avail = static_cast<int>(d.size());
-    consider(DraftSource::kLookup, std::move(d), avail, per_token);
+    if (options_.trees) {
+      consider_tree(DraftSource::kLookup, prompt_lookup_tree(tokens, c, tree_nodes));
+    } else {
+      std::vector<int32_t> d = prompt_lookup_draft(tokens, c);
+      const int avail = static_cast<int>(d.size());
+      consider(DraftSource::kLookup, std::move(d), avail, per_token);
+    }
   }
   if (has_model_ && options_.model) {
     // Each draft token adds a round of the draft model to the step.

@@ -24,6 +24,14 @@
 // The costs come from a least-squares fit of measured step times against
 // tokens fed, so the same rule stops speculation on a compute-bound CPU at
 // batch 8 and keeps it at full length on a launch-bound GPU.
+//
+// Trees. A node is reached when its parent is and it is the right token.
+// The first child of a node (the proposer's best guess) is right with the
+// job's per-level acceptance alpha; a later sibling only when the guesses
+// before it were wrong: (1 - alpha) times its share of the rest of the
+// proposer's probability (the suffix index's counts), or 1/2, 1/4, ... by
+// rank without one. The same rule as for a chain keeps the nodes whose
+// reach probability pays for a verify row, best first, at most max_draft.
 #pragma once
 
 #include <array>
@@ -34,6 +42,7 @@
 #include <vector>
 
 #include "runtime/engine/engine_api.h"
+#include "runtime/speculative/draft_tree.h"
 #include "runtime/speculative/prompt_lookup.h"
 #include "runtime/speculative/suffix_index.h"
 
@@ -63,7 +72,10 @@ struct SpeculationOptions {
   bool suffix = true;
   bool typed = true;
   bool model = true;  // used only where the engine has a draft model
-  int max_draft = 8;  // per job and step
+  int max_draft = 8;  // per job and step (a tree's nodes)
+  // The suffix index and prompt lookup may offer token trees (several
+  // guesses verified in one pass); false: chains only.
+  bool trees = true;
   // false: every proposer proposes max_draft tokens whatever it costs (tests
   // of exactness and rollback want long drafts).
   bool adaptive = true;
@@ -135,6 +147,9 @@ class Speculator {
   // Longest worthwhile length (<= available) for acceptance alpha and a
   // marginal cost per token; and the expected tokens gained per second.
   int worthwhile(double alpha, double cost_per_token, int available, double* gain) const;
+  // The worthwhile part of a proposed tree (at most max_draft nodes) and its
+  // expected gain, for per-level acceptance alpha.
+  DraftTree worthwhile_tree(const DraftTree& tree, double alpha, double cost_per_token, double* gain) const;
 
   SpeculationOptions options_;
   bool has_model_;

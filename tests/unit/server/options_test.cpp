@@ -34,6 +34,10 @@ TEST_CASE("CLI flags") {
   CHECK(d->spec_model);
   CHECK_FALSE(d->spec_typed);
   CHECK(d->max_draft == 5);
+  CHECK(d->draft_trees);
+  auto chains = parse({"--draft-trees", "off"});
+  REQUIRE(chains.ok());
+  CHECK_FALSE(chains->draft_trees);
 
   struct Bad {
     std::vector<const char*> args;
@@ -43,6 +47,7 @@ TEST_CASE("CLI flags") {
       {{"--frobnicate"}, "unknown flag --frobnicate (see --help)"},
       {{"--speculation", "lookup,magic"}, "--speculation: unknown proposer 'magic' (lookup, suffix, model, typed)"},
       {{"--max-draft", "99"}, "--max-draft: expected an integer in [0, 32], got '99'"},
+      {{"--draft-trees", "maybe"}, "--draft-trees: expected on or off, got 'maybe'"},
       {{"--max-tokens"}, "--max-tokens: missing value"},
       {{"--max-tokens", "lots"}, "--max-tokens: expected an integer in [1, 4096], got 'lots'"},
       {{"--context-budget", "3"}, "--context-budget: expected an integer in [16, 1048576], got '3'"},

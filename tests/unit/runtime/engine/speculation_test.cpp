@@ -157,6 +157,131 @@ TEST_CASE("speculation: typed-through drafts give the tokens of plain greedy dec
   check_clean_shutdown(*e);
 }
 
+namespace {
+
+// A prompt ending in a motif that occurs twice before it, each time followed
+// by `first` and then by `older` (the first time) or `newer`: once a job has
+// generated `first`, prompt lookup offers both continuations as a tree, the
+// most recent one as the first guess.
+std::vector<int32_t> two_guess_prompt(uint32_t seed, int32_t first, const std::vector<int32_t>& older,
+                                      const std::vector<int32_t>& newer) {
+  std::mt19937 rng(seed);
+  const std::vector<int32_t> motif = random_prompt(rng, 3);
+  std::vector<int32_t> p = random_prompt(rng, 12);
+  auto add = [&](const std::vector<int32_t>& v) { p.insert(p.end(), v.begin(), v.end()); };
+  add(motif);
+  p.push_back(first);
+  add(older);
+  add(random_prompt(rng, 6));
+  add(motif);
+  p.push_back(first);
+  add(newer);
+  add(random_prompt(rng, 7));
+  add(motif);
+  return p;
+}
+
+// Jobs whose first verify is a two-branch tree where the target takes the
+// *older* (second) guess for two tokens, so its KV must be moved into place.
+// Found by running the target: the prompt is changed until greedy decoding
+// produces first, older[0], older[1].
+std::vector<CompletionJob> tree_jobs(TestModel& tm) {
+  std::vector<CompletionJob> jobs;
+  auto plain_engine = make_engine(tm, small_options());
+  for (uint32_t seed = 1; jobs.size() < 3 && seed < 400; ++seed) {
+    std::mt19937 rng(seed * 7919);
+    int32_t first = static_cast<int32_t>(rng() % kVocab);
+    std::vector<int32_t> older = random_prompt(rng, 4), newer = random_prompt(rng, 4);
+    // Iterate towards a prompt whose greedy output is first, older[0], older[1].
+    for (int tries = 0; tries < 6; ++tries) {
+      if (newer[0] == older[0]) newer[0] = (newer[0] + 1) % kVocab;
+      const CompletionJob j = greedy_job(two_guess_prompt(seed, first, older, newer), 16, "tree" + std::to_string(seed));
+      const std::vector<int32_t> out = run_alone(*plain_engine, j).result.tokens;
+      REQUIRE(out.size() >= 3);
+      if (out[0] == first && out[1] == older[0] && out[2] == older[1] && newer[0] != older[0]) {
+        jobs.push_back(j);
+        break;
+      }
+      first = out[0];
+      older[0] = out[1];
+      older[1] = out[2];
+    }
+  }
+  check_clean_shutdown(*plain_engine);
+  REQUIRE(jobs.size() == 3);
+  return jobs;
+}
+
+}  // namespace
+
+TEST_CASE("speculation: draft trees give the tokens of plain greedy decoding, second guesses included") {
+  TestModel tm;
+  if (!tm.ready) return;
+  std::vector<CompletionJob> jobs = tree_jobs(tm);
+  // Random jobs beside them (trees or not, whatever lookup finds).
+  for (const CompletionJob& j : some_jobs(3, 41)) jobs.push_back(j);
+  const Reference ref = plain(tm, jobs);
+
+  for (const bool with_draft_model : {false, true}) {
+    CAPTURE(with_draft_model);
+    // The draft model only mirrors here (it never proposes): its KV is moved too.
+    EngineOptions o = spec_options(true, false, with_draft_model ? &tm.draft({.seed = 6, .layers = 1}) : nullptr);
+    o.speculation.model = false;
+    o.speculation.max_draft = 8;  // room for both branches
+    auto e = make_engine(tm, o);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      CAPTURE(i);
+      const Outcome out = run_alone(*e, jobs[i]);
+      CHECK(out.result.tokens == ref.tokens[i]);
+      if (i < 3) CHECK(out.result.metrics.drafts[static_cast<int>(DraftSource::kLookup)].accepted >= 2);
+    }
+    Collector c;
+    for (const CompletionJob& j : jobs) e->submit(j, c.callbacks());
+    REQUIRE(c.wait_all());
+    for (size_t i = 0; i < jobs.size(); ++i) CHECK(c.at(i).result.tokens == ref.tokens[i]);
+    const EngineStats st = e->stats();
+    CHECK(st.tree_verifies >= 6);  // the first verify of each constructed job, alone and batched
+    CHECK(st.tree_kv_moves >= 12);  // two moved slots each
+    MESSAGE("tree verifies " << st.tree_verifies << ", KV slots moved " << st.tree_kv_moves);
+    check_clean_shutdown(*e);
+  }
+  SUBCASE("chains only: the same tokens, no tree") {
+    EngineOptions o = spec_options(true, false, nullptr);
+    o.speculation.trees = false;
+    auto e = make_engine(tm, o);
+    for (size_t i = 0; i < jobs.size(); ++i) CHECK(run_alone(*e, jobs[i]).result.tokens == ref.tokens[i]);
+    CHECK(e->stats().tree_verifies == 0);
+    check_clean_shutdown(*e);
+  }
+}
+
+TEST_CASE("speculation: sampled jobs verify draft trees by rejection sampling") {
+  TestModel tm;
+  if (!tm.ready) return;
+  std::vector<CompletionJob> jobs = tree_jobs(tm);
+  EngineOptions o = spec_options(true, false, nullptr);
+  o.speculation.max_draft = 8;
+  auto e = make_engine(tm, o);
+  Collector c;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    // Close to greedy, so the constructed trees come up; every draw still
+    // goes through rejection sampling.
+    jobs[i].sampling.temperature = 0.3f;
+    jobs[i].sampling.top_k = 2;
+    jobs[i].sampling.seed = static_cast<uint64_t>(i) + 1;
+    e->submit(jobs[i], c.callbacks());
+  }
+  REQUIRE(c.wait_all());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const Outcome& out = c.at(i);
+    CHECK(out.result.status == JobStatus::kFinished);
+    CHECK(out.streamed == out.result.tokens);
+    CHECK(static_cast<int>(out.result.tokens.size()) == jobs[i].stop.max_new_tokens);
+  }
+  CHECK(e->stats().tree_verifies > 0);
+  check_clean_shutdown(*e);
+}
+
 TEST_CASE("speculation: sampled jobs verify model drafts by rejection sampling") {
   TestModel tm;
   if (!tm.ready) return;
