@@ -215,6 +215,16 @@ bool SuffixIndex::Trie::next(Cursor& at, int32_t& token, double& prob) const {
   return true;
 }
 
+void SuffixIndex::Trie::branches(const Cursor& at, std::vector<Branch>& out) const {
+  out.clear();
+  const Node& n = slot(at.node);
+  if (at.offset < n.tail.size()) {
+    out.push_back({n.tail[at.offset], Cursor{at.node, at.offset + 1}});
+    return;
+  }
+  for (const Edge& e : n.children) out.push_back({e.token, Cursor{e.node, 0}});
+}
+
 size_t SuffixIndex::Trie::memory_bytes() const {
   size_t bytes = free_.capacity() * sizeof(uint32_t);
   bytes += chunks_.size() * kChunk * sizeof(Node);
@@ -520,6 +530,107 @@ SuffixProposal SuffixIndex::propose_from(const Trie& trie, std::span<const int32
     if (best_score >= max_tokens) break;  // every token certain: nothing can beat it
   }
   return best;
+}
+
+SuffixTreeProposal SuffixIndex::propose_tree(std::string_view key, std::span<const int32_t> context,
+                                             int max_nodes, int max_depth) const {
+  max_nodes = std::min(max_nodes, kMaxDraftTreeNodes);
+  if (max_nodes <= 0 || max_depth <= 0 || context.empty()) return {};
+  if (auto found = by_key_.find(key); found != by_key_.end()) {
+    SuffixTreeProposal own = tree_from(found->second->trie, context, max_nodes, max_depth);
+    if (!own.tree.empty()) return own;
+  }
+  return tree_from(global_, context, max_nodes, max_depth);
+}
+
+SuffixTreeProposal SuffixIndex::tree_from(const Trie& trie, std::span<const int32_t> context,
+                                          int max_nodes, int max_depth) const {
+  // The match and the chain are propose()'s for as many tokens as the tree
+  // could hold along one path.
+  const SuffixProposal chain = propose_from(trie, context, std::min(max_nodes, max_depth));
+  if (chain.tokens.empty()) return {};
+  Trie::Cursor match;
+  [[maybe_unused]] const bool found =
+      trie.find(context.last(static_cast<size_t>(chain.match_len)), match);
+  assert(found);
+  const int depth_limit = std::min(max_depth, config_.max_depth - chain.match_len);
+
+  SuffixTreeProposal out;
+  out.match_len = chain.match_len;
+  DraftTree& tree = out.tree;
+  double score = 0;
+  std::vector<Trie::Cursor> at;  // each node's cursor
+  std::vector<int> depth;        // each node's depth
+  std::vector<double> path;      // each node's path probability
+  auto add = [&](int32_t token, int32_t parent, double step, Trie::Cursor cursor) {
+    const size_t p = static_cast<size_t>(parent);
+    tree.tokens.push_back(token);
+    tree.parents.push_back(parent);
+    tree.probs.push_back(static_cast<float>(step));
+    at.push_back(cursor);
+    depth.push_back(parent < 0 ? 1 : depth[p] + 1);
+    // The product in propose()'s order, so a threshold test agrees with it.
+    path.push_back((parent < 0 ? 1 : path[p]) * step);
+    score += path.back();
+  };
+
+  // 1. The chain, walked again for its cursors and step probabilities.
+  Trie::Cursor cursor = match;
+  for (const int32_t expected : chain.tokens) {
+    int32_t token = 0;
+    double step = 0;
+    [[maybe_unused]] const bool more = trie.next(cursor, token, step);
+    assert(more && token == expected);
+    add(token, static_cast<int32_t>(tree.size()) - 1, step, cursor);
+  }
+
+  // 2. Best-first over the children of the nodes taken. Path probabilities
+  // telescope to count / count(match), so the order compares counts, exactly.
+  struct Candidate {
+    uint32_t count;
+    int32_t parent;
+    int32_t token;
+    Trie::Cursor to;
+    double step;
+  };
+  auto lower = [](const Candidate& a, const Candidate& b) {
+    if (a.count != b.count) return a.count < b.count;
+    if (a.parent != b.parent) return a.parent > b.parent;
+    return a.token > b.token;
+  };
+  std::vector<Candidate> frontier;  // a heap under `lower`
+  std::vector<Trie::Branch> branches;
+  const size_t chain_len = tree.size();
+  auto offer_children = [&](int32_t node) {
+    const size_t n = static_cast<size_t>(node);
+    if ((node < 0 ? 0 : depth[n]) >= depth_limit) return;
+    const Trie::Cursor from = node < 0 ? match : at[n];
+    const double from_count = trie.count(from);
+    const double from_path = node < 0 ? 1 : path[n];
+    // Only the root and the chain's nodes have a child already: the next
+    // chain node.
+    const size_t next = node < 0 ? 0 : n + 1;
+    trie.branches(from, branches);
+    for (const Trie::Branch& b : branches) {
+      if (next < chain_len && b.token == tree.tokens[next]) continue;
+      const uint32_t count = trie.count(b.to);
+      const double step = count / from_count;
+      if (from_path * step < config_.min_token_prob) continue;
+      frontier.push_back({count, node, b.token, b.to, step});
+      std::push_heap(frontier.begin(), frontier.end(), lower);
+    }
+  };
+  offer_children(-1);
+  for (size_t i = 0; i < chain_len; ++i) offer_children(static_cast<int32_t>(i));
+  while (tree.size() < static_cast<size_t>(max_nodes) && !frontier.empty()) {
+    std::pop_heap(frontier.begin(), frontier.end(), lower);
+    const Candidate c = frontier.back();
+    frontier.pop_back();
+    add(c.token, c.parent, c.step, c.to);
+    offer_children(static_cast<int32_t>(tree.size()) - 1);
+  }
+  out.score = static_cast<float>(score);
+  return out;
 }
 
 size_t SuffixIndex::num_nodes() const {

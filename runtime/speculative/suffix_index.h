@@ -29,6 +29,20 @@
 //      a match of L tokens can extend only max_depth - L tokens.
 //   4. Document trie first; the global trie only when it proposes nothing.
 //
+// propose_tree() offers a token tree for one tree-verify pass instead:
+//   1. The match and its greedy chain are propose()'s, asked for
+//      min(max_nodes, max_depth) tokens: nodes 0..k-1 are that chain, each the
+//      child of the one before. The chain is taken whole before any branch,
+//      even where a branch near the root is likelier than the chain's deep
+//      end: an accepted greedy path then needs no KV move, and the tree holds
+//      the plain draft it replaces, so it never accepts fewer tokens.
+//   2. The rest grows best-first: of the children of the nodes taken so far,
+//      add the one with the highest path probability, until max_nodes, node
+//      depth max_depth (and the window limit, as in propose), or no child left
+//      with a path probability of min_token_prob. Path probabilities telescope to count(node) /
+//      count(match), so the order compares counts, exactly; ties go to the
+//      earlier parent, then the lower token. Each node comes after its parent.
+//
 // Incremental update: a new prompt for a document is diffed against the stored
 // one (common prefix and suffix, and between them one long shared run when
 // there is one: two edits at once, like lines dropped from the prefix
@@ -72,6 +86,7 @@
 #include <vector>
 
 #include "runtime/core/result.h"
+#include "runtime/speculative/draft_tree.h"
 
 namespace ghostd::runtime {
 
@@ -90,6 +105,12 @@ struct SuffixProposal {
   std::vector<int32_t> tokens;  // empty: no proposal
   float score = 0;              // expected accepted tokens (sum of path probabilities)
   int match_len = 0;            // context tokens matched
+};
+
+struct SuffixTreeProposal {
+  DraftTree tree;   // empty: no proposal; probs[i] = count(i) / count(parent)
+  float score = 0;  // expected accepted tokens (sum of the nodes' path probabilities)
+  int match_len = 0;
 };
 
 // Thread-safety: not thread-safe; owned by the engine thread.
@@ -113,6 +134,11 @@ class SuffixIndex {
   // proposes from the global trie alone.
   SuffixProposal propose(std::string_view key, std::span<const int32_t> context,
                          int max_tokens) const;
+  // A tree of at most max_nodes (capped at kMaxDraftTreeNodes) nodes of depth
+  // at most max_depth, for the match propose() picks; its first nodes are
+  // propose(key, context, min(max_nodes, max_depth))'s tokens as a chain.
+  SuffixTreeProposal propose_tree(std::string_view key, std::span<const int32_t> context,
+                                  int max_nodes, int max_depth) const;
 
   // Sizes for tests and metrics: live trie nodes (roots excluded) over the
   // document tries and the global trie; documents held.
@@ -157,6 +183,15 @@ class SuffixIndex {
     // The most likely next token after `at`, and the probability of taking it
     // (count of the next node over count of this one); false at a path's end.
     bool next(Cursor& at, int32_t& token, double& prob) const;
+    // Windows through `at` (1 inside a tail).
+    uint32_t count(const Cursor& at) const { return slot(at.node).count; }
+    // Every next token after `at` with the cursor past it, in token order;
+    // inside a tail the one next token. `out` is cleared first.
+    struct Branch {
+      int32_t token;
+      Cursor to;
+    };
+    void branches(const Cursor& at, std::vector<Branch>& out) const;
 
     size_t live_nodes() const { return size_ - 1 - free_.size(); }
     uint32_t root_count() const { return slot(0).count; }
@@ -218,6 +253,8 @@ class SuffixIndex {
   void erase(DocumentList::iterator it);
   SuffixProposal propose_from(const Trie& trie, std::span<const int32_t> context,
                               int max_tokens) const;
+  SuffixTreeProposal tree_from(const Trie& trie, std::span<const int32_t> context, int max_nodes,
+                               int max_depth) const;
 
   SuffixIndexConfig config_;
   DocumentList lru_;

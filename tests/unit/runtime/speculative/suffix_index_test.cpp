@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <deque>
 #include <list>
 #include <map>
@@ -463,6 +465,221 @@ TEST_CASE("suffix_index: one-token edits in a long prompt match a rebuild") {
   CHECK(index.global_paths() == fresh.global_paths());
   CHECK(index.num_nodes() == fresh.num_nodes());
   check_valid(index);
+}
+
+// ---- propose_tree -------------------------------------------------------------
+
+// After [1 2 3]: 4 twice (then 7 or 8), 5 once (then 9, the end).
+const Tokens kBranchy = {1, 2, 3, 4, 7, 1, 2, 3, 4, 8, 1, 2, 3, 5, 9};
+const Tokens kBranchyContext = {6, 1, 2, 3};
+
+TEST_CASE("suffix_index: propose_tree branches where the reference does") {
+  SuffixIndex index;
+  index.update_document("a", kBranchy);
+  const SuffixTreeProposal p = index.propose_tree("a", kBranchyContext, 6, 2);
+  CHECK(p.tree.check().empty());
+  // The chain (propose's 4, 7: ties to the lower token), then by count, ties
+  // to the earlier parent: 5 at the root, 8 under 4, 9 under 5.
+  CHECK(p.tree.tokens == Tokens{4, 7, 5, 8, 9});
+  CHECK(p.tree.parents == Tokens{-1, 0, -1, 0, 2});
+  REQUIRE(p.tree.probs.size() == 5);
+  CHECK(p.tree.probs[0] == doctest::Approx(2.0 / 3.0));
+  CHECK(p.tree.probs[1] == doctest::Approx(0.5));
+  CHECK(p.tree.probs[2] == doctest::Approx(1.0 / 3.0));
+  CHECK(p.tree.probs[3] == doctest::Approx(0.5));
+  CHECK(p.tree.probs[4] == doctest::Approx(1.0));  // inside 9's window tail
+  // Path probabilities: 2/3, then 1/3 for each of the others.
+  CHECK(p.score == doctest::Approx(2.0));
+  CHECK(p.match_len == 3);
+  CHECK(p.tree.depths() == std::vector<int>{1, 2, 1, 2, 2});
+
+  // max_nodes cuts the best-first part.
+  const SuffixTreeProposal three = index.propose_tree("a", kBranchyContext, 3, 2);
+  CHECK(three.tree.tokens == Tokens{4, 7, 5});
+  CHECK(three.tree.parents == Tokens{-1, 0, -1});
+  CHECK(three.score == doctest::Approx(4.0 / 3.0));
+
+  // One level deeper: 7's tail continues with 1, 8's too; 9 ends the prompt.
+  const SuffixTreeProposal deeper = index.propose_tree("a", kBranchyContext, 63, 3);
+  CHECK(deeper.tree.check().empty());
+  CHECK(deeper.tree.tokens == Tokens{4, 7, 1, 5, 8, 9, 1});
+  CHECK(deeper.tree.parents == Tokens{-1, 0, 1, -1, 0, 3, 4});
+}
+
+TEST_CASE("suffix_index: propose_tree is the chain when max_nodes allows no more") {
+  SuffixIndex index;
+  index.update_document("a", kBranchy);
+  for (int n = 1; n <= 8; ++n) {
+    CAPTURE(n);
+    const SuffixProposal chain = index.propose("a", kBranchyContext, n);
+    REQUIRE(static_cast<int>(chain.tokens.size()) == n);
+    const SuffixTreeProposal tree = index.propose_tree("a", kBranchyContext, n, 32);
+    CHECK(tree.tree.is_chain());
+    CHECK(tree.tree.tokens == chain.tokens);
+    CHECK(tree.score == doctest::Approx(chain.score));
+    CHECK(tree.match_len == chain.match_len);
+  }
+  // The chain comes whole before any branch: 5 at the root ties with 7 under
+  // 4 (1/3 each) and would win the tie on its own.
+  const SuffixTreeProposal two = index.propose_tree("a", kBranchyContext, 2, 32);
+  CHECK(two.tree.tokens == Tokens{4, 7});
+}
+
+TEST_CASE("suffix_index: propose_tree respects min_token_prob and the window depth") {
+  SuffixIndexConfig config;
+  config.min_token_prob = 0.5f;
+  SuffixIndex strict(config);
+  strict.update_document("a", kBranchy);
+  // 4 (2/3) passes; everything else is 1/3 or less.
+  const SuffixTreeProposal p = strict.propose_tree("a", kBranchyContext, 63, 32);
+  CHECK(p.tree.tokens == Tokens{4});
+  CHECK(p.score == doctest::Approx(2.0 / 3.0));
+
+  config = {};
+  config.max_depth = 5;
+  SuffixIndex shallow(config);
+  shallow.update_document("a", kBranchy);
+  // Windows of 5: the match [1 2 3] leaves 2 levels, whatever max_depth asks,
+  // so propose's choice is [2 3], which leaves 3 and scores higher.
+  const SuffixTreeProposal q = shallow.propose_tree("a", kBranchyContext, 63, 10);
+  CHECK(q.match_len == 2);
+  CHECK(q.tree.tokens == Tokens{4, 7, 1, 5, 8, 9, 1});
+  for (const int d : q.tree.depths()) CHECK(d <= 3);
+}
+
+TEST_CASE("suffix_index: propose_tree without a match proposes nothing") {
+  SuffixIndex index;
+  index.update_document("a", kBranchy);
+  CHECK(index.propose_tree("a", Tokens{6, 7}, 8, 8).tree.empty());  // [6 7] never occurs
+  CHECK(index.propose_tree("a", Tokens{6, 3}, 8, 8).tree.empty());  // below min_match
+  CHECK(index.propose_tree("a", Tokens{}, 8, 8).tree.empty());
+  CHECK(index.propose_tree("a", kBranchyContext, 0, 8).tree.empty());
+  CHECK(index.propose_tree("a", kBranchyContext, 8, 0).tree.empty());
+  const SuffixTreeProposal none = index.propose_tree("a", Tokens{6, 7}, 8, 8);
+  CHECK(none.score == 0);
+  CHECK(none.match_len == 0);
+  // The global trie answers for another document, capped at the mask's size.
+  index.update_document("b", Tokens{40, 41, 42});
+  const SuffixTreeProposal global = index.propose_tree("b", kBranchyContext, 1000, 32);
+  CHECK(global.tree.check().empty());
+  CHECK(global.tree.tokens.size() <= static_cast<size_t>(kMaxDraftTreeNodes));
+  CHECK(global.tree.tokens.front() == 4);
+  CHECK(index.propose_tree("unknown", kBranchyContext, 8, 8).tree.tokens ==
+        index.propose_tree("b", kBranchyContext, 8, 8).tree.tokens);
+}
+
+// Occurrences of `path` in `seq`: the count of its trie node while it fits
+// in a window.
+uint32_t occurrences(const Tokens& seq, const Tokens& path) {
+  uint32_t n = 0;
+  for (size_t i = 0; i + path.size() <= seq.size(); ++i)
+    n += std::equal(path.begin(), path.end(), seq.begin() + static_cast<std::ptrdiff_t>(i));
+  return n;
+}
+
+TEST_CASE("suffix_index: propose_tree paths occur in the reference, best first") {
+  std::mt19937 rng(99);
+  auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  constexpr int kVocab = 3;
+  int branched = 0;  // rounds that exercised each part
+  int full = 0;
+  int short_of_nodes = 0;
+  for (int round = 0; round < 400; ++round) {
+    CAPTURE(round);
+    SuffixIndexConfig config;
+    config.max_depth = uniform(2, 9);
+    config.min_match = uniform(1, 3);
+    config.min_token_prob = std::array{0.0f, 0.1f, 0.3f}[static_cast<size_t>(uniform(0, 2))];
+    SuffixIndex index(config);
+    Tokens seq(static_cast<size_t>(uniform(5, 80)));
+    for (int32_t& t : seq) t = uniform(0, kVocab - 1);
+    index.update_document("a", seq);
+    // A piece of the reference, or noise, as the context's end.
+    Tokens context(static_cast<size_t>(uniform(1, 6)));
+    if (uniform(0, 3) != 0) {
+      const size_t start = static_cast<size_t>(uniform(0, static_cast<int>(seq.size()) - 1));
+      const size_t len = std::min(context.size(), seq.size() - start);
+      context.assign(seq.begin() + static_cast<std::ptrdiff_t>(start),
+                     seq.begin() + static_cast<std::ptrdiff_t>(start + len));
+    } else {
+      for (int32_t& t : context) t = uniform(0, kVocab - 1);
+    }
+    const int max_nodes = uniform(1, 63);
+    const int max_depth = uniform(1, 10);
+    CAPTURE(config.max_depth);
+    CAPTURE(max_nodes);
+    CAPTURE(max_depth);
+    const SuffixTreeProposal p = index.propose_tree("a", context, max_nodes, max_depth);
+    const DraftTree& tree = p.tree;
+    INFO(tree.check());
+    REQUIRE(tree.check().empty());
+
+    // The chain first: propose() for as many tokens as one path could hold.
+    const SuffixProposal chain = index.propose("a", context, std::min(max_nodes, max_depth));
+    REQUIRE(tree.size() >= chain.tokens.size());
+    if (chain.tokens.empty()) {
+      CHECK(tree.empty());
+      continue;
+    }
+    CHECK(p.match_len == chain.match_len);
+    for (size_t i = 0; i < chain.tokens.size(); ++i) {
+      CHECK(tree.tokens[i] == chain.tokens[i]);
+      CHECK(tree.parents[i] == static_cast<int32_t>(i) - 1);
+    }
+    CHECK(tree.size() <= static_cast<size_t>(max_nodes));
+
+    // Every root-to-node path follows the match somewhere in the reference,
+    // with its count ratio as probability.
+    const Tokens match(context.end() - p.match_len, context.end());
+    const int depth_limit = std::min(max_depth, config.max_depth - p.match_len);
+    const double match_count = occurrences(seq, match);
+    std::vector<Tokens> paths(tree.size());
+    const std::vector<int> depths = tree.depths();
+    double score = 0;
+    uint32_t min_branch_count = UINT32_MAX;  // lowest count outside the chain
+    for (size_t i = 0; i < tree.size(); ++i) {
+      CAPTURE(i);
+      const int32_t parent = tree.parents[i];
+      const Tokens& above = parent < 0 ? match : paths[static_cast<size_t>(parent)];
+      paths[i] = above;
+      paths[i].push_back(tree.tokens[i]);
+      const uint32_t count = occurrences(seq, paths[i]);
+      REQUIRE(count > 0);
+      CHECK(depths[i] <= depth_limit);
+      CHECK(tree.probs[i] == doctest::Approx(count / double(occurrences(seq, above))));
+      CHECK(count / match_count >= config.min_token_prob * (1 - 1e-6));
+      score += count / match_count;
+      if (i >= chain.tokens.size()) min_branch_count = std::min(min_branch_count, count);
+    }
+    CHECK(p.score == doctest::Approx(score));
+    branched += !tree.is_chain();
+    full += tree.size() == static_cast<size_t>(max_nodes) && !tree.is_chain();
+    short_of_nodes += tree.size() < static_cast<size_t>(max_nodes) && !tree.is_chain();
+
+    // Nothing left out beats what went in: a tree short of max_nodes has no
+    // candidate left; a full one none with a higher count than its branches.
+    for (int node = -1; node < static_cast<int>(tree.size()); ++node) {
+      const Tokens& above = node < 0 ? match : paths[static_cast<size_t>(node)];
+      if ((node < 0 ? 0 : depths[static_cast<size_t>(node)]) >= depth_limit) continue;
+      for (int32_t t = 0; t < kVocab; ++t) {
+        bool taken = false;
+        for (size_t j = 0; j < tree.size(); ++j)
+          taken |= tree.parents[j] == node && tree.tokens[j] == t;
+        if (taken) continue;
+        Tokens next = above;
+        next.push_back(t);
+        const uint32_t count = occurrences(seq, next);
+        if (count == 0 || count / match_count < config.min_token_prob * (1 + 1e-6)) continue;
+        CAPTURE(node);
+        CAPTURE(t);
+        CHECK(tree.size() == static_cast<size_t>(max_nodes));
+        CHECK(count <= min_branch_count);
+      }
+    }
+  }
+  CHECK(branched > 100);
+  CHECK(full > 20);
+  CHECK(short_of_nodes > 20);
 }
 
 }  // namespace
