@@ -157,19 +157,23 @@ DraftTree Speculator::worthwhile_tree(const DraftTree& tree, double alpha, doubl
   for (size_t i = 0; i < n; ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return reach[a] > reach[b]; });
   const double bar = options_.adaptive ? cost_per_token * step_rate_ : 0.0;
-  std::vector<char> keep(n, 0);
+  // Kept nodes go best first (parents still first): a step that has room
+  // for fewer (the scheduler takes a prefix) keeps the likeliest ones.
+  std::vector<int32_t> index(n, -1);
+  DraftTree out;
   double g = 0;
-  int kept = 0;
   for (size_t i : order) {
-    if (kept >= options_.max_draft || reach[i] <= bar) break;
+    if (static_cast<int>(out.size()) >= options_.max_draft || reach[i] <= bar) break;
     const int32_t p = tree.parents[i];
-    if (p >= 0 && !keep[static_cast<size_t>(p)]) continue;
-    keep[i] = 1;
+    if (p >= 0 && index[static_cast<size_t>(p)] < 0) continue;
+    index[i] = static_cast<int32_t>(out.size());
+    out.tokens.push_back(tree.tokens[i]);
+    out.parents.push_back(p < 0 ? -1 : index[static_cast<size_t>(p)]);
+    if (!tree.probs.empty()) out.probs.push_back(tree.probs[i]);
     g += reach[i] - bar;
-    ++kept;
   }
   *gain = g;
-  return tree.keep(keep);
+  return out;
 }
 
 DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int generated) {

@@ -31,7 +31,8 @@
 // before it were wrong: (1 - alpha) times its share of the rest of the
 // proposer's probability (the suffix index's counts), or 1/2, 1/4, ... by
 // rank without one. The same rule as for a chain keeps the nodes whose
-// reach probability pays for a verify row, best first, at most max_draft.
+// reach probability pays for a verify row, best first, at most max_draft,
+// and orders them best first (a step with less room takes a prefix).
 #pragma once
 
 #include <array>

@@ -576,7 +576,7 @@ SuffixTreeProposal SuffixIndex::tree_from(const Trie& trie, std::span<const int3
 
   // 1. The chain, walked again for its cursors and step probabilities.
   Trie::Cursor cursor = match;
-  for (const int32_t expected : chain.tokens) {
+  for ([[maybe_unused]] const int32_t expected : chain.tokens) {
     int32_t token = 0;
     double step = 0;
     [[maybe_unused]] const bool more = trie.next(cursor, token, step);

@@ -235,14 +235,18 @@ TEST_CASE("speculation: draft trees give the tokens of plain greedy decoding, se
       CHECK(out.result.tokens == ref.tokens[i]);
       if (i < 3) CHECK(out.result.metrics.drafts[static_cast<int>(DraftSource::kLookup)].accepted >= 2);
     }
+    const EngineStats alone = e->stats();
+    CHECK(alone.tree_verifies >= 3);  // the first verify of each constructed job
+    CHECK(alone.tree_kv_moves >= 3);  // its older branch, taken
+    // Batched, a step's token budget may cut the trees short (the likeliest
+    // nodes stay); the tokens stay those of greedy decoding.
     Collector c;
     for (const CompletionJob& j : jobs) e->submit(j, c.callbacks());
     REQUIRE(c.wait_all());
     for (size_t i = 0; i < jobs.size(); ++i) CHECK(c.at(i).result.tokens == ref.tokens[i]);
     const EngineStats st = e->stats();
-    CHECK(st.tree_verifies >= 6);  // the first verify of each constructed job, alone and batched
-    CHECK(st.tree_kv_moves >= 12);  // two moved slots each
-    MESSAGE("tree verifies " << st.tree_verifies << ", KV slots moved " << st.tree_kv_moves);
+    MESSAGE("tree verifies " << st.tree_verifies << ", KV slots moved " << st.tree_kv_moves << " (alone "
+                             << alone.tree_verifies << ", " << alone.tree_kv_moves << ")");
     check_clean_shutdown(*e);
   }
   SUBCASE("chains only: the same tokens, no tree") {
