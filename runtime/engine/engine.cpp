@@ -513,17 +513,15 @@ void Engine::step() {
       sampled[i] = sample(s, i, job, ids_.data() + row, rows);
       if (s.num_draft > 0) {
         const int accepted = static_cast<int>(sampled[i].size()) - 1;
-        bool rejected = accepted < s.num_draft;
+        GuessOutcome guesses = GuessOutcome::chain(s.num_draft, accepted);
         if (!s.tree_parents.empty()) {
-          // Rejected when the path's last node had candidates after it.
           std::vector<int32_t> path;
           fed_tree_path(s.tree_parents, s.tokens, std::span<const int32_t>(sampled[i]).first(static_cast<size_t>(accepted)),
                         path);
-          const int32_t last = path.empty() ? 0 : path.back();
-          rejected = std::find(s.tree_parents.begin(), s.tree_parents.end(), last) != s.tree_parents.end();
+          guesses = tree_outcome(s.tree_parents, path);
           ++local_stats_.tree_verifies;
         }
-        spec_.record(s.id, job.draft_source, s.num_draft, accepted, rejected);
+        spec_.record(s.id, job.draft_source, s.num_draft, accepted, guesses);
         DraftCounts& c = local_stats_.drafts[static_cast<int>(job.draft_source)];
         c.proposed += s.num_draft;
         c.accepted += accepted;

@@ -103,4 +103,49 @@ inline bool fed_tree_path(std::span<const int32_t> fed_parents, std::span<const 
   return true;
 }
 
+// What one verify says about a proposer's guesses, level by level down the
+// accepted path. At each level with candidates, the first guess (the
+// lowest-index child) was right (first_hits) or wrong (first_misses); when
+// it was wrong and there were other candidates, one of them was right
+// (alt_hits) or not (alt_trials counts both).
+struct GuessOutcome {
+  int first_hits = 0;
+  int first_misses = 0;
+  int alt_trials = 0;
+  int alt_hits = 0;
+  // A chain verify: `accepted` of `proposed`.
+  static GuessOutcome chain(int proposed, int accepted) {
+    return {accepted, accepted < proposed ? 1 : 0, 0, 0};
+  }
+};
+
+// The outcome of a fed tree verify whose accepted path is `path` (fed
+// indices, fed_tree_path).
+inline GuessOutcome tree_outcome(std::span<const int32_t> fed_parents, std::span<const int32_t> path) {
+  GuessOutcome o;
+  int32_t at = 0;
+  for (size_t level = 0;; ++level) {
+    int32_t first = -1;
+    int kids = 0;
+    for (size_t i = static_cast<size_t>(at) + 1; i < fed_parents.size(); ++i) {
+      if (fed_parents[i] != at) continue;
+      if (first < 0) first = static_cast<int32_t>(i);
+      ++kids;
+    }
+    if (kids == 0) return o;  // a leaf: nothing was rejected here
+    const int32_t next = level < path.size() ? path[level] : -1;
+    if (next == first) {
+      ++o.first_hits;
+    } else {
+      ++o.first_misses;
+      if (kids > 1) {
+        ++o.alt_trials;
+        if (next >= 0) ++o.alt_hits;
+      }
+    }
+    if (next < 0) return o;
+    at = next;
+  }
+}
+
 }  // namespace ghostd::runtime

@@ -16,6 +16,8 @@ constexpr double kPriorBase = 1e-3, kPriorPerToken = 1e-4;
 constexpr double kPriorDraftBase = 3e-4, kPriorDraftPerSeq = 2e-5;
 // Starting acceptance per DraftSource (lookup, suffix, model, typed).
 constexpr std::array<double, kNumDraftSources> kPriorAccept{0.5, 0.5, 0.6, 0.9};
+// Starting second-guess rate: modest, so branches must earn their rows.
+constexpr double kPriorAlt = 0.25;
 }  // namespace
 
 StepCostModel::StepCostModel(double prior_base_s, double prior_per_token_s)
@@ -57,12 +59,14 @@ Speculator::Speculator(SpeculationOptions options, bool has_draft_model)
       has_model_(has_draft_model),
       suffix_(options_.suffix_config),
       global_accept_(kPriorAccept),
+      global_alt_{kPriorAlt, kPriorAlt, kPriorAlt, kPriorAlt},
       target_cost_(kPriorBase, kPriorPerToken),
       draft_cost_(kPriorDraftBase, kPriorDraftPerSeq) {}
 
 void Speculator::add_job(JobId id, const CompletionJob& job) {
   Job j;
   j.accept = global_accept_;
+  j.alt = global_alt_;
   j.hint = job.draft_hint;
   j.hint_live = options_.typed && !j.hint.empty();
   j.prompt_len = static_cast<int>(job.prompt.size());
@@ -128,51 +132,70 @@ int Speculator::worthwhile(double alpha, double cost_per_token, int available, d
   return k;
 }
 
-DraftTree Speculator::worthwhile_tree(const DraftTree& tree, double alpha, double cost_per_token,
+DraftTree Speculator::worthwhile_tree(const DraftTree& tree, double alpha, double beta, double cost_per_token,
                                       double* gain) const {
   const size_t n = tree.size();
+  // Children of each node (index p + 1; 0 is the root), in proposer order.
+  std::vector<std::vector<size_t>> kids(n + 1);
+  for (size_t i = 0; i < n; ++i) kids[static_cast<size_t>(tree.parents[i] + 1)].push_back(i);
   std::vector<double> reach(n);
-  std::vector<int> rank(n, 0);               // place among its siblings
-  std::vector<int32_t> first_child(n + 1, -1);  // by parent + 1
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n; ++i) {  // parents come first
     const int32_t p = tree.parents[i];
-    int32_t& first = first_child[static_cast<size_t>(p + 1)];
     const double up = p < 0 ? 1.0 : reach[static_cast<size_t>(p)];
-    if (first < 0) {
-      first = static_cast<int32_t>(i);
+    const std::vector<size_t>& sib = kids[static_cast<size_t>(p + 1)];
+    if (sib.front() == i) {
       reach[i] = up * alpha;
       continue;
     }
-    for (size_t j = static_cast<size_t>(first); j < i; ++j)
-      if (tree.parents[j] == p) rank[i] = std::max(rank[i], rank[j] + 1);
-    double share = std::ldexp(1.0, -rank[i]);
-    if (!tree.probs.empty()) {
-      const double rest = 1.0 - tree.probs[static_cast<size_t>(first)];
-      share = rest > 1e-6 ? std::min(1.0, tree.probs[i] / rest) : 0.0;
+    // This candidate's part of the others' (1 - alpha) * beta.
+    double mine = 0, all = 0;
+    for (size_t r = 1; r < sib.size(); ++r) {
+      const double w = tree.probs.empty() ? std::ldexp(1.0, -static_cast<int>(r)) : tree.probs[sib[r]];
+      all += w;
+      if (sib[r] == i) mine = w;
     }
-    reach[i] = up * (1.0 - alpha) * share;
+    reach[i] = all > 0 ? up * (1.0 - alpha) * beta * mine / all : 0.0;
   }
-  // Best first; a child never beats its parent (ties go to the earlier node).
+  // Keep the best nodes (a child never beats its parent; ties to the earlier).
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return reach[a] > reach[b]; });
   const double bar = options_.adaptive ? cost_per_token * step_rate_ : 0.0;
-  // Kept nodes go best first (parents still first): a step that has room
-  // for fewer (the scheduler takes a prefix) keeps the likeliest ones.
-  std::vector<int32_t> index(n, -1);
-  DraftTree out;
+  std::vector<char> keep(n, 0);
   double g = 0;
+  int kept = 0;
   for (size_t i : order) {
-    if (static_cast<int>(out.size()) >= options_.max_draft || reach[i] <= bar) break;
+    if (kept >= options_.max_draft || reach[i] <= bar) break;
     const int32_t p = tree.parents[i];
-    if (p >= 0 && index[static_cast<size_t>(p)] < 0) continue;
-    index[i] = static_cast<int32_t>(out.size());
-    out.tokens.push_back(tree.tokens[i]);
-    out.parents.push_back(p < 0 ? -1 : index[static_cast<size_t>(p)]);
-    if (!tree.probs.empty()) out.probs.push_back(tree.probs[i]);
+    if (p >= 0 && !keep[static_cast<size_t>(p)]) continue;
+    keep[i] = 1;
     g += reach[i] - bar;
+    ++kept;
   }
   *gain = g;
+  // Emit best first, a node only after its parent and its kept earlier
+  // siblings: a step with less room takes a prefix and keeps the likeliest.
+  std::vector<int32_t> index(n, -1);
+  std::vector<size_t> next_sib(n + 1, 0);  // per parent: how many kept children placed
+  DraftTree out;
+  while (static_cast<int>(out.size()) < kept) {
+    size_t best = n;
+    for (size_t p1 = 0; p1 <= n; ++p1) {
+      if (p1 > 0 && index[p1 - 1] < 0) continue;  // parent not placed yet
+      const std::vector<size_t>& sib = kids[p1];
+      size_t& at = next_sib[p1];
+      while (at < sib.size() && !keep[sib[at]]) ++at;
+      if (at == sib.size()) continue;
+      const size_t c = sib[at];
+      if (best == n || reach[c] > reach[best] || (reach[c] == reach[best] && c < best)) best = c;
+    }
+    const int32_t p = tree.parents[best];
+    index[best] = static_cast<int32_t>(out.size());
+    ++next_sib[static_cast<size_t>(p + 1)];
+    out.tokens.push_back(tree.tokens[best]);
+    out.parents.push_back(p < 0 ? -1 : index[static_cast<size_t>(p)]);
+    if (!tree.probs.empty()) out.probs.push_back(tree.probs[best]);
+  }
   return out;
 }
 
@@ -213,7 +236,8 @@ DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int gen
   auto consider_tree = [&](DraftSource s, const DraftTree& cand) {
     if (cand.empty()) return;
     double gain = 0;
-    DraftTree t = worthwhile_tree(cand, job.accept[static_cast<size_t>(s)], per_token, &gain);
+    DraftTree t = worthwhile_tree(cand, job.accept[static_cast<size_t>(s)], job.alt[static_cast<size_t>(s)],
+                                  per_token, &gain);
     if (t.empty() || gain <= best_gain) return;
     best_gain = gain;
     best.source = s;
@@ -252,19 +276,21 @@ DraftPlan Speculator::propose(JobId id, std::span<const int32_t> tokens, int gen
   return best;
 }
 
-void Speculator::record(JobId id, DraftSource source, int proposed, int accepted, bool rejected) {
+void Speculator::record(JobId id, DraftSource source, int proposed, int accepted, const GuessOutcome& guesses) {
   if (proposed <= 0) return;
   const size_t s = static_cast<size_t>(source);
-  auto update = [&](double& a, double rate) {
-    // Tokens after the first rejection were never tested.
-    for (int i = 0; i < accepted; ++i) a += rate * (1.0 - a);
-    if (rejected) a -= rate * a;
+  auto update = [&](double& a, double& b, double rate) {
+    // Guesses after the first rejection without a second one were never tested.
+    for (int i = 0; i < guesses.first_hits; ++i) a += rate * (1.0 - a);
+    for (int i = 0; i < guesses.first_misses; ++i) a -= rate * a;
+    for (int i = 0; i < guesses.alt_hits; ++i) b += rate * (1.0 - b);
+    for (int i = guesses.alt_hits; i < guesses.alt_trials; ++i) b -= rate * b;
   };
-  update(global_accept_[s], kEngineRate);
+  update(global_accept_[s], global_alt_[s], kEngineRate);
   if (source == DraftSource::kModel) ++model_verifies_;
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
-  update(it->second.accept[s], kJobRate);
+  update(it->second.accept[s], it->second.alt[s], kJobRate);
   DraftCounts& c = it->second.counts[s];
   c.proposed += proposed;
   c.accepted += accepted;

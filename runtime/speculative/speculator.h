@@ -27,12 +27,14 @@
 //
 // Trees. A node is reached when its parent is and it is the right token.
 // The first child of a node (the proposer's best guess) is right with the
-// job's per-level acceptance alpha; a later sibling only when the guesses
-// before it were wrong: (1 - alpha) times its share of the rest of the
-// proposer's probability (the suffix index's counts), or 1/2, 1/4, ... by
-// rank without one. The same rule as for a chain keeps the nodes whose
-// reach probability pays for a verify row, best first, at most max_draft,
-// and orders them best first (a step with less room takes a prefix).
+// job's first-guess acceptance alpha; the other children together with
+// (1 - alpha) * beta, beta the measured rate at which another candidate was
+// right when the first was wrong (per proposer and job, like alpha), split
+// by the proposer's probabilities (the suffix index's counts) or 1/2, 1/4,
+// ... by rank. The same rule as for a chain keeps the nodes whose reach
+// probability pays for a verify row, best first, at most max_draft, and
+// orders them best first with siblings in the proposer's order (a step with
+// less room takes a prefix; the first guess stays the first child).
 #pragma once
 
 #include <array>
@@ -121,15 +123,15 @@ class Speculator {
   // the number it generated. `sampled`: temperature > 0 (every proposer works
   // with rejection sampling; the draft model's distribution is kept).
   DraftPlan propose(JobId id, std::span<const int32_t> tokens, int generated);
-  // After a verify step: `accepted` of `proposed` drafts from `source` passed.
-  // `rejected`: the accepted path ended at a rejected token (a chain: fewer
-  // accepted than proposed; a tree: the path's last node had children, all
-  // rejected). Acceptance is tracked per level: a tree level passes when any
-  // of its candidates does.
-  void record(JobId id, DraftSource source, int proposed, int accepted, bool rejected);
+  // After a verify step: `accepted` of `proposed` drafts (tree nodes) from
+  // `source` passed; `guesses` says which guesses were right level by level
+  // (GuessOutcome::chain for a chain). alpha follows the first guesses, the
+  // second-guess rate beta the other candidates when the first was wrong.
+  void record(JobId id, DraftSource source, int proposed, int accepted, const GuessOutcome& guesses);
   void record(JobId id, DraftSource source, int proposed, int accepted) {
-    record(id, source, proposed, accepted, accepted < proposed);
+    record(id, source, proposed, accepted, GuessOutcome::chain(proposed, accepted));
   }
+  double engine_second_guess(DraftSource s) const { return global_alt_[static_cast<int>(s)]; }
 
   // The acceptance the policy currently assumes for a new job (metrics, tests).
   double engine_acceptance(DraftSource s) const { return global_accept_[static_cast<int>(s)]; }
@@ -139,6 +141,7 @@ class Speculator {
  private:
   struct Job {
     std::array<double, kNumDraftSources> accept{};
+    std::array<double, kNumDraftSources> alt{};  // beta: another candidate right when the first is wrong
     std::array<DraftCounts, kNumDraftSources> counts{};
     std::vector<int32_t> hint;
     bool hint_live = false;  // the output has followed the hint so far
@@ -150,13 +153,15 @@ class Speculator {
   int worthwhile(double alpha, double cost_per_token, int available, double* gain) const;
   // The worthwhile part of a proposed tree (at most max_draft nodes) and its
   // expected gain, for per-level acceptance alpha.
-  DraftTree worthwhile_tree(const DraftTree& tree, double alpha, double cost_per_token, double* gain) const;
+  DraftTree worthwhile_tree(const DraftTree& tree, double alpha, double beta, double cost_per_token,
+                            double* gain) const;
 
   SpeculationOptions options_;
   bool has_model_;
   std::map<JobId, Job> jobs_;
   SuffixIndex suffix_;
   std::array<double, kNumDraftSources> global_accept_;
+  std::array<double, kNumDraftSources> global_alt_;
   StepCostModel target_cost_;
   StepCostModel draft_cost_;
   double step_rate_ = 0;  // tokens per second of the coming step without drafts

@@ -227,7 +227,8 @@ TEST_CASE("speculation: draft trees give the tokens of plain greedy decoding, se
     // The draft model only mirrors here (it never proposes): its KV is moved too.
     EngineOptions o = spec_options(true, false, with_draft_model ? &tm.draft({.seed = 6, .layers = 1}) : nullptr);
     o.speculation.model = false;
-    o.speculation.max_draft = 8;  // room for both branches
+    // Room for both branches whatever alpha the engine has learnt.
+    o.speculation.max_draft = o.scheduler.max_draft_tokens = 16;
     auto e = make_engine(tm, o);
     for (size_t i = 0; i < jobs.size(); ++i) {
       CAPTURE(i);
@@ -264,7 +265,7 @@ TEST_CASE("speculation: sampled jobs verify draft trees by rejection sampling") 
   if (!tm.ready) return;
   std::vector<CompletionJob> jobs = tree_jobs(tm);
   EngineOptions o = spec_options(true, false, nullptr);
-  o.speculation.max_draft = 8;
+  o.speculation.max_draft = o.scheduler.max_draft_tokens = 16;
   auto e = make_engine(tm, o);
   Collector c;
   for (size_t i = 0; i < jobs.size(); ++i) {

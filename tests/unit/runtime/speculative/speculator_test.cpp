@@ -125,3 +125,87 @@ TEST_CASE("speculator: typed-through hints while the output follows them; the dr
 }
 
 }  // namespace ghostd::runtime
+
+namespace ghostd::runtime {
+
+// The prompt continues "1 2" two ways: "3 4 5" earlier, "7 8 9" most recently.
+TEST_CASE("speculator: prompt lookup offers both continuations as a tree when the branch pays") {
+  const std::vector<int32_t> prompt{20, 1, 2, 3, 4, 5, 21, 22, 1, 2, 7, 8, 9, 23, 1, 2};
+  SpeculationOptions o;
+  o.max_draft = 6;
+  o.suffix = false;
+  SUBCASE("launch-bound: the second guess rides along") {
+    Speculator s(o, false);
+    feed(s, 5e-3, 1e-5);
+    s.add_job(1, job_with_prompt(prompt));
+    s.begin_round(1, 1);
+    const DraftPlan d = s.propose(1, prompt, 0);
+    REQUIRE(d.source == DraftSource::kLookup);
+    REQUIRE(!d.parents.empty());
+    DraftTree t;
+    t.tokens = d.tokens;
+    t.parents = d.parents;
+    CHECK(t.check() == "");
+    CHECK(d.length == static_cast<int>(d.tokens.size()));
+    CHECK(d.length <= 6);
+    CHECK(d.tokens[0] == 7);  // the most recent continuation is the first guess
+    int roots = 0;
+    for (size_t i = 0; i < d.parents.size(); ++i)
+      if (d.parents[i] == -1) {
+        ++roots;
+        CHECK((d.tokens[i] == 7 || d.tokens[i] == 3));
+      }
+    CHECK(roots == 2);
+  }
+  SUBCASE("trees off: the chain") {
+    o.trees = false;
+    Speculator s(o, false);
+    feed(s, 5e-3, 1e-5);
+    s.add_job(1, job_with_prompt(prompt));
+    s.begin_round(1, 1);
+    const DraftPlan d = s.propose(1, prompt, 0);
+    CHECK(d.parents.empty());
+    CHECK(d.tokens.front() == 7);
+  }
+  SUBCASE("a verify row costs most of a step: no branch (nor much of the chain)") {
+    Speculator s(o, false);
+    feed(s, 1e-4, 3e-4);
+    s.add_job(1, job_with_prompt(prompt));
+    for (int i = 0; i < 20; ++i) s.record(1, DraftSource::kLookup, 4, 4);  // the first guess is always right
+    s.begin_round(1, 1);
+    const DraftPlan d = s.propose(1, prompt, 0);
+    CHECK(d.parents.empty());
+  }
+}
+
+TEST_CASE("speculator: first guesses and second guesses are tracked apart") {
+  SpeculationOptions o;
+  Speculator s(o, false);
+  s.add_job(1, job_with_prompt({1, 2, 3}));
+  const double alpha = s.engine_acceptance(DraftSource::kSuffix);
+  const double beta = s.engine_second_guess(DraftSource::kSuffix);
+  // Fed tree: root -> a (1), b (2); a -> c (3); b -> d (4). The target took
+  // b then d: the first guess missed, a second guess hit, then d (a first
+  // guess) hit.
+  const std::vector<int32_t> parents{-1, 0, 0, 1, 2};
+  const GuessOutcome g = tree_outcome(parents, std::vector<int32_t>{2, 4});
+  CHECK(g.first_hits == 1);
+  CHECK(g.first_misses == 1);
+  CHECK(g.alt_trials == 1);
+  CHECK(g.alt_hits == 1);
+  // Took a, then c's row rejected: one hit, then a leaf-free miss without alternatives.
+  const GuessOutcome h = tree_outcome(parents, std::vector<int32_t>{1});
+  CHECK(h.first_hits == 1);
+  CHECK(h.first_misses == 1);
+  CHECK(h.alt_trials == 0);
+  for (int i = 0; i < 10; ++i) s.record(1, DraftSource::kSuffix, 4, 2, g);
+  CHECK(s.engine_second_guess(DraftSource::kSuffix) > beta);
+  // Nothing but wrong second guesses: beta falls, alpha is left alone.
+  const double alpha2 = s.engine_acceptance(DraftSource::kSuffix);
+  for (int i = 0; i < 20; ++i) s.record(1, DraftSource::kSuffix, 4, 0, GuessOutcome{0, 0, 1, 0});
+  CHECK(s.engine_second_guess(DraftSource::kSuffix) < beta);
+  CHECK(s.engine_acceptance(DraftSource::kSuffix) == alpha2);
+  (void)alpha;
+}
+
+}  // namespace ghostd::runtime
