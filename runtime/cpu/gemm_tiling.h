@@ -293,34 +293,5 @@ void gemm_tiled(const float* x, int rows, const Weight& w, int64_t n_begin, int6
   }
 }
 
-template <class Dot>
-void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
-                   float* out, int64_t out_stride) {
-  switch (w.dtype) {
-    case DType::kF32:
-      return gemm_tiled<Dot, DType::kF32>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kBF16:
-      return gemm_tiled<Dot, DType::kBF16>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kF16:
-      return gemm_tiled<Dot, DType::kF16>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ8_0:
-      return gemm_tiled<Dot, DType::kQ8_0>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ4_0:
-      return gemm_tiled<Dot, DType::kQ4_0>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ4_1:
-      return gemm_tiled<Dot, DType::kQ4_1>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ5_0:
-      return gemm_tiled<Dot, DType::kQ5_0>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ5_1:
-      return gemm_tiled<Dot, DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ4_K:
-      return gemm_q4k_avx2(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ5_K:
-      return gemm_tiled<Dot, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ6_K:
-      return gemm_tiled<Q6kDot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
-  }
-}
-
 }  // namespace
 }  // namespace ghostd::runtime::cpu
