@@ -109,13 +109,16 @@ want bench && {
 } 2>&1 | tee "$OUT/bench.log"
 want bench && grep -q '^FAILED' "$OUT/bench.log" && status=1
 
-# Speculation on CUDA with the bundled pair: each proposer against off, one
-# editor, greedy completions compared with the off run.
+# Speculation on CUDA with the bundled pair: each proposer against off, draft
+# trees against chains, one editor and eight at once, greedy completions
+# compared with the off run.
 want spec && {
   step "bench/speculation.py on cuda (bundled pair)"
   timeout 240 python3 bench/speculation.py --build "$BUILD" --device cuda --threads 1 \
-    --sessions edit_session,spec_rename,spec_similar_block --configs off,lookup,suffix,model,all \
+    --sessions edit_session,spec_rename,spec_similar_block --configs off,lookup,suffix,model,all,chains \
     || fail "speculation"
+  timeout 150 python3 bench/speculation.py --build "$BUILD" --device cuda --threads 1 --editors 8 \
+    --sessions spec_rename --configs off,all,chains || fail "speculation, 8 editors"
 } 2>&1 | tee "$OUT/spec.log"
 want spec && grep -q '^FAILED' "$OUT/spec.log" && status=1
 
