@@ -5,10 +5,14 @@
 // counts up to 8 the weight GB/s and % of bandwidth.
 //
 //   bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536]
-//                  [--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe] [--mapped]
+//                  [--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe]
+//                  [--memory vector|huge|mapped]
 //
-// --mapped reads the weight copies from a mapped file (as the model loader
-// maps GGUF and safetensors files) instead of anonymous memory.
+// --memory says where the weight copies live: vector (malloc'd anonymous
+// memory, 4 KiB pages unless THP is "always"), huge (anonymous memory asked
+// for 2 MiB pages, as the CPU backend holds weights) or mapped (a mapped
+// file's page cache, as the loader maps GGUF and safetensors files).
+// --mapped is --memory mapped.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +33,7 @@
 #include "runtime/core/backend.h"
 #include "runtime/core/dtype.h"
 #include "runtime/core/mapped_file.h"
+#include "runtime/cpu/host_memory.h"
 
 using namespace ghostd::runtime;
 using Clock = std::chrono::steady_clock;
@@ -86,7 +91,8 @@ struct AlignedFloats {
 int main(int argc, char** argv) {
   int threads = 0, hidden = 1536, inter = 8960, reps = 5;
   std::string dtype_name = "q8_0", rows_list = "1,8,64,512";
-  bool probe = true, mapped = false;
+  bool probe = true;
+  std::string memory = "vector";
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--no-probe") {
@@ -94,7 +100,7 @@ int main(int argc, char** argv) {
       continue;
     }
     if (k == "--mapped") {
-      mapped = true;
+      memory = "mapped";
       continue;
     }
     if (i + 1 >= argc) {
@@ -108,10 +114,12 @@ int main(int argc, char** argv) {
     else if (k == "--intermediate") inter = std::atoi(v.c_str());
     else if (k == "--rows") rows_list = v;
     else if (k == "--reps") reps = std::atoi(v.c_str());
+    else if (k == "--memory" && (v == "vector" || v == "huge" || v == "mapped")) memory = v;
     else {
       std::fprintf(stderr,
                    "usage: bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536] "
-                   "[--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe] [--mapped]\n");
+                   "[--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe] "
+                   "[--memory vector|huge|mapped]\n");
       return 2;
     }
   }
@@ -133,6 +141,8 @@ int main(int argc, char** argv) {
   if (probe) {
     peak = ghostd::bench::probe_fma_peak(isa, 1) * nthreads;
     bandwidth = ghostd::bench::probe_read_bandwidth(nthreads, size_t{1024} << 20);
+    std::printf("probe: read bandwidth on 4 KiB pages (malloc) %.2f GB/s\n",
+                ghostd::bench::probe_read_bandwidth(nthreads, size_t{1024} << 20, 3, false));
     std::printf("probe: FMA peak %.1f GFLOP/s (%s, 1 core x %d threads); read bandwidth %.2f GB/s\n", peak, isa,
                 nthreads, bandwidth);
   }
@@ -155,7 +165,8 @@ int main(int argc, char** argv) {
     w.push_back(make_weight(dtype, s.n, s.k, rng));
     std::vector<const uint8_t*> wp;
     std::optional<MappedFile> file;
-    if (mapped) {
+    ghostd::runtime::cpu::HostRegion region;
+    if (memory == "mapped") {
       const auto path = std::filesystem::temp_directory_path() / ("bench_cpu_gemm." + std::to_string(::getpid()));
       {
         std::ofstream out(path, std::ios::binary);
@@ -170,6 +181,17 @@ int main(int argc, char** argv) {
       file.emplace(std::move(*mf));
       for (int c = 0; c < copies; ++c)
         wp.push_back(reinterpret_cast<const uint8_t*>(file->bytes().data()) + static_cast<size_t>(c) * wbytes);
+    } else if (memory == "huge") {
+      region = ghostd::runtime::cpu::HostRegion(wbytes * static_cast<size_t>(copies));
+      if (region.data() == nullptr) {
+        std::fprintf(stderr, "cannot allocate %zu bytes\n", wbytes * static_cast<size_t>(copies));
+        return 1;
+      }
+      for (int c = 0; c < copies; ++c) {
+        auto* dst = static_cast<uint8_t*>(region.data()) + static_cast<size_t>(c) * wbytes;
+        std::memcpy(dst, w[0].data(), wbytes);
+        wp.push_back(dst);
+      }
     } else {
       for (int c = 1; c < copies; ++c) w.push_back(w[0]);
       for (const auto& v : w) wp.push_back(v.data());

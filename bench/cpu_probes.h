@@ -14,14 +14,21 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/cpu/host_memory.h"
+
 namespace ghostd::bench {
 
 // GB/s of `threads` threads each reading its part of a `bytes` buffer (far
 // larger than the caches), summing 64-bit words so no pass is skipped; the
-// best of `passes` after a pass that faults the pages in.
-inline double probe_read_bandwidth(int threads, size_t bytes, int passes = 3) {
+// best of `passes` after a pass that faults the pages in. The buffer is on
+// 2 MiB pages where the kernel grants them, as the CPU backend's weights are:
+// the machine's limit. huge_pages = false reads malloc'd memory instead.
+inline double probe_read_bandwidth(int threads, size_t bytes, int passes = 3, bool huge_pages = true) {
   const size_t words = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  ghostd::runtime::cpu::HostRegion region(huge_pages ? words * sizeof(uint64_t) : 0);
+  std::unique_ptr<uint64_t[]> small(huge_pages ? nullptr : new uint64_t[words]);
+  auto* buf = huge_pages ? static_cast<uint64_t*>(region.data()) : small.get();
+  if (buf == nullptr) return 0;
   for (size_t i = 0; i < words; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
   volatile uint64_t sink = 0;
   double best = 0;

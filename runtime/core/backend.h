@@ -257,8 +257,18 @@ class Backend {
   }
 };
 
+// Where the CPU backend keeps weights. kMapped reads them in place from the
+// mapped model file (no copy; the page cache's 4 KiB pages). kHugePages
+// copies them at load into anonymous memory on 2 MiB pages
+// (runtime/cpu/host_memory.h): fewer TLB misses and prefetcher restarts per
+// decode step, for twice the load time and, during the load, twice the
+// resident memory (docs/benchmarks.md has the figures that keep it opt-in).
+// GHOSTD_CPU_WEIGHTS=mapped|huge overrides the option.
+enum class CpuWeightMemory { kMapped, kHugePages };
+
 struct CpuBackendOptions {
   int threads = 0;  // 0 = all hardware threads
+  CpuWeightMemory weights = CpuWeightMemory::kMapped;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});

@@ -11,6 +11,7 @@
 #include "runtime/core/argmax.h"
 #include "runtime/core/backend.h"
 #include "runtime/cpu/gemm.h"
+#include "runtime/cpu/host_memory.h"
 #include "runtime/cpu/thread_pool.h"
 #include "runtime/parallel/communicator.h"
 
@@ -23,8 +24,15 @@ namespace {
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& opts)
-      : pool_(opts.threads), kernels_(cpu::select_kernels()) {
-    spdlog::debug("cpu backend: {} threads, {} kernels", pool_.size(), kernels_.isa);
+      : pool_(opts.threads), kernels_(cpu::select_kernels()), weights_(opts.weights) {
+    if (const char* env = std::getenv("GHOSTD_CPU_WEIGHTS")) {
+      const std::string_view v(env);
+      if (v == "mapped") weights_ = CpuWeightMemory::kMapped;
+      else if (v == "huge") weights_ = CpuWeightMemory::kHugePages;
+      else spdlog::warn("GHOSTD_CPU_WEIGHTS={}: expected mapped or huge; ignored", v);
+    }
+    spdlog::debug("cpu backend: {} threads, {} kernels, weights {}", pool_.size(), kernels_.isa,
+                  weights_ == CpuWeightMemory::kMapped ? "read in place" : "copied into huge pages");
   }
 
   std::string name() const override { return std::string("cpu-") + kernels_.isa; }
@@ -56,9 +64,18 @@ class CpuBackend : public Backend {
     if (w.cols % dtype_block_elems(w.dtype) != 0)
       return Error{"tensor " + t.name + ": " + dtype_name(w.dtype) + " rows must be a multiple of " +
                    std::to_string(dtype_block_elems(w.dtype)) + " elements"};
-    if (t.nbytes < dtype_bytes(w.dtype, w.rows * w.cols))
+    const size_t bytes = dtype_bytes(w.dtype, w.rows * w.cols);
+    if (t.nbytes < bytes)
       return Error{"tensor " + t.name + ": " + std::to_string(t.nbytes) + " bytes, expected " +
-                   std::to_string(dtype_bytes(w.dtype, w.rows * w.cols))};
+                   std::to_string(bytes)};
+    if (weights_ == CpuWeightMemory::kHugePages) {
+      void* dst = arena_place(bytes);
+      if (dst == nullptr)
+        return Error{"cpu backend: out of memory copying tensor " + t.name + " (" + std::to_string(bytes) +
+                     " bytes)"};
+      cpu::parallel_copy(dst, t.data, bytes, pool_.size());
+      w.data = dst;
+    }
     return w;
   }
 
@@ -389,10 +406,36 @@ class CpuBackend : public Backend {
     }
   }
 
+  // Room for `bytes` of weights in the huge-page arena, 64-byte aligned:
+  // tensors are packed into 64 MiB regions (a large one gets its own), so
+  // small tensors share huge pages too.
+  void* arena_place(size_t bytes) {
+    constexpr size_t kRegion = size_t{64} << 20;
+    const size_t need = (bytes + 63) / 64 * 64;
+    if (arena_.empty() || arena_used_ + need > arena_.back().size()) {
+      cpu::HostRegion r(std::max(need, kRegion));
+      if (r.data() == nullptr) return nullptr;
+      if (!r.huge()) spdlog::debug("cpu backend: huge pages refused for weights; 4 KiB pages used");
+      // A big tensor's own region goes first so the open region keeps its room.
+      if (need > kRegion && !arena_.empty()) {
+        arena_.insert(arena_.end() - 1, std::move(r));
+        return arena_[arena_.size() - 2].data();
+      }
+      arena_.push_back(std::move(r));
+      arena_used_ = 0;
+    }
+    void* p = static_cast<std::byte*>(arena_.back().data()) + arena_used_;
+    arena_used_ += need;
+    return p;
+  }
+
   cpu::ThreadPool pool_;
   std::string fatal_;
   std::vector<float> norm_weight_, norm_bias_, bias_;  // converted one-row weights (engine thread)
   cpu::Kernels kernels_;
+  CpuWeightMemory weights_;
+  std::vector<cpu::HostRegion> arena_;  // copied weights (kHugePages)
+  size_t arena_used_ = 0;               // bytes placed in arena_.back()
 };
 
 }  // namespace

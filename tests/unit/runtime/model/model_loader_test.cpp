@@ -81,3 +81,18 @@ TEST_CASE("load_model: a GGUF with every ggml block type loads in place and batc
   // The logits depend on the tokens (else the comparison would prove little).
   CHECK(std::memcmp(alone.data(), both.data(), vocab * sizeof(float)) != 0);
 }
+
+TEST_CASE("load_model: weights copied into huge pages give the bits of weights read in place") {
+  std::vector<int32_t> a;
+  for (int i = 0; i < 19; ++i) a.push_back(50 + (i * 7919) % 40000);
+  std::vector<float> logits[2];
+  const CpuWeightMemory modes[] = {CpuWeightMemory::kMapped, CpuWeightMemory::kHugePages};
+  for (int m = 0; m < 2; ++m) {
+    auto backend = make_cpu_backend({.threads = 2, .weights = modes[m]});
+    auto loaded = load_model(kMixed, *backend, /*need_tokenizer=*/false);
+    REQUIRE_MESSAGE(loaded.ok(), (loaded.ok() ? "" : loaded.error().message));
+    logits[m] = forward_all(*loaded->model, loaded->config, {a});
+  }
+  REQUIRE(logits[0].size() == logits[1].size());
+  CHECK(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)) == 0);
+}
