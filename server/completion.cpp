@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "server/utf8.h"
 
@@ -39,6 +40,7 @@ struct CompletionCore::Pending {
   std::string heal;  // bytes the completion starts with that the document already has
   std::string document_id;
   std::string prefix_tail;  // the last bytes before the cursor (typed-through)
+  Clock::time_point deadline;
 };
 
 namespace {
@@ -65,14 +67,52 @@ std::string clean_text(std::string s) {
 
 }  // namespace
 
-CompletionCore::CompletionCore(asio::any_io_executor executor, rt::EngineInterface& engine)
-    : executor_(executor), engine_(engine), mailbox_(std::make_shared<Mailbox>(executor)) {}
+CompletionCore::CompletionCore(asio::any_io_executor executor, rt::EngineInterface& engine, PromptPool* prompts)
+    : executor_(executor), engine_(engine), prompts_(prompts), mailbox_(std::make_shared<Mailbox>(executor)) {}
 
 CompletionCore::~CompletionCore() {
   std::vector<Ticket> tickets;
   for (auto& [t, _] : pending_) tickets.push_back(t);
   for (Ticket t : tickets) cancel(t, CompletionOutcome::kCancelled);
   mailbox_->close();
+}
+
+struct CompletionCore::Prepared {
+  rt::CompletionJob job;
+  std::string heal;
+  std::string error;  // set: the prompt could not be built
+  double ms = 0;      // time spent building
+};
+
+CompletionCore::Prepared CompletionCore::prepare(const CompletionInput& input, const ModelInfo& model,
+                                                 const CompletionSettings& settings, const Shown* shown) {
+  const auto begin = Clock::now();
+  Prepared out;
+  PromptInput prompt_in{input.prefix, input.suffix, input.path, {}, input.context};
+  Prompt prompt;
+  try {
+    prompt = build_prompt(model.fim, model.tokenizer, prompt_in, settings.budget);
+    if (settings.use_draft && shown != nullptr)
+      out.job.draft_hint = typed_through(*shown, input.prefix, prompt.heal, model);
+  } catch (const std::exception& e) {
+    out.error = std::string("prompt building failed: ") + e.what();
+    return out;
+  }
+  rt::CompletionJob& job = out.job;
+  job.prompt = std::move(prompt.tokens);
+  job.document_id = input.document_id;
+  job.priority = input.priority;
+  job.tenant = input.tenant;
+  job.session_id = input.session_id;
+  job.cache_salt = input.tenant;  // isolation: no tenant reuses (or times) another's cached KV
+  job.sampling = settings.sampling;
+  job.stop.max_new_tokens = settings.max_tokens;
+  job.stop.stop_token_ids = model.fim.stop_ids;
+  job.use_draft = settings.use_draft;
+  out.heal = prompt.heal;
+  job.required_prefix = std::move(prompt.heal);
+  out.ms = ms_since(begin);
+  return out;
 }
 
 CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_ptr<const ModelInfo> model,
@@ -82,45 +122,59 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   auto p = std::make_unique<Pending>();
   p->done = std::move(done);
   p->model = model;
-  p->line_prefix = std::move(input.line_prefix);
+  p->line_prefix = input.line_prefix;
   p->suffix = input.suffix;
   p->post = settings.post;
   p->document_id = input.document_id;
   p->prefix_tail = input.prefix.substr(input.prefix.size() - std::min(input.prefix.size(), kShownTail));
+  // The deadline runs from the request, prompt building included.
+  p->deadline = Clock::now() + settings.deadline;
+  p->timer = std::make_unique<asio::steady_timer>(executor_, settings.deadline + kDeadlineGrace);
+  std::weak_ptr<int> alive = alive_;
+  p->timer->async_wait([this, alive, ticket](const asio::error_code& ec) {
+    if (!ec && alive.lock()) on_deadline(ticket);
+  });
+  std::optional<Shown> shown;
+  if (auto it = shown_.find(input.document_id); it != shown_.end() && !it->second.text.empty()) shown = it->second;
+  p->server_ms = ms_since(begin);
+  pending_[ticket] = std::move(p);
 
-  PromptInput prompt_in{input.prefix, input.suffix, input.path, {}, std::move(input.context)};
-  Prompt prompt;
-  try {
-    prompt = build_prompt(model->fim, model->tokenizer, prompt_in, settings.budget);
-  } catch (const std::exception& e) {
-    CompletionOutput out;
-    out.outcome = CompletionOutcome::kError;
-    out.error = std::string("prompt building failed: ") + e.what();
-    p->done(std::move(out));
+  if (prompts_ == nullptr) {
+    submit_prepared(ticket, prepare(input, *model, settings, shown ? &*shown : nullptr));
     return ticket;
   }
-  p->prompt_tokens = static_cast<int>(prompt.tokens.size());
-  p->heal = prompt.heal;
+  // The task owns copies of everything it reads; its result comes back
+  // through the mailbox and is dropped if the completion ended meanwhile.
+  auto mailbox = mailbox_;
+  const uint64_t session = input.session_id;
+  prompts_->submit(session, [this, alive, mailbox, ticket, input = std::move(input), model = std::move(model),
+                             settings, shown = std::move(shown)]() mutable {
+    Prepared prepared = prepare(input, *model, settings, shown ? &*shown : nullptr);
+    mailbox->post([this, alive, ticket, prepared = std::move(prepared)]() mutable {
+      if (alive.lock()) submit_prepared(ticket, std::move(prepared));
+    });
+  });
+  return ticket;
+}
 
-  rt::CompletionJob job;
-  job.prompt = std::move(prompt.tokens);
-  job.document_id = input.document_id;
-  job.priority = input.priority;
-  job.tenant = input.tenant;
-  job.session_id = input.session_id;
-  job.cache_salt = input.tenant;  // isolation: no tenant reuses (or times) another's cached KV
-  job.deadline = Clock::now() + settings.deadline;
-  job.sampling = settings.sampling;
-  job.stop.max_new_tokens = settings.max_tokens;
-  job.stop.stop_token_ids = model->fim.stop_ids;
-  job.use_draft = settings.use_draft;
-  if (settings.use_draft) job.draft_hint = typed_through(input.document_id, input.prefix, prompt.heal, *model);
-  job.required_prefix = std::move(prompt.heal);
+void CompletionCore::submit_prepared(Ticket ticket, Prepared prepared) {
+  auto it = pending_.find(ticket);
+  if (it == pending_.end()) return;  // cancelled, superseded or expired while its prompt was built
+  Pending& p = *it->second;
+  if (!prepared.error.empty()) {
+    finish(ticket, CompletionOutcome::kError, {}, {}, std::move(prepared.error));
+    return;
+  }
+  p.server_ms += prepared.ms;
+  p.prompt_tokens = static_cast<int>(prepared.job.prompt.size());
+  p.heal = std::move(prepared.heal);
+  rt::CompletionJob job = std::move(prepared.job);
+  job.deadline = p.deadline;
 
   // Callbacks run on the engine thread: they only post back here.
   std::weak_ptr<int> alive = alive_;
   auto mailbox = mailbox_;
-  auto stop = p->stop;
+  auto stop = p.stop;
   rt::JobCallbacks cb;
   cb.on_tokens = [this, alive, mailbox, stop, ticket](const std::vector<int32_t>& tokens) {
     if (stop->load(std::memory_order_relaxed)) return false;
@@ -134,23 +188,12 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
       if (alive.lock()) on_done(ticket, std::move(result));
     });
   };
-  p->timer = std::make_unique<asio::steady_timer>(executor_, settings.deadline + kDeadlineGrace);
-  p->timer->async_wait([this, alive, ticket](const asio::error_code& ec) {
-    if (!ec && alive.lock()) on_deadline(ticket);
-  });
-  p->server_ms = ms_since(begin);
-  p->submitted = Clock::now();
-  Pending& ref = *p;
-  pending_[ticket] = std::move(p);
-  ref.job = engine_.submit(std::move(job), std::move(cb));
-  return ticket;
+  p.submitted = Clock::now();
+  p.job = engine_.submit(std::move(job), std::move(cb));
 }
 
-std::vector<int32_t> CompletionCore::typed_through(const std::string& document_id, const std::string& prefix,
-                                                   const std::string& heal, const ModelInfo& model) const {
-  auto it = shown_.find(document_id);
-  if (it == shown_.end() || it->second.text.empty()) return {};
-  const Shown& s = it->second;
+std::vector<int32_t> CompletionCore::typed_through(const Shown& s, const std::string& prefix, const std::string& heal,
+                                                   const ModelInfo& model) {
   // The cursor moved forward over t bytes of the last completion: the
   // prefix now ends with the old tail plus those bytes. The longest such t.
   const size_t max_t = std::min(s.text.size() - 1, kMaxTypedThrough);
@@ -202,7 +245,7 @@ void CompletionCore::on_deadline(Ticket t) {
   spdlog::debug("completion {} past its deadline; answering with {} streamed tokens", t, it->second->streamed.size());
   std::vector<int32_t> tokens = it->second->streamed;
   it->second->stop->store(true);
-  engine_.cancel(it->second->job);
+  if (it->second->job != 0) engine_.cancel(it->second->job);  // 0: its prompt is still being built
   finish(t, CompletionOutcome::kExpired, tokens, {}, {});
 }
 
@@ -210,7 +253,7 @@ void CompletionCore::cancel(Ticket t, CompletionOutcome why) {
   auto it = pending_.find(t);
   if (it == pending_.end()) return;
   it->second->stop->store(true);
-  engine_.cancel(it->second->job);
+  if (it->second->job != 0) engine_.cancel(it->second->job);
   finish(t, why, {}, {}, {});
 }
 
@@ -225,7 +268,7 @@ void CompletionCore::finish(Ticket t, CompletionOutcome outcome, const std::vect
   out.outcome = outcome;
   out.error = std::move(error);
   out.metrics = metrics;
-  if (out.metrics.total_ms == 0) out.metrics.total_ms = ms_since(p.submitted);
+  if (out.metrics.total_ms == 0 && p.job != 0) out.metrics.total_ms = ms_since(p.submitted);
   if (out.metrics.generated_tokens == 0) out.metrics.generated_tokens = static_cast<int>(tokens.size());
   out.prompt_tokens = p.prompt_tokens;
   if (!tokens.empty() && (outcome == CompletionOutcome::kOk || outcome == CompletionOutcome::kExpired)) {

@@ -18,6 +18,7 @@
 #include "server/model_state.h"
 #include "server/postprocess.h"
 #include "server/prompt.h"
+#include "server/prompt_pool.h"
 
 namespace ghostd::server {
 
@@ -64,12 +65,17 @@ class CompletionCore {
   // answers with what has streamed in.
   static constexpr std::chrono::milliseconds kDeadlineGrace{100};
 
-  CompletionCore(asio::any_io_executor executor, ghostd::runtime::EngineInterface& engine);
+  // With a pool, prompts are built on its threads (queued under
+  // `input.session_id`) and jobs submitted when they are ready; without one,
+  // inside start(). The pool must outlive the core.
+  CompletionCore(asio::any_io_executor executor, ghostd::runtime::EngineInterface& engine,
+                 PromptPool* prompts = nullptr);
   ~CompletionCore();
   CompletionCore(const CompletionCore&) = delete;
   CompletionCore& operator=(const CompletionCore&) = delete;
 
-  // Builds the prompt and submits the job; `done` runs exactly once, on the executor.
+  // Builds the prompt and submits the job (or has the pool build it); `done`
+  // runs exactly once, on the executor.
   Ticket start(CompletionInput input, std::shared_ptr<const ModelInfo> model, const CompletionSettings& settings,
                Done done);
   // Ends a completion now with `why` and an empty text, and cancels its job.
@@ -78,6 +84,7 @@ class CompletionCore {
 
  private:
   struct Pending;
+  struct Prepared;
   // Typed-through: the last completion of each document (its text before
   // post-processing) and the bytes before the cursor then. When the next
   // request's prefix shows the user typed the start of it, the rest becomes
@@ -90,8 +97,13 @@ class CompletionCore {
   static constexpr size_t kMaxTypedThrough = 1024;
   static constexpr size_t kMaxHintTokens = 256;
   static constexpr size_t kMaxShownDocuments = 1024;
-  std::vector<int32_t> typed_through(const std::string& document_id, const std::string& prefix,
-                                     const std::string& heal, const ModelInfo& model) const;
+  // The draft hint when `prefix` typed through the start of `shown`.
+  static std::vector<int32_t> typed_through(const Shown& shown, const std::string& prefix, const std::string& heal,
+                                            const ModelInfo& model);
+  // The prompt, its job and the hint: on the event loop or a pool thread.
+  static Prepared prepare(const CompletionInput& input, const ModelInfo& model, const CompletionSettings& settings,
+                          const Shown* shown);
+  void submit_prepared(Ticket t, Prepared prepared);
   void remember_shown(const std::string& document_id, std::string tail, const std::string& text);
   void on_tokens(Ticket t, std::vector<int32_t> tokens);
   void on_done(Ticket t, ghostd::runtime::JobResult result);
@@ -101,6 +113,7 @@ class CompletionCore {
 
   asio::any_io_executor executor_;
   ghostd::runtime::EngineInterface& engine_;
+  PromptPool* prompts_;  // may be null
   std::unordered_map<Ticket, std::unique_ptr<Pending>> pending_;
   std::shared_ptr<Mailbox> mailbox_;     // engine callbacks post through it; closed on destruction
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted work checks it before touching *this

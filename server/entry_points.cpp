@@ -38,6 +38,14 @@ constexpr std::chrono::seconds kDrainTimeout{3};
 // A failed accept (e.g. out of file descriptors) is retried after this.
 constexpr std::chrono::milliseconds kAcceptRetry{100};
 
+// The prompt builders of all sessions (--prompt-threads; none: on the loop).
+// Declared after the io_context and before the sessions, so that it is
+// destroyed after them and before the loop.
+std::unique_ptr<PromptPool> make_prompt_pool(const ServerOptions& options) {
+  if (options.prompt_threads <= 0) return nullptr;
+  return std::make_unique<PromptPool>(options.prompt_threads);
+}
+
 std::unique_ptr<MetricsLog> open_metrics(const ServerOptions& options) {
   if (options.metrics_log.empty()) return nullptr;
   auto m = MetricsLog::open(options.metrics_log, std::chrono::seconds(options.metrics_summary_s));
@@ -53,8 +61,8 @@ std::unique_ptr<MetricsLog> open_metrics(const ServerOptions& options) {
 class Sessions {
  public:
   Sessions(const ServerOptions& options, rt::EngineInterface& engine, ModelState& model, MetricsLog* metrics,
-           const TokenTable* tokens)
-      : options_(options), engine_(engine), model_(model), metrics_(metrics), tokens_(tokens) {}
+           const TokenTable* tokens, PromptPool* prompts)
+      : options_(options), engine_(engine), model_(model), metrics_(metrics), tokens_(tokens), prompts_(prompts) {}
 
   template <class Socket>
   void add(Socket socket, std::string peer) {
@@ -70,6 +78,7 @@ class Sessions {
     context.peer = std::move(peer);
     context.tokens = tokens_;
     context.throttle = tokens_ ? &throttle_ : nullptr;
+    context.prompts = prompts_;
     spdlog::debug("session {} from {}", context.id, context.peer);
     it->server =
         std::make_unique<LspServer>(*it->transport, engine_, model_, options_, metrics_, std::move(context));
@@ -102,6 +111,7 @@ class Sessions {
   ModelState& model_;
   MetricsLog* metrics_;       // may be null; owned by run_lsp_socket's frame
   const TokenTable* tokens_;  // may be null; owned by run_lsp_socket's frame
+  PromptPool* prompts_;       // may be null; owned by run_lsp_socket's frame
   AuthThrottle throttle_;
   std::list<Session> list_;
   uint64_t next_id_ = 1;
@@ -254,10 +264,12 @@ void run_and_drain(asio::io_context& io, const bool& shutting_down) {
 int run_lsp_stdio(const ServerOptions& options, rt::EngineInterface& engine, ModelState& model) {
   asio::io_context io;
   auto metrics = open_metrics(options);
+  auto prompts = make_prompt_pool(options);
   int code = 1;
   {
     auto transport = make_stdio_transport(io.get_executor(), options.max_message_bytes);
-    LspServer server(*transport, engine, model, options, metrics.get(), SessionContext{.id = 1});
+    LspServer server(*transport, engine, model, options, metrics.get(),
+                     SessionContext{.id = 1, .prompts = prompts.get()});
     asio::signal_set signals(io, SIGINT, SIGTERM);
     bool shutting_down = false;
     // The handlers below capture locals of this block by reference: the loop
@@ -319,7 +331,8 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
   }
   const std::chrono::milliseconds handshake_timeout(options.handshake_timeout_ms);
   auto metrics = open_metrics(options);
-  Sessions sessions(options, engine, model, metrics.get(), tokens ? &*tokens : nullptr);
+  auto prompts = make_prompt_pool(options);
+  Sessions sessions(options, engine, model, metrics.get(), tokens ? &*tokens : nullptr, prompts.get());
   std::optional<Listener<asio::ip::tcp::acceptor>> tcp;
   std::optional<Listener<asio::local::stream_protocol::acceptor>> unix_socket;
   asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -56,7 +56,7 @@ LspServer::LspServer(Transport& transport, rt::EngineInterface& engine, ModelSta
       options_(std::move(options)),
       metrics_(metrics),
       dispatcher_([this](std::string body) { transport_.send(std::move(body)); }),
-      core_(transport.executor(), engine),
+      core_(transport.executor(), engine, context.prompts),
       context_(std::move(context)),
       request_rate_(options_.max_requests_per_second),
       first_message_timer_(transport.executor()),

@@ -33,6 +33,7 @@ struct SessionContext {
   std::string peer;     // the remote address, for logs and the throttle
   const TokenTable* tokens = nullptr;  // set: the first message must be initialize with a valid token
   AuthThrottle* throttle = nullptr;    // set with tokens
+  PromptPool* prompts = nullptr;       // set: prompts are built there, off the event loop
 };
 
 // Thread-safety: not thread-safe; lives on its transport's executor.

@@ -65,7 +65,9 @@ const char* server_options_help() {
          "  --max-open-documents N   open documents per session (1000)\n"
          "  --max-document-bytes N   bytes of all open documents of a session (268435456)\n"
          "  --max-requests-in-flight N  unanswered completion requests per session (64)\n"
-         "  --max-requests-per-second N completion requests per session per second, bursts of N (0 = no limit)\n";
+         "  --max-requests-per-second N completion requests per session per second, bursts of N (0 = no limit)\n"
+         "  --prompt-threads N       threads that tokenize prompts, for all sessions, round-robin between them\n"
+         "                           (1; 0 = on the event loop)\n";
 }
 
 namespace {
@@ -102,7 +104,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
         "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight",
         "--max-requests-per-second", "--speculation",    "--max-draft",         "--tensor-parallel", "--devices",
-        "--replicas",       "--draft-trees"};
+        "--replicas",       "--draft-trees",       "--prompt-threads"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name == "--insecure") {
       if (flag != name) return Error{"--insecure takes no value"};
@@ -210,6 +212,8 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       s = int_flag(o.max_requests_in_flight, 1, 1 << 20);
     } else if (flag == "--max-requests-per-second") {
       s = int_flag(o.max_requests_per_second, 0, 1 << 20);
+    } else if (flag == "--prompt-threads") {
+      s = int_flag(o.prompt_threads, 0, 64);
     } else {
       return Error{"unknown flag " + std::string(flag) + " (see --help)"};
     }

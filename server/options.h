@@ -60,6 +60,7 @@ struct ServerOptions {
   size_t max_document_bytes = 256u << 20;  // --max-document-bytes: all open documents of a session together
   int max_requests_in_flight = 64;         // --max-requests-in-flight per session
   int max_requests_per_second = 0;         // --max-requests-per-second: completion requests per session (0 = no limit)
+  int prompt_threads = 1;  // --prompt-threads: threads that build prompts, shared by all sessions (0 = the event loop)
 
   bool tls() const { return !tls_cert.empty(); }
 };

@@ -96,7 +96,7 @@ case "$out" in *"cuda:6"*) echo "ok   missing GPU message names the device";; *)
 # Remote serving: every new flag is in serve --help; unsafe setups are refused with the reason.
 out=$("$ghostd" serve --help 2>&1)
 for flag in "--model NAME=PATH" --tensor-parallel --devices --tls-cert --tls-key --token-file --insecure --handshake-timeout-ms \
-            --idle-timeout-s --max-open-documents --max-document-bytes --max-requests-in-flight --max-requests-per-second; do
+            --idle-timeout-s --max-open-documents --max-document-bytes --max-requests-in-flight --max-requests-per-second --prompt-threads; do
   case "$out" in *"$flag"*) echo "ok   serve --help lists $flag";; *) echo "FAIL serve --help lacks $flag"; fails=$((fails + 1));; esac
 done
 out=$("$ghostd" connect --help 2>&1); rc=$?

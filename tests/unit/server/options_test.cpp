@@ -88,8 +88,9 @@ TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
                   "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--token-file", "t", "--insecure",
                   "--handshake-timeout-ms", "500", "--idle-timeout-s", "60", "--max-open-documents", "5",
                   "--max-document-bytes", "4096", "--max-requests-in-flight", "3",
-                  "--max-requests-per-second", "20"});
+                  "--max-requests-per-second", "20", "--prompt-threads", "3"});
   REQUIRE(o.ok());
+  CHECK(o->prompt_threads == 3);
   CHECK(o->model == "base.gguf");
   REQUIRE(o->named_models.size() == 2);
   CHECK(*find_named_model(*o, "small") == "/m/small");
@@ -127,6 +128,7 @@ TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
       {{"--model", "a="}, "--model a=: missing the path after '='"},
       {{"--insecure=yes"}, "--insecure takes no value"},
       {{"--max-requests-in-flight", "0"}, "--max-requests-in-flight: expected an integer in [1, 1048576], got '0'"},
+      {{"--prompt-threads", "65"}, "--prompt-threads: expected an integer in [0, 64], got '65'"},
   };
   for (const auto& b : bad) {
     auto r = parse(b.args);
