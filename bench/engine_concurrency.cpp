@@ -7,7 +7,14 @@
 //   bench_engine_concurrency --model PATH [--editors 1,4,16] [--tokens 32]
 //       [--source runtime/engine/scheduler.cpp] [--prompt 300] [--requests 8]
 //       [--threads N] [--device cpu|cuda] [--kv-mb 256] [--no-drafts]
-//       [--draft-model PATH] [--speculation lookup,suffix,model]
+//       [--draft-model PATH] [--speculation lookup,suffix,model] [--check-tokens]
+//
+// --check-tokens: greedy exactness on this backend. Every editor of the first
+// --editors run is also in the later ones (same document, same keystrokes),
+// so its completions must be the same tokens alone and batched with the
+// others; one more run of the first count with a fresh cache salt per
+// request (no prefix reuse: every prompt prefilled from scratch) must give
+// them too. A difference is printed and the exit code is 1.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -42,13 +49,14 @@ struct Args {
   bool drafts = true;
   std::string draft_model;
   bool lookup = true, suffix = true, use_model = true;
+  bool check_tokens = false;
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "%s\nusage: bench_engine_concurrency --model PATH [--editors 1,4,16] [--tokens 32]\n"
                "  [--source FILE] [--prompt 300] [--requests 8] [--threads N] [--device cpu|cuda] [--kv-mb 256] "
-               "[--no-drafts] [--draft-model PATH] [--speculation lookup,suffix,model]\n",
+               "[--no-drafts] [--draft-model PATH] [--speculation lookup,suffix,model] [--check-tokens]\n",
                msg);
   std::exit(2);
 }
@@ -85,8 +93,12 @@ Args parse(int argc, char** argv) {
       a.drafts = false;
     else if (k == "--draft-model")
       a.draft_model = val();
+    else if (k == "--check-tokens")
+      a.check_tokens = true;
     else if (k == "--speculation") {
-      const std::string v = "," + val() + ",";
+      std::string v = ",";  // not "," + val(): GCC 12 at -O3 reports a false -Wrestrict on it
+      v += val();
+      v += ",";
       a.lookup = v.find(",lookup,") != std::string::npos;
       a.suffix = v.find(",suffix,") != std::string::npos;
       a.use_model = v.find(",model,") != std::string::npos;
@@ -112,6 +124,7 @@ struct Figures {
   double warm_reuse = 0, warm_ttft_p50 = 0, warm_ttft_p99 = 0;
   double drafts_accepted = 0;
   int max_batch = 0;
+  std::vector<std::vector<std::vector<int32_t>>> outputs;  // [editor][request]: the completion's tokens
 };
 
 // One closed-loop editor: waits for each completion before the next keystroke.
@@ -120,9 +133,12 @@ struct Editor {
   long generated = 0, prompt_tokens = 0, reused = 0, proposed = 0, accepted = 0;
   long warm_prompt = 0, warm_reused = 0;  // keystrokes after the first request
   int max_batch = 0;
+  std::vector<std::vector<int32_t>> outputs;
 };
 
-Figures run(const Args& a, Model& model, Model* draft, const std::vector<int32_t>& source, int editors) {
+// fresh: every request gets its own cache salt, so nothing is reused.
+Figures run(const Args& a, Model& model, Model* draft, const std::vector<int32_t>& source, int editors,
+            bool fresh = false) {
   EngineOptions o;
   o.kv_memory_bytes = a.kv_mb << 20;
   o.speculate = a.drafts;
@@ -148,6 +164,7 @@ Figures run(const Args& a, Model& model, Model* draft, const std::vector<int32_t
         job.prompt.assign(source.begin() + static_cast<long>(start),
                           source.begin() + static_cast<long>(end));
         job.document_id = "editor" + std::to_string(e);
+        if (fresh) job.cache_salt = "fresh" + std::to_string(e) + "." + std::to_string(r);
         job.stop.max_new_tokens = a.tokens;
         std::mutex mu;
         std::condition_variable cv;
@@ -164,6 +181,7 @@ Figures run(const Args& a, Model& model, Model* draft, const std::vector<int32_t
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return done; });
         const JobMetrics& m = result.metrics;
+        ed.outputs.push_back(result.status == JobStatus::kFinished ? result.tokens : std::vector<int32_t>{-1});
         ed.ttft_ms.push_back(m.ttft_ms);
         if (m.generated_tokens > 1) {
           ed.tpt_ms.push_back((m.total_ms - m.ttft_ms) / (m.generated_tokens - 1));
@@ -204,6 +222,7 @@ Figures run(const Args& a, Model& model, Model* draft, const std::vector<int32_t
     proposed += ed.proposed;
     accepted += ed.accepted;
     f.max_batch = std::max(f.max_batch, ed.max_batch);
+    f.outputs.push_back(ed.outputs);
   }
   f.tpt_p50 = percentile(tpt, 0.5);
   f.tpt_p99 = percentile(tpt, 0.99);
@@ -288,5 +307,29 @@ int main(int argc, char** argv) {
           all[i].tokens_per_s / all[0].tokens_per_s, all[i].ttft_p50 / all[0].ttft_p50);
     }
   }
-  return 0;
+  if (!a.check_tokens) return 0;
+  // The first run's editors against their runs beside others, and against a
+  // run of the first count without prefix reuse.
+  Figures fresh = run(a, *loaded->model, draft_model, source, all[0].editors, /*fresh=*/true);
+  std::printf("\ngreedy tokens of the %d editor(s) of the first run (%d completions each):\n", all[0].editors,
+              a.requests);
+  int failures = 0;
+  auto compare = [&](const Figures& other, const std::string& what) {
+    int same = 0, total = 0;
+    for (size_t e = 0; e < all[0].outputs.size(); ++e) {
+      for (size_t r = 0; r < all[0].outputs[e].size(); ++r) {
+        ++total;
+        const auto& ref = all[0].outputs[e][r];
+        if (ref != std::vector<int32_t>{-1} && e < other.outputs.size() && r < other.outputs[e].size() &&
+            other.outputs[e][r] == ref)
+          ++same;
+      }
+    }
+    std::printf("  %s: %d of %d identical%s\n", what.c_str(), same, total, same == total ? "" : "  DIFFER");
+    if (same != total) ++failures;
+  };
+  for (size_t i = 1; i < all.size(); ++i)
+    compare(all[i], "batched with " + std::to_string(all[i].editors - 1) + " other editor(s)");
+  compare(fresh, "every prompt prefilled fresh (no prefix reuse)");
+  return failures == 0 ? 0 : 1;
 }

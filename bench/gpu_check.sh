@@ -2,8 +2,11 @@
 # The one prepared GPU check: configure and build ghostd with the CUDA backend
 # (Release), run the GPU-labelled unit tests and the backend op-consistency
 # test, the op benchmark (bench_gpu_ops, no model needed), then the GPU
-# forward benchmark (with a CUDA-vs-CPU logits check) on a model. Logs go to
-# $OUT (5 files). Aims at ~5 minutes on 16 cores.
+# forward benchmark (with a CUDA-vs-CPU logits check) on a model, the engine
+# under 1 to 32 editors (time per token, keystroke TTFT on 4,096 cached
+# tokens, greedy tokens alone / batched / without prefix reuse), speculation
+# and tensor parallelism. Logs go to $OUT (one file per phase). Aims at ~8
+# minutes on 16 cores.
 #
 #   OUT=/some/dir bench/gpu_check.sh [MODEL_DIR]
 #
@@ -19,7 +22,7 @@ mkdir -p "$OUT"
 BUILD=${BUILD:-$ROOT/build-gpu}
 JOBS=${JOBS:-$(nproc)}
 MODEL=${1:-${GHOSTD_MODEL:-}}
-PHASES=" ${PHASES:-build tests ops bench spec tp} "   # run a subset: PHASES="build tests"
+PHASES=" ${PHASES:-build tests ops bench engine spec tp} "   # run a subset: PHASES="build tests"
 want() { [[ "$PHASES" == *" $1 "* ]]; }
 status=0
 step() { printf '\n==== %s (%s)\n' "$*" "$(date +%T)"; }
@@ -55,6 +58,7 @@ want build && {
   ninja -C "$BUILD" -j"$JOBS" bench_gpu_ops || fail "build bench_gpu_ops"
   ninja -C "$BUILD" -j"$JOBS" bench_gpu_forward || fail "build bench_gpu_forward"
   ninja -C "$BUILD" -j"$JOBS" ghostd || fail "build ghostd"
+  ninja -C "$BUILD" -j"$JOBS" bench_engine_concurrency || fail "build bench_engine_concurrency"
 } 2>&1 | tee "$OUT/build.log"
 want build && { grep -q '^FAILED' "$OUT/build.log" && status=1; }
 
@@ -84,13 +88,15 @@ want ops && grep -q '^FAILED' "$OUT/ops.log" && status=1
 
 want bench && {
   if [ -z "$MODEL" ]; then
-    MODEL=${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b
+    # 8,192 positions: the engine phase's keystrokes sit on 4,096 cached tokens.
+    MODEL=${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b-8k
     if [ -f "$MODEL/config.json" ]; then
       echo "reusing $MODEL"
     elif [ -f tools/make_random_model.py ]; then
       step "generate a random 1.5B Qwen2-shaped bf16 model"
       timeout 240 python3 tools/make_random_model.py --arch qwen2 --out "$MODEL" --hidden 1536 \
         --layers 28 --heads 12 --kv-heads 2 --intermediate 8960 --vocab 151936 --tokenizer-vocab 1024 --dtype bf16 --tied \
+        --max-pos 8192 \
         || { fail "make_random_model"; MODEL=; }
     else
       echo "no model given and no tools/make_random_model.py: benchmark skipped"
@@ -108,6 +114,33 @@ want bench && {
   fi
 } 2>&1 | tee "$OUT/bench.log"
 want bench && grep -q '^FAILED' "$OUT/bench.log" && status=1
+
+# The engine under concurrent editors (closed loop, one keystroke of 1-4
+# tokens per request): per-user time per token at 32 editors against 1 (target
+# <= 2x), keystroke TTFT ("kttft", <= 8 new tokens on 4,096 cached; target
+# <= 5 ms p50 on the 1.5B shape), and greedy tokens identical alone, batched
+# with 31 others and with every prompt prefilled fresh (--check-tokens: exit 1
+# on a difference), on the bundled model and on the 1.5B shape.
+want engine && {
+  eng=$BUILD/bench/bench_engine_concurrency
+  eng_model=${MODEL:-${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b-8k}  # the bench phase's (it runs in a subshell)
+  [ -f "$eng_model/config.json" ] || [ -f "$eng_model" ] || eng_model=
+  if [ ! -x "$eng" ]; then
+    fail "bench_engine_concurrency was not built"
+  else
+    step "engine: bundled model, 1 and 32 editors, greedy tokens checked"
+    timeout 180 "$eng" --model models/qwen2-code-small --device cuda --editors 1,32 --tokens 32 --requests 8 \
+      --prompt 300 --kv-mb 4096 --check-tokens || fail "engine, bundled model"
+    if [ -n "$eng_model" ]; then
+      step "engine: 1.5B shape, 1, 8 and 32 editors on 4,096 cached tokens, greedy tokens checked"
+      timeout 300 "$eng" --model "$eng_model" --device cuda --editors 1,8,32 --tokens 32 --requests 8 \
+        --prompt 4096 --source runtime/engine/engine.cpp --kv-mb 16384 --check-tokens || fail "engine, 1.5B shape"
+    else
+      echo "engine: no 1.5B model (the bench phase makes one); skipped"
+    fi
+  fi
+} 2>&1 | tee "$OUT/engine.log"
+want engine && grep -q '^FAILED' "$OUT/engine.log" && status=1
 
 # Speculation on CUDA with the bundled pair: each proposer against off, draft
 # trees against chains, one editor and eight at once, greedy completions
@@ -128,7 +161,7 @@ want spec && grep -q '^FAILED' "$OUT/spec.log" && status=1
 want tp && {
   step "tensor parallel: ghostd generate on 1 and 2 GPUs"
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-  tp_model=${MODEL:-${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b}  # the bench phase's (it runs in a subshell)
+  tp_model=${MODEL:-${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b-8k}  # the bench phase's (it runs in a subshell)
   [ -f "$tp_model/config.json" ] || [ -f "$tp_model" ] || tp_model=
   if [ "${gpus:-0}" -lt 2 ] || [ -z "$tp_model" ]; then
     echo "tp: skipped (${gpus:-0} GPUs, model '${tp_model}')"
