@@ -84,11 +84,12 @@ struct CompletionCore::Prepared {
   double ms = 0;      // time spent building
 };
 
-CompletionCore::Prepared CompletionCore::prepare(const CompletionInput& input, const ModelInfo& model,
+CompletionCore::Prepared CompletionCore::prepare(CompletionInput input, const ModelInfo& model,
                                                  const CompletionSettings& settings, const Shown* shown) {
   const auto begin = Clock::now();
   Prepared out;
-  PromptInput prompt_in{input.prefix, input.suffix, input.path, {}, input.context};
+  // The other documents move into the prompt input: no copy per keystroke.
+  PromptInput prompt_in{input.prefix, input.suffix, std::move(input.path), {}, std::move(input.context)};
   Prompt prompt;
   try {
     prompt = build_prompt(model.fim, model.tokenizer, prompt_in, settings.budget);
@@ -122,7 +123,7 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   auto p = std::make_unique<Pending>();
   p->done = std::move(done);
   p->model = model;
-  p->line_prefix = input.line_prefix;
+  p->line_prefix = std::move(input.line_prefix);  // prepare() does not read it
   p->suffix = input.suffix;
   p->post = settings.post;
   p->document_id = input.document_id;
@@ -140,7 +141,7 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   pending_[ticket] = std::move(p);
 
   if (prompts_ == nullptr) {
-    submit_prepared(ticket, prepare(input, *model, settings, shown ? &*shown : nullptr));
+    submit_prepared(ticket, prepare(std::move(input), *model, settings, shown ? &*shown : nullptr));
     return ticket;
   }
   // The task owns copies of everything it reads; its result comes back
@@ -149,7 +150,7 @@ CompletionCore::Ticket CompletionCore::start(CompletionInput input, std::shared_
   const uint64_t session = input.session_id;
   prompts_->submit(session, [this, alive, mailbox, ticket, input = std::move(input), model = std::move(model),
                              settings, shown = std::move(shown)]() mutable {
-    Prepared prepared = prepare(input, *model, settings, shown ? &*shown : nullptr);
+    Prepared prepared = prepare(std::move(input), *model, settings, shown ? &*shown : nullptr);
     mailbox->post([this, alive, ticket, prepared = std::move(prepared)]() mutable {
       if (alive.lock()) submit_prepared(ticket, std::move(prepared));
     });

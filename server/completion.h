@@ -101,7 +101,7 @@ class CompletionCore {
   static std::vector<int32_t> typed_through(const Shown& shown, const std::string& prefix, const std::string& heal,
                                             const ModelInfo& model);
   // The prompt, its job and the hint: on the event loop or a pool thread.
-  static Prepared prepare(const CompletionInput& input, const ModelInfo& model, const CompletionSettings& settings,
+  static Prepared prepare(CompletionInput input, const ModelInfo& model, const CompletionSettings& settings,
                           const Shown* shown);
   void submit_prepared(Ticket t, Prepared prepared);
   void remember_shown(const std::string& document_id, std::string tail, const std::string& text);
