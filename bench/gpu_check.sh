@@ -38,6 +38,11 @@ fail() { echo "FAILED: $*"; status=1; }
 } 2>&1 | tee "$OUT/env.log"
 
 DEPS=$ROOT/.gpu-deps
+# The prefix may travel packed (a working tree near the transfer limit):
+# tar -cJf .gpu-deps.tar.xz .gpu-deps on the build host.
+if [ ! -d "$DEPS/usr" ] && [ -f "$ROOT/.gpu-deps.tar.xz" ]; then
+  tar -C "$ROOT" -xJf "$ROOT/.gpu-deps.tar.xz" || echo "FAILED: unpacking .gpu-deps.tar.xz"
+fi
 CMAKE_DEPS=()
 if [ -d "$DEPS/usr" ]; then
   LIB=$DEPS/usr/lib/x86_64-linux-gnu
@@ -48,17 +53,28 @@ if [ -d "$DEPS/usr" ]; then
 fi
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 
+# NCCL: the toolkit's, else the one in PyTorch's nvidia-nccl wheel (no
+# unversioned libnccl.so there, so the library is named outright).
+NCCL_ARGS=()
+if ! ls /usr/local/cuda/lib*/libnccl.so* /usr/lib/x86_64-linux-gnu/libnccl.so* >/dev/null 2>&1; then
+  nccl_dir=$(python3 -c 'import nvidia.nccl, os; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null)
+  if [ -n "$nccl_dir" ] && [ -f "$nccl_dir/include/nccl.h" ] && [ -f "$nccl_dir/lib/libnccl.so.2" ]; then
+    NCCL_ARGS=(-DGHOSTD_NCCL_INCLUDE="$nccl_dir/include" -DGHOSTD_NCCL_LIBRARY="$nccl_dir/lib/libnccl.so.2")
+    export LD_LIBRARY_PATH=$nccl_dir/lib:${LD_LIBRARY_PATH:-}
+    echo "NCCL from $nccl_dir"
+  fi
+fi
+
 want build && {
   step "configure"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGHOSTD_CUDA=ON \
     -DGHOSTD_CUDA_ARCHITECTURES=90a -DCMAKE_CUDA_COMPILER="$NVCC" -DGHOSTD_BENCH=ON \
-    ${CMAKE_DEPS[@]+"${CMAKE_DEPS[@]}"} || fail configure
-  step "build ghostd_unit bench_gpu_ops bench_gpu_forward (-j$JOBS)"
-  ninja -C "$BUILD" -j"$JOBS" ghostd_unit || fail "build ghostd_unit"
-  ninja -C "$BUILD" -j"$JOBS" bench_gpu_ops || fail "build bench_gpu_ops"
-  ninja -C "$BUILD" -j"$JOBS" bench_gpu_forward || fail "build bench_gpu_forward"
-  ninja -C "$BUILD" -j"$JOBS" ghostd || fail "build ghostd"
-  ninja -C "$BUILD" -j"$JOBS" bench_engine_concurrency || fail "build bench_engine_concurrency"
+    ${CMAKE_DEPS[@]+"${CMAKE_DEPS[@]}"} ${NCCL_ARGS[@]+"${NCCL_ARGS[@]}"} || fail configure
+  step "build ghostd_unit ghostd and the GPU benchmarks (-j$JOBS)"
+  # One ninja run for all targets (no serial tail per target); -k 0 builds
+  # what it can past a failure.
+  ninja -C "$BUILD" -j"$JOBS" -k 0 ghostd_unit bench_gpu_ops bench_gpu_forward ghostd \
+    bench_engine_concurrency || fail "build"
 } 2>&1 | tee "$OUT/build.log"
 want build && { grep -q '^FAILED' "$OUT/build.log" && status=1; }
 
@@ -66,11 +82,26 @@ want tests && {
   step "ctest -L gpu"
   # Includes the engine invariants on CUDA (unit.runtime.engine.engine_cuda).
   # Here a GPU is expected: a skipped GPU test is a failure.
-  (cd "$BUILD" && timeout 300 ctest -L gpu --output-on-failure -V) 2>&1 | tee "$OUT/ctest-gpu.log" || fail "ctest -L gpu"
+  (cd "$BUILD" && timeout 300 ctest -L gpu --timeout 120 --output-on-failure -V) 2>&1 | tee "$OUT/ctest-gpu.log" || fail "ctest -L gpu"
   # Two-GPU tests skip on a one-GPU machine; nothing else may.
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
   skipped=$(grep '(Skipped)' "$OUT/ctest-gpu.log" | { [ "${gpus:-0}" -ge 2 ] && cat || grep -v 'nccl2'; })
   [ -n "$skipped" ] && fail "a GPU test was skipped on a GPU machine: $skipped"
+  # A failed GPU test runs again under compute-sanitizer (memcheck), the first
+  # one only and time-bounded, so one device session says where it broke.
+  failed=$(sed -n 's/^[0-9]*:\(unit\.[^ ]*\)$/\1/p' "$BUILD/Testing/Temporary/LastTestsFailed.log" 2>/dev/null | grep -v nccl2 | head -1)
+  if [ -n "$failed" ] && command -v compute-sanitizer >/dev/null; then
+    step "compute-sanitizer memcheck: $failed"
+    test_cmd=$(cd "$BUILD" && ctest -R "^${failed//./\\.}\$" --show-only=json-v1 | python3 -c '
+import json, shlex, sys
+t = json.load(sys.stdin)["tests"][0]
+env = [p["value"] for p in t.get("properties", []) if p["name"] == "ENVIRONMENT"]
+env = env[0] if env else []
+san = ["compute-sanitizer", "--tool", "memcheck", "--print-limit", "20"]
+print(" ".join(["env"] + [shlex.quote(e) for e in env] + san + [shlex.quote(c) for c in t["command"]]))')
+    echo "$test_cmd"
+    (cd "$BUILD" && eval "timeout ${SANITIZER_S:-90} $test_cmd") 2>&1 | tail -80
+  fi
   step "backend op-consistency test (cpu + cuda)"
   (cd "$BUILD" && timeout 120 ctest -R 'unit\.runtime\.core\.backend_ops' --output-on-failure -V) || fail "backend_ops"
 } 2>&1 | tee "$OUT/tests.log"
@@ -89,7 +120,7 @@ want ops && grep -q '^FAILED' "$OUT/ops.log" && status=1
 want bench && {
   if [ -z "$MODEL" ]; then
     # 8,192 positions: the engine phase's keystrokes sit on 4,096 cached tokens.
-    MODEL=${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b-8k
+    MODEL=$BUILD/ghostd-random-qwen2-1.5b-8k   # kept with the build between calls
     if [ -f "$MODEL/config.json" ]; then
       echo "reusing $MODEL"
     elif [ -f tools/make_random_model.py ]; then
@@ -123,7 +154,7 @@ want bench && grep -q '^FAILED' "$OUT/bench.log" && status=1
 # on a difference), on the bundled model and on the 1.5B shape.
 want engine && {
   eng=$BUILD/bench/bench_engine_concurrency
-  eng_model=${MODEL:-${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b-8k}  # the bench phase's (it runs in a subshell)
+  eng_model=${MODEL:-$BUILD/ghostd-random-qwen2-1.5b-8k}  # the bench phase's (it runs in a subshell)
   [ -f "$eng_model/config.json" ] || [ -f "$eng_model" ] || eng_model=
   if [ ! -x "$eng" ]; then
     fail "bench_engine_concurrency was not built"
@@ -161,7 +192,7 @@ want spec && grep -q '^FAILED' "$OUT/spec.log" && status=1
 want tp && {
   step "tensor parallel: ghostd generate on 1 and 2 GPUs"
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-  tp_model=${MODEL:-${TMPDIR:-/tmp}/ghostd-random-qwen2-1.5b-8k}  # the bench phase's (it runs in a subshell)
+  tp_model=${MODEL:-$BUILD/ghostd-random-qwen2-1.5b-8k}  # the bench phase's (it runs in a subshell)
   [ -f "$tp_model/config.json" ] || [ -f "$tp_model" ] || tp_model=
   if [ "${gpus:-0}" -lt 2 ] || [ -z "$tp_model" ]; then
     echo "tp: skipped (${gpus:-0} GPUs, model '${tp_model}')"
