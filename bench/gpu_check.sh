@@ -142,6 +142,11 @@ want bench && {
     step "bench_gpu_forward on $MODEL"
     timeout 300 "$BUILD/bench/bench_gpu_forward" --model "$MODEL" --prompt 128 --decode 64 --reps 3 \
       --long 2048 --check 1 || fail "bench_gpu_forward"
+    # What batch invariance costs: the same with the fast, non-invariant
+    # linear layers (gemv up to 8 rows, cuBLAS above).
+    step "bench_gpu_forward, GHOSTD_CUDA_LINEAR=fast"
+    GHOSTD_CUDA_LINEAR=fast timeout 300 "$BUILD/bench/bench_gpu_forward" --model "$MODEL" --prompt 128 \
+      --decode 64 --reps 3 --long 2048 || fail "bench_gpu_forward (fast)"
   fi
 } 2>&1 | tee "$OUT/bench.log"
 want bench && grep -q '^FAILED' "$OUT/bench.log" && status=1

@@ -1,6 +1,8 @@
-// CUDA backend op timings on Qwen2-1.5B shapes, no model needed: matmul
-// (gemv path at 1 and 8 rows, cuBLAS at 128 and 2048 rows) as weight GB/s and
-// TFLOP/s, paged attention for decode at several context lengths (KV GB/s),
+// CUDA backend op timings on Qwen2-1.5B shapes, no model needed: matmul as
+// weight GB/s and TFLOP/s in each linear mode (GHOSTD_CUDA_LINEAR: the
+// batch-invariant tensor-core kernel, the gemv in chunks, and the fast
+// non-invariant choice of gemv up to 8 rows and cuBLAS above, with the cost
+// of invariance as a ratio), paged attention for decode at several context lengths (KV GB/s),
 // and the small ops' per-call time. Each figure is `iters` back-to-back calls
 // then one synchronize, so launch overhead hides behind kernels that run
 // longer than a launch.
@@ -11,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -98,12 +101,18 @@ int main(int argc, char** argv) {
                           {"down 1536x8960", 1536, 8960},
                           {"lm_head 151936x1536", 151936, 1536}};
   const int max_rows = 2048;
-  Buffer x = alloc_random(be, size_t(max_rows) * 8960, 1);
-  auto out_buf = be.alloc(size_t(max_rows) * 151936 * sizeof(float));
-  if (!out_buf) die(out_buf.error().message);
-  Buffer out = std::move(*out_buf);
-  std::printf("\n%-22s %6s %10s %10s %9s %9s\n", "matmul (bf16)", "rows", "us/call", "GB/s",
-              "of peak", "TFLOP/s");
+  // One backend per linear mode (the mode is read when a backend is made).
+  const char* const modes[] = {"invariant", "fast", "gemv"};
+  std::vector<std::unique_ptr<Backend>> by_mode;
+  for (const char* m : modes) {
+    setenv("GHOSTD_CUDA_LINEAR", m, 1);
+    auto b = make_cuda_backend(device);
+    if (!b) die(b.error().message);
+    by_mode.push_back(std::move(*b));
+  }
+  unsetenv("GHOSTD_CUDA_LINEAR");
+  std::printf("\n%-22s %6s %10s %10s %9s %9s %10s %10s %10s\n", "matmul (bf16)", "rows",
+              "inv us", "inv GB/s", "of peak", "TFLOP/s", "fast us", "gemv us", "inv/fast");
   for (const Shape& s : shapes) {
     const size_t wbytes = size_t(s.n) * s.k * 2;
     std::vector<uint16_t> host(size_t(s.n) * s.k);
@@ -112,16 +121,35 @@ int main(int argc, char** argv) {
     for (auto& h : host) h = f32_to_bf16(u(rng));
     TensorView tv{
         s.name, DType::kBF16, {s.n, s.k}, reinterpret_cast<const std::byte*>(host.data()), wbytes};
-    auto w = be.load_weight(tv);
-    if (!w) die(w.error().message);
-    for (int rows : {1, 8, 128, 2048}) {
-      const double sec =
-          time_op(be, iters, [&] { be.matmul(x.as<float>(), rows, *w, nullptr, out.as<float>()); });
-      const double gbs = wbytes / sec / 1e9;
-      std::printf("%-22s %6d %10.2f %10.1f %8.1f%% %9.1f\n", s.name, rows, sec * 1e6, gbs,
-                  100 * gbs / peak, 2.0 * rows * s.n * s.k / sec / 1e12);
+    std::vector<Buffer> xs, outs;
+    std::vector<Weight> ws;
+    for (auto& mb : by_mode) {
+      auto w = mb->load_weight(tv);
+      if (!w) die(w.error().message);
+      ws.push_back(*w);
+      xs.push_back(alloc_random(*mb, size_t(max_rows) * s.k, 1));
+      auto o = mb->alloc(size_t(max_rows) * s.n * sizeof(float));
+      if (!o) die(o.error().message);
+      outs.push_back(std::move(*o));
+    }
+    for (int rows : {1, 8, 32, 33, 128, 2048}) {
+      double sec[3] = {0, 0, 0};
+      for (size_t m = 0; m < by_mode.size(); ++m) {
+        if (m == 2 && rows > 128) continue;  // CUDA cores: minutes at prefill sizes
+        Backend& mb = *by_mode[m];
+        sec[m] = time_op(mb, iters, [&] {
+          mb.matmul(xs[m].as<float>(), rows, ws[m], nullptr, outs[m].as<float>());
+        });
+      }
+      const double gbs = wbytes / sec[0] / 1e9;
+      char gemv[16] = "-";
+      if (sec[2] > 0) std::snprintf(gemv, sizeof gemv, "%.2f", sec[2] * 1e6);
+      std::printf("%-22s %6d %10.2f %10.1f %8.1f%% %9.1f %10.2f %10s %9.2fx\n", s.name, rows,
+                  sec[0] * 1e6, gbs, 100 * gbs / peak, 2.0 * rows * s.n * s.k / sec[0] / 1e12,
+                  sec[1] * 1e6, gemv, sec[0] / sec[1]);
     }
   }
+  by_mode.clear();
 
   // Decode attention, Qwen2-1.5B heads (12 query, 2 KV, head_dim 128).
   const int nh = 12, nkv = 2, hd = 128, bs = 16, kv_dim = nkv * hd;

@@ -21,6 +21,14 @@ inline constexpr int kGemvMaxRows = 8;
 cudaError_t gemv(const float* x, int rows, const void* w, runtime::DType dtype, int64_t n, int k,
                  const void* bias, runtime::DType bias_dtype, float* out, cudaStream_t stream);
 
+// The same for any number of rows: chunks of kGemvMaxRows rows (and one of
+// the rest), each row computed exactly as gemv computes a lone row. The
+// batch-invariant path for F32 weights (and all dtypes under
+// GHOSTD_CUDA_LINEAR=gemv); compute-bound and slow for long prompts.
+cudaError_t gemv_rows(const float* x, int rows, const void* w, runtime::DType dtype, int64_t n,
+                      int k, const void* bias, runtime::DType bias_dtype, float* out,
+                      cudaStream_t stream);
+
 }  // namespace ghostd::kernels
 
 #ifdef __CUDACC__
@@ -72,6 +80,8 @@ __global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w
                             float* __restrict__ out) {
   constexpr int V = 16 / sizeof(T);  // weights per 16-byte load
   const int lane = threadIdx.x % kWarp;
+  x += static_cast<int64_t>(blockIdx.y) * R * k;  // gemv_rows: R rows per grid row
+  out += static_cast<int64_t>(blockIdx.y) * R * n_out;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
   if (n >= n_out) return;
   const T* wr = w + n * k;

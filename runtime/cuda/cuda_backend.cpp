@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "kernels/elementwise.cuh"
 #include "kernels/gemv.cuh"
 #include "kernels/kv_cache.cuh"
+#include "kernels/linear_mma.cuh"
 #include "kernels/rms_norm.cuh"
 #include "kernels/rope.cuh"
 #include "runtime/cuda/cuda_handles.h"
@@ -36,6 +39,30 @@ size_t element_bytes(DType d) {
   return d == DType::kF32 ? 4 : 2;
 }
 
+// How linear layers run (GHOSTD_CUDA_LINEAR; docs/configuration.md).
+// invariant: F16/BF16 weights on the tensor-core kernel with one reduction
+//   order for every row count (kernels/linear_mma), F32 weights through the
+//   gemv in chunks; a row's logits do not depend on the rest of the step.
+// gemv: every dtype through the float32 gemv in chunks (invariant, slow for
+//   long prompts).
+// fast: the gemv up to 8 rows, cuBLAS above (not batch invariant).
+enum class LinearMode { kInvariant, kGemv, kFast };
+
+LinearMode linear_mode_from_env() {
+  const char* env = std::getenv("GHOSTD_CUDA_LINEAR");
+  if (!env || !*env) return LinearMode::kInvariant;
+  const std::string_view v(env);
+  if (v == "invariant") return LinearMode::kInvariant;
+  if (v == "gemv") return LinearMode::kGemv;
+  if (v == "fast") return LinearMode::kFast;
+  spdlog::warn("GHOSTD_CUDA_LINEAR={}: expected invariant, gemv or fast; using invariant", v);
+  return LinearMode::kInvariant;
+}
+
+const char* linear_mode_name(LinearMode m) {
+  return m == LinearMode::kInvariant ? "invariant" : m == LinearMode::kGemv ? "gemv" : "fast";
+}
+
 // One GPU, one stream: ops are queued in order on the stream and return at
 // once; failures are recorded and reported by the next synchronize(). Memory
 // ops (alloc, upload, download, fill_zero, synchronize, load_weight) make the
@@ -48,7 +75,10 @@ class CudaBackend final : public Backend {
       : device_(device),
         name_("cuda:" + std::to_string(device) + " " + props.name),
         stream_(std::move(stream)),
-        blas_(std::move(blas)) {}
+        blas_(std::move(blas)),
+        linear_(linear_mode_from_env()) {
+    spdlog::debug("cuda backend: linear layers {}", linear_mode_name(linear_));
+  }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
@@ -251,12 +281,39 @@ class CudaBackend final : public Backend {
       check(cuda::block_matmul(x, rows, w, has_bias ? bias : nullptr, out, stream_.get()), "matmul (block-quantized)");
       return;
     }
-    // Decode-sized batches: the fused gemv (bias in its epilogue); else cuBLAS.
-    cudaError_t e = kernels::gemv(x, rows, w.data, w.dtype, n, k, has_bias ? bias->data : nullptr,
-                                  has_bias ? bias->dtype : DType::kF32, out, stream_.get());
-    if (e != cudaErrorNotSupported) {
-      check(e, "matmul (gemv)");
-      return;
+    const void* b = has_bias ? bias->data : nullptr;
+    const DType bt = has_bias ? bias->dtype : DType::kF32;
+    if (linear_ == LinearMode::kInvariant && (w.dtype == DType::kBF16 || w.dtype == DType::kF16)) {
+      // Activations rounded to the weight dtype once, then one kernel for
+      // any row count.
+      const size_t elems = static_cast<size_t>(rows) * k;
+      if (!grow(act_, elems * 2, "matmul activations")) return;
+      if (!check(kernels::convert_activations(x, static_cast<int64_t>(elems), w.dtype, act_.get(), stream_.get()),
+                 "matmul convert"))
+        return;
+      cudaError_t e = kernels::linear_mma(act_.get(), rows, w.data, w.dtype, n, k, b, bt, out, stream_.get());
+      if (e != cudaErrorNotSupported) {
+        check(e, "matmul (linear_mma)");
+        return;
+      }
+    }
+    if (linear_ != LinearMode::kFast) {
+      cudaError_t e = kernels::gemv_rows(x, rows, w.data, w.dtype, n, k, b, bt, out, stream_.get());
+      if (e != cudaErrorNotSupported) {
+        check(e, "matmul (gemv)");
+        return;
+      }
+      if (!warned_variant_) {  // k % 8 != 0 or misaligned: no invariant kernel takes it
+        warned_variant_ = true;
+        spdlog::warn("cuda backend: a {}x{} matmul falls back to cuBLAS: not batch invariant", n, k);
+      }
+    } else {
+      // Decode-sized batches: the fused gemv (bias in its epilogue); else cuBLAS.
+      cudaError_t e = kernels::gemv(x, rows, w.data, w.dtype, n, k, b, bt, out, stream_.get());
+      if (e != cudaErrorNotSupported) {
+        check(e, "matmul (gemv)");
+        return;
+      }
     }
     gemm(x, rows, w, out);
     if (has_bias)
@@ -558,6 +615,8 @@ class CudaBackend final : public Backend {
   DeviceMemory act_, attn_ws_, copy_args_, blas_ws_;  // reused scratch
   bool capturing_ = false;
   std::vector<cudaGraphExec_t> graphs_;
+  LinearMode linear_;
+  bool warned_variant_ = false;
   std::vector<std::byte> copy_host_;                  // pointers and pairs of one wave
   std::vector<int32_t> copy_wave_, copy_reads_, copy_writes_;
 };
