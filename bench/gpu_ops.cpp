@@ -20,6 +20,7 @@
 
 #include "runtime/core/backend.h"
 #ifdef GHOSTD_HAVE_CUDA
+#include "kernels/linear_mma.cuh"
 #include "runtime/cuda/cuda_backend.h"
 #endif
 
@@ -148,6 +149,25 @@ int main(int argc, char** argv) {
                   sec[0] * 1e6, gbs, 100 * gbs / peak, 2.0 * rows * s.n * s.k / sec[0] / 1e12,
                   sec[1] * 1e6, gemv, sec[0] / sec[1]);
     }
+    // The skinny kernel's knobs at decode sizes: warps the slices of k aim
+    // at (S, the slices, follows) and chunks loaded ahead per warp.
+    std::printf("  %-20s %6s %8s %6s %8s %10s %9s\n", "skinny tuning", "rows", "target", "S", "unroll",
+                "us/call", "of peak");
+    for (int rows : {1, 8}) {
+      for (int target : {512, 1024, 2048}) {
+        for (int unroll : {4, 8, 16}) {
+          ghostd::kernels::linear_mma_tune(target, unroll);
+          Backend& mb = *by_mode[0];
+          const double sec = time_op(mb, iters, [&] {
+            mb.matmul(xs[0].as<float>(), rows, ws[0], nullptr, outs[0].as<float>());
+          });
+          std::printf("  %-20s %6d %8d %6d %8d %10.2f %8.1f%%\n", "", rows, target,
+                      ghostd::kernels::linear_mma_slices(s.n, s.k), unroll, sec * 1e6,
+                      100 * wbytes / sec / 1e9 / peak);
+        }
+      }
+    }
+    ghostd::kernels::linear_mma_tune(1024, 8);
   }
   by_mode.clear();
 

@@ -1,5 +1,8 @@
 #include "kernels/linear_mma.cuh"
 
+#include <algorithm>
+#include <atomic>
+
 #include "kernels/common.cuh"
 #include "kernels/gemv.cuh"  // load_as_float (bias epilogue)
 
@@ -7,199 +10,303 @@ namespace ghostd::kernels {
 
 namespace {
 
-// 16 bytes global -> shared, asynchronous; src_size 0 fills zeros and reads
-// nothing (rows past the end, columns past k).
+constexpr int kChunk = 32;      // k values per chunk: two mma steps
+constexpr int kMaxSlices = 8;  // warps of one skinny block
+constexpr int kSkinnyRows = 32;
+
+std::atomic<int> g_target_warps{1024};
+std::atomic<int> g_unroll{8};
+
+// d += a * b for one m16n8k16 tile, float32 accumulators.
+__device__ __forceinline__ void mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                    uint32_t b0, uint32_t b1, __nv_bfloat16) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                    uint32_t b0, uint32_t b1, __half) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// One 32-wide chunk for one m16n8 tile: lane (g = lane / 4, c = lane % 4)
+// holds k values 8c .. 8c + 7 of A rows g and g + 8 (lo, hi) and of weight
+// row g (w) as four pairs each. Pairs 0 and 1 feed the first mma step's k
+// positions (2c, 2c + 1) and (2c + 8, 2c + 9), pairs 2 and 3 the second's:
+// A and B see the same mapping, so the products are the right ones.
+template <class T>
+__device__ __forceinline__ void chunk_mma(float (&d)[4], const uint4& lo, const uint4& hi, const uint4& w) {
+  mma(d, lo.x, hi.x, lo.y, hi.y, w.x, w.y, T{});
+  mma(d, lo.z, hi.z, lo.w, hi.w, w.z, w.w, T{});
+}
+
+__device__ __forceinline__ int slice_begin(int s, int slices, int chunks) {
+  return static_cast<int>(static_cast<int64_t>(s) * chunks / slices);
+}
+
+__device__ __forceinline__ float epilogue(float sum, const void* bias, runtime::DType bias_dtype, int64_t c) {
+  return bias != nullptr ? sum + load_as_float(bias, bias_dtype, c) : sum;
+}
+
+// Skinny: up to 16 * MT rows per block row (8 * H per m16 tile: H = 1 feeds
+// zeros for rows 8..15, which only affect those rows). Block = `slices`
+// warps on one 8-column tile; warp s runs slice s straight from global
+// memory, U chunks of loads ahead, and leaves its partial sums in shared
+// memory for warp 0 to add in slice order.
+template <class T, int MT, int H, int U>
+__global__ void __launch_bounds__(kMaxSlices * 32)
+    linear_skinny_kernel(const T* __restrict__ x, int rows, const T* __restrict__ w, int64_t n_out,
+                         int k, int slices, const void* __restrict__ bias, runtime::DType bias_dtype,
+                         float* __restrict__ out) {
+  __shared__ float partial[kMaxSlices][MT][4][32];
+  const int lane = threadIdx.x % 32, s = threadIdx.x / 32;
+  const int g = lane / 4, c = lane % 4;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * 8;
+  const int m0 = blockIdx.y * 16 * MT;
+  const int chunks = k / kChunk;
+  const int cb = slice_begin(s, slices, chunks), ce = slice_begin(s + 1, slices, chunks);
+
+  const bool w_ok = n0 + g < n_out;
+  const T* wr = w + (w_ok ? n0 + g : 0) * static_cast<int64_t>(k) + 8 * c;
+  const T* ar[MT][2];
+  bool a_ok[MT][2];
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = m0 + 16 * t + g + 8 * h;
+      a_ok[t][h] = h < H && r < rows;
+      ar[t][h] = x + static_cast<int64_t>(a_ok[t][h] ? r : 0) * k + 8 * c;
+    }
+
+  float acc[MT][4];
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[t][q] = 0.0f;
+
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  for (int ch = cb; ch < ce; ch += U) {
+    uint4 wv[U], av[U][MT][H];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const bool in = ch + u < ce;
+      const int64_t off = static_cast<int64_t>(ch + u) * kChunk;
+      wv[u] = in && w_ok ? __ldg(reinterpret_cast<const uint4*>(wr + off)) : zero;
+#pragma unroll
+      for (int t = 0; t < MT; ++t)
+#pragma unroll
+        for (int h = 0; h < H; ++h)
+          av[u][t][h] = in && a_ok[t][h] ? __ldg(reinterpret_cast<const uint4*>(ar[t][h] + off)) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (ch + u >= ce) break;  // the same for the whole warp
+#pragma unroll
+      for (int t = 0; t < MT; ++t) chunk_mma<T>(acc[t], av[u][t][0], H == 2 ? av[u][t][H - 1] : zero, wv[u]);
+    }
+  }
+
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) partial[s][t][q][lane] = acc[t][q];
+  __syncthreads();
+  if (s != 0) return;
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      float sum = 0.0f;
+      for (int i = 0; i < slices; ++i) sum += partial[i][t][q][lane];
+      const int r = m0 + 16 * t + g + (q / 2) * 8;
+      const int64_t col = n0 + 2 * c + q % 2;
+      if (r < rows && col < n_out) out[static_cast<int64_t>(r) * n_out + col] = epilogue(sum, bias, bias_dtype, col);
+    }
+}
+
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int src_size = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_size));
+  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(gmem), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::);
 }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
-                                            const void* smem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(s));
-}
+// Tiled: 64x64 tiles of four warps (32x32 each), one chunk per shared-memory
+// stage, four stages in flight. Rows of a stage are 64 bytes with no padding:
+// the 16-byte fragment loads of 8 lanes cover 128 contiguous bytes, free of
+// bank conflicts. At each slice's end the slice sum is added to the total.
+constexpr int kTileM = 64, kTileN = 64, kStages = 4;
 
-// d += a * b for one m16n8k16 tile, float32 accumulators.
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
-                                    __nv_bfloat16) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
-                                    __half) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-// A block computes a BM x BN tile of out with (BM / WM) x (BN / WN) warps,
-// each a WM x WN sub-tile of m16n8 mma tiles; k moves through shared memory
-// in BK-wide stages, STAGES deep (cp.async). The configurations differ in
-// tiling and staging only: each output element still sees the same mma
-// steps in the same order.
-template <class T, int BM, int BN, int BK, int WM, int WN, int STAGES>
-struct Tile {
-  static constexpr int kWarpsM = BM / WM, kWarpsN = BN / WN;
-  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
-  static constexpr int kLd = BK + 8;  // 16 bytes of padding: ldmatrix rows on distinct banks
-  static constexpr int kMt = WM / 16, kNt = WN / 8;
-  static constexpr size_t kSmem = size_t(STAGES) * (BM + BN) * kLd * sizeof(T);
-  static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0 && STAGES >= 2);
-  static_assert(kSmem <= 48 * 1024, "dynamic shared memory above 48 KiB needs an opt-in");
-};
-
-template <class T, int BM, int BN, int BK, int WM, int WN, int STAGES>
-__global__ void __launch_bounds__(Tile<T, BM, BN, BK, WM, WN, STAGES>::kThreads)
-    linear_mma_kernel(const T* __restrict__ x, int rows, const T* __restrict__ w, int64_t n_out,
-                      int k, const void* __restrict__ bias, runtime::DType bias_dtype,
-                      float* __restrict__ out) {
-  using C = Tile<T, BM, BN, BK, WM, WN, STAGES>;
-  constexpr int kLd = C::kLd, kMt = C::kMt, kNt = C::kNt, kChunks = BK / 8;
-  extern __shared__ uint4 smem_raw[];
-  T* const as_all = reinterpret_cast<T*>(smem_raw);  // [STAGES][BM][kLd]
-  T* const bs_all = as_all + STAGES * BM * kLd;       // [STAGES][BN][kLd]
-
+template <class T>
+__global__ void __launch_bounds__(128)
+    linear_tiled_kernel(const T* __restrict__ x, int rows, const T* __restrict__ w, int64_t n_out,
+                        int k, int slices, const void* __restrict__ bias, runtime::DType bias_dtype,
+                        float* __restrict__ out) {
+  __shared__ __align__(16) T as_all[kStages][kTileM][kChunk];
+  __shared__ __align__(16) T bs_all[kStages][kTileN][kChunk];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  const int wm = warp / C::kWarpsN, wn = warp % C::kWarpsN;
-  const int64_t n0 = int64_t(blockIdx.x) * BN;
-  const int m0 = blockIdx.y * BM;
-  const int ktiles = (k + BK - 1) / BK;
+  const int g = lane / 4, c = lane % 4;
+  const int wm = warp / 2, wn = warp % 2;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kTileN;
+  const int m0 = blockIdx.y * kTileM;
+  const int chunks = k / kChunk;
 
-  auto load_stage = [&](int stage, int kt) {
-    const int kbase = kt * BK;
-    T* as = as_all + stage * BM * kLd;
-    T* bs = bs_all + stage * BN * kLd;
-    for (int c = tid; c < BM * kChunks; c += C::kThreads) {
-      const int r = c / kChunks, kc = (c % kChunks) * 8;
-      const bool ok = m0 + r < rows && kbase + kc < k;
-      cp_async16(as + r * kLd + kc, ok ? x + int64_t(m0 + r) * k + kbase + kc : x, ok);
-    }
-    for (int c = tid; c < BN * kChunks; c += C::kThreads) {
-      const int r = c / kChunks, kc = (c % kChunks) * 8;
-      const bool ok = n0 + r < n_out && kbase + kc < k;
-      cp_async16(bs + r * kLd + kc, ok ? w + (n0 + r) * k + kbase + kc : w, ok);
+  auto load = [&](int stage, int ch) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {  // 64 rows x 4 pieces of 16 bytes, 128 threads
+      const int idx = tid + 128 * i, r = idx / 4, piece = (idx % 4) * 8;
+      const int64_t off = static_cast<int64_t>(ch) * kChunk + piece;
+      const bool a_ok = m0 + r < rows, b_ok = n0 + r < n_out;
+      cp_async16(&as_all[stage][r][piece], a_ok ? x + static_cast<int64_t>(m0 + r) * k + off : x, a_ok);
+      cp_async16(&bs_all[stage][r][piece], b_ok ? w + (n0 + r) * k + off : w, b_ok);
     }
   };
 
-  float acc[kMt][kNt][4];
+  float acc[2][4][4], total[2][4][4];
 #pragma unroll
-  for (int i = 0; i < kMt; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < kNt; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
-      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = total[i][j][q] = 0.0f;
 
 #pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < ktiles) load_stage(s, s);
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < chunks) load(st, st);
     cp_async_commit();
   }
-  for (int kt = 0; kt < ktiles; ++kt) {
-    cp_async_wait<STAGES - 2>();
-    __syncthreads();  // stage kt landed for every thread; stage kt - 1 is free
-    if (kt + STAGES - 1 < ktiles) load_stage((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+  int slice = 0, slice_end = slice_begin(1, slices, chunks);
+  for (int ch = 0; ch < chunks; ++ch) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // chunk ch landed for all; the stage of ch - 1 is free
+    if (ch + kStages - 1 < chunks) load((ch + kStages - 1) % kStages, ch + kStages - 1);
     cp_async_commit();
-    const T* as = as_all + (kt % STAGES) * BM * kLd + (wm * WM) * kLd;
-    const T* bs = bs_all + (kt % STAGES) * BN * kLd + (wn * WN) * kLd;
+    const int st = ch % kStages;
+    uint4 a[2][2], b[4];
 #pragma unroll
-    for (int kk = 0; kk < BK; kk += 16) {
-      if (kt * BK + kk >= k) break;  // the same for the whole block
-      uint32_t a[kMt][4], b[kNt][2];
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-      for (int i = 0; i < kMt; ++i)  // rows lane % 16, k half lane / 16
-        ldmatrix_x4(a[i][0], a[i][1], a[i][2], a[i][3],
-                    as + (i * 16 + lane % 16) * kLd + kk + (lane / 16) * 8);
+      for (int h = 0; h < 2; ++h)
+        a[i][h] = *reinterpret_cast<const uint4*>(&as_all[st][wm * 32 + i * 16 + g + 8 * h][8 * c]);
 #pragma unroll
-      for (int j = 0; j < kNt; j += 2)  // two n8 tiles: n = lane % 8 + (lane / 16) * 8, k half (lane / 8) % 2
-        ldmatrix_x4(b[j][0], b[j][1], b[j + 1][0], b[j + 1][1],
-                    bs + (j * 8 + lane % 8 + (lane / 16) * 8) * kLd + kk + ((lane / 8) % 2) * 8);
+    for (int j = 0; j < 4; ++j) b[j] = *reinterpret_cast<const uint4*>(&bs_all[st][wn * 32 + j * 8 + g][8 * c]);
 #pragma unroll
-      for (int i = 0; i < kMt; ++i)
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < kNt; ++j) mma(acc[i][j], a[i], b[j], T{});
+      for (int j = 0; j < 4; ++j) chunk_mma<T>(acc[i][j], a[i][0], a[i][1], b[j]);
+    if (ch + 1 == slice_end) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            total[i][j][q] += acc[i][j][q];
+            acc[i][j][q] = 0.0f;
+          }
+      ++slice;
+      slice_end = slice_begin(slice + 1, slices, chunks);
     }
   }
   cp_async_wait<0>();
 
-  // Accumulator q of tile (i, j): row lane / 4 (+ 8 for q >= 2), column
-  // (lane % 4) * 2 + q % 2. The bias comes after the sum, as in the gemv.
 #pragma unroll
-  for (int i = 0; i < kMt; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < kNt; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        const int r = m0 + wm * WM + i * 16 + lane / 4 + (q / 2) * 8;
-        const int64_t c = n0 + wn * WN + j * 8 + (lane % 4) * 2 + q % 2;
-        if (r < rows && c < n_out) {
-          const float s = acc[i][j][q];
-          out[int64_t(r) * n_out + c] = bias != nullptr ? s + load_as_float(bias, bias_dtype, c) : s;
-        }
+        const int r = m0 + wm * 32 + i * 16 + g + (q / 2) * 8;
+        const int64_t col = n0 + wn * 32 + j * 8 + 2 * c + q % 2;
+        if (r < rows && col < n_out)
+          out[static_cast<int64_t>(r) * n_out + col] = epilogue(total[i][j][q], bias, bias_dtype, col);
       }
 }
-
-template <class T, int BM, int BN, int BK, int WM, int WN, int STAGES>
-cudaError_t launch(const void* x, int rows, const void* w, int64_t n, int k, const void* bias,
-                   runtime::DType bias_dtype, float* out, cudaStream_t s) {
-  using C = Tile<T, BM, BN, BK, WM, WN, STAGES>;
-  const dim3 grid(static_cast<unsigned>((n + BN - 1) / BN), static_cast<unsigned>((rows + BM - 1) / BM));
-  if (grid.x > 0x7fffffffu || grid.y > 65535u) return cudaErrorNotSupported;
-  linear_mma_kernel<T, BM, BN, BK, WM, WN, STAGES><<<grid, C::kThreads, C::kSmem, s>>>(
-      static_cast<const T*>(x), rows, static_cast<const T*>(w), n, k, bias, bias_dtype, out);
-  return cudaGetLastError();
-}
-
-// Up to kSmallRows rows (decode, verify, keystrokes): one warp per 16x16
-// tile and 128-wide stages four deep, so a row's weights stream through
-// many blocks with much in flight. Above: 64x128 tiles of four warps.
-constexpr int kSmallRows = 32;
 
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
+template <class T, int MT, int H, int U>
+cudaError_t launch_skinny(const void* x, int rows, const void* w, int64_t n, int k, int slices,
+                          const void* bias, runtime::DType bias_dtype, float* out, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>((n + 7) / 8), static_cast<unsigned>((rows + 16 * MT - 1) / (16 * MT)));
+  linear_skinny_kernel<T, MT, H, U><<<grid, 32 * slices, 0, s>>>(static_cast<const T*>(x), rows,
+                                                               static_cast<const T*>(w), n, k, slices,
+                                                               bias, bias_dtype, out);
+  return cudaGetLastError();
+}
+
 template <class T>
-cudaError_t dispatch_rows(const void* x, int rows, const void* w, int64_t n, int k, const void* bias,
-                          runtime::DType bias_dtype, float* out, cudaStream_t s) {
-  if (rows <= kSmallRows) return launch<T, 16, 16, 128, 16, 16, 4>(x, rows, w, n, k, bias, bias_dtype, out, s);
-  return launch<T, 64, 128, 32, 32, 64, 3>(x, rows, w, n, k, bias, bias_dtype, out, s);
+cudaError_t dispatch(const void* x, int rows, const void* w, int64_t n, int k, const void* bias,
+                     runtime::DType bias_dtype, float* out, cudaStream_t s) {
+  const int slices = linear_mma_slices(n, k);
+  if (rows > kSkinnyRows) {
+    const dim3 grid(static_cast<unsigned>((n + kTileN - 1) / kTileN),
+                    static_cast<unsigned>((rows + kTileM - 1) / kTileM));
+    if (grid.y > 65535u) return cudaErrorNotSupported;
+    linear_tiled_kernel<T><<<grid, 128, 0, s>>>(static_cast<const T*>(x), rows, static_cast<const T*>(w),
+                                                n, k, slices, bias, bias_dtype, out);
+    return cudaGetLastError();
+  }
+  if (rows > 16) return launch_skinny<T, 2, 2, 4>(x, rows, w, n, k, slices, bias, bias_dtype, out, s);
+  if (rows > 8) return launch_skinny<T, 1, 2, 4>(x, rows, w, n, k, slices, bias, bias_dtype, out, s);
+  switch (g_unroll.load(std::memory_order_relaxed)) {
+    case 4:
+      return launch_skinny<T, 1, 1, 4>(x, rows, w, n, k, slices, bias, bias_dtype, out, s);
+    case 16:
+      return launch_skinny<T, 1, 1, 16>(x, rows, w, n, k, slices, bias, bias_dtype, out, s);
+    default:
+      return launch_skinny<T, 1, 1, 8>(x, rows, w, n, k, slices, bias, bias_dtype, out, s);
+  }
 }
 
 }  // namespace
 
+int linear_mma_slices(int64_t n, int k) {
+  const int64_t tiles = (n + 7) / 8;
+  const int64_t target = g_target_warps.load(std::memory_order_relaxed);
+  int64_t s = (target + tiles - 1) / tiles;
+  s = std::min<int64_t>(s, kMaxSlices);
+  s = std::min<int64_t>(s, (k / kChunk) / 2);  // at least two chunks a slice
+  return static_cast<int>(std::max<int64_t>(s, 1));
+}
+
 const char* linear_mma_config(int rows) {
-  return rows <= kSmallRows ? "16x16x128, 1 warp, 4 stages" : "64x128x32, 4 warps, 3 stages";
+  return rows <= kSkinnyRows ? "skinny" : "tiled";
+}
+
+void linear_mma_tune(int target_warps, int unroll) {
+  if (target_warps > 0) g_target_warps.store(target_warps, std::memory_order_relaxed);
+  if (unroll == 4 || unroll == 8 || unroll == 16) g_unroll.store(unroll, std::memory_order_relaxed);
 }
 
 cudaError_t linear_mma(const void* x16, int rows, const void* w, runtime::DType dtype, int64_t n,
                        int k, const void* bias, runtime::DType bias_dtype, float* out,
                        cudaStream_t stream) {
-  if (rows < 0 || k <= 0 || k % 16 != 0 || !aligned16(x16) || !aligned16(w)) return cudaErrorNotSupported;
+  if (rows < 0 || k <= 0 || k % kChunk != 0 || !aligned16(x16) || !aligned16(w)) return cudaErrorNotSupported;
   if (bias && bias_dtype != runtime::DType::kF32 && bias_dtype != runtime::DType::kF16 &&
       bias_dtype != runtime::DType::kBF16)
     return cudaErrorNotSupported;
   if (rows == 0 || n <= 0) return cudaSuccess;
+  if ((n + 7) / 8 > 0x7fffffff) return cudaErrorNotSupported;
   switch (dtype) {
     case runtime::DType::kBF16:
-      return dispatch_rows<__nv_bfloat16>(x16, rows, w, n, k, bias, bias_dtype, out, stream);
+      return dispatch<__nv_bfloat16>(x16, rows, w, n, k, bias, bias_dtype, out, stream);
     case runtime::DType::kF16:
-      return dispatch_rows<__half>(x16, rows, w, n, k, bias, bias_dtype, out, stream);
+      return dispatch<__half>(x16, rows, w, n, k, bias, bias_dtype, out, stream);
     default:
       return cudaErrorNotSupported;
   }

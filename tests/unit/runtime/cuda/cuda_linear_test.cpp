@@ -1,7 +1,8 @@
 // Batch invariance of the CUDA backend's linear layers: a row's output is the
 // same bits whether the row is computed alone, with a few others or in a
-// prefill-sized call (each tile configuration of kernels/linear_mma, and the
-// gemv in chunks), and it is close to a float64 reference. Exits 77
+// prefill-sized call (every kernel of kernels/linear_mma, with k cut into one
+// or several slices, evenly or not, and the gemv in chunks), and it is close
+// to a float64 reference. Exits 77
 // (skipped) where CUDA is not compiled in or no device is visible (ctest
 // label `gpu`).
 #include <doctest/doctest.h>
@@ -17,6 +18,7 @@
 #include "runtime/core/dtype.h"
 #include "tests/unit/skip.h"
 #ifdef GHOSTD_HAVE_CUDA
+#include "kernels/linear_mma.cuh"
 #include "runtime/cuda/cuda_backend.h"
 #endif
 
@@ -82,7 +84,8 @@ TEST_CASE("cuda linear layers are batch invariant: a row's output does not depen
     auto made = make_cuda_backend(0);
     REQUIRE_MESSAGE(made.ok(), (made.ok() ? "" : made.error().message));
     Backend& gpu = **made;
-    for (Shape s : {Shape{200, 1536}, Shape{1000, 96}, Shape{40, 4096}}) {
+    // Slices of k: 8 (even), 1, 8, 8 (uneven: 50 chunks).
+    for (Shape s : {Shape{200, 1536}, Shape{1000, 96}, Shape{40, 4096}, Shape{96, 1600}}) {
       for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
         CAPTURE(mode);
         CAPTURE(s.n);
@@ -138,6 +141,13 @@ TEST_CASE("cuda linear layers are batch invariant: a row's output does not depen
           CAPTURE(r);
           const auto one = run(r, 1);
           CHECK(std::memcmp(one.data(), all.data() + size_t(r) * s.n, one.size() * 4) == 0);
+        }
+        // The skinny kernel's load depth is a tuning knob, not a numeric one.
+        for (int unroll : {4, 16, 8}) {
+          CAPTURE(unroll);
+          ghostd::kernels::linear_mma_tune(0, unroll);
+          const auto part = run(0, 3);
+          CHECK(std::memcmp(part.data(), all.data(), part.size() * 4) == 0);
         }
       }
     }
