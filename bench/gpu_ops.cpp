@@ -168,6 +168,20 @@ int main(int argc, char** argv) {
       }
     }
     ghostd::kernels::linear_mma_tune(1024, 8);
+    // Above 32 rows: the tiled kernel against 32-row groups of the skinny one.
+    for (int rows : {33, 64, 128}) {
+      double sec[2];
+      for (int i = 0; i < 2; ++i) {
+        ghostd::kernels::linear_mma_tune(0, 0, i == 0 ? 32 : 128);
+        Backend& mb = *by_mode[0];
+        sec[i] = time_op(mb, iters, [&] {
+          mb.matmul(xs[0].as<float>(), rows, ws[0], nullptr, outs[0].as<float>());
+        });
+      }
+      std::printf("  %-20s %6d  tiled %8.2f us, skinny groups %8.2f us\n", "", rows, sec[0] * 1e6,
+                  sec[1] * 1e6);
+    }
+    ghostd::kernels::linear_mma_tune(0, 0, 32);
   }
   by_mode.clear();
 

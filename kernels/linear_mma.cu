@@ -12,10 +12,10 @@ namespace {
 
 constexpr int kChunk = 32;      // k values per chunk: two mma steps
 constexpr int kMaxSlices = 8;  // warps of one skinny block
-constexpr int kSkinnyRows = 32;
 
 std::atomic<int> g_target_warps{1024};
 std::atomic<int> g_unroll{8};
+std::atomic<int> g_skinny_rows{32};  // above: the tiled kernel
 
 // d += a * b for one m16n8k16 tile, float32 accumulators.
 __device__ __forceinline__ void mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
@@ -253,7 +253,7 @@ template <class T>
 cudaError_t dispatch(const void* x, int rows, const void* w, int64_t n, int k, const void* bias,
                      runtime::DType bias_dtype, float* out, cudaStream_t s) {
   const int slices = linear_mma_slices(n, k);
-  if (rows > kSkinnyRows) {
+  if (rows > g_skinny_rows.load(std::memory_order_relaxed)) {
     const dim3 grid(static_cast<unsigned>((n + kTileN - 1) / kTileN),
                     static_cast<unsigned>((rows + kTileM - 1) / kTileM));
     if (grid.y > 65535u) return cudaErrorNotSupported;
@@ -261,6 +261,7 @@ cudaError_t dispatch(const void* x, int rows, const void* w, int64_t n, int k, c
                                                 n, k, slices, bias, bias_dtype, out);
     return cudaGetLastError();
   }
+  // More than 32 rows: 32-row groups side by side, each streaming the weights.
   if (rows > 16) return launch_skinny<T, 2, 2, 4>(x, rows, w, n, k, slices, bias, bias_dtype, out, s);
   if (rows > 8) return launch_skinny<T, 1, 2, 4>(x, rows, w, n, k, slices, bias, bias_dtype, out, s);
   switch (g_unroll.load(std::memory_order_relaxed)) {
@@ -285,12 +286,13 @@ int linear_mma_slices(int64_t n, int k) {
 }
 
 const char* linear_mma_config(int rows) {
-  return rows <= kSkinnyRows ? "skinny" : "tiled";
+  return rows <= g_skinny_rows.load(std::memory_order_relaxed) ? "skinny" : "tiled";
 }
 
-void linear_mma_tune(int target_warps, int unroll) {
+void linear_mma_tune(int target_warps, int unroll, int skinny_rows) {
   if (target_warps > 0) g_target_warps.store(target_warps, std::memory_order_relaxed);
   if (unroll == 4 || unroll == 8 || unroll == 16) g_unroll.store(unroll, std::memory_order_relaxed);
+  if (skinny_rows >= 16) g_skinny_rows.store(skinny_rows, std::memory_order_relaxed);
 }
 
 cudaError_t linear_mma(const void* x16, int rows, const void* w, runtime::DType dtype, int64_t n,

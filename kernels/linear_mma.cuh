@@ -9,9 +9,9 @@
 // contiguous slices; each slice is one chain of m16n8k16 mma steps from zero
 // (two per chunk, in ascending chunk order, each thread feeding 8 adjacent k
 // values), and the slices' sums are added in slice order to zero, then the
-// bias. Both kernels follow this order: the skinny one (up to 32 rows, no
-// shared memory, each warp streaming 8 weight rows of one slice) and the
-// tiled one (64x64 tiles through shared memory, the slices in turn). So a
+// bias. Both kernels follow this order: the skinny one (up to 32 rows by
+// default, no shared memory, each warp streaming 8 weight rows of one slice)
+// and the tiled one (64x64 tiles through shared memory, the slices in turn). So a
 // row's result does not depend on how many rows the call has, which rows
 // they are or which kernel the row count picks: decode, verify and prefill
 // rows agree bit for bit. S depends on the weight's shape only (it gives
@@ -38,9 +38,11 @@ int linear_mma_slices(int64_t n, int k);
 // Which kernel linear_mma takes for `rows` ("skinny" or "tiled").
 const char* linear_mma_config(int rows);
 
-// Benchmark knobs (process-wide; change results, since they change S, but
-// keep them batch invariant): the warps the slices aim at (default 1024)
-// and the chunks each skinny warp loads ahead (4, 8 or 16; default 8).
-void linear_mma_tune(int target_warps, int unroll);
+// Benchmark knobs, process-wide; 0 keeps a knob as it is. The warps the
+// slices aim at (default 1024) changes S and so the results, which stay
+// batch invariant; the chunks each skinny warp loads ahead (4, 8 or 16;
+// default 8) and the most rows the skinny kernel takes (default 32; above
+// 32 it runs 32-row groups side by side) change speed only.
+void linear_mma_tune(int target_warps, int unroll, int skinny_rows = 0);
 
 }  // namespace ghostd::kernels

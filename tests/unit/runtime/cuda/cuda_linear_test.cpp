@@ -142,13 +142,21 @@ TEST_CASE("cuda linear layers are batch invariant: a row's output does not depen
           const auto one = run(r, 1);
           CHECK(std::memcmp(one.data(), all.data() + size_t(r) * s.n, one.size() * 4) == 0);
         }
-        // The skinny kernel's load depth is a tuning knob, not a numeric one.
+        // The skinny kernel's load depth and row limit are tuning knobs, not
+        // numeric ones (rows above 32: 32-row groups side by side).
         for (int unroll : {4, 16, 8}) {
           CAPTURE(unroll);
           ghostd::kernels::linear_mma_tune(0, unroll);
           const auto part = run(0, 3);
           CHECK(std::memcmp(part.data(), all.data(), part.size() * 4) == 0);
         }
+        ghostd::kernels::linear_mma_tune(0, 0, kRows);
+        for (int rows : {33, 64, 100, kRows}) {
+          CAPTURE(rows);
+          const auto part = run(0, rows);
+          CHECK(std::memcmp(part.data(), all.data(), part.size() * 4) == 0);
+        }
+        ghostd::kernels::linear_mma_tune(0, 0, 32);
       }
     }
   }
