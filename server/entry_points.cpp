@@ -35,6 +35,8 @@ namespace {
 // After SIGTERM/SIGINT, how long queued replies may take to reach clients
 // that do not read before the loop stops anyway.
 constexpr std::chrono::seconds kDrainTimeout{3};
+// How often the loop asks the engine whether its device still works.
+constexpr std::chrono::seconds kDeviceWatchPeriod{1};
 // A failed accept (e.g. out of file descriptors) is retried after this.
 constexpr std::chrono::milliseconds kAcceptRetry{100};
 
@@ -247,6 +249,46 @@ class Listener {
   bool closed_ = false;
 };
 
+// Looks every kDeviceWatchPeriod at whether the engine can still run jobs;
+// the first time it cannot, logs why and calls `on_lost` (once). Until then
+// a failed device fails each job with its reason, which the editors show.
+// Thread-safety: the loop's thread only.
+class DeviceWatch {
+ public:
+  DeviceWatch(asio::io_context& io, const rt::EngineInterface& engine, std::function<void()> on_lost)
+      : timer_(io), engine_(engine), on_lost_(std::move(on_lost)) {}
+  void start() { arm(); }
+  // Lets the loop end (the timer is its last work once the sessions are gone).
+  void stop() {
+    stopped_ = true;
+    timer_.cancel();
+  }
+  bool lost() const { return lost_; }
+
+ private:
+  void arm() {
+    timer_.expires_after(kDeviceWatchPeriod);
+    timer_.async_wait([this](const asio::error_code& ec) {
+      if (ec || stopped_) return;
+      if (std::string why = engine_.fatal_error(); !why.empty()) {
+        lost_ = true;
+        stopped_ = true;
+        spdlog::critical("{}. ghostd cannot continue: ending every session (exit code {}) so that a new process "
+                         "can start",
+                         why, kExitDeviceLost);
+        on_lost_();
+        return;
+      }
+      arm();
+    });
+  }
+  asio::steady_timer timer_;
+  const rt::EngineInterface& engine_;
+  std::function<void()> on_lost_;
+  bool stopped_ = false;
+  bool lost_ = false;
+};
+
 // Runs the loop until it runs out of work, or until a shutdown (SIGTERM,
 // SIGINT, stop()) stops it; then gives what the shutdown started (replies to
 // pending requests, closing connections) up to kDrainTimeout to finish.
@@ -272,13 +314,20 @@ int run_lsp_stdio(const ServerOptions& options, rt::EngineInterface& engine, Mod
                      SessionContext{.id = 1, .prompts = prompts.get()});
     asio::signal_set signals(io, SIGINT, SIGTERM);
     bool shutting_down = false;
+    DeviceWatch watch(io, engine, [&server, &shutting_down, &io] {
+      shutting_down = true;
+      server.stop();
+      io.stop();
+    });
     // The handlers below capture locals of this block by reference: the loop
     // ends inside the block, so none of them runs after they are gone.
-    server.start([&code, &signals](int c) {
+    server.start([&code, &signals, &watch](int c) {
       code = c;
       asio::error_code ec;
       signals.cancel(ec);  // the loop ends once the session's last reply is out
+      watch.stop();
     });
+    watch.start();
     signals.async_wait([&server, &shutting_down, &io](const asio::error_code& ec, int signo) {
       if (ec) return;
       spdlog::info("{}: ending the session", signo == SIGINT ? "SIGINT" : "SIGTERM");
@@ -287,6 +336,7 @@ int run_lsp_stdio(const ServerOptions& options, rt::EngineInterface& engine, Mod
       io.stop();
     });
     run_and_drain(io, shutting_down);
+    if (watch.lost()) code = kExitDeviceLost;
   }
   return code;
 }
@@ -337,6 +387,8 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
   std::optional<Listener<asio::local::stream_protocol::acceptor>> unix_socket;
   asio::signal_set signals(io, SIGINT, SIGTERM);
   bool shutting_down = false;
+  std::function<void()> on_device_lost;  // set below: shut_down
+  DeviceWatch watch(io, engine, [&on_device_lost] { on_device_lost(); });
   // Runs on the loop's thread; every object it touches lives in this frame
   // until the loop has ended.
   auto shut_down = [&] {
@@ -344,6 +396,7 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
     shutting_down = true;
     asio::error_code ec;
     signals.cancel(ec);
+    watch.stop();
     if (tcp) tcp->close();
     if (unix_socket) unix_socket->close();
     sessions.stop_all();
@@ -415,12 +468,14 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
     spdlog::info("{}: closing the listener and every session", signo == SIGINT ? "SIGINT" : "SIGTERM");
     shut_down();
   });
+  on_device_lost = shut_down;
+  watch.start();
   if (on_listening) on_listening(bound, stop);
   run_and_drain(io, shutting_down);
   sessions.clear();  // before the metrics log they write to
-  if (!addr.starts_with("unix:")) return 0;
-  std::remove(addr.substr(5).c_str());
-  return 0;
+  const int code = watch.lost() ? kExitDeviceLost : 0;
+  if (addr.starts_with("unix:")) std::remove(addr.substr(5).c_str());
+  return code;
 }
 
 }  // namespace ghostd::server

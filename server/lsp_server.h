@@ -127,12 +127,19 @@ class LspServer {
   json held_params_;
 };
 
-// Serves one session over fds 0/1 until exit; returns the exit code.
+// The exit code when the engine can run no job again (its device failed for
+// good: EngineInterface::fatal_error): the sessions end, so that whoever
+// started the daemon (a service manager, the editor's client) starts a new
+// process, which gets a fresh device context.
+inline constexpr int kExitDeviceLost = 3;
+
+// Serves one session over fds 0/1 until exit; returns the exit code
+// (kExitDeviceLost when the device failed for good).
 int run_lsp_stdio(const ServerOptions& options, ghostd::runtime::EngineInterface& engine, ModelState& model);
 // Serves sessions on options.listen ("HOST:PORT", loopback when HOST is
 // empty, or "unix:/path") until SIGINT/SIGTERM or `stop` is called; each
-// connection is its own session, all share the engine. Returns 0, or 1 when
-// the address cannot be used. `on_listening` (optional, on the server's
+// connection is its own session, all share the engine. Returns 0, 1 when
+// the address cannot be used, or kExitDeviceLost. `on_listening` (optional, on the server's
 // thread) gets the bound TCP port (0 for Unix sockets) and a thread-safe stop.
 int run_lsp_socket(const ServerOptions& options, ghostd::runtime::EngineInterface& engine, ModelState& model,
                    std::function<void(unsigned short port, std::function<void()> stop)> on_listening = {});

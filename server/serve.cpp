@@ -47,13 +47,17 @@ class EngineSlot : public rt::EngineInterface {
   void cancel(rt::JobId id) override {
     if (rt::EngineInterface* e = get()) e->cancel(id);
   }
+  std::string fatal_error() const override {
+    std::lock_guard lock(mu_);
+    return engine_ ? engine_->fatal_error() : std::string();
+  }
 
  private:
   rt::EngineInterface* get() {
     std::lock_guard lock(mu_);
     return engine_;
   }
-  std::mutex mu_;
+  mutable std::mutex mu_;
   rt::EngineInterface* engine_ = nullptr;
 };
 

@@ -209,6 +209,11 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
+std::string Engine::fatal_error() const {
+  std::lock_guard lock(mu_);
+  return fatal_;
+}
+
 Status Engine::shutdown() {
   if (std::this_thread::get_id() == thread_.get_id()) {
     return Error{"engine: shutdown() called from an engine callback (it would join itself)"};

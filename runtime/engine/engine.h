@@ -119,6 +119,7 @@ class Engine : public EngineInterface {
   Status shutdown();
 
   EngineStats stats() const;
+  std::string fatal_error() const override;
   int num_kv_blocks() const { return pool_.num_blocks(); }
 
  private:

@@ -133,6 +133,10 @@ class EngineInterface {
   // Cancels a queued or running job; its on_done reports kCancelled (unless it
   // already ended). Unknown or finished ids are ignored.
   virtual void cancel(JobId id) = 0;
+  // Empty while jobs can run; else why none ever will again (the device
+  // failed for good: a sticky CUDA error, a broken collective). Every job
+  // submitted after that fails with this message.
+  virtual std::string fatal_error() const { return {}; }
 };
 
 }  // namespace ghostd::runtime

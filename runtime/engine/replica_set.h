@@ -7,9 +7,15 @@
 //
 // Job ids: replica r's local id L is L * M + r, so cancel needs no table
 // (local ids start at 1, so no set id is 0).
+//
+// A replica whose device failed for good (fatal_error) gets no more jobs:
+// its documents go to the next live replica, and the set fails only when
+// every replica has.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "runtime/engine/engine_api.h"
@@ -32,6 +38,9 @@ class ReplicaSet : public EngineInterface {
 
   JobId submit(CompletionJob job, JobCallbacks callbacks) override;
   void cancel(JobId id) override;
+  // Empty while any replica can run jobs (jobs routed to a failed replica go
+  // to a live one); else every replica's reason.
+  std::string fatal_error() const override;
 
   int size() const { return static_cast<int>(engines_.size()); }
   EngineInterface& replica(int i) { return *engines_.at(static_cast<size_t>(i)); }
@@ -40,6 +49,7 @@ class ReplicaSet : public EngineInterface {
  private:
   ReplicaRouter router_;  // declared first: destroyed after the engines
   std::vector<std::unique_ptr<EngineInterface>> engines_;
+  std::unique_ptr<std::atomic<bool>[]> dead_;  // logged as failed (once each)
 };
 
 }  // namespace ghostd::runtime

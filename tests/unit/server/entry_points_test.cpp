@@ -46,12 +46,18 @@ class SocketServer {
         port_ = p;
         listening_ = true;
       });
+      exited_ = true;
     });
     for (int i = 0; i < 5000 && !listening_; ++i) std::this_thread::sleep_for(1ms);
     REQUIRE(listening_);
   }
   ~SocketServer() { stop(); }
   unsigned short port() const { return port_; }
+  // True once run_lsp_socket returned on its own within `timeout`.
+  bool wait_exit(std::chrono::milliseconds timeout) {
+    for (auto t = 0ms; t < timeout && !exited_; t += 10ms) std::this_thread::sleep_for(10ms);
+    return exited_;
+  }
   // Returns run_lsp_socket's exit code.
   int stop() {
     if (thread_.joinable()) {
@@ -71,6 +77,7 @@ class SocketServer {
   std::atomic<unsigned short> port_{0};
   std::atomic<bool> listening_{false};
   std::atomic<int> code_{-1};
+  std::atomic<bool> exited_{false};
   std::thread thread_;
 };
 
@@ -393,4 +400,26 @@ TEST_CASE("stopping a socket server while sessions type and jobs run: every requ
   for (auto& [_, ids_logged] : lines) logged += ids_logged.size();
   CHECK(logged == completions);
   std::filesystem::remove(metrics);
+}
+
+TEST_CASE("a device that failed for good ends every session and the daemon with exit code 3") {
+  auto tok = testing::qwen_tokenizer();
+  testing::FakeEngine engine(tok.encode("return x", false), 1ms);
+  ModelState model;
+  REQUIRE(model.set_ready("m", make_tokenizer_view(tok)).ok());
+  ServerOptions opts;
+  opts.listen = "127.0.0.1:0";
+  SocketServer server(opts, engine, model);
+  Client<asio::ip::tcp> client(tcp_endpoint(server.port()));
+  int next_id = 1;
+  const Typed typed = type_session(client, "file:///ws/lost.py", 2, next_id);
+  REQUIRE(client.wait_for({typed.sync_id}, 10s));
+  CHECK_FALSE(server.wait_exit(1500ms));  // a working device: the daemon stays
+  engine.set_fatal("fake device: an illegal memory access (sticky)");
+  CHECK(server.wait_exit(5s));
+  CHECK(server.stop() == kExitDeviceLost);
+  CHECK(client.wait_closed(5s));
+  // Every request that reached the daemon was answered.
+  auto got = client.responses();
+  for (int id : typed.all()) CHECK(got.count(id) == 1);
 }

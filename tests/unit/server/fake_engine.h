@@ -45,6 +45,15 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
     cancelled_.insert(id);
     ++cancel_calls_;
   }
+  // A device that failed for good, as the real engine reports it.
+  std::string fatal_error() const override {
+    std::lock_guard lock(mu_);
+    return fatal_;
+  }
+  void set_fatal(std::string why) {
+    std::lock_guard lock(mu_);
+    fatal_ = std::move(why);
+  }
   int submitted() const {
     std::lock_guard lock(mu_);
     return submitted_;
@@ -133,6 +142,7 @@ class FakeEngine : public ghostd::runtime::EngineInterface {
   std::vector<int32_t> last_hint_;
   Owner last_owner_;
   ghostd::runtime::JobId next_id_ = 1;
+  std::string fatal_;
   int submitted_ = 0;
   int cancel_calls_ = 0;
   std::atomic<bool> stop_{false};

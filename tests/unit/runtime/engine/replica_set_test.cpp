@@ -37,6 +37,10 @@ class FakeEngine : public EngineInterface {
     std::lock_guard lock(mu);
     cancelled.push_back(id);
   }
+  std::string fatal_error() const override {
+    std::lock_guard lock(mu);
+    return fatal;
+  }
   void first_token(JobId id) { (void)jobs.at(id).callbacks.on_tokens({7}); }
   void end(JobId id, JobStatus status, double queue_ms = 0) {
     JobResult r;
@@ -50,7 +54,8 @@ class FakeEngine : public EngineInterface {
     }
   }
 
-  std::mutex mu;
+  mutable std::mutex mu;
+  std::string fatal;
   std::map<JobId, Job> jobs;
   std::vector<JobId> cancelled;
   JobId next = 1;
@@ -107,6 +112,32 @@ TEST_CASE(
     }
   }
   for (int r = 0; r < 3; ++r) CHECK(f.set->router().load(r, Clock::now()).in_flight == 0);
+}
+
+TEST_CASE("replica set: a replica whose device failed gets no more jobs; the set fails when all have") {
+  Fixture f(3);
+  const std::string doc = "file:///lost.py";
+  const int home = static_cast<int>(f.set->submit(job_for(doc), {}) % 3);
+  CHECK(f.set->fatal_error().empty());
+  {
+    std::lock_guard lock(f.fakes[static_cast<size_t>(home)]->mu);
+    f.fakes[static_cast<size_t>(home)]->fatal = "fake device: illegal address (sticky)";
+  }
+  CHECK(f.set->fatal_error().empty());  // two replicas still run jobs
+  for (int i = 0; i < 5; ++i) {
+    const JobId id = f.set->submit(job_for(doc), {});
+    CHECK(id != 0);
+    CHECK(static_cast<int>(id % 3) != home);
+  }
+  for (auto* e : f.fakes) {
+    std::lock_guard lock(e->mu);
+    e->fatal = "fake device: illegal address (sticky)";
+  }
+  const std::string all = f.set->fatal_error();
+  CHECK(all.find("replica 0: fake device") != std::string::npos);
+  CHECK(all.find("replica 2: fake device") != std::string::npos);
+  // With none left a job still reaches an engine, which fails it.
+  CHECK(f.set->submit(job_for(doc), {}) != 0);
 }
 
 TEST_CASE("replica set: the cache salt keeps tenants' documents apart") {
