@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "runtime/engine/engine_api.h"
 #include "server/auth.h"
@@ -62,7 +63,21 @@ class LspServer {
 
  private:
   enum class State { kUninitialized, kRunning, kShutdown, kExited };
-  struct PendingCompletion;
+  // A completion request between its arrival and its one reply.
+  struct PendingCompletion {
+    explicit PendingCompletion(ReplyOnce r) : reply(std::move(r)) {}
+    ReplyOnce reply;
+    CompletionCore::Ticket ticket = 0;
+    std::string uri;
+    bool inline_items = true;
+    bool content_modified = false;  // cancelled by an edit rather than by the client
+    TextPosition cursor;
+    TextPosition word_start;
+    std::string word;
+    std::string trigger;
+    std::string request_id;
+    std::chrono::steady_clock::time_point arrived;
+  };
 
   void register_handlers();
   void on_message(std::string body);
