@@ -73,7 +73,7 @@ class CpuBackend : public Backend {
       if (dst == nullptr)
         return Error{"cpu backend: out of memory copying tensor " + t.name + " (" + std::to_string(bytes) +
                      " bytes)"};
-      cpu::parallel_copy(dst, t.data, bytes, pool_.size());
+      cpu::parallel_copy(dst, t.data, bytes, pool_);
       w.data = dst;
     }
     return w;

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <thread>
-#include <vector>
 
 namespace ghostd::runtime::cpu {
 
@@ -51,23 +49,15 @@ void HostRegion::reset() {
   huge_ = false;
 }
 
-void parallel_copy(void* dst, const void* src, size_t bytes, int threads) {
-  constexpr size_t kChunk = size_t{16} << 20;
-  const int n = static_cast<int>(std::clamp<size_t>(bytes / kChunk, 1, static_cast<size_t>(std::max(1, threads))));
-  if (n == 1) {
-    std::memcpy(dst, src, bytes);
-    return;
-  }
-  // Whole huge pages per thread, so no page is faulted in by two threads.
-  const size_t per = (bytes / static_cast<size_t>(n) + HostRegion::kHugePage - 1) / HostRegion::kHugePage *
-                     HostRegion::kHugePage;
-  std::vector<std::thread> pool;
-  for (int t = 0; t < n; ++t) {
-    const size_t b = std::min(bytes, per * static_cast<size_t>(t)), e = std::min(bytes, b + per);
-    if (b >= e) break;
-    pool.emplace_back([=] { std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b); });
-  }
-  for (auto& th : pool) th.join();
+void parallel_copy(void* dst, const void* src, size_t bytes, ThreadPool& pool) {
+  constexpr size_t kPage = HostRegion::kHugePage;
+  constexpr int64_t kGrainPages = (size_t{16} << 20) / kPage;
+  const auto pages = static_cast<int64_t>((bytes + kPage - 1) / kPage);
+  pool.parallel_for(pages, kGrainPages, [&](int64_t begin, int64_t end) {
+    const size_t b = static_cast<size_t>(begin) * kPage;
+    const size_t e = std::min(bytes, static_cast<size_t>(end) * kPage);
+    if (b < e) std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b);
+  });
 }
 
 }  // namespace ghostd::runtime::cpu

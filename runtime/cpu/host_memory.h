@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <utility>
 
+#include "runtime/cpu/thread_pool.h"
+
 namespace ghostd::runtime::cpu {
 
 // Anonymous, zero-filled memory aligned to 2 MiB, asked for huge pages.
@@ -45,8 +47,8 @@ class HostRegion {
   bool huge_ = false;
 };
 
-// Copies bytes into dst with up to `threads` threads, touching dst's pages in
-// the order a later stream reads them.
-void parallel_copy(void* dst, const void* src, size_t bytes, int threads);
+// Copies bytes into dst on the pool's threads, each a contiguous run of whole
+// huge pages (no page is faulted in by two threads), at least 16 MiB each.
+void parallel_copy(void* dst, const void* src, size_t bytes, ThreadPool& pool);
 
 }  // namespace ghostd::runtime::cpu

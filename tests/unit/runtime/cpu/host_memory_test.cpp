@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "runtime/cpu/thread_pool.h"
+
 using ghostd::runtime::cpu::HostRegion;
 using ghostd::runtime::cpu::parallel_copy;
 
@@ -37,9 +39,10 @@ TEST_CASE("parallel_copy: every byte, for sizes that do not split evenly") {
     for (size_t i = 0; i < bytes; ++i) src[i] = static_cast<unsigned char>(i * 2654435761u >> 13);
     for (int threads : {1, 2, 3}) {
       CAPTURE(threads);
+      ghostd::runtime::cpu::ThreadPool pool(threads);
       HostRegion dst(bytes);
       REQUIRE(dst.data() != nullptr);
-      parallel_copy(dst.data(), src.data(), bytes, threads);
+      parallel_copy(dst.data(), src.data(), bytes, pool);
       CHECK(std::memcmp(dst.data(), src.data(), bytes) == 0);
     }
   }
