@@ -23,6 +23,7 @@
 #include "kernels/linear_mma.cuh"
 #include "kernels/rms_norm.cuh"
 #include "kernels/rope.cuh"
+#include "runtime/core/copy_waves.h"
 #include "runtime/cuda/cuda_handles.h"
 #include "runtime/cuda/quant_weights.h"
 
@@ -419,9 +420,8 @@ class CudaBackend final : public Backend {
     if (copies.empty() || layers.empty()) return;
     cudaSetDevice(device_);
     if (!grow(copy_args_, kCopyArgsBytes, "kv block copies")) return;
-    // One launch per wave of independent copies; a copy that reads or writes
-    // a block an earlier copy of the wave writes (or writes one it reads)
-    // starts the next wave, so the result is that of copying in order.
+    // One launch per wave of independent copies (runtime/core/copy_waves.h),
+    // so the result is that of copying in order.
     const size_t ptr_bytes = layers.size() * 2 * sizeof(float*);
     const size_t max_pairs = (kCopyArgsBytes - ptr_bytes) / (2 * sizeof(int32_t));
     if (ptr_bytes >= kCopyArgsBytes || max_pairs == 0) {
@@ -434,43 +434,28 @@ class CudaBackend final : public Backend {
       std::memcpy(copy_host_.data() + (2 * l + 1) * sizeof(float*), &layers[l].v, sizeof(float*));
     }
     const int64_t block_floats = static_cast<int64_t>(block_size) * kv_dim;
-    std::vector<int32_t>& wave = copy_wave_;
-    std::vector<int32_t>& reads = copy_reads_;
-    std::vector<int32_t>& writes = copy_writes_;
-    wave.clear();
-    reads.clear();
-    writes.clear();
-    auto flush = [&] {
-      if (wave.empty()) return true;
+    size_t begin = 0;
+    for (size_t end : copy_waves_.split(copies, max_pairs)) {
       // Pageable source: cudaMemcpyAsync has staged it when it returns, so
       // the host buffer is reused for the next wave.
-      const size_t pair_bytes = wave.size() * sizeof(int32_t);
-      copy_host_.resize(ptr_bytes + pair_bytes);
-      std::memcpy(copy_host_.data() + ptr_bytes, wave.data(), pair_bytes);
+      const size_t n = end - begin;
+      copy_host_.resize(ptr_bytes + n * 2 * sizeof(int32_t));
+      for (size_t i = 0; i < n; ++i) {
+        const int32_t pair[2] = {copies[begin + i].src, copies[begin + i].dst};
+        std::memcpy(copy_host_.data() + ptr_bytes + i * sizeof(pair), pair, sizeof(pair));
+      }
       if (!check(cudaMemcpyAsync(copy_args_.get(), copy_host_.data(), copy_host_.size(), cudaMemcpyHostToDevice,
                                  stream_.get()),
                  "copy_kv_blocks"))
-        return false;
+        return;
       auto* base = static_cast<std::byte*>(copy_args_.get());
-      const bool ok = check(kernels::copy_kv_blocks(reinterpret_cast<float* const*>(base), static_cast<int>(layers.size()),
-                                                    reinterpret_cast<const int32_t*>(base + ptr_bytes),
-                                                    static_cast<int>(wave.size() / 2), block_floats, stream_.get()),
-                            "copy_kv_blocks");
-      wave.clear();
-      reads.clear();
-      writes.clear();
-      return ok;
-    };
-    auto has = [](const std::vector<int32_t>& v, int32_t b) { return std::find(v.begin(), v.end(), b) != v.end(); };
-    for (const KvBlockCopy& c : copies) {
-      const bool hazard = has(writes, c.src) || has(writes, c.dst) || has(reads, c.dst);
-      if ((hazard || wave.size() / 2 >= max_pairs) && !flush()) return;
-      wave.push_back(c.src);
-      wave.push_back(c.dst);
-      reads.push_back(c.src);
-      writes.push_back(c.dst);
+      if (!check(kernels::copy_kv_blocks(reinterpret_cast<float* const*>(base), static_cast<int>(layers.size()),
+                                         reinterpret_cast<const int32_t*>(base + ptr_bytes), static_cast<int>(n),
+                                         block_floats, stream_.get()),
+                 "copy_kv_blocks"))
+        return;
+      begin = end;
     }
-    flush();
   }
 
   Status reserve_workspace(int max_tokens, int max_cols, const AttentionShape& shape) override {
@@ -489,9 +474,7 @@ class CudaBackend final : public Backend {
         st != CUBLAS_STATUS_SUCCESS)
       return Error{std::string("cuda backend: cublasSetWorkspace: ") + cublasGetStatusString(st)};
     copy_host_.reserve(kCopyArgsBytes);
-    copy_wave_.reserve(kCopyArgsBytes / sizeof(int32_t));
-    copy_reads_.reserve(kCopyArgsBytes / sizeof(int32_t));
-    copy_writes_.reserve(kCopyArgsBytes / sizeof(int32_t));
+    copy_waves_.reserve(kCopyArgsBytes / sizeof(int32_t));
     return {};
   }
 
@@ -618,7 +601,7 @@ class CudaBackend final : public Backend {
   LinearMode linear_;
   bool warned_variant_ = false;
   std::vector<std::byte> copy_host_;                  // pointers and pairs of one wave
-  std::vector<int32_t> copy_wave_, copy_reads_, copy_writes_;
+  CopyWaves copy_waves_;
 };
 
 }  // namespace
