@@ -168,6 +168,11 @@ want engine && {
     timeout 180 "$eng" --model models/qwen2-code-small --device cuda --editors 1,32 --tokens 32 --requests 8 \
       --prompt 300 --kv-mb 4096 --check-tokens || fail "engine, bundled model"
     if [ -n "$eng_model" ]; then
+      # Decode steps as the engine runs them (captured graphs), without drafts:
+      # time per token here is the batch-1 step, the HBM-bandwidth target's input.
+      step "engine: 1.5B shape, 1 editor, no drafts (captured decode steps)"
+      timeout 120 "$eng" --model "$eng_model" --device cuda --editors 1 --tokens 64 --requests 4 \
+        --prompt 128 --no-drafts || fail "engine, 1.5B shape, no drafts"
       step "engine: 1.5B shape, 1, 8 and 32 editors on 4,096 cached tokens, greedy tokens checked"
       timeout 300 "$eng" --model "$eng_model" --device cuda --editors 1,8,32 --tokens 32 --requests 8 \
         --prompt 4096 --source runtime/engine/engine.cpp --kv-mb 16384 --check-tokens || fail "engine, 1.5B shape"
