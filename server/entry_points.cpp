@@ -21,6 +21,8 @@
 #include <csignal>
 #include <cstdio>
 #include <list>
+#include <memory>
+#include <mutex>
 #include <set>
 
 #include "server/lsp_server.h"
@@ -402,8 +404,18 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
     sessions.stop_all();
     io.stop();
   };
-  // Thread-safe; valid until run_lsp_socket returns.
-  auto stop = [&io, &shut_down] { asio::post(io, shut_down); };
+  // Thread-safe, and a no-op once the loop has ended: the daemon can end on
+  // its own (a lost device) while another thread is about to stop it.
+  struct StopHandle {
+    std::mutex mu;
+    std::function<void()> post;  // empty once the loop has ended
+  };
+  auto stop_handle = std::make_shared<StopHandle>();
+  stop_handle->post = [&io, &shut_down] { asio::post(io, shut_down); };
+  auto stop = [stop_handle] {
+    std::lock_guard lock(stop_handle->mu);
+    if (stop_handle->post) stop_handle->post();
+  };
 
   const std::string& addr = options.listen;
   unsigned short bound = 0;
@@ -472,6 +484,10 @@ int run_lsp_socket(const ServerOptions& options, rt::EngineInterface& engine, Mo
   watch.start();
   if (on_listening) on_listening(bound, stop);
   run_and_drain(io, shutting_down);
+  {
+    std::lock_guard lock(stop_handle->mu);
+    stop_handle->post = nullptr;  // before io and shut_down go
+  }
   sessions.clear();  // before the metrics log they write to
   const int code = watch.lost() ? kExitDeviceLost : 0;
   if (addr.starts_with("unix:")) std::remove(addr.substr(5).c_str());

@@ -154,8 +154,10 @@ int run_lsp_stdio(const ServerOptions& options, ghostd::runtime::EngineInterface
 // Serves sessions on options.listen ("HOST:PORT", loopback when HOST is
 // empty, or "unix:/path") until SIGINT/SIGTERM or `stop` is called; each
 // connection is its own session, all share the engine. Returns 0, 1 when
-// the address cannot be used, or kExitDeviceLost. `on_listening` (optional, on the server's
-// thread) gets the bound TCP port (0 for Unix sockets) and a thread-safe stop.
+// the address cannot be used, or kExitDeviceLost. `on_listening` (optional, on
+// the server's thread) gets the bound TCP port (0 for Unix sockets) and a
+// thread-safe stop, which does nothing once the server has ended (it may end
+// on its own: kExitDeviceLost).
 int run_lsp_socket(const ServerOptions& options, ghostd::runtime::EngineInterface& engine, ModelState& model,
                    std::function<void(unsigned short port, std::function<void()> stop)> on_listening = {});
 
