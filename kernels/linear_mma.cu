@@ -285,10 +285,6 @@ int linear_mma_slices(int64_t n, int k) {
   return static_cast<int>(std::max<int64_t>(s, 1));
 }
 
-const char* linear_mma_config(int rows) {
-  return rows <= g_skinny_rows.load(std::memory_order_relaxed) ? "skinny" : "tiled";
-}
-
 void linear_mma_tune(int target_warps, int unroll, int skinny_rows) {
   if (target_warps > 0) g_target_warps.store(target_warps, std::memory_order_relaxed);
   if (unroll == 4 || unroll == 8 || unroll == 16) g_unroll.store(unroll, std::memory_order_relaxed);

@@ -35,9 +35,6 @@ cudaError_t linear_mma(const void* x16, int rows, const void* w, runtime::DType 
 // The slices of k for an [n, k] weight.
 int linear_mma_slices(int64_t n, int k);
 
-// Which kernel linear_mma takes for `rows` ("skinny" or "tiled").
-const char* linear_mma_config(int rows);
-
 // Benchmark knobs, process-wide; 0 keeps a knob as it is. The warps the
 // slices aim at (default 1024) changes S and so the results, which stay
 // batch invariant; the chunks each skinny warp loads ahead (4, 8 or 16;
