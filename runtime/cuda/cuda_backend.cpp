@@ -287,11 +287,7 @@ class CudaBackend final : public Backend {
     if (linear_ == LinearMode::kInvariant && (w.dtype == DType::kBF16 || w.dtype == DType::kF16)) {
       // Activations rounded to the weight dtype once, then one kernel for
       // any row count.
-      const size_t elems = static_cast<size_t>(rows) * k;
-      if (!grow(act_, elems * 2, "matmul activations")) return;
-      if (!check(kernels::convert_activations(x, static_cast<int64_t>(elems), w.dtype, act_.get(), stream_.get()),
-                 "matmul convert"))
-        return;
+      if (!activations16(x, rows, k, w.dtype)) return;
       cudaError_t e = kernels::linear_mma(act_.get(), rows, w.data, w.dtype, n, k, b, bt, out, stream_.get());
       if (e != cudaErrorNotSupported) {
         check(e, "matmul (linear_mma)");
@@ -490,12 +486,7 @@ class CudaBackend final : public Backend {
       st = cublasSgemm(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha,
                        static_cast<const float*>(w.data), k, x, k, &beta, out, n);
     } else if (w.dtype == DType::kBF16 || w.dtype == DType::kF16) {
-      const size_t elems = static_cast<size_t>(rows) * k;
-      if (!grow(act_, elems * 2, "matmul activations")) return;
-      if (!check(kernels::convert_activations(x, static_cast<int64_t>(elems), w.dtype, act_.get(),
-                                              stream_.get()),
-                 "matmul convert"))
-        return;
+      if (!activations16(x, rows, k, w.dtype)) return;
       const cudaDataType_t type = w.dtype == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
       st = cublasGemmEx(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w.data, type, k,
                         act_.get(), type, k, &beta, out, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
@@ -507,6 +498,15 @@ class CudaBackend final : public Backend {
     if (st != CUBLAS_STATUS_SUCCESS)
       fail(std::string("matmul: cuBLAS ") + cublasGetStatusName(st) + " (" +
            cublasGetStatusString(st) + ")");
+  }
+
+  // x [rows, k] rounded to `dtype` (F16/BF16) into act_, for the 16-bit
+  // products; false (error recorded) on failure.
+  bool activations16(const float* x, int rows, int k, DType dtype) {
+    const size_t elems = static_cast<size_t>(rows) * k;
+    return grow(act_, elems * 2, "matmul activations") &&
+           check(kernels::convert_activations(x, static_cast<int64_t>(elems), dtype, act_.get(), stream_.get()),
+                 "matmul convert");
   }
 
   // Makes `mem` hold at least `bytes`; false (error recorded) on failure.
