@@ -88,6 +88,11 @@ class TimingBackend final : public Backend {
     const std::string op = "matmul " + std::to_string(w.rows) + "x" + std::to_string(w.cols);
     timed(op.c_str(), [&] { in_->matmul(x, rows, w, b, out); });
   }
+  void matmul_group(const float* x, int rows, std::span<const Projection> outs) override {
+    std::string op = "matmul group";
+    for (const Projection& p : outs) op += " " + std::to_string(p.w->rows) + "x" + std::to_string(p.w->cols);
+    timed(op.c_str(), [&] { in_->matmul_group(x, rows, outs); });
+  }
   void rope(float* x, int rows, int nh, int hd, const int32_t* pos, const float* f) override {
     timed("rope", [&] { in_->rope(x, rows, nh, hd, pos, f); });
   }

@@ -33,6 +33,13 @@ struct Weight {
   explicit operator bool() const { return data != nullptr; }
 };
 
+// One product of a matmul group: out = x @ w^T (+ bias).
+struct Projection {
+  const Weight* w = nullptr;
+  const Weight* bias = nullptr;  // may be null
+  float* out = nullptr;
+};
+
 // Owned backend memory. Move-only; frees through its backend.
 class Buffer {
  public:
@@ -152,6 +159,12 @@ class Backend {
   // out[r, :] = x[r, :] @ w^T (+ bias). x: [rows, w.cols], out: [rows, w.rows].
   virtual void matmul(const float* x, int rows, const Weight& w, const Weight* bias,
                       float* out) = 0;
+  // Several products of one input (Q, K and V; gate and up): the same values
+  // as one matmul per entry, in entry order, but one pass over the input:
+  // one parallel region on the CPU, one cast of x to 16 bits on CUDA.
+  virtual void matmul_group(const float* x, int rows, std::span<const Projection> outs) {
+    for (const Projection& p : outs) matmul(x, rows, *p.w, p.bias, p.out);
+  }
   // Rotary embedding with rotate_half pairing (i with i + head_dim/2), in place
   // on x: [rows, n_heads * head_dim]; inv_freq: [head_dim / 2].
   virtual void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions,

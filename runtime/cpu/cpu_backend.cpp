@@ -152,6 +152,34 @@ class CpuBackend : public Backend {
     });
   }
 
+  // The products' output columns laid end to end and split as one range:
+  // one region instead of one per weight (a decode step's small K and V
+  // products would each pay a wake-up), and the work is balanced across
+  // weights. Each output's sum does not depend on the split (gemm.h).
+  void matmul_group(const float* x, int rows, std::span<const Projection> outs) override {
+    int64_t total = 0;
+    if (group_bias_.size() < outs.size()) group_bias_.resize(outs.size());
+    if (group_bias_ptr_.size() < outs.size()) group_bias_ptr_.resize(outs.size());
+    for (size_t i = 0; i < outs.size(); ++i) {  // biases as floats before the region: no shared scratch inside
+      total += outs[i].w->rows;
+      const Weight* bias = outs[i].bias;
+      group_bias_ptr_[i] = bias && *bias ? as_floats(*bias, group_bias_[i]) : nullptr;
+    }
+    pool_.parallel_for(total, 16, [&](int64_t b, int64_t e) {
+      int64_t base = 0;
+      for (size_t i = 0; i < outs.size(); ++i) {
+        const Projection& p = outs[i];
+        const int64_t n = p.w->rows, lo = std::max(b, base) - base, hi = std::min(e, base + n) - base;
+        base += n;
+        if (lo >= hi) continue;
+        kernels_.gemm(x, rows, *p.w, lo, hi, p.out, n);
+        if (const float* bv = group_bias_ptr_[i])
+          for (int r = 0; r < rows; ++r)
+            for (int64_t j = lo; j < hi; ++j) p.out[r * n + j] += bv[j];
+      }
+    });
+  }
+
   void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions,
             const float* inv_freq) override {
     pool_.parallel_for(rows, row_grain(static_cast<int64_t>(n_heads) * head_dim), [&](int64_t b, int64_t e) {
@@ -432,6 +460,8 @@ class CpuBackend : public Backend {
   cpu::ThreadPool pool_;
   std::string fatal_;
   std::vector<float> norm_weight_, norm_bias_, bias_;  // converted one-row weights (engine thread)
+  std::vector<std::vector<float>> group_bias_;         // matmul_group's biases, one per product
+  std::vector<const float*> group_bias_ptr_;
   cpu::Kernels kernels_;
   CpuWeightMemory weights_;
   std::vector<cpu::HostRegion> arena_;  // copied weights (kHugePages)
@@ -479,6 +509,23 @@ class CapturingCpuBackend final : public CpuBackend {
   void matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out) override {
     const Weight b = bias ? *bias : Weight{};
     run([=, this] { CpuBackend::matmul(x, rows, w, b ? &b : nullptr, out); });
+  }
+  void matmul_group(const float* x, int rows, std::span<const Projection> outs) override {
+    if (!recording_) return CpuBackend::matmul_group(x, rows, outs);
+    // A replay outlives the caller's Projections and Weights: keep copies.
+    struct Group {
+      std::vector<Weight> ws;
+      std::vector<Projection> ps;
+    };
+    auto g = std::make_shared<Group>();
+    g->ws.reserve(2 * outs.size());
+    for (const Projection& p : outs) {
+      g->ws.push_back(*p.w);
+      g->ws.push_back(p.bias ? *p.bias : Weight{});
+    }
+    for (size_t i = 0; i < outs.size(); ++i)
+      g->ps.push_back({&g->ws[2 * i], g->ws[2 * i + 1] ? &g->ws[2 * i + 1] : nullptr, outs[i].out});
+    run([=, this] { CpuBackend::matmul_group(x, rows, g->ps); });
   }
   void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions, const float* inv_freq) override {
     run([=, this] { CpuBackend::rope(x, rows, n_heads, head_dim, positions, inv_freq); });

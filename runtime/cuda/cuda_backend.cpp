@@ -288,11 +288,7 @@ class CudaBackend final : public Backend {
       // Activations rounded to the weight dtype once, then one kernel for
       // any row count.
       if (!activations16(x, rows, k, w.dtype)) return;
-      cudaError_t e = kernels::linear_mma(act_.get(), rows, w.data, w.dtype, n, k, b, bt, out, stream_.get());
-      if (e != cudaErrorNotSupported) {
-        check(e, "matmul (linear_mma)");
-        return;
-      }
+      if (linear16(rows, w, bias, out)) return;
     }
     if (linear_ != LinearMode::kFast) {
       cudaError_t e = kernels::gemv_rows(x, rows, w.data, w.dtype, n, k, b, bt, out, stream_.get());
@@ -315,6 +311,28 @@ class CudaBackend final : public Backend {
     gemm(x, rows, w, out);
     if (has_bias)
       check(kernels::add_bias(out, bias->data, bias->dtype, rows, n, stream_.get()), "matmul bias");
+  }
+
+  // In invariant mode the 16-bit products share one cast of x: Q, K and V
+  // take one conversion launch instead of three, gate and up one for two.
+  // The products themselves are those of matmul().
+  void matmul_group(const float* x, int rows, std::span<const Projection> outs) override {
+    if (rows <= 0) return;
+    bool cast = false;
+    DType cast_dtype = DType::kF32;
+    for (const Projection& p : outs) {
+      const Weight& w = *p.w;
+      if (linear_ == LinearMode::kInvariant && (w.dtype == DType::kBF16 || w.dtype == DType::kF16)) {
+        if (!cast || cast_dtype != w.dtype) {
+          if (!activations16(x, rows, static_cast<int>(w.cols), w.dtype)) return;
+          cast = true;
+          cast_dtype = w.dtype;
+        }
+        if (linear16(rows, w, p.bias, p.out)) continue;
+      }
+      matmul(x, rows, w, p.bias, p.out);
+      cast = false;  // a fallback may have rewritten the activations
+    }
   }
 
   void rope(float* x, int rows, int n_heads, int head_dim, const int32_t* positions,
@@ -498,6 +516,19 @@ class CudaBackend final : public Backend {
     if (st != CUBLAS_STATUS_SUCCESS)
       fail(std::string("matmul: cuBLAS ") + cublasGetStatusName(st) + " (" +
            cublasGetStatusString(st) + ")");
+  }
+
+  // The batch-invariant 16-bit product (kernels/linear_mma) of the
+  // activations already in act_; false when the kernel does not take the
+  // shape and the caller falls back.
+  bool linear16(int rows, const Weight& w, const Weight* bias, float* out) {
+    const bool has_bias = bias && *bias;
+    const cudaError_t e = kernels::linear_mma(act_.get(), rows, w.data, w.dtype, w.rows, static_cast<int>(w.cols),
+                                              has_bias ? bias->data : nullptr,
+                                              has_bias ? bias->dtype : DType::kF32, out, stream_.get());
+    if (e == cudaErrorNotSupported) return false;
+    check(e, "matmul (linear_mma)");
+    return true;
   }
 
   // x [rows, k] rounded to `dtype` (F16/BF16) into act_, for the 16-bit

@@ -546,9 +546,8 @@ void Model::queue_step(Rank& rk, KvStorage& kv, int T, int S, int R, int max_kv_
   if (!layers.empty()) norm(be, x, layers[0].attn_norm, layers[0].attn_norm_bias, T, xn);
   for (size_t l = 0; l < layers.size(); ++l) {
     const Layer& Ly = layers[l];
-    be.matmul(xn, T, Ly.q, opt(Ly.q_bias), q);
-    be.matmul(xn, T, Ly.k, opt(Ly.k_bias), k);
-    be.matmul(xn, T, Ly.v, opt(Ly.v_bias), v);
+    const Projection qkv[] = {{&Ly.q, opt(Ly.q_bias), q}, {&Ly.k, opt(Ly.k_bias), k}, {&Ly.v, opt(Ly.v_bias), v}};
+    be.matmul_group(xn, T, qkv);
     KvLayerView layer = kv.layer(sh.rank, static_cast<int>(l));
     be.rope_store_kv(q, k, v, bv, shape, rk.inv_freq.as<float>(), layer);
     be.attention(q, bv, shape, layer, attn);
@@ -559,8 +558,8 @@ void Model::queue_step(Rank& rk, KvStorage& kv, int T, int S, int R, int max_kv_
       be.matmul(xn, T, Ly.up, opt(Ly.up_bias), gate);
       be.gelu(gate, TI, gate);
     } else {
-      be.matmul(xn, T, Ly.gate, nullptr, gate);
-      be.matmul(xn, T, Ly.up, nullptr, up);
+      const Projection gate_up[] = {{&Ly.gate, nullptr, gate}, {&Ly.up, nullptr, up}};
+      be.matmul_group(xn, T, gate_up);
       if (c.mlp == MlpType::kGeGlu) {
         be.gelu_mul(gate, up, TI, gate);
       } else {
