@@ -7,12 +7,18 @@ namespace ghostd::kernels {
 
 namespace {
 
-// Query heads per block: the whole GQA group when a kernel is built for it
-// (group 2..8 and head_dim up to 64 or 97..128), else 1.
+// Query heads per block, which read their KV once for all of them: the
+// largest divisor of the GQA group that a kernel is built for (2..8, with
+// head_dim up to 64 or 97..128), else 1. A divisor keeps a block's heads on
+// one KV head (blocks start at multiples of it): StarCoder2's groups of 12
+// and 9 run as blocks of 6 and 3 instead of head by head.
 int heads_per_block(const AttentionArgs& a) {
   const int group = a.n_heads / a.n_kv_heads;
   const int j = (a.head_dim + kWarp - 1) / kWarp;
-  return group >= 2 && group <= 8 && (j == 2 || j == 4) ? group : 1;
+  if (j != 2 && j != 4) return 1;
+  for (int g = std::min(group, 8); g >= 2; --g)
+    if (group % g == 0) return g;
+  return 1;
 }
 
 template <int J, int G>

@@ -132,92 +132,104 @@ TEST_CASE("backend ops match the reference") {
     }
 
     SUBCASE("rope, kv_store and paged causal attention with GQA") {
-      const int nh = 4, nkv = 2, hd = 8, bs = 4, nblocks = 6;
-      const int kv_dim = nkv * hd, q_dim = nh * hd;
-      // Two sequences: seq 0 has 5 cached tokens + 2 new; seq 1 is a 3-token prefill.
-      std::vector<int32_t> table0{4, 1}, table1{2};
-      std::vector<int32_t> positions{5, 6, 0, 1, 2}, token_seq{0, 0, 1, 1, 1};
-      std::vector<int32_t> slots;
-      for (int t = 0; t < 5; ++t) {
-        const auto& tb = token_seq[t] == 0 ? table0 : table1;
-        slots.push_back(tb[positions[t] / bs] * bs + positions[t] % bs);
-      }
-      std::vector<int32_t> kv_len{7, 3}, first{0, 2, 5}, tstart{0, 2, 3}, tables{4, 1, 2};
-      auto kpool = randv(nblocks * bs * kv_dim, 7), vpool = randv(nblocks * bs * kv_dim, 8);
-      auto q = randv(5 * q_dim, 9), k = randv(5 * kv_dim, 10), v = randv(5 * kv_dim, 11);
-      std::vector<float> inv_freq(hd / 2);
-      for (int i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / hd);
-
-      Dev dK(be, kpool.data(), kpool.size() * 4), dV(be, vpool.data(), vpool.size() * 4);
-      Dev dq(be, q.data(), q.size() * 4), dk(be, k.data(), k.size() * 4), dv(be, v.data(), v.size() * 4);
-      Dev dpos(be, positions.data(), 20), dslot(be, slots.data(), 20), dts(be, token_seq.data(), 20);
-      Dev dlen(be, kv_len.data(), 8), dfirst(be, first.data(), 12), dtst(be, tstart.data(), 12),
-          dtab(be, tables.data(), 12), dfreq(be, inv_freq.data(), inv_freq.size() * 4),
-          dout(be, nullptr, 5 * q_dim * 4);
-      be.rope(dq.f(), 5, nh, hd, dpos.i(), dfreq.f());
-      be.rope(dk.f(), 5, nkv, hd, dpos.i(), dfreq.f());
-      auto rope_ref = [&](std::vector<float> x, int heads) {
-        std::vector<double> out(x.size());
-        for (int t = 0; t < 5; ++t)
-          for (int h = 0; h < heads; ++h)
-            for (int i = 0; i < hd / 2; ++i) {
-              double ang = double(float(positions[t]) * inv_freq[i]);
-              double a = x[(t * heads + h) * hd + i], b = x[(t * heads + h) * hd + i + hd / 2];
-              out[(t * heads + h) * hd + i] = a * std::cos(ang) - b * std::sin(ang);
-              out[(t * heads + h) * hd + i + hd / 2] = b * std::cos(ang) + a * std::sin(ang);
-            }
-        return out;
+      // GQA shapes the CUDA kernel takes head by head (head_dim 8 and 256),
+      // a whole group per block (4 query heads per KV head) or part of one
+      // (12 and 9 query heads per KV head: blocks of 6 and 3).
+      struct Shape {
+        int nh, nkv, hd;
       };
-      auto qr = rope_ref(q, nh), kr = rope_ref(k, nkv);
-      check_close(dq.get<float>(q.size()), qr, 1e-5, "rope q");
-      check_close(dk.get<float>(k.size()), kr, 1e-5, "rope k");
+      for (Shape sh : {Shape{4, 2, 8}, Shape{8, 2, 64}, Shape{12, 1, 64}, Shape{18, 2, 128}, Shape{24, 2, 128},
+                       Shape{8, 1, 256}}) {
+        const int nh = sh.nh, nkv = sh.nkv, hd = sh.hd, bs = 4, nblocks = 6;
+        CAPTURE(nh);
+        CAPTURE(nkv);
+        CAPTURE(hd);
+        const int kv_dim = nkv * hd, q_dim = nh * hd;
+        // Two sequences: seq 0 has 5 cached tokens + 2 new; seq 1 is a 3-token prefill.
+        std::vector<int32_t> table0{4, 1}, table1{2};
+        std::vector<int32_t> positions{5, 6, 0, 1, 2}, token_seq{0, 0, 1, 1, 1};
+        std::vector<int32_t> slots;
+        for (int t = 0; t < 5; ++t) {
+          const auto& tb = token_seq[t] == 0 ? table0 : table1;
+          slots.push_back(tb[positions[t] / bs] * bs + positions[t] % bs);
+        }
+        std::vector<int32_t> kv_len{7, 3}, first{0, 2, 5}, tstart{0, 2, 3}, tables{4, 1, 2};
+        auto kpool = randv(nblocks * bs * kv_dim, 7), vpool = randv(nblocks * bs * kv_dim, 8);
+        auto q = randv(5 * q_dim, 9), k = randv(5 * kv_dim, 10), v = randv(5 * kv_dim, 11);
+        std::vector<float> inv_freq(hd / 2);
+        for (int i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / hd);
 
-      BatchView bv{5, 2, bs, dpos.i(), dslot.i(), dts.i(), dlen.i(), dfirst.i(), dtst.i(), dtab.i()};
-      KvLayerView layer{dK.f(), dV.f()};
-      be.kv_store(dk.f(), dv.f(), bv, kv_dim, layer);
-      be.attention(dq.f(), bv, {nh, nkv, hd, 1.0f / std::sqrt(float(hd))}, layer, dout.f());
+        Dev dK(be, kpool.data(), kpool.size() * 4), dV(be, vpool.data(), vpool.size() * 4);
+        Dev dq(be, q.data(), q.size() * 4), dk(be, k.data(), k.size() * 4), dv(be, v.data(), v.size() * 4);
+        Dev dpos(be, positions.data(), 20), dslot(be, slots.data(), 20), dts(be, token_seq.data(), 20);
+        Dev dlen(be, kv_len.data(), 8), dfirst(be, first.data(), 12), dtst(be, tstart.data(), 12),
+            dtab(be, tables.data(), 12), dfreq(be, inv_freq.data(), inv_freq.size() * 4),
+            dout(be, nullptr, 5 * q_dim * 4);
+        be.rope(dq.f(), 5, nh, hd, dpos.i(), dfreq.f());
+        be.rope(dk.f(), 5, nkv, hd, dpos.i(), dfreq.f());
+        auto rope_ref = [&](std::vector<float> x, int heads) {
+          std::vector<double> out(x.size());
+          for (int t = 0; t < 5; ++t)
+            for (int h = 0; h < heads; ++h)
+              for (int i = 0; i < hd / 2; ++i) {
+                double ang = double(float(positions[t]) * inv_freq[i]);
+                double a = x[(t * heads + h) * hd + i], b = x[(t * heads + h) * hd + i + hd / 2];
+                out[(t * heads + h) * hd + i] = a * std::cos(ang) - b * std::sin(ang);
+                out[(t * heads + h) * hd + i + hd / 2] = b * std::cos(ang) + a * std::sin(ang);
+              }
+          return out;
+        };
+        auto qr = rope_ref(q, nh), kr = rope_ref(k, nkv);
+        check_close(dq.get<float>(q.size()), qr, 1e-5, "rope q");
+        check_close(dk.get<float>(k.size()), kr, 1e-5, "rope k");
 
-      // Reference: the pools after the store, then softmax attention per token/head.
-      auto K = dK.get<float>(kpool.size()), V = dV.get<float>(vpool.size());
-      auto kk = dk.get<float>(k.size()), qq = dq.get<float>(q.size());
-      for (int t = 0; t < 5; ++t)
-        for (int c = 0; c < kv_dim; ++c) CHECK(K[slots[t] * kv_dim + c] == kk[t * kv_dim + c]);
-      std::vector<double> want(5 * q_dim);
-      for (int t = 0; t < 5; ++t) {
-        const auto& tb = token_seq[t] == 0 ? table0 : table1;
-        for (int h = 0; h < nh; ++h) {
-          int kh = h / (nh / nkv);
-          std::vector<double> sc(positions[t] + 1);
-          double mx = -1e30, sum = 0;
-          for (int p = 0; p <= positions[t]; ++p) {
-            int slot = tb[p / bs] * bs + p % bs;
-            double s = 0;
-            for (int i = 0; i < hd; ++i) s += double(qq[t * q_dim + h * hd + i]) * K[slot * kv_dim + kh * hd + i];
-            sc[p] = s / std::sqrt(double(hd));
-            mx = std::max(mx, sc[p]);
-          }
-          for (auto& s : sc) sum += (s = std::exp(s - mx));
-          for (int p = 0; p <= positions[t]; ++p) {
-            int slot = tb[p / bs] * bs + p % bs;
-            for (int i = 0; i < hd; ++i) want[t * q_dim + h * hd + i] += sc[p] / sum * V[slot * kv_dim + kh * hd + i];
+        BatchView bv{5, 2, bs, dpos.i(), dslot.i(), dts.i(), dlen.i(), dfirst.i(), dtst.i(), dtab.i()};
+        KvLayerView layer{dK.f(), dV.f()};
+        be.kv_store(dk.f(), dv.f(), bv, kv_dim, layer);
+        be.attention(dq.f(), bv, {nh, nkv, hd, 1.0f / std::sqrt(float(hd))}, layer, dout.f());
+
+        // Reference: the pools after the store, then softmax attention per token/head.
+        auto K = dK.get<float>(kpool.size()), V = dV.get<float>(vpool.size());
+        auto kk = dk.get<float>(k.size()), qq = dq.get<float>(q.size());
+        for (int t = 0; t < 5; ++t)
+          for (int c = 0; c < kv_dim; ++c) CHECK(K[slots[t] * kv_dim + c] == kk[t * kv_dim + c]);
+        std::vector<double> want(5 * q_dim);
+        for (int t = 0; t < 5; ++t) {
+          const auto& tb = token_seq[t] == 0 ? table0 : table1;
+          for (int h = 0; h < nh; ++h) {
+            int kh = h / (nh / nkv);
+            std::vector<double> sc(positions[t] + 1);
+            double mx = -1e30, sum = 0;
+            for (int p = 0; p <= positions[t]; ++p) {
+              int slot = tb[p / bs] * bs + p % bs;
+              double s = 0;
+              for (int i = 0; i < hd; ++i) s += double(qq[t * q_dim + h * hd + i]) * K[slot * kv_dim + kh * hd + i];
+              sc[p] = s / std::sqrt(double(hd));
+              mx = std::max(mx, sc[p]);
+            }
+            for (auto& s : sc) sum += (s = std::exp(s - mx));
+            for (int p = 0; p <= positions[t]; ++p) {
+              int slot = tb[p / bs] * bs + p % bs;
+              for (int i = 0; i < hd; ++i) want[t * q_dim + h * hd + i] += sc[p] / sum * V[slot * kv_dim + kh * hd + i];
+            }
           }
         }
-      }
-      check_close(dout.get<float>(5 * q_dim), want, 1e-5, "attention");
+        check_close(dout.get<float>(5 * q_dim), want, 1e-5, "attention");
 
-      // In order: block 4 -> 5, then 3 -> 4 (4 is a source before it is a
-      // destination), then 5 -> 0 (reads what the first copy wrote).
-      REQUIRE(nblocks >= 6);
-      auto K1 = dK.get<float>(kpool.size());
-      const KvBlockCopy copies[] = {{4, 5}, {3, 4}, {5, 0}};
-      be.copy_kv_blocks(std::span<const KvLayerView>(&layer, 1), copies, bs, kv_dim);
-      auto K2 = dK.get<float>(kpool.size());
-      const size_t n = static_cast<size_t>(bs) * kv_dim;
-      auto block = [&](const std::vector<float>& v, int b) { return std::vector<float>(v.begin() + b * n, v.begin() + (b + 1) * n); };
-      CHECK(block(K2, 5) == block(K1, 4));
-      CHECK(block(K2, 4) == block(K1, 3));
-      CHECK(block(K2, 0) == block(K1, 4));
-      CHECK(block(K2, 3) == block(K1, 3));
+        // In order: block 4 -> 5, then 3 -> 4 (4 is a source before it is a
+        // destination), then 5 -> 0 (reads what the first copy wrote).
+        REQUIRE(nblocks >= 6);
+        auto K1 = dK.get<float>(kpool.size());
+        const KvBlockCopy copies[] = {{4, 5}, {3, 4}, {5, 0}};
+        be.copy_kv_blocks(std::span<const KvLayerView>(&layer, 1), copies, bs, kv_dim);
+        auto K2 = dK.get<float>(kpool.size());
+        const size_t n = static_cast<size_t>(bs) * kv_dim;
+        auto block = [&](const std::vector<float>& v, int b) { return std::vector<float>(v.begin() + b * n, v.begin() + (b + 1) * n); };
+        CHECK(block(K2, 5) == block(K1, 4));
+        CHECK(block(K2, 4) == block(K1, 3));
+        CHECK(block(K2, 0) == block(K1, 4));
+        CHECK(block(K2, 3) == block(K1, 3));
+      }
     }
   }
 }
