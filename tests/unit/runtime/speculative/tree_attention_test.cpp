@@ -66,8 +66,10 @@ TEST_CASE("tree attention: every node's row equals the chain verify of its path,
   Model& m = tm.model();
   const size_t V = static_cast<size_t>(m.config().vocab_size);
   std::mt19937 rng(17);
-  // Contexts on both sides of a block boundary.
-  for (int prompt_len : {9, 16, 30}) {
+  // Contexts on both sides of a block boundary, and trees whose nodes cross
+  // from one attention span of the CPU backend into the next (256 positions).
+  for (int prompt_len : {9, 16, 30, 253, 258}) {
+    const int blocks = (prompt_len + 8) / kBlock + 1;
     CAPTURE(prompt_len);
     const std::vector<int32_t> prompt = random_prompt(rng, prompt_len);
     const int start = prompt_len - 1;
@@ -79,7 +81,7 @@ TEST_CASE("tree attention: every node's row equals the chain verify of its path,
       fed.push_back(static_cast<int32_t>(rng() % kVocab));
       fed_parents.push_back(node_parent[i] + 1);
     }
-    Seq tree_seq = prefill(m, prompt, 4);
+    Seq tree_seq = prefill(m, prompt, blocks);
     const std::vector<float> tree_rows = run(m, tree_seq, fed, start, fed_parents);
     REQUIRE(tree_rows.size() == fed.size() * V);
     for (size_t f = 0; f < fed.size(); ++f) {
@@ -88,7 +90,7 @@ TEST_CASE("tree attention: every node's row equals the chain verify of its path,
       std::vector<int32_t> chain;
       for (int32_t at = static_cast<int32_t>(f); at >= 0; at = fed_parents[static_cast<size_t>(at)])
         chain.insert(chain.begin(), fed[static_cast<size_t>(at)]);
-      Seq chain_seq = prefill(m, prompt, 4);
+      Seq chain_seq = prefill(m, prompt, blocks);
       const std::vector<float> rows = run(m, chain_seq, chain, start);
       CHECK(same_bits(tree_rows.data() + f * V, rows.data() + (chain.size() - 1) * V, V));
     }
