@@ -183,11 +183,13 @@ inline void q4k_x_sums(const float* x, int rows, int cols, float* sums) {
   }
 }
 
-// gemm_tiled's loop for Q4_K, with the x sums made first.
+// gemm_tiled's loop for Q4_K, with the x sums made first (in a per-thread
+// buffer kept between calls: no allocation per matmul).
 inline void gemm_q4k_avx2(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                           int64_t out_stride) {
   const int cols = static_cast<int>(w.cols);
-  std::vector<float> sums(static_cast<size_t>(rows) * static_cast<size_t>(cols / 4));
+  thread_local std::vector<float> sums;
+  sums.resize(static_cast<size_t>(rows) * static_cast<size_t>(cols / 4));
   q4k_x_sums(x, rows, cols, sums.data());
   const size_t row_bytes = dtype_bytes(DType::kQ4_K, cols);
   auto wrow = [&](int64_t n) { return static_cast<const unsigned char*>(w.data) + static_cast<size_t>(n) * row_bytes; };

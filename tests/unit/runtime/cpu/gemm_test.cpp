@@ -201,13 +201,14 @@ TEST_CASE("gemm kernels give every row the same bits at every row count, column 
   std::vector<std::pair<GemmFn, const char*>> impls{{gemm_generic, "generic"}};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) impls.emplace_back(gemm_avx2, "avx2");
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) impls.emplace_back(gemm_avx512, "avx512");
-  for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ5_K}) {
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ5_K, DType::kQ4_K,
+                  DType::kQ6_K}) {
     const bool block = dtype_is_quantized(d);
     const int be = static_cast<int>(dtype_block_elems(d));
     for (int cols : {block ? be * 5 : 1100, block ? (2304 / be) * be : 2069}) {
       const int n = 29, rows = 21;
       std::vector<uint8_t> bytes;
-      if (d == DType::kQ4_0 || d == DType::kQ5_K) {
+      if (block && d != DType::kQ8_0) {
         bytes = random_blocks(d, static_cast<int64_t>(n) * cols, rng);
       } else {
         std::vector<float> wf(static_cast<size_t>(n) * cols);
