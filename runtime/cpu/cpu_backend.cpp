@@ -35,7 +35,9 @@ class CpuBackend : public Backend {
                   weights_ == CpuWeightMemory::kMapped ? "read in place" : "copied into huge pages");
   }
 
-  std::string name() const override { return std::string("cpu-") + kernels_.isa; }
+  std::string name() const override {
+    return std::string("cpu-") + kernels_.isa + (kernels_.int8_kquants ? "-int8k" : "");
+  }
 
   Result<Buffer> alloc(size_t bytes) override {
     size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;

@@ -56,6 +56,11 @@ void gemm_avx2(const float* x, int rows, const Weight& w, int64_t n_begin, int64
   gemm_dispatch<Avx2>(x, rows, w, n_begin, n_end, out, out_stride);
 }
 
+void gemm_avx2_k8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                      int64_t out_stride) {
+  gemm_dispatch<Avx2, true>(x, rows, w, n_begin, n_end, out, out_stride);
+}
+
 float dot_avx2(const float* a, const float* b, int n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int k = 0;

@@ -57,4 +57,9 @@ void gemm_avx512(const float* x, int rows, const Weight& w, int64_t n_begin, int
   gemm_dispatch<Avx512>(x, rows, w, n_begin, n_end, out, out_stride);
 }
 
+void gemm_avx512_k8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                        int64_t out_stride) {
+  gemm_dispatch<Avx512, true>(x, rows, w, n_begin, n_end, out, out_stride);
+}
+
 }  // namespace ghostd::runtime::cpu

@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "runtime/cpu/gemm.h"
+#include "runtime/cpu/gemm_kquant_int8.h"
 #include "runtime/cpu/gemm_tiling.h"
 
 namespace ghostd::runtime::cpu {
@@ -162,8 +163,9 @@ void gemm_direct(const float* x, int rows, const Weight& w, int64_t n_begin, int
 }
 
 // The CPU's GEMM for every dtype: the direct kernel above, except Q4_K and
-// Q6_K, which keep their factored AVX2 kernels (one order for every R).
-template <class V>
+// Q6_K, which keep their factored AVX2 kernels (one order for every R), or
+// with kInt8K take the integer path of gemm_kquant_int8.h.
+template <class V, bool kInt8K = false>
 void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                    int64_t out_stride) {
   switch (w.dtype) {
@@ -176,8 +178,12 @@ void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, i
     case DType::kQ5_0: return gemm_direct<V, DType::kQ5_0>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_1: return gemm_direct<V, DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_K: return gemm_direct<V, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ4_K: return gemm_q4k_avx2(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ6_K: return gemm_tiled<Q6kDot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ4_K:
+      if constexpr (kInt8K) return gemm_kquant_int8<DType::kQ4_K>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_q4k_avx2(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ6_K:
+      if constexpr (kInt8K) return gemm_kquant_int8<DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_tiled<Q6kDot, DType::kQ6_K>(x, rows, w, n_begin, n_end, out, out_stride);
   }
 }
 

@@ -1,3 +1,5 @@
+#include <spdlog/spdlog.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -49,9 +51,14 @@ Kernels select_kernels() {
                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   // Every CPU with AVX2 and FMA has F16C (clang 14 cannot test "f16c" here).
   bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, "generic"};
-  if (want == "avx2" || !avx512 || !avx2) return {gemm_avx2, dot_avx2, axpy_avx2, "avx2"};
-  return {gemm_avx512, dot_avx2, axpy_avx2, "avx512"};
+  const char* kq = std::getenv("GHOSTD_CPU_KQUANT");
+  const std::string_view kquant = kq ? kq : "float";
+  if (kquant != "float" && kquant != "int8")
+    spdlog::warn("GHOSTD_CPU_KQUANT={}: expected float or int8; float is used", kquant);
+  const bool int8 = kquant == "int8";
+  if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, "generic", false};
+  if (want == "avx2" || !avx512 || !avx2) return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, "avx2", int8};
+  return {int8 ? gemm_avx512_k8 : gemm_avx512, dot_avx2, axpy_avx2, "avx512", int8};
 }
 
 }  // namespace ghostd::runtime::cpu

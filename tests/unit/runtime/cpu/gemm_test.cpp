@@ -245,3 +245,64 @@ TEST_CASE("gemm kernels give every row the same bits at every row count, column 
   }
 }
 
+
+TEST_CASE("int8 K-quant kernels: quantized x times the dequantized weights, batch-invariant, near float") {
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<std::pair<GemmFn, const char*>> impls;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) impls.emplace_back(gemm_avx2_k8, "avx2");
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) impls.emplace_back(gemm_avx512_k8, "avx512");
+  if (impls.empty()) return;
+  for (DType d : {DType::kQ4_K, DType::kQ6_K}) {
+    const int cols = 256 * 4, n = 29, rows = 11;
+    const auto bytes = random_blocks(d, static_cast<int64_t>(n) * cols, rng);
+    std::vector<float> deq(static_cast<size_t>(n) * cols);
+    dequantize_row(d, bytes.data(), deq.data(), static_cast<int64_t>(deq.size()));
+    std::vector<float> x(static_cast<size_t>(rows) * cols);
+    for (auto& v : x) v = u(rng) * (1.0f + 10.0f * static_cast<float>(&v - x.data() < cols));  // row 0 larger
+    std::fill(x.begin() + 2 * cols + 256, x.begin() + 2 * cols + 512, 0.0f);  // an all-zero block
+    // x as the kernels quantize it: per 256 values d = amax / 127, q = round-to-even(x * (127 / amax)).
+    std::vector<double> xq(x.size());
+    for (int r = 0; r < rows; ++r)
+      for (int b = 0; b < cols / 256; ++b) {
+        const float* xb = x.data() + static_cast<size_t>(r) * cols + 256 * b;
+        float amax = 0;
+        for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(xb[i]));
+        const float id = amax > 0 ? 127.0f / amax : 0.0f, dx = amax / 127.0f;
+        for (int i = 0; i < 256; ++i)
+          xq[static_cast<size_t>(r) * cols + 256 * b + i] = static_cast<double>(dx) * std::nearbyint(xb[i] * id);
+      }
+    Weight w{d, n, cols, bytes.data()};
+    for (const auto& impl : impls) {
+      const char* isa = impl.second;
+      CAPTURE(isa);
+      CAPTURE(dtype_name(d));
+      std::vector<float> out(static_cast<size_t>(rows) * n), one(n);
+      impl.first(x.data(), rows, w, 0, 13, out.data(), n);
+      impl.first(x.data(), rows, w, 13, n, out.data(), n);
+      double worst_exact = 0, worst_float = 0;
+      for (int r = 0; r < rows; ++r) {
+        impl.first(x.data() + static_cast<size_t>(r) * cols, 1, w, 0, n, one.data(), n);
+        for (int j = 0; j < n; ++j) {
+          double ref_q = 0, mag_q = 0, ref = 0, mag = 0;
+          for (int k = 0; k < cols; ++k) {
+            const double wv = deq[static_cast<size_t>(j) * cols + k];
+            ref_q += xq[static_cast<size_t>(r) * cols + k] * wv;
+            mag_q += std::fabs(xq[static_cast<size_t>(r) * cols + k] * wv);
+            ref += static_cast<double>(x[static_cast<size_t>(r) * cols + k]) * wv;
+            mag += std::fabs(static_cast<double>(x[static_cast<size_t>(r) * cols + k]) * wv);
+          }
+          const double got = out[static_cast<size_t>(r) * n + j];
+          worst_exact = std::max(worst_exact, std::fabs(got - ref_q) / (mag_q + 1e-30));
+          worst_float = std::max(worst_float, std::fabs(got - ref) / (mag + 1e-30));
+          CHECK(std::memcmp(&out[static_cast<size_t>(r) * n + j], &one[j], sizeof(float)) == 0);
+        }
+      }
+      // The integer sums are exact: what is left is float32 rounding of the
+      // scales; against float x, the rounding of x to 8 bits.
+      INFO("worst relative error: against quantized x " << worst_exact << ", against float x " << worst_float);
+      CHECK(worst_exact <= 1e-6);
+      CHECK(worst_float <= 2e-3);
+    }
+  }
+}
