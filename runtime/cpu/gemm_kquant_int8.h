@@ -4,7 +4,7 @@
 // (maddubs: 32 products per instruction), the block scales applied to the
 // integer sums. The float path converts every quant to float and spends
 // about five operations per 16 values on it; this one reads the quants as
-// bytes. The price is the rounding of x to 8 bits (about 2e-4 of the sum of
+// bytes. The price is the rounding of x to 8 bits (about 7e-4 of the sum of
 // |x * w| on random rows, against float's 1e-7): a row's result still does not
 // depend on the batch, the split of columns or the thread count, since
 // each row is quantized alone. AVX2 intrinsics, included by the AVX2 and

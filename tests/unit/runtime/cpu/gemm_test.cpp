@@ -301,7 +301,7 @@ TEST_CASE("int8 K-quant kernels: quantized x times the dequantized weights, batc
       // The integer sums are exact: what is left is float32 rounding of the
       // scales; against float x, the rounding of x to 8 bits.
       INFO("worst relative error: against quantized x " << worst_exact << ", against float x " << worst_float);
-      CHECK(worst_exact <= 1e-6);
+      CHECK(worst_exact <= 1e-6);  // measured 3e-8
       CHECK(worst_float <= 2e-3);
     }
   }
