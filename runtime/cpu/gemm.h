@@ -24,7 +24,7 @@ void gemm_avx2(const float* x, int rows, const Weight& w, int64_t n_begin, int64
                float* out, int64_t out_stride);
 void gemm_avx512(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                  float* out, int64_t out_stride);
-// The same with Q4_K and Q6_K in integers, x quantized to 8 bits per 256
+// The same with Q4_K, Q5_K and Q6_K in integers, x quantized to 8 bits per 256
 // values (gemm_kquant_int8.h; GHOSTD_CPU_KQUANT=int8): batch-invariant too,
 // but no longer within float32 rounding of the dequantized weights.
 void gemm_avx2_k8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
@@ -47,11 +47,11 @@ struct Kernels {
   DotFn dot;
   AxpyFn axpy;
   const char* isa;
-  bool int8_kquants;  // Q4_K and Q6_K in integers (GHOSTD_CPU_KQUANT=int8)
+  bool int8_kquants;  // Q4_K, Q5_K and Q6_K in integers (GHOSTD_CPU_KQUANT=int8)
 };
 
 // The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides,
-// and GHOSTD_CPU_KQUANT=int8 takes the integer Q4_K/Q6_K path (AVX2 and
+// and GHOSTD_CPU_KQUANT=int8 takes the integer Q4_K/Q5_K/Q6_K path (AVX2 and
 // AVX-512 kernels; the default `float` keeps them within float32 rounding).
 Kernels select_kernels();
 

@@ -163,8 +163,8 @@ void gemm_direct(const float* x, int rows, const Weight& w, int64_t n_begin, int
 }
 
 // The CPU's GEMM for every dtype: the direct kernel above, except Q4_K and
-// Q6_K, which keep their factored AVX2 kernels (one order for every R), or
-// with kInt8K take the integer path of gemm_kquant_int8.h.
+// Q6_K, which keep their factored AVX2 kernels (one order for every R); with
+// kInt8K, Q4_K, Q5_K and Q6_K take the integer path of gemm_kquant_int8.h.
 template <class V, bool kInt8K = false>
 void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                    int64_t out_stride) {
@@ -177,7 +177,9 @@ void gemm_dispatch(const float* x, int rows, const Weight& w, int64_t n_begin, i
     case DType::kQ4_1: return gemm_direct<V, DType::kQ4_1>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_0: return gemm_direct<V, DType::kQ5_0>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ5_1: return gemm_direct<V, DType::kQ5_1>(x, rows, w, n_begin, n_end, out, out_stride);
-    case DType::kQ5_K: return gemm_direct<V, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
+    case DType::kQ5_K:
+      if constexpr (kInt8K) return gemm_kquant_int8<DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
+      return gemm_direct<V, DType::kQ5_K>(x, rows, w, n_begin, n_end, out, out_stride);
     case DType::kQ4_K:
       if constexpr (kInt8K) return gemm_kquant_int8<DType::kQ4_K>(x, rows, w, n_begin, n_end, out, out_stride);
       return gemm_q4k_avx2(x, rows, w, n_begin, n_end, out, out_stride);

@@ -1,4 +1,4 @@
-// Q4_K and Q6_K products in integers (GHOSTD_CPU_KQUANT=int8): each x row
+// Q4_K, Q5_K and Q6_K products in integers (GHOSTD_CPU_KQUANT=int8): each x row
 // is quantized to 8 bits per 256 values (one float scale per block, as
 // ggml's Q8_K), and a weight block's quants meet the row's in 8-bit SIMD
 // (maddubs: 32 products per instruction), the block scales applied to the
@@ -136,6 +136,55 @@ void q4k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
   for (int r = 0; r < R; ++r) out[r * out_stride] = hsum_ps(acc[r]) - mins[r];
 }
 
+// Q5_K: Q4_K with a fifth bit per value in qh (bit 2c of qh[l] for value l
+// of sub-block 2c, bit 2c + 1 for sub-block 2c + 1), so the quants are 0..31.
+template <int R>
+void q5k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, int64_t out_stride) {
+  constexpr size_t kBb = dtype_block_bytes(DType::kQ5_K);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  const int blocks = x.cols / 256;
+  __m256 acc[R];
+  float mins[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    mins[r] = 0;
+  }
+  for (int b = 0; b < blocks; ++b, w += kBb) {
+    const float d = quant::load_f16(w), dmin = quant::load_f16(w + 2);
+    int sc[8], m[8];
+    for (int j = 0; j < 8; ++j) quant::k_scale_min(j, w + 4, sc[j], m[j]);
+    __m256i sumi[R];
+    for (int r = 0; r < R; ++r) {
+      const int32_t* s16 = x.srow(r0 + r) + 16 * b;
+      int32_t msum = 0;
+      for (int j = 0; j < 8; ++j) msum += m[j] * (s16[2 * j] + s16[2 * j + 1]);
+      mins[r] += dmin * x.drow(r0 + r)[b] * static_cast<float>(msum);
+      sumi[r] = _mm256_setzero_si256();
+    }
+    const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 48 + 32 * c));
+      // Bit s of each byte to bit 4 (the 16-bit shift's carry from the next
+      // byte lands above bit 0 and is masked off).
+      auto fifth = [&](int s) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, s), one), 4); };
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, low4), fifth(2 * c));
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), low4), fifth(2 * c + 1));
+      const __m256i slo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c]));
+      const __m256i shi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c + 1]));
+      for (int r = 0; r < R; ++r) {
+        const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
+        const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
+        const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 32)));
+        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(plo, slo));
+        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(phi, shi));
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+  }
+  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum_ps(acc[r]) - mins[r];
+}
+
 // One Q6_K weight row against R quantized x rows: the 6-bit quants are read
 // as q + 32 in 0..63 (maddubs wants one unsigned side), and the 32 * sum(q8)
 // this adds is taken off per 16-value sub-block with its scale.
@@ -193,13 +242,13 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
   for (int r = 0; r < R; ++r) out[r * out_stride] = hsum_ps(acc[r]) - offsets[r];
 }
 
-// Q4_K or Q6_K weight rows [n_begin, n_end) against every x row, x
+// Q4_K, Q5_K or Q6_K weight rows [n_begin, n_end) against every x row, x
 // quantized once per call (in a per-thread buffer kept between calls), 4 x
 // rows per pass over a weight row.
 template <DType D>
 void gemm_kquant_int8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                       int64_t out_stride) {
-  static_assert(D == DType::kQ4_K || D == DType::kQ6_K);
+  static_assert(D == DType::kQ4_K || D == DType::kQ5_K || D == DType::kQ6_K);
   const int cols = static_cast<int>(w.cols);
   thread_local Q8Rows xq;
   quantize_rows_q8(x, rows, cols, xq);
@@ -209,6 +258,7 @@ void gemm_kquant_int8(const float* x, int rows, const Weight& w, int64_t n_begin
   auto run = [&]<int R>(int r, int64_t n) {
     const unsigned char* wr = wd + static_cast<size_t>(n) * row_bytes;
     if constexpr (D == DType::kQ4_K) q4k_rows_q8<R>(wr, xv, r, out + r * out_stride + n, out_stride);
+    else if constexpr (D == DType::kQ5_K) q5k_rows_q8<R>(wr, xv, r, out + r * out_stride + n, out_stride);
     else q6k_rows_q8<R>(wr, xv, r, out + r * out_stride + n, out_stride);
   };
   constexpr int64_t kBlockN = 64;  // weight rows kept in cache across the x rows

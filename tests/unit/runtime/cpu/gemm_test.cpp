@@ -253,7 +253,7 @@ TEST_CASE("int8 K-quant kernels: quantized x times the dequantized weights, batc
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) impls.emplace_back(gemm_avx2_k8, "avx2");
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) impls.emplace_back(gemm_avx512_k8, "avx512");
   if (impls.empty()) return;
-  for (DType d : {DType::kQ4_K, DType::kQ6_K}) {
+  for (DType d : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     const int cols = 256 * 4, n = 29, rows = 11;
     const auto bytes = random_blocks(d, static_cast<int64_t>(n) * cols, rng);
     std::vector<float> deq(static_cast<size_t>(n) * cols);
