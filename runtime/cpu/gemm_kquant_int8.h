@@ -20,6 +20,7 @@
 
 #include "runtime/core/backend.h"
 #include "runtime/core/quant_blocks.h"
+#include "runtime/cpu/gemm_tiling.h"
 
 namespace ghostd::runtime::cpu {
 namespace {
@@ -71,14 +72,6 @@ inline void quantize_rows_q8(const float* x, int rows, int cols, Q8Rows& out) {
   }
 }
 
-inline float hsum_ps(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
-
 // The quantized x rows r0 .. r0 + R - 1 of a call.
 struct Q8View {
   const int8_t* q;
@@ -90,57 +83,16 @@ struct Q8View {
   const int32_t* srow(int r) const { return s16 + static_cast<int64_t>(r) * (cols / 16); }
 };
 
-// One Q4_K weight row against R quantized x rows: per block,
-// d * dx * sum_j sc_j * (q4 . q8)_j - dmin * dx * sum_j m_j * sum(q8)_j.
-// The nibbles are split once for the R rows; each row's operations are
-// those of R = 1.
-template <int R>
-void q4k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, int64_t out_stride) {
-  constexpr size_t kBb = dtype_block_bytes(DType::kQ4_K);
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const int blocks = x.cols / 256;
-  __m256 acc[R];
-  float mins[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_ps();
-    mins[r] = 0;
-  }
-  for (int b = 0; b < blocks; ++b, w += kBb) {
-    const float d = quant::load_f16(w), dmin = quant::load_f16(w + 2);
-    int sc[8], m[8];
-    for (int j = 0; j < 8; ++j) quant::k_scale_min(j, w + 4, sc[j], m[j]);
-    __m256i sumi[R];
-    for (int r = 0; r < R; ++r) {
-      const int32_t* s16 = x.srow(r0 + r) + 16 * b;
-      int32_t msum = 0;
-      for (int j = 0; j < 8; ++j) msum += m[j] * (s16[2 * j] + s16[2 * j + 1]);
-      mins[r] += dmin * x.drow(r0 + r)[b] * static_cast<float>(msum);
-      sumi[r] = _mm256_setzero_si256();
-    }
-    for (int c = 0; c < 4; ++c) {
-      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 + 32 * c));
-      const __m256i lo = _mm256_and_si256(bits, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-      const __m256i slo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c]));
-      const __m256i shi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c + 1]));
-      for (int r = 0; r < R; ++r) {
-        const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
-        const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
-        const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 32)));
-        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(plo, slo));
-        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(phi, shi));
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
-  }
-  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum_ps(acc[r]) - mins[r];
-}
-
-// Q5_K: Q4_K with a fifth bit per value in qh (bit 2c of qh[l] for value l
-// of sub-block 2c, bit 2c + 1 for sub-block 2c + 1), so the quants are 0..31.
-template <int R>
-void q5k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, int64_t out_stride) {
-  constexpr size_t kBb = dtype_block_bytes(DType::kQ5_K);
+// One Q4_K or Q5_K weight row against R quantized x rows: per block,
+// d * dx * sum_j sc_j * (q . q8)_j - dmin * dx * sum_j m_j * sum(q8)_j.
+// Q5_K is Q4_K with a fifth bit per value in qh (bit 2c of qh[l] for value l
+// of sub-block 2c, bit 2c + 1 for sub-block 2c + 1): quants 0..31. The quants
+// are split once for the R rows; each row's operations are those of R = 1.
+template <DType D, int R>
+void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, int64_t out_stride) {
+  static_assert(D == DType::kQ4_K || D == DType::kQ5_K);
+  constexpr size_t kBb = dtype_block_bytes(D);
+  constexpr int kQs = D == DType::kQ4_K ? 16 : 48;  // offset of the nibbles in a block
   const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   const int blocks = x.cols / 256;
   __m256 acc[R];
@@ -161,14 +113,17 @@ void q5k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
       mins[r] += dmin * x.drow(r0 + r)[b] * static_cast<float>(msum);
       sumi[r] = _mm256_setzero_si256();
     }
-    const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
     for (int c = 0; c < 4; ++c) {
-      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 48 + 32 * c));
-      // Bit s of each byte to bit 4 (the 16-bit shift's carry from the next
-      // byte lands above bit 0 and is masked off).
-      auto fifth = [&](int s) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, s), one), 4); };
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, low4), fifth(2 * c));
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), low4), fifth(2 * c + 1));
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c));
+      __m256i lo = _mm256_and_si256(bits, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+      if constexpr (D == DType::kQ5_K) {
+        // Bit s of each qh byte to bit 4 (the 16-bit shift's carry from the
+        // next byte lands above bit 0 and is masked off).
+        const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
+        auto fifth = [&](int s) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, s), one), 4); };
+        lo = _mm256_or_si256(lo, fifth(2 * c));
+        hi = _mm256_or_si256(hi, fifth(2 * c + 1));
+      }
       const __m256i slo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c]));
       const __m256i shi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c + 1]));
       for (int r = 0; r < R; ++r) {
@@ -182,7 +137,7 @@ void q5k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
     for (int r = 0; r < R; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
   }
-  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum_ps(acc[r]) - mins[r];
+  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]) - mins[r];
 }
 
 // One Q6_K weight row against R quantized x rows: the 6-bit quants are read
@@ -239,7 +194,7 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
     for (int r = 0; r < R; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
   }
-  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum_ps(acc[r]) - offsets[r];
+  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]) - offsets[r];
 }
 
 // Q4_K, Q5_K or Q6_K weight rows [n_begin, n_end) against every x row, x
@@ -257,9 +212,8 @@ void gemm_kquant_int8(const float* x, int rows, const Weight& w, int64_t n_begin
   const auto* wd = static_cast<const unsigned char*>(w.data);
   auto run = [&]<int R>(int r, int64_t n) {
     const unsigned char* wr = wd + static_cast<size_t>(n) * row_bytes;
-    if constexpr (D == DType::kQ4_K) q4k_rows_q8<R>(wr, xv, r, out + r * out_stride + n, out_stride);
-    else if constexpr (D == DType::kQ5_K) q5k_rows_q8<R>(wr, xv, r, out + r * out_stride + n, out_stride);
-    else q6k_rows_q8<R>(wr, xv, r, out + r * out_stride + n, out_stride);
+    if constexpr (D == DType::kQ6_K) q6k_rows_q8<R>(wr, xv, r, out + r * out_stride + n, out_stride);
+    else q45k_rows_q8<D, R>(wr, xv, r, out + r * out_stride + n, out_stride);
   };
   constexpr int64_t kBlockN = 64;  // weight rows kept in cache across the x rows
   for (int64_t nb = n_begin; nb < n_end; nb += kBlockN) {
