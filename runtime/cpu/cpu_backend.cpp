@@ -140,14 +140,33 @@ class CpuBackend : public Backend {
     });
   }
 
+  // Whether w takes the integer path (GHOSTD_CPU_KQUANT=int8): K-quant blocks.
+  bool int8_product(const Weight& w) const {
+    return kernels_.gemm_q8 != nullptr &&
+           (w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K || w.dtype == DType::kQ6_K) && w.cols % 256 == 0;
+  }
+  // x rounded to 8 bits once for all the threads (and products) that read it,
+  // in parallel over its rows.
+  void quantize_x(const float* x, int rows, int64_t cols) {
+    q8_.resize(rows, static_cast<int>(cols));
+    pool_.parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+      kernels_.quantize_q8(x, static_cast<int>(b), static_cast<int>(e), q8_);
+    });
+  }
+  void gemm_cols(const float* x, int rows, const Weight& w, bool q8, int64_t b, int64_t e, float* out, int64_t n) {
+    if (!q8 || !kernels_.gemm_q8(q8_, w, b, e, out, n)) kernels_.gemm(x, rows, w, b, e, out, n);
+  }
+
   void matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out) override {
     const int64_t n = w.rows;
     const float* bv = bias && *bias ? as_floats(*bias, bias_) : nullptr;
+    const bool q8 = int8_product(w);
+    if (q8) quantize_x(x, rows, w.cols);
     // Split output columns across threads; 16-column grain keeps chunks
     // cache-line aligned in the output. The bias is added per chunk, in the
     // same region, after its products.
     pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) {
-      kernels_.gemm(x, rows, w, b, e, out, n);
+      gemm_cols(x, rows, w, q8, b, e, out, n);
       if (bv)
         for (int r = 0; r < rows; ++r)
           for (int64_t j = b; j < e; ++j) out[r * n + j] += bv[j];
@@ -160,6 +179,9 @@ class CpuBackend : public Backend {
   // weights. Each output's sum does not depend on the split (gemm.h).
   void matmul_group(const float* x, int rows, std::span<const Projection> outs) override {
     int64_t total = 0;
+    bool q8 = false;
+    for (const Projection& p : outs) q8 = q8 || int8_product(*p.w);
+    if (q8) quantize_x(x, rows, outs[0].w->cols);  // the products share x, so its columns
     if (group_bias_.size() < outs.size()) group_bias_.resize(outs.size());
     if (group_bias_ptr_.size() < outs.size()) group_bias_ptr_.resize(outs.size());
     for (size_t i = 0; i < outs.size(); ++i) {  // biases as floats before the region: no shared scratch inside
@@ -174,7 +196,7 @@ class CpuBackend : public Backend {
         const int64_t n = p.w->rows, lo = std::max(b, base) - base, hi = std::min(e, base + n) - base;
         base += n;
         if (lo >= hi) continue;
-        kernels_.gemm(x, rows, *p.w, lo, hi, p.out, n);
+        gemm_cols(x, rows, *p.w, q8 && int8_product(*p.w), lo, hi, p.out, n);
         if (const float* bv = group_bias_ptr_[i])
           for (int r = 0; r < rows; ++r)
             for (int64_t j = lo; j < hi; ++j) p.out[r * n + j] += bv[j];
@@ -544,6 +566,7 @@ class CpuBackend : public Backend {
   std::string fatal_;
   std::vector<float> norm_weight_, norm_bias_, bias_;  // converted one-row weights (engine thread)
   std::vector<std::vector<float>> group_bias_;         // matmul_group's biases, one per product
+  cpu::Q8Rows q8_;                                     // x for the integer K-quant path
   // attention's item layout and span partials (grown, never shrunk)
   std::vector<int64_t> attn_first_, attn_partial_first_;
   std::vector<int> attn_multi_;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "runtime/core/backend.h"
 
@@ -32,6 +33,34 @@ void gemm_avx2_k8(const float* x, int rows, const Weight& w, int64_t n_begin, in
 void gemm_avx512_k8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                     float* out, int64_t out_stride);
 
+// x rows rounded to 8 bits per 256 values for the integer K-quant kernels:
+// q[rows * cols] int8, d[rows * cols / 256] scales and s16[rows * cols / 16]
+// sums of the quants of each 16 values (the Q4_K/Q5_K mins, Q6_K's offset).
+struct Q8Rows {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> s16;
+  int rows = 0, cols = 0;
+  void resize(int r, int c) {
+    rows = r;
+    cols = c;
+    q.resize(static_cast<size_t>(r) * c);
+    d.resize(static_cast<size_t>(r) * (c / 256));
+    s16.resize(static_cast<size_t>(r) * (c / 16));
+  }
+};
+
+// The integer path in two steps, so that a parallel product quantizes x
+// once: rows [r_begin, r_end) of x into xq (sized by resize; rows are
+// independent, any split gives the same bytes), then weight rows [n_begin,
+// n_end) against all of xq. The product returns false, doing nothing, for a
+// dtype without an integer kernel (cols must be a multiple of 256).
+void quantize_q8_avx2(const float* x, int r_begin, int r_end, Q8Rows& xq);
+bool gemm_q8_avx2(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                  int64_t out_stride);
+bool gemm_q8_avx512(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                    int64_t out_stride);
+
 // Dot product of two float vectors (attention scores), same per-ISA split.
 using DotFn = float (*)(const float* a, const float* b, int n);
 // y[i] += a * x[i] (attention value accumulation).
@@ -48,6 +77,10 @@ struct Kernels {
   AxpyFn axpy;
   const char* isa;
   bool int8_kquants;  // Q4_K, Q5_K and Q6_K in integers (GHOSTD_CPU_KQUANT=int8)
+  // With int8_kquants: the two steps of the integer path (null otherwise).
+  void (*quantize_q8)(const float* x, int r_begin, int r_end, Q8Rows& xq) = nullptr;
+  bool (*gemm_q8)(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                  int64_t out_stride) = nullptr;
 };
 
 // The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides,

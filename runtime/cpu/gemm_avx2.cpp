@@ -61,6 +61,12 @@ void gemm_avx2_k8(const float* x, int rows, const Weight& w, int64_t n_begin, in
   gemm_dispatch<Avx2, true>(x, rows, w, n_begin, n_end, out, out_stride);
 }
 
+bool gemm_q8_avx2(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out, int64_t out_stride) {
+  return gemm_q8_dispatch(xq, w, n_begin, n_end, out, out_stride);
+}
+
+void quantize_q8_avx2(const float* x, int r_begin, int r_end, Q8Rows& xq) { quantize_rows_q8(x, r_begin, r_end, xq); }
+
 float dot_avx2(const float* a, const float* b, int n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int k = 0;

@@ -62,4 +62,8 @@ void gemm_avx512_k8(const float* x, int rows, const Weight& w, int64_t n_begin, 
   gemm_dispatch<Avx512, true>(x, rows, w, n_begin, n_end, out, out_stride);
 }
 
+bool gemm_q8_avx512(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out, int64_t out_stride) {
+  return gemm_q8_dispatch(xq, w, n_begin, n_end, out, out_stride);
+}
+
 }  // namespace ghostd::runtime::cpu

@@ -57,8 +57,11 @@ Kernels select_kernels() {
     spdlog::warn("GHOSTD_CPU_KQUANT={}: expected float or int8; float is used", kquant);
   const bool int8 = kquant == "int8";
   if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, "generic", false};
-  if (want == "avx2" || !avx512 || !avx2) return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, "avx2", int8};
-  return {int8 ? gemm_avx512_k8 : gemm_avx512, dot_avx2, axpy_avx2, "avx512", int8};
+  if (want == "avx2" || !avx512 || !avx2)
+    return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, "avx2", int8, int8 ? quantize_q8_avx2 : nullptr,
+            int8 ? gemm_q8_avx2 : nullptr};
+  return {int8 ? gemm_avx512_k8 : gemm_avx512, dot_avx2, axpy_avx2, "avx512", int8, int8 ? quantize_q8_avx2 : nullptr,
+          int8 ? gemm_q8_avx512 : nullptr};
 }
 
 }  // namespace ghostd::runtime::cpu

@@ -20,28 +20,18 @@
 
 #include "runtime/core/backend.h"
 #include "runtime/core/quant_blocks.h"
+#include "runtime/cpu/gemm.h"
 #include "runtime/cpu/gemm_tiling.h"
 
 namespace ghostd::runtime::cpu {
 namespace {
 
-// x rows as 8-bit blocks of 256: q[cols] int8, d[cols / 256] scales and
-// s16[cols / 16] sums of the quants of each 16 values (for the Q4_K mins and
-// the Q6_K offset of 32).
-struct Q8Rows {
-  std::vector<int8_t> q;
-  std::vector<float> d;
-  std::vector<int32_t> s16;
-};
-
-inline void quantize_rows_q8(const float* x, int rows, int cols, Q8Rows& out) {
-  const int blocks = cols / 256;
-  out.q.resize(static_cast<size_t>(rows) * cols);
-  out.d.resize(static_cast<size_t>(rows) * blocks);
-  out.s16.resize(static_cast<size_t>(rows) * (cols / 16));
+// Rows [r_begin, r_end) of x into xq (sized by Q8Rows::resize).
+inline void quantize_rows_q8(const float* x, int r_begin, int r_end, Q8Rows& out) {
+  const int cols = out.cols, blocks = cols / 256;
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  for (int r = 0; r < rows; ++r) {
+  for (int r = r_begin; r < r_end; ++r) {
     for (int b = 0; b < blocks; ++b) {
       const float* xb = x + static_cast<int64_t>(r) * cols + b * 256;
       __m256 mx = _mm256_setzero_ps();
@@ -197,16 +187,13 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
   for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]) - offsets[r];
 }
 
-// Q4_K, Q5_K or Q6_K weight rows [n_begin, n_end) against every x row, x
-// quantized once per call (in a per-thread buffer kept between calls), 4 x
-// rows per pass over a weight row.
+// Q4_K, Q5_K or Q6_K weight rows [n_begin, n_end) against every quantized
+// x row, 4 x rows per pass over a weight row.
 template <DType D>
-void gemm_kquant_int8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
-                      int64_t out_stride) {
+void gemm_kquant_q8(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                    int64_t out_stride) {
   static_assert(D == DType::kQ4_K || D == DType::kQ5_K || D == DType::kQ6_K);
-  const int cols = static_cast<int>(w.cols);
-  thread_local Q8Rows xq;
-  quantize_rows_q8(x, rows, cols, xq);
+  const int cols = static_cast<int>(w.cols), rows = xq.rows;
   const Q8View xv{xq.q.data(), xq.d.data(), xq.s16.data(), cols};
   const size_t row_bytes = dtype_bytes(D, cols);
   const auto* wd = static_cast<const unsigned char*>(w.data);
@@ -224,6 +211,29 @@ void gemm_kquant_int8(const float* x, int rows, const Weight& w, int64_t n_begin
     for (; r < rows; ++r)
       for (int64_t n = nb; n < ne; ++n) run.template operator()<1>(r, n);
   }
+}
+
+// Any dtype against quantized x: the integer kernels for the K-quants; false
+// for the rest (the caller takes the float kernels).
+inline bool gemm_q8_dispatch(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                             int64_t out_stride) {
+  switch (w.dtype) {
+    case DType::kQ4_K: gemm_kquant_q8<DType::kQ4_K>(xq, w, n_begin, n_end, out, out_stride); return true;
+    case DType::kQ5_K: gemm_kquant_q8<DType::kQ5_K>(xq, w, n_begin, n_end, out, out_stride); return true;
+    case DType::kQ6_K: gemm_kquant_q8<DType::kQ6_K>(xq, w, n_begin, n_end, out, out_stride); return true;
+    default: return false;
+  }
+}
+
+// The whole product from float x, x quantized here (a per-thread buffer kept
+// between calls); the backend quantizes once per call instead (Kernels::q8).
+template <DType D>
+void gemm_kquant_int8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                      int64_t out_stride) {
+  thread_local Q8Rows xq;
+  xq.resize(rows, static_cast<int>(w.cols));
+  quantize_rows_q8(x, 0, rows, xq);
+  gemm_kquant_q8<D>(xq, w, n_begin, n_end, out, out_stride);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -305,4 +306,49 @@ TEST_CASE("int8 K-quant kernels: quantized x times the dequantized weights, batc
       CHECK(worst_float <= 2e-3);
     }
   }
+}
+
+TEST_CASE("the CPU backend's int8 K-quant path: x quantized once per call, the kernels' bits on any thread count") {
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+  const GemmFn direct = avx512 ? gemm_avx512_k8 : gemm_avx2_k8;
+  std::mt19937 rng(29);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const int cols = 512, rows = 9;
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<Weight> ws;
+  const DType types[] = {DType::kQ4_K, DType::kQ6_K, DType::kQ5_K, DType::kQ8_0};
+  const int ns[] = {40, 24, 17, 33};
+  for (int i = 0; i < 4; ++i) {
+    bytes.push_back(random_blocks(types[i], int64_t{ns[i]} * cols, rng));  // Q8_0: the float path beside them
+    ws.push_back(Weight{types[i], ns[i], cols, bytes.back().data()});
+  }
+  std::vector<float> x(size_t(rows) * cols);
+  for (auto& v : x) v = u(rng);
+  setenv("GHOSTD_CPU_KQUANT", "int8", 1);
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    auto be = make_cpu_backend({.threads = threads});
+    CHECK(be->name().find("-int8k") != std::string::npos);
+    std::vector<std::vector<float>> alone(4), grouped(4);
+    std::vector<Projection> ps;
+    for (int i = 0; i < 4; ++i) {
+      CAPTURE(i);
+      alone[i].assign(size_t(rows) * ns[i], 0.0f);
+      grouped[i].assign(size_t(rows) * ns[i], 0.0f);
+      be->matmul(x.data(), rows, ws[size_t(i)], nullptr, alone[i].data());
+      std::vector<float> want(size_t(rows) * ns[i]);
+      direct(x.data(), rows, ws[size_t(i)], 0, ns[i], want.data(), ns[i]);
+      CHECK(alone[i] == want);
+      ps.push_back({&ws[size_t(i)], nullptr, grouped[i].data()});
+    }
+    // Another x first: the group must quantize its own.
+    std::vector<float> x2(x.size()), scratch(size_t(rows) * ns[0]);
+    for (auto& v : x2) v = u(rng);
+    be->matmul(x2.data(), rows, ws[0], nullptr, scratch.data());
+    be->matmul_group(x.data(), rows, ps);
+    for (int i = 0; i < 4; ++i) CHECK(grouped[i] == alone[i]);
+  }
+  unsetenv("GHOSTD_CPU_KQUANT");
 }
