@@ -34,6 +34,24 @@ inline void k_scale_min(int j, const unsigned char* q, int& sc, int& m) {
   }
 }
 
+// All eight (scale, min) pairs of a K-quant block at once, the same values
+// as k_scale_min(0..7): three 32-bit words of the 12 bytes give four bytes
+// per mask-and-shift, where k_scale_min does one value per call (byte k of a
+// word is bits 8k..8k+7: little-endian, as every target).
+inline void k_scales_mins(const unsigned char* q, uint8_t sc[8], uint8_t m[8]) {
+  uint32_t w0, w1, w2;
+  std::memcpy(&w0, q, 4);
+  std::memcpy(&w1, q + 4, 4);
+  std::memcpy(&w2, q + 8, 4);
+  const uint32_t s_lo = w0 & 0x3F3F3F3Fu, m_lo = w1 & 0x3F3F3F3Fu;
+  const uint32_t s_hi = (w2 & 0x0F0F0F0Fu) | (((w0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((w2 >> 4) & 0x0F0F0F0Fu) | (((w1 >> 6) & 0x03030303u) << 4);
+  std::memcpy(sc, &s_lo, 4);
+  std::memcpy(sc + 4, &s_hi, 4);
+  std::memcpy(m, &m_lo, 4);
+  std::memcpy(m + 4, &m_hi, 4);
+}
+
 // One block of each type into 32 or 256 floats. The expressions keep ggml's
 // rounding steps (d * sc first, then * q, then - m) so results match it bitwise.
 inline void dequant_q4_0(const unsigned char* b, float* y) {

@@ -34,12 +34,13 @@ void gemm_avx512_k8(const float* x, int rows, const Weight& w, int64_t n_begin, 
                     float* out, int64_t out_stride);
 
 // x rows rounded to 8 bits per 256 values for the integer K-quant kernels:
-// q[rows * cols] int8, d[rows * cols / 256] scales and s16[rows * cols / 16]
-// sums of the quants of each 16 values (the Q4_K/Q5_K mins, Q6_K's offset).
+// q[rows * cols] int8, d[rows * cols / 256] scales, and the sums of the
+// quants of each 16 values (s16, for Q6_K's offset) and each 32 (s32, for
+// the Q4_K/Q5_K mins), as int16 (at most 32 * 127) for madd.
 struct Q8Rows {
   std::vector<int8_t> q;
   std::vector<float> d;
-  std::vector<int32_t> s16;
+  std::vector<int16_t> s16, s32;
   int rows = 0, cols = 0;
   void resize(int r, int c) {
     rows = r;
@@ -47,6 +48,7 @@ struct Q8Rows {
     q.resize(static_cast<size_t>(r) * c);
     d.resize(static_cast<size_t>(r) * (c / 256));
     s16.resize(static_cast<size_t>(r) * (c / 16));
+    s32.resize(static_cast<size_t>(r) * (c / 32));
   }
 };
 

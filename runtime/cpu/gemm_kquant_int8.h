@@ -53,24 +53,45 @@ inline void quantize_rows_q8(const float* x, int r_begin, int r_end, Q8Rows& out
         const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(a, c), _mm256_packs_epi32(e, f));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb + i), _mm256_permutevar8x32_epi32(packed, order));
       }
+      int16_t* s16 = out.s16.data() + static_cast<size_t>(r) * (cols / 16) + b * 16;
+      int16_t* s32 = out.s32.data() + static_cast<size_t>(r) * (cols / 32) + b * 8;
       for (int s = 0; s < 16; ++s) {
-        int32_t sum = 0;
+        int sum = 0;
         for (int i = 0; i < 16; ++i) sum += qb[16 * s + i];
-        out.s16[static_cast<size_t>(r) * (cols / 16) + b * 16 + s] = sum;
+        s16[s] = static_cast<int16_t>(sum);
       }
+      for (int s = 0; s < 8; ++s) s32[s] = static_cast<int16_t>(s16[2 * s] + s16[2 * s + 1]);
     }
   }
+}
+
+#ifdef __AVX512BW__
+// The AVX-512 file's kernels take two 32-value pieces per instruction and
+// keep 16 int32 lanes; lanes i and i + 8 hold what the 256-bit path adds into
+// its lane i, so adding the halves gives its integers exactly (and so its
+// float results, bit for bit).
+inline __m256i fold512(__m512i v) {
+  return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+#endif
+
+inline int32_t hsum_epi32(__m128i v) {
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+  return _mm_cvtsi128_si32(v);
 }
 
 // The quantized x rows r0 .. r0 + R - 1 of a call.
 struct Q8View {
   const int8_t* q;
   const float* d;
-  const int32_t* s16;
+  const int16_t* s16;
+  const int16_t* s32;
   int cols;
   const int8_t* qrow(int r) const { return q + static_cast<int64_t>(r) * cols; }
   const float* drow(int r) const { return d + static_cast<int64_t>(r) * (cols / 256); }
-  const int32_t* srow(int r) const { return s16 + static_cast<int64_t>(r) * (cols / 16); }
+  const int16_t* s16row(int r) const { return s16 + static_cast<int64_t>(r) * (cols / 16); }
+  const int16_t* s32row(int r) const { return s32 + static_cast<int64_t>(r) * (cols / 32); }
 };
 
 // One Q4_K or Q5_K weight row against R quantized x rows: per block,
@@ -93,16 +114,21 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
   }
   for (int b = 0; b < blocks; ++b, w += kBb) {
     const float d = quant::load_f16(w), dmin = quant::load_f16(w + 2);
-    int sc[8], m[8];
-    for (int j = 0; j < 8; ++j) quant::k_scale_min(j, w + 4, sc[j], m[j]);
+    uint8_t sc[8], m[8];
+    quant::k_scales_mins(w + 4, sc, m);
     __m256i sumi[R];
     for (int r = 0; r < R; ++r) {
-      const int32_t* s16 = x.srow(r0 + r) + 16 * b;
-      int32_t msum = 0;
-      for (int j = 0; j < 8; ++j) msum += m[j] * (s16[2 * j] + s16[2 * j + 1]);
+      // sum_j m_j * sum(q8)_j: one madd over the 8 sub-blocks.
+      const __m128i mm = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
+      const int32_t msum = hsum_epi32(
+          _mm_madd_epi16(mm, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.s32row(r0 + r) + 8 * b))));
       mins[r] += dmin * x.drow(r0 + r)[b] * static_cast<float>(msum);
       sumi[r] = _mm256_setzero_si256();
     }
+#ifdef __AVX512BW__
+    __m512i sumi2[R];
+    for (int r = 0; r < R; ++r) sumi2[r] = _mm512_setzero_si512();
+#endif
     for (int c = 0; c < 4; ++c) {
       const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c));
       __m256i lo = _mm256_and_si256(bits, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
@@ -116,6 +142,17 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
       }
       const __m256i slo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c]));
       const __m256i shi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c + 1]));
+#ifdef __AVX512BW__
+      // Both sub-blocks in one 512-bit maddubs/madd: their 64 x values are
+      // contiguous. Lanes 0-7 and 8-15 are added at the block's end, which
+      // gives the 256-bit path's integers exactly.
+      const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      const __m512i s2 = _mm512_inserti64x4(_mm512_castsi256_si512(slo), shi, 1);
+      for (int r = 0; r < R; ++r) {
+        const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
+        sumi2[r] = _mm512_add_epi32(sumi2[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, _mm512_loadu_si512(q8)), s2));
+      }
+#else
       for (int r = 0; r < R; ++r) {
         const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
         const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
@@ -123,7 +160,11 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
         sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(plo, slo));
         sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(phi, shi));
       }
+#endif
     }
+#ifdef __AVX512BW__
+    for (int r = 0; r < R; ++r) sumi[r] = fold512(sumi2[r]);
+#endif
     for (int r = 0; r < R; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
   }
@@ -151,12 +192,17 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
     for (int r = 0; r < R; ++r) {
       // Values 16j..16j+15 of the block have scale sc[j] (j = 8 * half + 2 *
       // k + (l >= 16) below).
-      const int32_t* s16 = x.srow(r0 + r) + 16 * b;
-      int32_t off = 0;
-      for (int j = 0; j < 16; ++j) off += sc[j] * s16[j];
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+      const __m256i p = _mm256_madd_epi16(
+          sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.s16row(r0 + r) + 16 * b)));
+      const int32_t off = hsum_epi32(_mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)));
       offsets[r] += d * x.drow(r0 + r)[b] * static_cast<float>(32 * off);
       sumi[r] = _mm256_setzero_si256();
     }
+#ifdef __AVX512BW__
+    __m512i sumi2[R];
+    for (int r = 0; r < R; ++r) sumi2[r] = _mm512_setzero_si512();
+#endif
     for (int half = 0; half < 2; ++half) {
       const unsigned char* ql = w + 64 * half;
       const unsigned char* qh = w + 128 + 32 * half;
@@ -170,17 +216,36 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
                             _mm256_or_si256(_mm256_and_si256(c, low4), high2(2)),
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), high2(4)),
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), low4), high2(6))};
+      // int16 lanes 0-7 hold values 0..15 of the 32, lanes 8-15 values 16..31.
+      auto scales = [&](int k) {
+        return _mm256_set_m128i(_mm_set1_epi16(sc[8 * half + 2 * k + 1]), _mm_set1_epi16(sc[8 * half + 2 * k]));
+      };
+#ifdef __AVX512BW__
+      // Two quarters (64 contiguous x values) per 512-bit maddubs/madd; lanes
+      // 0-7 and 8-15 added at the block's end give the 256-bit integers.
+      for (int k = 0; k < 4; k += 2) {
+        const __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(q[k]), q[k + 1], 1);
+        const __m512i s2 = _mm512_inserti64x4(_mm512_castsi256_si512(scales(k)), scales(k + 1), 1);
+        for (int r = 0; r < R; ++r) {
+          const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 128 * half + 32 * k;
+          sumi2[r] =
+              _mm512_add_epi32(sumi2[r], _mm512_madd_epi16(_mm512_maddubs_epi16(qq, _mm512_loadu_si512(q8)), s2));
+        }
+      }
+#else
       for (int k = 0; k < 4; ++k) {
-        // int16 lanes 0-7 hold values 0..15 of the 32, lanes 8-15 values 16..31.
-        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[8 * half + 2 * k + 1]),
-                                                _mm_set1_epi16(sc[8 * half + 2 * k]));
+        const __m256i s = scales(k);
         for (int r = 0; r < R; ++r) {
           const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 128 * half + 32 * k;
           const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
-          sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scales));
+          sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, s));
         }
       }
+#endif
     }
+#ifdef __AVX512BW__
+    for (int r = 0; r < R; ++r) sumi[r] = fold512(sumi2[r]);
+#endif
     for (int r = 0; r < R; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
   }
@@ -194,7 +259,7 @@ void gemm_kquant_q8(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t 
                     int64_t out_stride) {
   static_assert(D == DType::kQ4_K || D == DType::kQ5_K || D == DType::kQ6_K);
   const int cols = static_cast<int>(w.cols), rows = xq.rows;
-  const Q8View xv{xq.q.data(), xq.d.data(), xq.s16.data(), cols};
+  const Q8View xv{xq.q.data(), xq.d.data(), xq.s16.data(), xq.s32.data(), cols};
   const size_t row_bytes = dtype_bytes(D, cols);
   const auto* wd = static_cast<const unsigned char*>(w.data);
   auto run = [&]<int R>(int r, int64_t n) {

@@ -141,12 +141,13 @@ void q4k_rows_avx2(const float* x, int cols, const float* xsums, const void* wro
     const float d = quant::load_f16(blk);
     const float dmin = quant::load_f16(blk + 2);
     const unsigned char* qs = blk + 16;
+    uint8_t sc[8], m[8];
+    quant::k_scales_mins(blk + 4, sc, m);
     for (int c = 0; c < 4; ++c, qs += 32) {
-      int sc = 0, m = 0;
-      quant::k_scale_min(2 * c, blk + 4, sc, m);
-      const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc)), m1 = _mm256_set1_ps(dmin * static_cast<float>(m));
-      quant::k_scale_min(2 * c + 1, blk + 4, sc, m);
-      const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc)), m2 = _mm256_set1_ps(dmin * static_cast<float>(m));
+      const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc[2 * c]));
+      const __m256 m1 = _mm256_set1_ps(dmin * static_cast<float>(m[2 * c]));
+      const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc[2 * c + 1]));
+      const __m256 m2 = _mm256_set1_ps(dmin * static_cast<float>(m[2 * c + 1]));
       __m256 xq_lo[R], xq_hi[R];
       for (int r = 0; r < R; ++r) xq_lo[r] = xq_hi[r] = _mm256_setzero_ps();
       for (int l = 0; l < 32; l += 8) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/quant_blocks.h"
+
 using namespace ghostd::runtime;
 using namespace ghostd::runtime::cpu;
 
@@ -305,6 +307,13 @@ TEST_CASE("int8 K-quant kernels: quantized x times the dequantized weights, batc
       CHECK(worst_exact <= 1e-6);  // measured 3e-8
       CHECK(worst_float <= 2e-3);
     }
+    // The AVX-512 kernels (two pieces per instruction) give the AVX2 kernels' bits.
+    if (impls.size() == 2) {
+      std::vector<float> a(static_cast<size_t>(rows) * n), b(a.size());
+      impls[0].first(x.data(), rows, w, 0, n, a.data(), n);
+      impls[1].first(x.data(), rows, w, 0, n, b.data(), n);
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    }
   }
 }
 
@@ -351,4 +360,20 @@ TEST_CASE("the CPU backend's int8 K-quant path: x quantized once per call, the k
     for (int i = 0; i < 4; ++i) CHECK(grouped[i] == alone[i]);
   }
   unsetenv("GHOSTD_CPU_KQUANT");
+}
+
+TEST_CASE("k_scales_mins unpacks the eight K-quant scales and mins as k_scale_min does") {
+  std::mt19937 rng(31);
+  for (int trial = 0; trial < 20000; ++trial) {
+    unsigned char q[12];
+    for (auto& b : q) b = static_cast<unsigned char>(rng());
+    uint8_t sc[8], m[8];
+    quant::k_scales_mins(q, sc, m);
+    for (int j = 0; j < 8; ++j) {
+      int want_sc = 0, want_m = 0;
+      quant::k_scale_min(j, q, want_sc, want_m);
+      REQUIRE(sc[j] == want_sc);
+      REQUIRE(m[j] == want_m);
+    }
+  }
 }
