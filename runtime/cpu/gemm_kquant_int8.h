@@ -8,7 +8,8 @@
 // |x * w| on random rows, against float's 1e-7): a row's result still does not
 // depend on the batch, the split of columns or the thread count, since
 // each row is quantized alone. AVX2 intrinsics, included by the AVX2 and
-// AVX-512 kernel files (anonymous namespace: one copy per ISA file).
+// AVX-512 kernel files (anonymous namespace: one copy per ISA file); the
+// AVX-512 copy takes 512-bit steps where __AVX512BW__ is defined.
 #pragma once
 
 #include <immintrin.h>
