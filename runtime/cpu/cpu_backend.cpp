@@ -140,7 +140,7 @@ class CpuBackend : public Backend {
     });
   }
 
-  // Whether w takes the integer path (GHOSTD_CPU_KQUANT=int8): K-quant blocks.
+  // Whether w takes the integer path (the default for K-quant blocks).
   bool int8_product(const Weight& w) const {
     return kernels_.gemm_q8 != nullptr &&
            (w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K || w.dtype == DType::kQ6_K) && w.cols % 256 == 0;

@@ -26,7 +26,7 @@ void gemm_avx2(const float* x, int rows, const Weight& w, int64_t n_begin, int64
 void gemm_avx512(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                  float* out, int64_t out_stride);
 // The same with Q4_K, Q5_K and Q6_K in integers, x quantized to 8 bits per 256
-// values (gemm_kquant_int8.h; GHOSTD_CPU_KQUANT=int8): batch-invariant too,
+// values (gemm_kquant_int8.h; the default, GHOSTD_CPU_KQUANT=int8): batch-invariant too,
 // but no longer within float32 rounding of the dequantized weights.
 void gemm_avx2_k8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                   float* out, int64_t out_stride);
@@ -78,16 +78,16 @@ struct Kernels {
   DotFn dot;
   AxpyFn axpy;
   const char* isa;
-  bool int8_kquants;  // Q4_K, Q5_K and Q6_K in integers (GHOSTD_CPU_KQUANT=int8)
+  bool int8_kquants;  // Q4_K, Q5_K and Q6_K in integers (unless GHOSTD_CPU_KQUANT=float)
   // With int8_kquants: the two steps of the integer path (null otherwise).
   void (*quantize_q8)(const float* x, int r_begin, int r_end, Q8Rows& xq) = nullptr;
   bool (*gemm_q8)(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                   int64_t out_stride) = nullptr;
 };
 
-// The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides,
-// and GHOSTD_CPU_KQUANT=int8 takes the integer Q4_K/Q5_K/Q6_K path (AVX2 and
-// AVX-512 kernels; the default `float` keeps them within float32 rounding).
+// The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides.
+// Q4_K/Q5_K/Q6_K take the integer path (AVX2 and AVX-512 kernels) unless
+// GHOSTD_CPU_KQUANT=float keeps them within float32 rounding.
 Kernels select_kernels();
 
 }  // namespace ghostd::runtime::cpu

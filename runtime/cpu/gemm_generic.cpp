@@ -51,11 +51,14 @@ Kernels select_kernels() {
                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   // Every CPU with AVX2 and FMA has F16C (clang 14 cannot test "f16c" here).
   bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // K-quants in integers by default: their weights' own rounding (4-6 bits)
+  // dwarfs x's 8 bits, and the float path is compute-bound on them (docs/
+  // benchmarks.md); GHOSTD_CPU_KQUANT=float keeps float32 activations.
   const char* kq = std::getenv("GHOSTD_CPU_KQUANT");
-  const std::string_view kquant = kq ? kq : "float";
+  const std::string_view kquant = kq ? kq : "int8";
   if (kquant != "float" && kquant != "int8")
-    spdlog::warn("GHOSTD_CPU_KQUANT={}: expected float or int8; float is used", kquant);
-  const bool int8 = kquant == "int8";
+    spdlog::warn("GHOSTD_CPU_KQUANT={}: expected float or int8; int8 is used", kquant);
+  const bool int8 = kquant != "float";
   if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, "generic", false};
   if (want == "avx2" || !avx512 || !avx2)
     return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, "avx2", int8, int8 ? quantize_q8_avx2 : nullptr,

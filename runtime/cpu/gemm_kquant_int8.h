@@ -1,15 +1,16 @@
-// Q4_K, Q5_K and Q6_K products in integers (GHOSTD_CPU_KQUANT=int8): each x row
-// is quantized to 8 bits per 256 values (one float scale per block, as
-// ggml's Q8_K), and a weight block's quants meet the row's in 8-bit SIMD
-// (maddubs: 32 products per instruction), the block scales applied to the
-// integer sums. The float path converts every quant to float and spends
-// about five operations per 16 values on it; this one reads the quants as
-// bytes. The price is the rounding of x to 8 bits (about 7e-4 of the sum of
-// |x * w| on random rows, against float's 1e-7): a row's result still does not
-// depend on the batch, the split of columns or the thread count, since
-// each row is quantized alone. AVX2 intrinsics, included by the AVX2 and
-// AVX-512 kernel files (anonymous namespace: one copy per ISA file); the
-// AVX-512 copy takes 512-bit steps where __AVX512BW__ is defined.
+// Q4_K, Q5_K and Q6_K products in integers (the default; GHOSTD_CPU_KQUANT=float
+// turns it off): each x row is quantized to 8 bits per 256 values (one float
+// scale per block, as ggml's Q8_K), and a weight block's quants meet the
+// row's in 8-bit SIMD (maddubs: 32 products per instruction), the block
+// scales applied to the integer sums. The float path converts every quant to
+// float and spends about five operations per 16 values on it; this one reads
+// the quants as bytes. The price is the rounding of x to 8 bits (about 7e-4
+// of the sum of |x * w| on random rows, against float's 1e-7), well under the
+// weights' own 4-6 bit rounding: a row's result still does not depend on the
+// batch, the split of columns or the thread count, since each row is
+// quantized alone. AVX2 intrinsics, included by the AVX2 and AVX-512 kernel
+// files (anonymous namespace: one copy per ISA file); the AVX-512 copy takes
+// 512-bit steps where __AVX512BW__ is defined.
 #pragma once
 
 #include <immintrin.h>

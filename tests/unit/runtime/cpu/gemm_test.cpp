@@ -317,7 +317,7 @@ TEST_CASE("int8 K-quant kernels: quantized x times the dequantized weights, batc
   }
 }
 
-TEST_CASE("the CPU backend's int8 K-quant path: x quantized once per call, the kernels' bits on any thread count") {
+TEST_CASE("the CPU backend's int8 K-quant path (the default): x quantized once per call, the kernels' bits on any thread count; float on request") {
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
@@ -335,7 +335,7 @@ TEST_CASE("the CPU backend's int8 K-quant path: x quantized once per call, the k
   }
   std::vector<float> x(size_t(rows) * cols);
   for (auto& v : x) v = u(rng);
-  setenv("GHOSTD_CPU_KQUANT", "int8", 1);
+  unsetenv("GHOSTD_CPU_KQUANT");  // the default
   for (int threads : {1, 2, 3}) {
     CAPTURE(threads);
     auto be = make_cpu_backend({.threads = threads});
@@ -358,6 +358,21 @@ TEST_CASE("the CPU backend's int8 K-quant path: x quantized once per call, the k
     be->matmul(x2.data(), rows, ws[0], nullptr, scratch.data());
     be->matmul_group(x.data(), rows, ps);
     for (int i = 0; i < 4; ++i) CHECK(grouped[i] == alone[i]);
+  }
+  // GHOSTD_CPU_KQUANT=float keeps float32 activations: the float kernels' bits.
+  setenv("GHOSTD_CPU_KQUANT", "float", 1);
+  const GemmFn float_kernel = avx512 ? gemm_avx512 : gemm_avx2;
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    auto be = make_cpu_backend({.threads = threads});
+    CHECK(be->name().find("-int8k") == std::string::npos);
+    for (int i = 0; i < 3; ++i) {
+      CAPTURE(i);
+      std::vector<float> got(size_t(rows) * ns[i]), want(got.size());
+      be->matmul(x.data(), rows, ws[size_t(i)], nullptr, got.data());
+      float_kernel(x.data(), rows, ws[size_t(i)], 0, ns[i], want.data(), ns[i]);
+      CHECK(got == want);
+    }
   }
   unsetenv("GHOSTD_CPU_KQUANT");
 }
