@@ -77,12 +77,6 @@ inline __m256i fold512(__m512i v) {
 }
 #endif
 
-inline int32_t hsum_epi32(__m128i v) {
-  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
-  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
-  return _mm_cvtsi128_si32(v);
-}
-
 // The quantized x rows r0 .. r0 + R - 1 of a call.
 struct Q8View {
   const int8_t* q;
@@ -109,22 +103,22 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
   const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   const int blocks = x.cols / 256;
   __m256 acc[R];
-  float mins[R];
+  __m128 mins[R];  // the dmin terms, 4 lanes added at the end
   for (int r = 0; r < R; ++r) {
     acc[r] = _mm256_setzero_ps();
-    mins[r] = 0;
+    mins[r] = _mm_setzero_ps();
   }
   for (int b = 0; b < blocks; ++b, w += kBb) {
-    const float d = quant::load_f16(w), dmin = quant::load_f16(w + 2);
+    const float d = f16_at(w), dmin = f16_at(w + 2);
     uint8_t sc[8], m[8];
     quant::k_scales_mins(w + 4, sc, m);
+    const __m128i mm = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
     __m256i sumi[R];
     for (int r = 0; r < R; ++r) {
-      // sum_j m_j * sum(q8)_j: one madd over the 8 sub-blocks.
-      const __m128i mm = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
-      const int32_t msum = hsum_epi32(
-          _mm_madd_epi16(mm, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.s32row(r0 + r) + 8 * b))));
-      mins[r] += dmin * x.drow(r0 + r)[b] * static_cast<float>(msum);
+      // sum_j m_j * sum(q8)_j: one madd over the 8 sub-blocks (4 lanes, each
+      // below 2^20: exact as float).
+      const __m128i msum = _mm_madd_epi16(mm, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.s32row(r0 + r) + 8 * b)));
+      mins[r] = _mm_fmadd_ps(_mm_set1_ps(dmin * x.drow(r0 + r)[b]), _mm_cvtepi32_ps(msum), mins[r]);
       sumi[r] = _mm256_setzero_si256();
     }
 #ifdef __AVX512BW__
@@ -170,7 +164,11 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
     for (int r = 0; r < R; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
   }
-  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]) - mins[r];
+  for (int r = 0; r < R; ++r) {
+    __m128 v = _mm_add_ps(mins[r], _mm_movehl_ps(mins[r], mins[r]));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    out[r * out_stride] = hsum8(acc[r]) - _mm_cvtss_f32(v);
+  }
 }
 
 // One Q6_K weight row against R quantized x rows: the 6-bit quants are read
@@ -182,28 +180,24 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
   const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
   const int blocks = x.cols / 256;
   __m256 acc[R];
-  float offsets[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_ps();
-    offsets[r] = 0;
-  }
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int b = 0; b < blocks; ++b, w += kBb) {
     const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
-    const float d = quant::load_f16(w + 208);
+    const float d = f16_at(w + 208);
+    // Values 16j..16j+15 of the block have scale sc[j] (j = 8 * half + 2 * k
+    // + (l >= 16) below).
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     __m256i sumi[R];
     for (int r = 0; r < R; ++r) {
-      // Values 16j..16j+15 of the block have scale sc[j] (j = 8 * half + 2 *
-      // k + (l >= 16) below).
-      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+      // The offset's 32 * sum_j sc_j * sum(q8)_j has the block's scale too, so
+      // it starts the integer sum (negated; any lane: only the total counts).
       const __m256i p = _mm256_madd_epi16(
           sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.s16row(r0 + r) + 16 * b)));
-      const int32_t off = hsum_epi32(_mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)));
-      offsets[r] += d * x.drow(r0 + r)[b] * static_cast<float>(32 * off);
-      sumi[r] = _mm256_setzero_si256();
+      sumi[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(p, 5));
     }
 #ifdef __AVX512BW__
     __m512i sumi2[R];
-    for (int r = 0; r < R; ++r) sumi2[r] = _mm512_setzero_si512();
+    for (int r = 0; r < R; ++r) sumi2[r] = _mm512_zextsi256_si512(sumi[r]);
 #endif
     for (int half = 0; half < 2; ++half) {
       const unsigned char* ql = w + 64 * half;
@@ -251,7 +245,7 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
     for (int r = 0; r < R; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.drow(r0 + r)[b]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
   }
-  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]) - offsets[r];
+  for (int r = 0; r < R; ++r) out[r * out_stride] = hsum8(acc[r]);
 }
 
 // Q4_K, Q5_K or Q6_K weight rows [n_begin, n_end) against every quantized

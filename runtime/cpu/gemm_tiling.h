@@ -18,6 +18,14 @@
 namespace ghostd::runtime::cpu {
 namespace {
 
+// An f16 scale field as float with F16C (one instruction; the portable
+// quant::load_f16 takes a dozen scalar ones, per block of every row).
+inline float f16_at(const unsigned char* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
 // Weight k of a row, as float (row tails).
 template <DType D>
 inline float load1(const void* row, int k) {
@@ -54,7 +62,7 @@ template <DType D>
 inline void unpack_block(const unsigned char* b, float* y) {
   if constexpr (D == DType::kQ4_0) {
     const __m256i low4 = _mm256_set1_epi32(0xF);
-    const __m256 d = _mm256_set1_ps(quant::load_f16(b));
+    const __m256 d = _mm256_set1_ps(f16_at(b));
     const __m256i eight = _mm256_set1_epi32(8);
     for (int l = 0; l < 16; l += 8) {
       const __m256i a = widen8(b + 2 + l);
@@ -62,8 +70,8 @@ inline void unpack_block(const unsigned char* b, float* y) {
       _mm256_store_ps(y + 16 + l, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(a, 4), eight)), d));
     }
   } else if constexpr (D == DType::kQ4_K || D == DType::kQ5_K) {
-    const float d = quant::load_f16(b);
-    const float dmin = quant::load_f16(b + 2);
+    const float d = f16_at(b);
+    const float dmin = f16_at(b + 2);
     const unsigned char* qh = b + 16;
     const unsigned char* qs = b + (D == DType::kQ5_K ? 48 : 16);
     const __m256i one = _mm256_set1_epi32(1), low4 = _mm256_set1_epi32(0xF);
@@ -89,7 +97,7 @@ inline void unpack_block(const unsigned char* b, float* y) {
     const unsigned char* ql = b;
     const unsigned char* qh = b + 128;
     const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
-    const float d = quant::load_f16(b + 208);
+    const float d = f16_at(b + 208);
     const __m256i three = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32), low4 = _mm256_set1_epi32(0xF);
     for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8, y += 128) {
       for (int l = 0; l < 32; l += 8) {
@@ -138,8 +146,8 @@ void q4k_rows_avx2(const float* x, int cols, const float* xsums, const void* wro
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const auto* blk = static_cast<const unsigned char*>(wrow);
   for (int k0 = 0; k0 < cols; k0 += 256, blk += kBb) {
-    const float d = quant::load_f16(blk);
-    const float dmin = quant::load_f16(blk + 2);
+    const float d = f16_at(blk);
+    const float dmin = f16_at(blk + 2);
     const unsigned char* qs = blk + 16;
     uint8_t sc[8], m[8];
     quant::k_scales_mins(blk + 4, sc, m);
@@ -222,7 +230,7 @@ void q6k_rows_avx2(const float* x, int cols, const void* wrow, float* out, int64
     const unsigned char* ql = blk;
     const unsigned char* qh = blk + 128;
     const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
-    const float d = quant::load_f16(blk + 208);
+    const float d = f16_at(blk + 208);
     for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8) {
       for (int is = 0; is < 2; ++is) {
         __m256 xq[4][R];
