@@ -230,7 +230,7 @@ TEST_CASE("gemm kernels give every row the same bits at every row count, column 
         std::vector<float> alone(static_cast<size_t>(rows) * n);
         for (int r = 0; r < rows; ++r)
           impl.first(x.data() + static_cast<size_t>(r) * cols, 1, w, 0, n, alone.data() + static_cast<size_t>(r) * n, n);
-        for (int count : {2, 3, 4, 5, 8, 9, 17, 21}) {
+        for (int count : {2, 3, 4, 5, 6, 7, 8, 9, 17, 21}) {
           for (int64_t split : {int64_t{7}, int64_t{13}, int64_t{16}}) {
             std::vector<float> out(static_cast<size_t>(count) * n, -1.0f);
             impl.first(x.data(), count, w, 0, split, out.data(), n);
