@@ -34,6 +34,9 @@ struct Weight {
 };
 
 // One product of a matmul group: out = x @ w^T (+ bias).
+// The activation of a gated MLP (Backend::matmul_glu).
+enum class GluAct { kSilu, kGelu };
+
 struct Projection {
   const Weight* w = nullptr;
   const Weight* bias = nullptr;  // may be null
@@ -164,6 +167,20 @@ class Backend {
   // one parallel region on the CPU, one cast of x to 16 bits on CUDA.
   virtual void matmul_group(const float* x, int rows, std::span<const Projection> outs) {
     for (const Projection& p : outs) matmul(x, rows, *p.w, p.bias, p.out);
+  }
+  // The gated MLP's input side in one op: out = act(x gate^T) * (x up^T),
+  // [rows, gate.rows], act SiLU (SwiGLU) or tanh GELU (GeGLU). gate_buf and
+  // up_buf are [rows, gate.rows] scratch; out may be gate_buf. The same
+  // values as matmul_group({gate, up}) then silu_mul or gelu_mul; a backend
+  // may fuse them (the CPU: each thread's columns of both products, then
+  // their activation while they are in cache, in one parallel region).
+  virtual void matmul_glu(const float* x, int rows, const Weight& gate, const Weight& up, GluAct act,
+                          float* gate_buf, float* up_buf, float* out) {
+    const Projection ps[] = {{&gate, nullptr, gate_buf}, {&up, nullptr, up_buf}};
+    matmul_group(x, rows, ps);
+    const int64_t n = static_cast<int64_t>(rows) * gate.rows;
+    if (act == GluAct::kSilu) silu_mul(gate_buf, up_buf, n, out);
+    else gelu_mul(gate_buf, up_buf, n, out);
   }
   // Rotary embedding with rotate_half pairing (i with i + head_dim/2), in place
   // on x: [rows, n_heads * head_dim]; inv_freq: [head_dim / 2].

@@ -558,13 +558,7 @@ void Model::queue_step(Rank& rk, KvStorage& kv, int T, int S, int R, int max_kv_
       be.matmul(xn, T, Ly.up, opt(Ly.up_bias), gate);
       be.gelu(gate, TI, gate);
     } else {
-      const Projection gate_up[] = {{&Ly.gate, nullptr, gate}, {&Ly.up, nullptr, up}};
-      be.matmul_group(xn, T, gate_up);
-      if (c.mlp == MlpType::kGeGlu) {
-        be.gelu_mul(gate, up, TI, gate);
-      } else {
-        be.silu_mul(gate, up, TI, gate);
-      }
+      be.matmul_glu(xn, T, Ly.gate, Ly.up, c.mlp == MlpType::kGeGlu ? GluAct::kGelu : GluAct::kSilu, gate, up, gate);
     }
     be.matmul(gate, T, Ly.down, opt(Ly.down_bias), xn);
     if (comm) be.all_reduce_sum(*comm, xn, TH);

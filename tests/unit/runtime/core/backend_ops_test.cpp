@@ -367,6 +367,82 @@ TEST_CASE("a matmul group is bitwise one matmul per product, and replays as capt
   }
 }
 
+// Random Q4_K blocks: random quants and packed scales, small finite f16 d and dmin.
+std::vector<std::byte> random_q4k(int64_t n_values, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::byte> out(dtype_bytes(DType::kQ4_K, n_values));
+  for (auto& b : out) b = static_cast<std::byte>(rng());
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  for (size_t off = 0; off < out.size(); off += dtype_block_bytes(DType::kQ4_K))
+    for (size_t f : {size_t{0}, size_t{2}}) {
+      const uint16_t h = f32_to_f16(scale(rng));
+      std::memcpy(out.data() + off + f, &h, 2);
+    }
+  return out;
+}
+
+TEST_CASE("matmul_glu is bitwise the gate/up group then the activation, on any thread count, and replays") {
+  std::vector<std::unique_ptr<Backend>> backends;
+  for (int threads : {1, 2, 3}) backends.push_back(make_cpu_backend({.threads = threads}));
+  for (auto& b : all_backends())
+    if (b->name().rfind("cpu", 0) != 0) backends.push_back(std::move(b));
+  const int k = 256, n = 72;
+  // Q4_K takes the CPU's integer path (x quantized once for both products).
+  for (DType dt : {DType::kBF16, DType::kQ4_K, DType::kF32}) {
+    CAPTURE(dtype_name(dt));
+    std::vector<std::byte> gb, ub;
+    if (dt == DType::kQ4_K) {
+      gb = random_q4k(int64_t{n} * k, 11);
+      ub = random_q4k(int64_t{n} * k, 12);
+    } else {
+      gb = stored_as(randv(size_t(n) * k, 11, 0.2f), dt);
+      ub = stored_as(randv(size_t(n) * k, 12, 0.2f), dt);
+    }
+    for (auto& bep : backends) {
+      Backend& be = *bep;
+      INFO("backend " << be.name());
+      const Weight gate = *be.load_weight(TensorView{"gate", dt, {n, k}, gb.data(), gb.size()});
+      const Weight up = *be.load_weight(TensorView{"up", dt, {n, k}, ub.data(), ub.size()});
+      for (GluAct act : {GluAct::kSilu, GluAct::kGelu}) {
+        CAPTURE(static_cast<int>(act));
+        for (int rows : {1, 7, 40}) {
+          CAPTURE(rows);
+          const size_t m = size_t(rows) * n;
+          auto unfused = [&](float* x, std::vector<float>& want) {
+            Dev g(be, nullptr, m * 4), u(be, nullptr, m * 4), o(be, nullptr, m * 4);
+            const Projection ps[] = {{&gate, nullptr, g.f()}, {&up, nullptr, u.f()}};
+            be.matmul_group(x, rows, ps);
+            if (act == GluAct::kSilu) be.silu_mul(g.f(), u.f(), int64_t(m), o.f());
+            else be.gelu_mul(g.f(), u.f(), int64_t(m), o.f());
+            want = o.get<float>(m);
+          };
+          auto x = randv(size_t(rows) * k, 80 + rows);
+          Dev dx(be, x.data(), x.size() * 4), g(be, nullptr, m * 4), u(be, nullptr, m * 4), o(be, nullptr, m * 4);
+          std::vector<float> want;
+          unfused(dx.f(), want);
+          be.matmul_glu(dx.f(), rows, gate, up, act, g.f(), u.f(), o.f());
+          CHECK(o.get<float>(m) == want);
+          be.matmul_glu(dx.f(), rows, gate, up, act, g.f(), u.f(), g.f());  // out is the gate scratch
+          CHECK(g.get<float>(m) == want);
+          // Captured with one input, replayed on another.
+          if (be.begin_capture()) {
+            be.matmul_glu(dx.f(), rows, gate, up, act, g.f(), u.f(), o.f());
+            auto id = be.end_capture();
+            REQUIRE(id.ok());
+            const auto x2 = randv(x.size(), 95 + rows);
+            be.upload(dx.f(), x2.data(), x2.size() * 4);
+            unfused(dx.f(), want);
+            be.replay(*id);
+            CHECK(o.get<float>(m) == want);
+            be.release_capture(*id);
+          }
+          REQUIRE(be.synchronize().ok());
+        }
+      }
+    }
+  }
+}
+
 // Long contexts: the CPU backend splits a token's attention into spans of
 // 256 positions and merges them; the result matches the reference, and a
 // token's row has the same bits alone or in a batch, on 1, 2 or 3 threads.
