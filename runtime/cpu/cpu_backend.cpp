@@ -12,12 +12,20 @@
 #include "runtime/core/backend.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/host_memory.h"
+#include "runtime/cpu/row_ops.h"
+#include "runtime/cpu/span_attention.h"
 #include "runtime/cpu/thread_pool.h"
 #include "runtime/parallel/communicator.h"
 
 namespace ghostd::runtime {
 
 namespace {
+
+using cpu::gelu_tanh;
+using cpu::layer_norm_row;
+using cpu::norm_row;
+using cpu::rope_row;
+using cpu::silu;
 
 // Host-memory backend. Ops run on the calling (engine) thread plus the pool.
 // Thread-safety: single owner thread, like every Backend.
@@ -82,10 +90,11 @@ class CpuBackend : public Backend {
   }
 
   // Light ops run in parallel over rows (or elements) once a step is big
-  // enough to pay for a region; each element is computed the same way
-  // whatever the split, so results do not depend on the thread count.
-  static constexpr int64_t kLightGrain = 16384;  // elements per chunk, at least
-  static int64_t row_grain(int64_t dim) { return std::max<int64_t>(1, kLightGrain / std::max<int64_t>(1, dim)); }
+  // enough to pay for a region (cpu::kLightGrain); each element is computed
+  // the same way whatever the split, so results do not depend on the thread
+  // count.
+  static constexpr int64_t kLightGrain = cpu::kLightGrain;
+  static int64_t row_grain(int64_t dim) { return cpu::row_grain(dim); }
 
   void embedding(const Weight& table, const int32_t* ids, int n, float* out) override {
     const int64_t dim = table.cols;
@@ -244,137 +253,11 @@ class CpuBackend : public Backend {
     });
   }
 
-  // Causal attention split into work items of (token, head, span of at most
-  // kAttentionSpan positions), flash-decoding style: a batch-1 decode over a
-  // long context keeps every thread busy even with fewer heads than
-  // threads, and the items of a prefill cost about the same. A token's spans
-  // depend on its position (and window) alone, so its output is the same
-  // whatever the batch, the thread count, and for a draft-tree node, the
-  // path (chain or tree) that reached its position. A single span is one
-  // softmax over all positions; several are merged in order from their own
-  // maxima and sums (attention_merge).
-  static constexpr int kAttentionSpan = 256;
-
-  void attention(const float* q, const BatchView& batch, const AttentionShape& shape,
-                 KvLayerView layer, float* out) override {
-    const int hd = shape.head_dim, nh = shape.n_heads, T = batch.num_tokens;
-    auto span_count = [&](int t) {
-      const int n_ctx = batch.positions[t] + 1;
-      const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;
-      return std::max(1, (n_ctx - lo + kAttentionSpan - 1) / kAttentionSpan);
-    };
-    // Items laid out token by token, then head by head, then span by span;
-    // tokens with several spans also get partial results (max, sum, values).
-    attn_first_.resize(static_cast<size_t>(T) + 1);
-    attn_partial_first_.resize(static_cast<size_t>(T));
-    attn_multi_.clear();
-    int64_t items = 0, partials = 0;
-    for (int t = 0; t < T; ++t) {
-      const int spans = span_count(t);
-      attn_first_[t] = items;
-      attn_partial_first_[t] = partials;
-      items += static_cast<int64_t>(spans) * nh;
-      if (spans > 1) {
-        partials += static_cast<int64_t>(spans) * nh;
-        attn_multi_.push_back(t);
-      }
-    }
-    attn_first_[T] = items;
-    const size_t partial_floats = static_cast<size_t>(partials) * (hd + 2);
-    if (attn_partial_.size() < partial_floats) attn_partial_.resize(partial_floats);
-    pool_.parallel_for(items, 1, [&](int64_t b, int64_t e) {
-      int t = static_cast<int>(std::upper_bound(attn_first_.begin(), attn_first_.begin() + T, b) - attn_first_.begin()) - 1;
-      for (int64_t item = b; item < e; ++item) {
-        while (item >= attn_first_[t + 1]) ++t;
-        const int spans = span_count(t);
-        const int64_t local = item - attn_first_[t];
-        const int h = static_cast<int>(local / spans), span = static_cast<int>(local % spans);
-        float* partial = spans > 1 ? attn_partial_.data() + (attn_partial_first_[t] + local) * (hd + 2) : nullptr;
-        attention_span(q, batch, shape, layer, t, h, span, partial, out);
-      }
-    });
-    if (attn_multi_.empty()) return;
-    const int64_t merges = static_cast<int64_t>(attn_multi_.size()) * nh;
-    pool_.parallel_for(merges, row_grain(static_cast<int64_t>(span_count(attn_multi_.back())) * hd),
-                       [&](int64_t b, int64_t e) {
-                         for (int64_t i = b; i < e; ++i) {
-                           const int t = attn_multi_[static_cast<size_t>(i / nh)], h = static_cast<int>(i % nh);
-                           const int spans = span_count(t);
-                           const float* partial =
-                               attn_partial_.data() + (attn_partial_first_[t] + static_cast<int64_t>(h) * spans) * (hd + 2);
-                           attention_merge(partial, spans, hd, out + (static_cast<int64_t>(t) * nh + h) * hd);
-                         }
-                       });
+  // In spans of 256 positions, merged in order (cpu/span_attention.h).
+  void attention(const float* q, const BatchView& batch, const AttentionShape& shape, KvLayerView layer,
+                 float* out) override {
+    attention_.run(pool_, kernels_, q, batch, shape, layer, out);
   }
-
-  // One work item: token t, head h, positions of span `span`. With no
-  // partial (the token's only span) the normalized output; else the span's
-  // max, sum of exponentials and unnormalized values into partial.
-  void attention_span(const float* q, const BatchView& batch, const AttentionShape& shape, KvLayerView layer, int t,
-                      int h, int span, float* partial, float* out) {
-    thread_local std::vector<float> scores;  // kept per thread: no allocation per step
-    const int hd = shape.head_dim, nh = shape.n_heads, group = shape.n_heads / shape.n_kv_heads;
-    const int64_t kv_dim = static_cast<int64_t>(shape.n_kv_heads) * hd;
-    const int64_t q_dim = static_cast<int64_t>(nh) * hd;
-    const int s = batch.token_seq[t];
-    const int n_ctx = batch.positions[t] + 1;
-    const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;  // first attended position
-    const int p0 = lo + span * kAttentionSpan, p1 = std::min(n_ctx, p0 + kAttentionSpan);
-    const int32_t* table = batch.block_tables + batch.block_table_start[s];
-    const float* qv = q + t * q_dim + static_cast<int64_t>(h) * hd;
-    const int64_t head_off = static_cast<int64_t>(h / group) * hd;
-    // A draft-tree token reads its ancestors' KV at the positions past the
-    // context; the order of the sums is that of a chain.
-    const uint64_t mask = batch.tree_mask != nullptr ? batch.tree_mask[t] : 0;
-    const int base = mask != 0 ? tree_base(mask, batch.positions[t]) : n_ctx;
-    auto slot_of = [&](int p) {
-      const int i = tree_kv_index(mask, base, p);
-      return static_cast<int64_t>(table[i / batch.block_size]) * batch.block_size + i % batch.block_size;
-    };
-    scores.resize(static_cast<size_t>(p1 - p0));
-    float mx = -INFINITY;
-    for (int p = p0; p < p1; ++p) {
-      const int64_t slot = slot_of(p);
-      float sc = kernels_.dot(qv, layer.k + slot * kv_dim + head_off, hd) * shape.scale;
-      scores[p - p0] = sc;
-      mx = std::max(mx, sc);
-    }
-    float sum = 0;
-    for (float& sc : scores) {
-      sc = std::exp(sc - mx);
-      sum += sc;
-    }
-    float* o = partial != nullptr ? partial + 2 : out + t * q_dim + static_cast<int64_t>(h) * hd;
-    std::fill(o, o + hd, 0.0f);
-    const float inv = partial != nullptr ? 1.0f : 1.0f / sum;
-    for (int p = p0; p < p1; ++p) {
-      const int64_t slot = slot_of(p);
-      kernels_.axpy(scores[p - p0] * inv, layer.v + slot * kv_dim + head_off, o, hd);
-    }
-    if (partial != nullptr) {
-      partial[0] = mx;
-      partial[1] = sum;
-    }
-  }
-
-  // out = the softmax-weighted values of `spans` partials ([max, sum,
-  // values[hd]] each), rescaled to the largest max and added in span order.
-  static void attention_merge(const float* partial, int spans, int hd, float* out) {
-    const int64_t stride = hd + 2;
-    float mx = -INFINITY;
-    for (int i = 0; i < spans; ++i) mx = std::max(mx, partial[i * stride]);
-    float sum = 0;
-    for (int i = 0; i < spans; ++i) sum += partial[i * stride + 1] * std::exp(partial[i * stride] - mx);
-    const float inv = 1.0f / sum;
-    std::fill(out, out + hd, 0.0f);
-    for (int i = 0; i < spans; ++i) {
-      const float w = std::exp(partial[i * stride] - mx) * inv;
-      const float* v = partial + i * stride + 2;
-      for (int d = 0; d < hd; ++d) out[d] += w * v[d];
-    }
-  }
-
-  static float silu(float g) { return g / (1.0f + std::exp(-g)); }
 
   void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
     pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
@@ -485,56 +368,6 @@ class CpuBackend : public Backend {
   }
 
  private:
-  // x * rsqrt(mean(x^2) + eps) * w for one row; the sum of squares in double
-  // so the norm does not depend on summation luck.
-  static void norm_row(const float* xr, const float* weight, int dim, float eps, float* o) {
-    double ss = 0;
-    for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-    const float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
-    for (int i = 0; i < dim; ++i) o[i] = (xr[i] * inv) * weight[i];
-  }
-
-  // Mean and biased variance in double (two passes), the rest in float with
-  // the same formula as the CUDA kernel: ((x - mean) * inv) * w + b.
-  static void layer_norm_row(const float* xr, const float* weight, const float* bias, int dim, float eps,
-                             float* o) {
-    double sum = 0;
-    for (int i = 0; i < dim; ++i) sum += xr[i];
-    const double mean = sum / dim;
-    double ss = 0;
-    for (int i = 0; i < dim; ++i) ss += (xr[i] - mean) * (xr[i] - mean);
-    const float mf = static_cast<float>(mean);
-    const float inv = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
-    for (int i = 0; i < dim; ++i) o[i] = ((xr[i] - mf) * inv) * weight[i] + bias[i];
-  }
-
-  // PyTorch's gelu(approximate="tanh") formula, in float.
-  static float gelu_tanh(float x) {
-    constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
-    constexpr float kKappa = 0.044715f;
-    return 0.5f * x * (1.0f + std::tanh(kBeta * (x + kKappa * x * x * x)));
-  }
-
-  // RoPE with rotate_half pairing on the heads of one row. HF computes the
-  // angle in float32: position * inv_freq. At most 256 pairs (head_dim 512).
-  static void rope_row(float* row, int n_heads, int head_dim, int32_t position, const float* inv_freq) {
-    const int half = head_dim / 2;
-    float cs[256], sn[256];
-    for (int i = 0; i < half; ++i) {
-      const float angle = static_cast<float>(position) * inv_freq[i];
-      cs[i] = std::cos(angle);
-      sn[i] = std::sin(angle);
-    }
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = row + static_cast<int64_t>(h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * cs[i] - b * sn[i];
-        v[i + half] = b * cs[i] + a * sn[i];
-      }
-    }
-  }
-
   // A one-row weight as floats: in place when it is float32, else converted
   // into `scratch` (kept, so steady-state steps do not allocate).
   const float* as_floats(const Weight& w, std::vector<float>& scratch) {
@@ -588,10 +421,7 @@ class CpuBackend : public Backend {
   std::vector<float> norm_weight_, norm_bias_, bias_;  // converted one-row weights (engine thread)
   std::vector<std::vector<float>> group_bias_;         // matmul_group's biases, one per product
   cpu::Q8Rows q8_;                                     // x for the integer K-quant path
-  // attention's item layout and span partials (grown, never shrunk)
-  std::vector<int64_t> attn_first_, attn_partial_first_;
-  std::vector<int> attn_multi_;
-  std::vector<float> attn_partial_;
+  cpu::SpanAttention attention_;
   std::vector<const float*> group_bias_ptr_;
   cpu::Kernels kernels_;
   CpuWeightMemory weights_;

@@ -14,6 +14,12 @@
 
 namespace ghostd::runtime::cpu {
 
+// Light ops (norms, activations, attention merges) run in parallel once a
+// step is big enough to pay for a region: chunks of at least this many
+// elements, or rows of `dim` elements.
+inline constexpr int64_t kLightGrain = 16384;
+inline int64_t row_grain(int64_t dim) { return dim >= kLightGrain ? 1 : kLightGrain / (dim > 0 ? dim : 1); }
+
 // Thread-safety: parallel_for may be called from one thread at a time (the
 // engine thread that owns the backend); workers only run the posted loop.
 class ThreadPool {

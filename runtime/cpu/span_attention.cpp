@@ -1,0 +1,123 @@
+#include "runtime/cpu/span_attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/core/tree_mask.h"
+
+namespace ghostd::runtime::cpu {
+
+void SpanAttention::run(ThreadPool& pool, const Kernels& kernels, const float* q, const BatchView& batch,
+                        const AttentionShape& shape, KvLayerView layer, float* out) {
+  const int hd = shape.head_dim, nh = shape.n_heads, T = batch.num_tokens;
+  auto span_count = [&](int t) {
+    const int n_ctx = batch.positions[t] + 1;
+    const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;
+    return std::max(1, (n_ctx - lo + kSpan - 1) / kSpan);
+  };
+  // Items laid out token by token, then head by head, then span by span;
+  // tokens with several spans also get partial results (max, sum, values).
+  first_.resize(static_cast<size_t>(T) + 1);
+  partial_first_.resize(static_cast<size_t>(T));
+  multi_.clear();
+  int64_t items = 0, partials = 0;
+  for (int t = 0; t < T; ++t) {
+    const int spans = span_count(t);
+    first_[t] = items;
+    partial_first_[t] = partials;
+    items += static_cast<int64_t>(spans) * nh;
+    if (spans > 1) {
+      partials += static_cast<int64_t>(spans) * nh;
+      multi_.push_back(t);
+    }
+  }
+  first_[T] = items;
+  const size_t partial_floats = static_cast<size_t>(partials) * (hd + 2);
+  if (partial_.size() < partial_floats) partial_.resize(partial_floats);
+  pool.parallel_for(items, 1, [&](int64_t b, int64_t e) {
+    int t = static_cast<int>(std::upper_bound(first_.begin(), first_.begin() + T, b) - first_.begin()) - 1;
+    for (int64_t item = b; item < e; ++item) {
+      while (item >= first_[t + 1]) ++t;
+      const int spans = span_count(t);
+      const int64_t local = item - first_[t];
+      const int h = static_cast<int>(local / spans), sp = static_cast<int>(local % spans);
+      float* partial = spans > 1 ? partial_.data() + (partial_first_[t] + local) * (hd + 2) : nullptr;
+      span(kernels, q, batch, shape, layer, t, h, sp, partial, out);
+    }
+  });
+  if (multi_.empty()) return;
+  const int64_t merges = static_cast<int64_t>(multi_.size()) * nh;
+  const int64_t merge_floats = static_cast<int64_t>(span_count(multi_.back())) * hd;
+  pool.parallel_for(merges, std::max<int64_t>(1, kLightGrain / merge_floats), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int t = multi_[static_cast<size_t>(i / nh)], h = static_cast<int>(i % nh);
+      const int spans = span_count(t);
+      const float* partial = partial_.data() + (partial_first_[t] + static_cast<int64_t>(h) * spans) * (hd + 2);
+      merge(partial, spans, hd, out + (static_cast<int64_t>(t) * nh + h) * hd);
+    }
+  });
+}
+
+void SpanAttention::span(const Kernels& kernels, const float* q, const BatchView& batch, const AttentionShape& shape,
+                         KvLayerView layer, int t, int h, int span, float* partial, float* out) {
+  thread_local std::vector<float> scores;  // kept per thread: no allocation per step
+  const int hd = shape.head_dim, nh = shape.n_heads, group = shape.n_heads / shape.n_kv_heads;
+  const int64_t kv_dim = static_cast<int64_t>(shape.n_kv_heads) * hd;
+  const int64_t q_dim = static_cast<int64_t>(nh) * hd;
+  const int s = batch.token_seq[t];
+  const int n_ctx = batch.positions[t] + 1;
+  const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;  // first attended position
+  const int p0 = lo + span * kSpan, p1 = std::min(n_ctx, p0 + kSpan);
+  const int32_t* table = batch.block_tables + batch.block_table_start[s];
+  const float* qv = q + t * q_dim + static_cast<int64_t>(h) * hd;
+  const int64_t head_off = static_cast<int64_t>(h / group) * hd;
+  // A draft-tree token reads its ancestors' KV at the positions past the
+  // context; the order of the sums is that of a chain.
+  const uint64_t mask = batch.tree_mask != nullptr ? batch.tree_mask[t] : 0;
+  const int base = mask != 0 ? tree_base(mask, batch.positions[t]) : n_ctx;
+  auto slot_of = [&](int p) {
+    const int i = tree_kv_index(mask, base, p);
+    return static_cast<int64_t>(table[i / batch.block_size]) * batch.block_size + i % batch.block_size;
+  };
+  scores.resize(static_cast<size_t>(p1 - p0));
+  float mx = -INFINITY;
+  for (int p = p0; p < p1; ++p) {
+    const int64_t slot = slot_of(p);
+    float sc = kernels.dot(qv, layer.k + slot * kv_dim + head_off, hd) * shape.scale;
+    scores[p - p0] = sc;
+    mx = std::max(mx, sc);
+  }
+  float sum = 0;
+  for (float& sc : scores) {
+    sc = std::exp(sc - mx);
+    sum += sc;
+  }
+  float* o = partial != nullptr ? partial + 2 : out + t * q_dim + static_cast<int64_t>(h) * hd;
+  std::fill(o, o + hd, 0.0f);
+  const float inv = partial != nullptr ? 1.0f : 1.0f / sum;
+  for (int p = p0; p < p1; ++p) {
+    const int64_t slot = slot_of(p);
+    kernels.axpy(scores[p - p0] * inv, layer.v + slot * kv_dim + head_off, o, hd);
+  }
+  if (partial != nullptr) {
+    partial[0] = mx;
+    partial[1] = sum;
+  }
+}
+
+void SpanAttention::merge(const float* partial, int spans, int hd, float* out) {
+  const int64_t stride = hd + 2;
+  float mx = -INFINITY;
+  for (int i = 0; i < spans; ++i) mx = std::max(mx, partial[i * stride]);
+  float sum = 0;
+  for (int i = 0; i < spans; ++i) sum += partial[i * stride + 1] * std::exp(partial[i * stride] - mx);
+  const float inv = 1.0f / sum;
+  std::fill(out, out + hd, 0.0f);
+  for (int i = 0; i < spans; ++i) {
+    const float w = std::exp(partial[i * stride] - mx) * inv;
+    const float* v = partial + i * stride + 2;
+    for (int d = 0; d < hd; ++d) out[d] += w * v[d];
+  }
+}
+
+}  // namespace ghostd::runtime::cpu
