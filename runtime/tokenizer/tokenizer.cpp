@@ -7,7 +7,11 @@
 #include <cstring>
 #include <mutex>
 
+#include "runtime/tokenizer/tokenizer_scratch.h"
+
 namespace ghostd::runtime {
+
+using tokenizer_detail::pair_key;
 
 namespace {
 
@@ -97,18 +101,6 @@ std::string spm_piece_text(std::string_view piece) {
   return out;
 }
 
-// Length of the UTF-8 sequence that starts with `c` (1 for a stray byte).
-size_t utf8_len(unsigned char c) {
-  if (c < 0xC0) return 1;
-  if (c < 0xE0) return 2;
-  if (c < 0xF0) return 3;
-  return 4;
-}
-
-uint64_t pair_key(int32_t left, int32_t right) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
-}
-
 
 }  // namespace
 
@@ -187,46 +179,6 @@ struct Tokenizer::Cache {
     std::memcpy(e.key, word.data(), word.size());
     std::copy(ids.begin(), ids.end(), e.ids);
   }
-};
-
-// Per-call buffers, so concurrent encode() calls share nothing mutable but the cache.
-struct Tokenizer::Scratch {
-  struct Symbol {
-    int32_t id;
-    int32_t prev;
-    int32_t next;
-  };
-  struct Candidate {
-    int32_t rank;
-    int32_t left;
-    int32_t left_id;
-    int32_t right_id;
-    bool operator>(const Candidate& o) const {
-      return rank != o.rank ? rank > o.rank : left > o.left;
-    }
-  };
-  // SentencePiece: a symbol is a byte range of the escaped text.
-  struct SpmSymbol {
-    int32_t start;
-    int32_t len;  // 0: merged into its left neighbour
-    int32_t prev;
-    int32_t next;
-  };
-  struct SpmCandidate {
-    float score;
-    int32_t left;
-    int32_t len;  // combined length when queued; stale if it changed
-    // Max-heap order: highest score first, leftmost on ties.
-    bool operator<(const SpmCandidate& o) const {
-      return score != o.score ? score < o.score : left > o.left;
-    }
-  };
-  std::string normalized;
-  std::string prefixed;
-  std::vector<Symbol> symbols;
-  std::vector<Candidate> heap;
-  std::vector<SpmSymbol> spm_symbols;
-  std::vector<SpmCandidate> spm_heap;
 };
 
 Tokenizer::Tokenizer() : cache_(std::make_unique<Cache>()) {}
@@ -452,172 +404,6 @@ void Tokenizer::encode_word(std::string_view word, Scratch& scratch,
   const size_t first = out.size();
   bpe(word, scratch, out);
   cache_->put(word, hash, std::span<const int32_t>(out).subspan(first));
-}
-
-// Applies merges lowest rank first (leftmost on ties), as Hugging Face does,
-// with a heap of candidate pairs: O(n log n) for long words.
-void Tokenizer::bpe(std::string_view word, Scratch& scratch, std::vector<int32_t>& out) const {
-  auto& syms = scratch.symbols;
-  syms.clear();
-  const auto n = static_cast<int32_t>(word.size());
-  for (int32_t i = 0; i < n; ++i) {
-    syms.push_back({byte_id_[static_cast<unsigned char>(word[static_cast<size_t>(i)])], i - 1,
-                    i + 1 < n ? i + 1 : -1});
-  }
-  merge_by_rank(scratch);
-  for (int32_t i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
-    const int32_t id = syms[static_cast<size_t>(i)].id;
-    if (id >= 0) {
-      out.push_back(id);
-    } else if (unk_id_ >= 0) {
-      out.push_back(unk_id_);  // a byte missing from the vocabulary
-    }
-  }
-}
-
-// Merges scratch.symbols (a linked list in order; id -1 never merges) lowest
-// rank first, leftmost on ties.
-void Tokenizer::merge_by_rank(Scratch& scratch) const {
-  using Candidate = Scratch::Candidate;
-  auto& syms = scratch.symbols;
-  auto& heap = scratch.heap;
-  heap.clear();
-  const auto n = static_cast<int32_t>(syms.size());
-  auto try_push = [&](int32_t left) {
-    if (left < 0) return;
-    const int32_t right = syms[static_cast<size_t>(left)].next;
-    if (right < 0) return;
-    const int32_t a = syms[static_cast<size_t>(left)].id;
-    const int32_t b = syms[static_cast<size_t>(right)].id;
-    if (a < 0 || b < 0) return;
-    auto it = merges_.find(pair_key(a, b));
-    if (it == merges_.end()) return;
-    heap.push_back({it->second.rank, left, a, b});
-    std::push_heap(heap.begin(), heap.end(), std::greater<>{});
-  };
-  for (int32_t i = 0; i + 1 < n; ++i) try_push(i);
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), std::greater<>{});
-    const Candidate c = heap.back();
-    heap.pop_back();
-    auto& left = syms[static_cast<size_t>(c.left)];
-    if (left.id != c.left_id || left.next < 0) continue;  // stale
-    auto& right = syms[static_cast<size_t>(left.next)];
-    if (right.id != c.right_id) continue;
-    left.id = merges_.find(pair_key(c.left_id, c.right_id))->second.id;
-    right.id = -2;  // removed
-    left.next = right.next;
-    if (left.next >= 0) syms[static_cast<size_t>(left.next)].prev = c.left;
-    try_push(left.prev);
-    try_push(c.left);
-  }
-}
-
-// Hugging Face's BPE over SentencePiece pieces (tokenizer.json with
-// byte_fallback): characters are the first symbols, merges apply by rank, and
-// a character missing from the vocabulary becomes its <0xXX> tokens.
-void Tokenizer::bpe_chars(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
-  auto& syms = scratch.symbols;
-  auto& spans = scratch.spm_symbols;  // start/len of each first symbol
-  syms.clear();
-  spans.clear();
-  for (size_t i = 0; i < text.size();) {
-    const size_t len = std::min(utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
-    const auto idx = static_cast<int32_t>(syms.size());
-    auto it = piece_to_id_.find(text.substr(i, len));
-    syms.push_back({it != piece_to_id_.end() ? it->second : -1, idx - 1, -1});
-    if (idx > 0) syms[static_cast<size_t>(idx - 1)].next = idx;
-    spans.push_back({static_cast<int32_t>(i), static_cast<int32_t>(len), 0, 0});
-    i += len;
-  }
-  if (syms.empty()) return;
-  merge_by_rank(scratch);
-  for (int32_t i = 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
-    const int32_t id = syms[static_cast<size_t>(i)].id;
-    if (id >= 0) {
-      out.push_back(id);
-      continue;
-    }
-    // Never merged, so still one character.
-    const std::string_view ch = text.substr(static_cast<size_t>(spans[static_cast<size_t>(i)].start),
-                                            static_cast<size_t>(spans[static_cast<size_t>(i)].len));
-    const bool fallback = std::all_of(ch.begin(), ch.end(),
-                                      [&](char c) { return byte_id_[static_cast<unsigned char>(c)] >= 0; });
-    if (fallback) {
-      for (char c : ch) out.push_back(byte_id_[static_cast<unsigned char>(c)]);
-    } else if (unk_id_ >= 0) {
-      out.push_back(unk_id_);
-    }
-  }
-}
-
-void Tokenizer::encode_spm_word(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
-  if (merges_.empty()) {
-    spm(text, scratch, out);
-  } else {
-    bpe_chars(text, scratch, out);
-  }
-}
-
-// SentencePiece BPE: start from UTF-8 characters and repeatedly merge the
-// adjacent pair whose concatenation is a mergeable piece with the highest
-// score (leftmost on ties). What is left and not in the vocabulary falls back
-// to its bytes' <0xXX> tokens (or unk).
-void Tokenizer::spm(std::string_view text, Scratch& scratch, std::vector<int32_t>& out) const {
-  auto& syms = scratch.spm_symbols;
-  auto& heap = scratch.spm_heap;
-  syms.clear();
-  heap.clear();
-  for (size_t i = 0; i < text.size();) {
-    const size_t len = std::min(utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
-    const auto idx = static_cast<int32_t>(syms.size());
-    syms.push_back({static_cast<int32_t>(i), static_cast<int32_t>(len), idx - 1, -1});
-    if (idx > 0) syms[static_cast<size_t>(idx - 1)].next = idx;
-    i += len;
-  }
-  auto try_push = [&](int32_t left) {
-    if (left < 0) return;
-    const auto& l = syms[static_cast<size_t>(left)];
-    if (l.next < 0) return;
-    const auto& r = syms[static_cast<size_t>(l.next)];
-    const std::string_view joined = text.substr(static_cast<size_t>(l.start), static_cast<size_t>(l.len + r.len));
-    auto it = piece_to_id_.find(joined);
-    if (it == piece_to_id_.end() || !mergeable_[static_cast<size_t>(it->second)]) return;
-    heap.push_back({scores_[static_cast<size_t>(it->second)], left, l.len + r.len});
-    std::push_heap(heap.begin(), heap.end());
-  };
-  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) try_push(i);
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end());
-    const auto c = heap.back();
-    heap.pop_back();
-    auto& left = syms[static_cast<size_t>(c.left)];
-    if (left.len == 0 || left.next < 0) continue;
-    auto& right = syms[static_cast<size_t>(left.next)];
-    if (left.len + right.len != c.len) continue;  // one side changed since it was queued
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (left.next >= 0) syms[static_cast<size_t>(left.next)].prev = c.left;
-    try_push(left.prev);
-    try_push(c.left);
-  }
-  for (int32_t i = syms.empty() ? -1 : 0; i >= 0; i = syms[static_cast<size_t>(i)].next) {
-    const auto& sym = syms[static_cast<size_t>(i)];
-    const std::string_view piece = text.substr(static_cast<size_t>(sym.start), static_cast<size_t>(sym.len));
-    if (auto it = piece_to_id_.find(piece); it != piece_to_id_.end() && mergeable_[static_cast<size_t>(it->second)]) {
-      out.push_back(it->second);
-      continue;
-    }
-    // Without byte fallback pieces the character is one unknown token.
-    const bool fallback = std::all_of(piece.begin(), piece.end(),
-                                      [&](char ch) { return byte_id_[static_cast<unsigned char>(ch)] >= 0; });
-    if (!fallback) {
-      if (unk_id_ >= 0) out.push_back(unk_id_);
-      continue;
-    }
-    for (char ch : piece) out.push_back(byte_id_[static_cast<unsigned char>(ch)]);
-  }
 }
 
 std::string Tokenizer::decode_text(std::span<const int32_t> ids, bool skip_special) const {
