@@ -124,8 +124,31 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
 #ifdef __AVX512BW__
     __m512i sumi2[R];
     for (int r = 0; r < R; ++r) sumi2[r] = _mm512_setzero_si512();
+    // The 8 scales as int16 lanes, from which each chunk's pair is permuted.
+    const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
 #endif
     for (int c = 0; c < 4; ++c) {
+#ifdef __AVX512BW__
+      if constexpr (D == DType::kQ4_K) {
+        // The chunk's 32 bytes in both halves; the upper half shifted down a
+        // nibble: low nibbles (sub-block 2c) below, high (2c + 1) above, as
+        // the 256-bit path's lo and hi.
+        const __m512i bits =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c)));
+        const __m512i q =
+            _mm512_and_si512(_mm512_mask_srli_epi16(bits, 0xFFFF0000u, bits, 4), _mm512_set1_epi8(0x0F));
+        const __m512i s2 =
+            _mm512_permutexvar_epi16(_mm512_mask_set1_epi16(_mm512_set1_epi16(static_cast<int16_t>(2 * c)), 0xFFFF0000u,
+                                                            static_cast<int16_t>(2 * c + 1)),
+                                     sc16);
+        for (int r = 0; r < R; ++r) {
+          const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
+          sumi2[r] =
+              _mm512_add_epi32(sumi2[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, _mm512_loadu_si512(q8)), s2));
+        }
+        continue;
+      }
+#endif
       const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c));
       __m256i lo = _mm256_and_si256(bits, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
       if constexpr (D == DType::kQ5_K) {
