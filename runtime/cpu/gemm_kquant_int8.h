@@ -200,7 +200,6 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
 template <int R>
 void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, int64_t out_stride) {
   constexpr size_t kBb = dtype_block_bytes(DType::kQ6_K);
-  const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
   const int blocks = x.cols / 256;
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -225,6 +224,38 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
     for (int half = 0; half < 2; ++half) {
       const unsigned char* ql = w + 64 * half;
       const unsigned char* qh = w + 128 + 32 * half;
+#ifdef __AVX512BW__
+      // Quarters k and k + 1 (64 contiguous x values) per 512-bit maddubs/
+      // madd, built in 512-bit registers: ql's 64 bytes hold a (lower half)
+      // and c (upper), qh is broadcast and shifted 2 more in the upper half;
+      // the scales are permuted from the block's 16. Lanes 0-7 and 8-15
+      // added at the block's end give the 256-bit integers.
+      {
+        const __m512i low4x = _mm512_set1_epi8(0x0F), threex = _mm512_set1_epi8(3);
+        const __m512i ac = _mm512_loadu_si512(ql);
+        const __m512i hh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
+        const __m512i h01 = _mm512_mask_srli_epi16(hh, 0xFFFF0000u, hh, 2);
+        const __m512i h23 = _mm512_srli_epi16(h01, 4);
+        const __m512i qq[2] = {
+            _mm512_or_si512(_mm512_and_si512(ac, low4x), _mm512_slli_epi16(_mm512_and_si512(h01, threex), 4)),
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ac, 4), low4x),
+                            _mm512_slli_epi16(_mm512_and_si512(h23, threex), 4))};
+        // int16 lane l of quarter pair (k, k + 1) takes scale 8 * half + 2 * k + l / 8.
+        const __m512i lane8 = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1,
+                                               0, 0, 0, 0, 0, 0, 0, 0);
+        for (int k = 0; k < 4; k += 2) {
+          const __m512i s2 = _mm512_permutexvar_epi16(
+              _mm512_add_epi16(lane8, _mm512_set1_epi16(static_cast<int16_t>(8 * half + 2 * k))),
+              _mm512_castsi256_si512(sc16));
+          for (int r = 0; r < R; ++r) {
+            const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 128 * half + 32 * k;
+            sumi2[r] = _mm512_add_epi32(sumi2[r],
+                                        _mm512_madd_epi16(_mm512_maddubs_epi16(qq[k / 2], _mm512_loadu_si512(q8)), s2));
+          }
+        }
+      }
+#else
+      const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
       const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
@@ -239,19 +270,6 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
       auto scales = [&](int k) {
         return _mm256_set_m128i(_mm_set1_epi16(sc[8 * half + 2 * k + 1]), _mm_set1_epi16(sc[8 * half + 2 * k]));
       };
-#ifdef __AVX512BW__
-      // Two quarters (64 contiguous x values) per 512-bit maddubs/madd; lanes
-      // 0-7 and 8-15 added at the block's end give the 256-bit integers.
-      for (int k = 0; k < 4; k += 2) {
-        const __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(q[k]), q[k + 1], 1);
-        const __m512i s2 = _mm512_inserti64x4(_mm512_castsi256_si512(scales(k)), scales(k + 1), 1);
-        for (int r = 0; r < R; ++r) {
-          const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 128 * half + 32 * k;
-          sumi2[r] =
-              _mm512_add_epi32(sumi2[r], _mm512_madd_epi16(_mm512_maddubs_epi16(qq, _mm512_loadu_si512(q8)), s2));
-        }
-      }
-#else
       for (int k = 0; k < 4; ++k) {
         const __m256i s = scales(k);
         for (int r = 0; r < R; ++r) {
