@@ -46,7 +46,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
   }
   std::vector<float> logits;
   std::vector<SequenceInput> in(batch);
-  for (int s = 0; s < batch; ++s) in[s] = {toks[s], 0, tables[s], false};
+  for (int s = 0; s < batch; ++s) in[s] = {toks[s], 0, tables[s], false, {}};
   if (auto st = m.reserve(Model::capacity_for(in)); !st) {
     std::fprintf(stderr, "%s\n", st.message().c_str());
     std::exit(1);
@@ -61,7 +61,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
   for (int d = 0; d < decode; ++d) {
     for (int s = 0; s < batch; ++s) {
       next[s] = static_cast<int32_t>((d * 31 + s) % c.vocab_size);
-      in[s] = {std::span<const int32_t>(&next[s], 1), prompt + d, tables[s], false};
+      in[s] = {std::span<const int32_t>(&next[s], 1), prompt + d, tables[s], false, {}};
     }
     if (auto st = m.forward(in, *kv, logits); !st) {
       std::fprintf(stderr, "%s\n", st.message().c_str());

@@ -196,7 +196,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed,
   }
   std::vector<float> logits;
   std::vector<SequenceInput> in(batch);
-  for (int s = 0; s < batch; ++s) in[s] = {toks[s], 0, tables[s], false};
+  for (int s = 0; s < batch; ++s) in[s] = {toks[s], 0, tables[s], false, {}};
   if (auto st = m.reserve(Model::capacity_for(in)); !st) die(st.message());
   auto t0 = Clock::now();
   if (auto st = m.forward(in, *kv, logits); !st) die(st.message());
@@ -206,7 +206,7 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed,
   for (int d = 0; d < decode; ++d) {
     for (int s = 0; s < batch; ++s) {
       next[s] = static_cast<int32_t>((d * 31 + s) % c.vocab_size);
-      in[s] = {std::span<const int32_t>(&next[s], 1), prompt + d, tables[s], false};
+      in[s] = {std::span<const int32_t>(&next[s], 1), prompt + d, tables[s], false, {}};
     }
     if (auto st = m.forward(in, *kv, logits); !st) die(st.message());
   }
@@ -224,7 +224,7 @@ std::vector<float> prompt_logits(Model& m, const std::vector<int32_t>& prompt) {
   if (!kv) die(kv.error().message);
   std::vector<int32_t> table(blocks);
   for (int b = 0; b < blocks; ++b) table[b] = b;
-  SequenceInput in{prompt, 0, table, false};
+  SequenceInput in{prompt, 0, table, false, {}};
   if (auto st = m.reserve(Model::capacity_for(std::span<const SequenceInput>(&in, 1))); !st) die(st.message());
   std::vector<float> logits;
   if (auto st = m.forward(std::span<const SequenceInput>(&in, 1), *kv, logits); !st)
