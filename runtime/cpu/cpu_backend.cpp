@@ -22,9 +22,11 @@ namespace ghostd::runtime {
 namespace {
 
 using cpu::gelu_tanh;
+using cpu::kLightGrain;
 using cpu::layer_norm_row;
 using cpu::norm_row;
 using cpu::rope_row;
+using cpu::row_grain;
 using cpu::silu;
 
 // Host-memory backend. Ops run on the calling (engine) thread plus the pool.
@@ -90,11 +92,9 @@ class CpuBackend : public Backend {
   }
 
   // Light ops run in parallel over rows (or elements) once a step is big
-  // enough to pay for a region (cpu::kLightGrain); each element is computed
-  // the same way whatever the split, so results do not depend on the thread
-  // count.
-  static constexpr int64_t kLightGrain = cpu::kLightGrain;
-  static int64_t row_grain(int64_t dim) { return cpu::row_grain(dim); }
+  // enough to pay for a region (kLightGrain, row_grain: thread_pool.h); each
+  // element is computed the same way whatever the split, so results do not
+  // depend on the thread count.
 
   void embedding(const Weight& table, const int32_t* ids, int n, float* out) override {
     const int64_t dim = table.cols;

@@ -128,50 +128,50 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
     const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
 #endif
     for (int c = 0; c < 4; ++c) {
-#ifdef __AVX512BW__
-      if constexpr (D == DType::kQ4_K) {
-        // The chunk's 32 bytes in both halves; the upper half shifted down a
-        // nibble: low nibbles (sub-block 2c) below, high (2c + 1) above, as
-        // the 256-bit path's lo and hi.
-        const __m512i bits =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c)));
-        const __m512i q =
-            _mm512_and_si512(_mm512_mask_srli_epi16(bits, 0xFFFF0000u, bits, 4), _mm512_set1_epi8(0x0F));
-        const __m512i s2 =
-            _mm512_permutexvar_epi16(_mm512_mask_set1_epi16(_mm512_set1_epi16(static_cast<int16_t>(2 * c)), 0xFFFF0000u,
-                                                            static_cast<int16_t>(2 * c + 1)),
-                                     sc16);
-        for (int r = 0; r < R; ++r) {
-          const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
-          sumi2[r] =
-              _mm512_add_epi32(sumi2[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, _mm512_loadu_si512(q8)), s2));
+      // lo: sub-block 2c's quants, hi: sub-block 2c + 1's.
+      [[maybe_unused]] auto split = [&](__m256i& lo, __m256i& hi) {
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c));
+        lo = _mm256_and_si256(bits, low4);
+        hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+        if constexpr (D == DType::kQ5_K) {
+          // Bit s of each qh byte to bit 4 (the 16-bit shift's carry from the
+          // next byte lands above bit 0 and is masked off).
+          const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
+          auto fifth = [&](int s) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, s), one), 4); };
+          lo = _mm256_or_si256(lo, fifth(2 * c));
+          hi = _mm256_or_si256(hi, fifth(2 * c + 1));
         }
-        continue;
-      }
-#endif
-      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c));
-      __m256i lo = _mm256_and_si256(bits, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-      if constexpr (D == DType::kQ5_K) {
-        // Bit s of each qh byte to bit 4 (the 16-bit shift's carry from the
-        // next byte lands above bit 0 and is masked off).
-        const __m256i hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
-        auto fifth = [&](int s) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, s), one), 4); };
-        lo = _mm256_or_si256(lo, fifth(2 * c));
-        hi = _mm256_or_si256(hi, fifth(2 * c + 1));
-      }
-      const __m256i slo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c]));
-      const __m256i shi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c + 1]));
+      };
 #ifdef __AVX512BW__
       // Both sub-blocks in one 512-bit maddubs/madd: their 64 x values are
       // contiguous. Lanes 0-7 and 8-15 are added at the block's end, which
       // gives the 256-bit path's integers exactly.
-      const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-      const __m512i s2 = _mm512_inserti64x4(_mm512_castsi256_si512(slo), shi, 1);
+      __m512i q;
+      if constexpr (D == DType::kQ4_K) {
+        // The chunk's 32 bytes in both halves, the upper half shifted down a
+        // nibble: lo below, hi above.
+        const __m512i bits =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kQs + 32 * c)));
+        q = _mm512_and_si512(_mm512_mask_srli_epi16(bits, 0xFFFF0000u, bits, 4), _mm512_set1_epi8(0x0F));
+      } else {
+        __m256i lo, hi;
+        split(lo, hi);
+        q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      }
+      // sc[2c] for int16 lanes 0-15, sc[2c + 1] for 16-31.
+      const __m512i s2 = _mm512_permutexvar_epi16(
+          _mm512_mask_set1_epi16(_mm512_set1_epi16(static_cast<int16_t>(2 * c)), 0xFFFF0000u,
+                                 static_cast<int16_t>(2 * c + 1)),
+          sc16);
       for (int r = 0; r < R; ++r) {
         const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
         sumi2[r] = _mm512_add_epi32(sumi2[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, _mm512_loadu_si512(q8)), s2));
       }
 #else
+      __m256i lo, hi;
+      split(lo, hi);
+      const __m256i slo = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c]));
+      const __m256i shi = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * c + 1]));
       for (int r = 0; r < R; ++r) {
         const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
         const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
