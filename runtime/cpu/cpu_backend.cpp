@@ -46,7 +46,8 @@ class CpuBackend : public Backend {
   }
 
   std::string name() const override {
-    return std::string("cpu-") + kernels_.isa + (kernels_.int8_kquants ? "-int8k" : "");
+    return std::string("cpu-") + kernels_.isa + (kernels_.vnni ? "vnni" : "") + (kernels_.int8_kquants ? "-int8k" : "") +
+           (kernels_.int8_q8_0 ? "-int8q8" : "");
   }
 
   Result<Buffer> alloc(size_t bytes) override {
@@ -149,15 +150,27 @@ class CpuBackend : public Backend {
     });
   }
 
-  // Whether w takes the integer path (the default for K-quant blocks).
-  bool int8_product(const Weight& w) const {
-    return kernels_.gemm_q8 != nullptr &&
-           (w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K || w.dtype == DType::kQ6_K) && w.cols % 256 == 0;
+  // Which form of quantized x w's integer path reads: per 256 values (the
+  // K-quants, by default), per 32 (Q8_0, by default), or none (float).
+  struct XForms {
+    bool k256 = false, k32 = false;
+    explicit operator bool() const { return k256 || k32; }
+    XForms& operator|=(XForms o) {
+      k256 = k256 || o.k256;
+      k32 = k32 || o.k32;
+      return *this;
+    }
+  };
+  XForms int8_product(const Weight& w) const {
+    if (kernels_.gemm_q8 == nullptr) return {};
+    const bool k = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K || w.dtype == DType::kQ6_K;
+    return {kernels_.int8_kquants && k && w.cols % 256 == 0,
+            kernels_.int8_q8_0 && w.dtype == DType::kQ8_0 && w.cols % 32 == 0};
   }
   // x rounded to 8 bits once for all the threads (and products) that read it,
   // in parallel over its rows.
-  void quantize_x(const float* x, int rows, int64_t cols) {
-    q8_.resize(rows, static_cast<int>(cols));
+  void quantize_x(const float* x, int rows, int64_t cols, XForms forms) {
+    q8_.resize(rows, static_cast<int>(cols), forms.k256, forms.k32);
     pool_.parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
       kernels_.quantize_q8(x, static_cast<int>(b), static_cast<int>(e), q8_);
     });
@@ -169,8 +182,9 @@ class CpuBackend : public Backend {
   void matmul(const float* x, int rows, const Weight& w, const Weight* bias, float* out) override {
     const int64_t n = w.rows;
     const float* bv = bias && *bias ? as_floats(*bias, bias_) : nullptr;
-    const bool q8 = int8_product(w);
-    if (q8) quantize_x(x, rows, w.cols);
+    const XForms forms = int8_product(w);
+    const bool q8 = static_cast<bool>(forms);
+    if (q8) quantize_x(x, rows, w.cols, forms);
     // Split output columns across threads; 16-column grain keeps chunks
     // cache-line aligned in the output. The bias is added per chunk, in the
     // same region, after its products.
@@ -188,9 +202,10 @@ class CpuBackend : public Backend {
   // weights. Each output's sum does not depend on the split (gemm.h).
   void matmul_group(const float* x, int rows, std::span<const Projection> outs) override {
     int64_t total = 0;
-    bool q8 = false;
-    for (const Projection& p : outs) q8 = q8 || int8_product(*p.w);
-    if (q8) quantize_x(x, rows, outs[0].w->cols);  // the products share x, so its columns
+    XForms forms;
+    for (const Projection& p : outs) forms |= int8_product(*p.w);
+    const bool q8 = static_cast<bool>(forms);
+    if (q8) quantize_x(x, rows, outs[0].w->cols, forms);  // the products share x, so its columns
     if (group_bias_.size() < outs.size()) group_bias_.resize(outs.size());
     if (group_bias_ptr_.size() < outs.size()) group_bias_ptr_.resize(outs.size());
     for (size_t i = 0; i < outs.size(); ++i) {  // biases as floats before the region: no shared scratch inside
@@ -220,8 +235,10 @@ class CpuBackend : public Backend {
   void matmul_glu(const float* x, int rows, const Weight& gate, const Weight& up, GluAct act, float* gate_buf,
                   float* up_buf, float* out) override {
     const int64_t n = gate.rows;
-    const bool q8 = int8_product(gate) || int8_product(up);
-    if (q8) quantize_x(x, rows, gate.cols);
+    XForms forms = int8_product(gate);
+    forms |= int8_product(up);
+    const bool q8 = static_cast<bool>(forms);
+    if (q8) quantize_x(x, rows, gate.cols, forms);
     pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) {
       gemm_cols(x, rows, gate, q8 && int8_product(gate), b, e, gate_buf, n);
       gemm_cols(x, rows, up, q8 && int8_product(up), b, e, up_buf, n);

@@ -33,35 +33,55 @@ void gemm_avx2_k8(const float* x, int rows, const Weight& w, int64_t n_begin, in
 void gemm_avx512_k8(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
                     float* out, int64_t out_stride);
 
-// x rows rounded to 8 bits per 256 values for the integer K-quant kernels:
-// q[rows * cols] int8, d[rows * cols / 256] scales, and the sums of the
-// quants of each 16 values (s16, for Q6_K's offset) and each 32 (s32, for
-// the Q4_K/Q5_K mins), as int16 (at most 32 * 127) for madd.
+// x rows rounded to 8 bits for the integer kernels, in the forms resize asks
+// for. Per 256 values (the K-quants, ggml's Q8_K): q[rows * cols] int8,
+// d[rows * cols / 256] scales, and the sums of the quants of each 16 values
+// (s16, for Q6_K's offset) and each 32 (s32, for the Q4_K/Q5_K mins), as
+// int16 (at most 32 * 127) for madd. Per 32 values (Q8_0, ggml's Q8_0): q32,
+// d32[rows * cols / 32], and c4, -128 times the sum of each 4 quants (the
+// offset correction of the VNNI kernel, gemm_q8_0_int8.h).
 struct Q8Rows {
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int16_t> s16, s32;
+  std::vector<int8_t> q32;
+  std::vector<float> d32;
+  std::vector<int32_t> c4;
   int rows = 0, cols = 0;
-  void resize(int r, int c) {
+  bool per256 = false, per32 = false;  // the forms made (cols % 256 == 0, cols % 32 == 0)
+  void resize(int r, int c, bool k256 = true, bool k32 = false) {
     rows = r;
     cols = c;
-    q.resize(static_cast<size_t>(r) * c);
-    d.resize(static_cast<size_t>(r) * (c / 256));
-    s16.resize(static_cast<size_t>(r) * (c / 16));
-    s32.resize(static_cast<size_t>(r) * (c / 32));
+    per256 = k256;
+    per32 = k32;
+    const size_t n = static_cast<size_t>(r) * c;
+    if (k256) {
+      q.resize(n);
+      d.resize(n / 256);
+      s16.resize(n / 16);
+      s32.resize(n / 32);
+    }
+    if (k32) {
+      q32.resize(n);
+      d32.resize(n / 32);
+      c4.resize(n / 4);
+    }
   }
 };
 
 // The integer path in two steps, so that a parallel product quantizes x
-// once: rows [r_begin, r_end) of x into xq (sized by resize; rows are
-// independent, any split gives the same bytes), then weight rows [n_begin,
-// n_end) against all of xq. The product returns false, doing nothing, for a
-// dtype without an integer kernel (cols must be a multiple of 256).
+// once: rows [r_begin, r_end) of x into xq's forms (sized by resize; rows
+// are independent, any split gives the same bytes), then weight rows
+// [n_begin, n_end) against all of xq. The product returns false, doing
+// nothing, for a dtype without an integer kernel or whose form of x xq lacks.
 void quantize_q8_avx2(const float* x, int r_begin, int r_end, Q8Rows& xq);
 bool gemm_q8_avx2(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                   int64_t out_stride);
 bool gemm_q8_avx512(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                     int64_t out_stride);
+// The same built with AVX512-VNNI (Q8_0 in 512-bit dpbusd; same bits).
+bool gemm_q8_avx512vnni(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                        int64_t out_stride);
 
 // Dot product of two float vectors (attention scores), same per-ISA split.
 using DotFn = float (*)(const float* a, const float* b, int n);
@@ -79,15 +99,18 @@ struct Kernels {
   AxpyFn axpy;
   const char* isa;
   bool int8_kquants;  // Q4_K, Q5_K and Q6_K in integers (unless GHOSTD_CPU_KQUANT=float)
-  // With int8_kquants: the two steps of the integer path (null otherwise).
+  // With int8_kquants or int8_q8_0: the two steps of the integer path (null otherwise).
   void (*quantize_q8)(const float* x, int r_begin, int r_end, Q8Rows& xq) = nullptr;
   bool (*gemm_q8)(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                   int64_t out_stride) = nullptr;
+  bool int8_q8_0 = false;  // Q8_0 in integers (unless GHOSTD_CPU_Q8_0=float)
+  bool vnni = false;       // gemm_q8 is the AVX512-VNNI build
 };
 
 // The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides.
 // Q4_K/Q5_K/Q6_K take the integer path (AVX2 and AVX-512 kernels) unless
-// GHOSTD_CPU_KQUANT=float keeps them within float32 rounding.
+// GHOSTD_CPU_KQUANT=float keeps them within float32 rounding; Q8_0 likewise
+// unless GHOSTD_CPU_Q8_0=float.
 Kernels select_kernels();
 
 }  // namespace ghostd::runtime::cpu

@@ -68,7 +68,10 @@ bool gemm_q8_avx2(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_
   return gemm_q8_dispatch(xq, w, n_begin, n_end, out, out_stride);
 }
 
-void quantize_q8_avx2(const float* x, int r_begin, int r_end, Q8Rows& xq) { quantize_rows_q8(x, r_begin, r_end, xq); }
+void quantize_q8_avx2(const float* x, int r_begin, int r_end, Q8Rows& xq) {
+  if (xq.per256) quantize_rows_q8(x, r_begin, r_end, xq);
+  if (xq.per32) quantize_rows_q8_32(x, r_begin, r_end, xq);
+}
 
 float dot_avx2(const float* a, const float* b, int n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();

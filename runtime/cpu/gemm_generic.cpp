@@ -54,17 +54,26 @@ Kernels select_kernels() {
   // K-quants in integers by default: their weights' own rounding (4-6 bits)
   // dwarfs x's 8 bits, and the float path is compute-bound on them (docs/
   // benchmarks.md); GHOSTD_CPU_KQUANT=float keeps float32 activations.
-  const char* kq = std::getenv("GHOSTD_CPU_KQUANT");
-  const std::string_view kquant = kq ? kq : "int8";
-  if (kquant != "float" && kquant != "int8")
-    spdlog::warn("GHOSTD_CPU_KQUANT={}: expected float or int8; int8 is used", kquant);
-  const bool int8 = kquant != "float";
+  // Q8_0 in integers (x rounded per 32 values, as the weights are) by default
+  // where AVX512-VNNI makes it faster than float at every batch size;
+  // GHOSTD_CPU_Q8_0=int8|float asks for either.
+  auto mode = [](const char* name, bool fallback) {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return fallback;
+    const std::string_view s = v;
+    if (s != "float" && s != "int8")
+      spdlog::warn("{}={}: expected float or int8; {} is used", name, s, fallback ? "int8" : "float");
+    return s == "int8" || (s != "float" && fallback);
+  };
   if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, "generic", false};
-  if (want == "avx2" || !avx512 || !avx2)
-    return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, "avx2", int8, int8 ? quantize_q8_avx2 : nullptr,
-            int8 ? gemm_q8_avx2 : nullptr};
-  return {int8 ? gemm_avx512_k8 : gemm_avx512, dot_avx2, axpy_avx2, "avx512", int8, int8 ? quantize_q8_avx2 : nullptr,
-          int8 ? gemm_q8_avx512 : nullptr};
+  const bool use512 = want != "avx2" && avx512 && avx2;
+  const bool vnni = use512 && __builtin_cpu_supports("avx512vnni");
+  const bool int8 = mode("GHOSTD_CPU_KQUANT", true), q80 = mode("GHOSTD_CPU_Q8_0", vnni), any = int8 || q80;
+  if (!use512)
+    return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, "avx2", int8, any ? quantize_q8_avx2 : nullptr,
+            any ? gemm_q8_avx2 : nullptr, q80};
+  return {int8 ? gemm_avx512_k8 : gemm_avx512, dot_avx2, axpy_avx2, "avx512", int8, any ? quantize_q8_avx2 : nullptr,
+          any ? (vnni ? gemm_q8_avx512vnni : gemm_q8_avx512) : nullptr, q80, any && vnni};
 }
 
 }  // namespace ghostd::runtime::cpu
