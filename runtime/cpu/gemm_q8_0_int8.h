@@ -8,11 +8,12 @@
 // as bytes. Results stay batch-invariant (each row is quantized alone, and
 // each output's operations are those of a one-row call).
 //
-// Every implementation gives the same bits: the integer lanes are sums of the
-// same 4 products (maddubs + madd, or VNNI's dpbusd with a per-lane offset
-// correction), and the float sums are kept per block parity (two 8-lane
-// accumulators, or one 16-lane one whose halves are those two), added at the
-// end. Included by gemm_kquant_int8.h.
+// Every build gives the same bits (so a model answers alike on AVX2 and
+// AVX-512 machines): the integer lanes are sums of the same 4 products
+// (maddubs + madd, or VNNI's dpbusd with a per-lane offset correction), and
+// the float sums are kept per block parity (two 8-lane accumulators, or one
+// 16-lane one whose halves are those two), added at the end. Included by
+// gemm_kquant_int8.h.
 #pragma once
 
 #include <immintrin.h>

@@ -49,11 +49,11 @@ VARIANTS = {
         ["--arch", "qwen2", *_SMALL, "--kv-heads", "4", "--untied", "--dtype", "bf16",
          "--rope-theta", "1000000", "--seed", "5"], 20, [], None),
     # GGUF: llama's Q/K rows permuted as llama.cpp does, tokenizer in tokenizer.ggml.*.
-    # Q8_0 in floats (GHOSTD_CPU_Q8_0=float; the default without AVX512-VNNI).
+    # Q8_0 in floats (GHOSTD_CPU_Q8_0=float).
     "gguf_llama_gqa_untied_q8_0": (
         ["--arch", "llama", *_SMALL, "--kv-heads", "2", "--untied", "--dtype", "f32", "--seed", "6"], 24,
         [], "q8_0", {"env": {"GHOSTD_CPU_Q8_0": "float"}}),
-    # The same in integers (GHOSTD_CPU_Q8_0=int8, the default with AVX512-VNNI:
+    # The same in integers (GHOSTD_CPU_Q8_0=int8, the default:
     # x rounded to 8 bits per 32 values, as llama.cpp does for Q8_0): measured
     # max |d| 0.222 on logits up to about 8, where a wrong scale or block
     # layout errs by the logits' own size. Hidden 64 and MLP 160 (5 blocks)
