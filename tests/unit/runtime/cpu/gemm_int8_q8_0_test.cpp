@@ -89,7 +89,9 @@ TEST_CASE("int8 Q8_0 kernels: quantized x times the weights exactly, the same bi
     }
     const Weight w{DType::kQ8_0, n, cols, bytes.data()};
     std::vector<float> first;
-    for (const auto& [f, isa] : kernels) {
+    for (const auto& k : kernels) {
+      const Q8Fn f = k.first;
+      const char* isa = k.second;  // a plain variable: CAPTURE's lambda takes it (not a binding)
       CAPTURE(isa);
       const auto out = run(f, x, rows, w, 13);
       double worst_exact = 0, worst_float = 0;
@@ -134,7 +136,9 @@ TEST_CASE("int8 Q8_0 kernels refuse x without its per-32 form, and other dtypes"
   xq.resize(1, 256);  // per 256 only (the K-quants' form)
   quantize_q8_avx2(x.data(), 0, 1, xq);
   const Weight f32{DType::kF32, 1, 256, x.data()};
-  for (const auto& [f, isa] : kernels) {
+  for (const auto& k : kernels) {
+    const Q8Fn f = k.first;
+    const char* isa = k.second;
     CAPTURE(isa);
     CHECK_FALSE(f(xq, w, 0, 4, out.data(), 4));
     CHECK_FALSE(f(xq, f32, 0, 1, out.data(), 1));
