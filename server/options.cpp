@@ -66,6 +66,8 @@ const char* server_options_help() {
          "  --max-document-bytes N   bytes of all open documents of a session (268435456)\n"
          "  --max-requests-in-flight N  unanswered completion requests per session (64)\n"
          "  --max-requests-per-second N completion requests per session per second, bursts of N (0 = no limit)\n"
+         "  --share-window-ms N      a session with work in the last N ms still counts when a backlogged\n"
+         "                           session's share of a step is set (1000; 0 = only sessions with work)\n"
          "  --prompt-threads N       threads that tokenize prompts, for all sessions, round-robin between them\n"
          "                           (1; 0 = on the event loop)\n";
 }
@@ -104,7 +106,7 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
         "--tls-cert",       "--tls-key",           "--token-file",  "--handshake-timeout-ms",
         "--idle-timeout-s", "--max-open-documents", "--max-document-bytes", "--max-requests-in-flight",
         "--max-requests-per-second", "--speculation",    "--max-draft",         "--tensor-parallel", "--devices",
-        "--replicas",       "--draft-trees",       "--prompt-threads"};
+        "--replicas",       "--draft-trees",       "--prompt-threads", "--share-window-ms"};
     std::string_view name = flag.substr(0, flag.find('='));
     if (name == "--insecure") {
       if (flag != name) return Error{"--insecure takes no value"};
@@ -214,6 +216,8 @@ Result<ServerOptions> parse_server_options(int argc, const char* const* argv) {
       s = int_flag(o.max_requests_per_second, 0, 1 << 20);
     } else if (flag == "--prompt-threads") {
       s = int_flag(o.prompt_threads, 0, 64);
+    } else if (flag == "--share-window-ms") {
+      s = int_flag(o.share_window_ms, 0, 3600000);
     } else {
       return Error{"unknown flag " + std::string(flag) + " (see --help)"};
     }

@@ -61,6 +61,7 @@ struct ServerOptions {
   int max_requests_in_flight = 64;         // --max-requests-in-flight per session
   int max_requests_per_second = 0;         // --max-requests-per-second: completion requests per session (0 = no limit)
   int prompt_threads = 1;  // --prompt-threads: threads that build prompts, shared by all sessions (0 = the event loop)
+  int share_window_ms = 1000;  // --share-window-ms: SchedulerConfig::share_window_ms
 
   bool tls() const { return !tls_cert.empty(); }
 };

@@ -81,6 +81,7 @@ rt::Result<std::unique_ptr<rt::Engine>> make_engine(rt::Model& model, rt::Model*
                                                     const ServerOptions& o, size_t kv_bytes) {
   rt::EngineOptions eo;
   eo.kv_memory_bytes = kv_bytes;
+  eo.scheduler.share_window_ms = o.share_window_ms;
   eo.speculate = o.use_draft && o.max_draft > 0;
   eo.speculation.lookup = o.spec_lookup;
   eo.speculation.suffix = o.spec_suffix;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <set>
 #include <string_view>
 #include <tuple>
@@ -176,6 +177,12 @@ void Scheduler::make_room(int need, const std::vector<Job*>& order, size_t after
   }
 }
 
+void Scheduler::note_active(Clock::time_point now) {
+  for (const auto& [id, job] : jobs_) active_[{job.tenant, job.session_id}] = now;
+  const auto window = std::chrono::milliseconds(std::max(0, config_.share_window_ms));
+  std::erase_if(active_, [&](const auto& kv) { return now - kv.second > window; });
+}
+
 Scheduler::Shares Scheduler::fair_order(std::vector<Job*>& order) const {
   auto own_key = [](const Job* j) {
     return std::make_tuple(state_rank(j->state), j->deadline, j->arrival);
@@ -209,21 +216,32 @@ Scheduler::Shares Scheduler::fair_order(std::vector<Job*>& order) const {
     return std::make_tuple(static_cast<int>(a->priority), a->round, own_key(a)) <
            std::make_tuple(static_cast<int>(b->priority), b->round, own_key(b));
   });
-  // Shares: equal per tenant, then equal (rounded up) per session of a tenant.
-  Shares shares;
-  std::map<std::string_view, int> sessions_of;
-  for (const auto& [tenant, session] : distinct) ++sessions_of[tenant];
-  if (distinct.size() <= 1) return shares;
-  const int tenants = static_cast<int>(sessions_of.size());
-  const int bs = pool_.block_size();
-  const int tenant_tokens = std::max(bs, config_.max_batch_tokens / tenants);
-  const int tenant_seqs = std::max(1, config_.max_batch_seqs / tenants);
-  for (const auto& [tenant, n] : sessions_of) {
-    shares.tenant[tenant] = {tenant_tokens, tenant_seqs};
-    shares.session_of_tenant[tenant] = {std::max(bs, (tenant_tokens + n - 1) / n),
+  // Caps: equal per tenant, then equal (rounded up) per session of a tenant,
+  // over the sessions with jobs, and for a backlog over the recent ones too.
+  auto caps_over = [&](const std::set<std::pair<std::string_view, uint64_t>>& sessions) {
+    Caps caps;
+    std::map<std::string_view, int> sessions_of;
+    for (const auto& [tenant, session] : sessions) ++sessions_of[tenant];
+    if (sessions.size() <= 1) return caps;
+    const int tenants = static_cast<int>(sessions_of.size());
+    const int bs = pool_.block_size();
+    const int tenant_tokens = std::max(bs, config_.max_batch_tokens / tenants);
+    const int tenant_seqs = std::max(1, config_.max_batch_seqs / tenants);
+    for (const auto& [tenant, n] : sessions_of) {
+      caps.tenant[tenant] = {tenant_tokens, tenant_seqs};
+      caps.session_of_tenant[tenant] = {std::max(bs, (tenant_tokens + n - 1) / n),
                                         std::max(1, (tenant_seqs + n - 1) / n)};
-  }
-  shares.limited = true;
+    }
+    caps.limited = true;
+    return caps;
+  };
+  Shares shares;
+  shares.now = caps_over(distinct);
+  auto recent = distinct;
+  for (const auto& [key, seen] : active_) recent.insert({key.first, key.second});
+  shares.backlog = caps_over(recent);
+  for (const auto& [key, jobs] : by_session)
+    if (jobs.size() > 1) shares.backlogged.insert({std::get<1>(key), std::get<2>(key)});
   return shares;
 }
 
@@ -244,6 +262,7 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
   std::vector<Job*> order;
   order.reserve(jobs_.size());
   for (auto& [id, job] : jobs_) order.push_back(&job);
+  note_active(now);
   const Shares shares = fair_order(order);
 
   // 3./4. Fill the batch.
@@ -263,9 +282,10 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
     int share_left = budget;
     Share& tu = tenant_used[job.tenant];
     Share& su = session_used[{job.tenant, job.session_id}];
-    if (shares.limited) {
-      const Share& tc = shares.tenant.at(job.tenant);
-      const Share& sc = shares.session_of_tenant.at(job.tenant);
+    const Caps& caps = shares.backlogged.contains({job.tenant, job.session_id}) ? shares.backlog : shares.now;
+    if (caps.limited) {
+      const Share& tc = caps.tenant.at(job.tenant);
+      const Share& sc = caps.session_of_tenant.at(job.tenant);
       share_left = std::min({share_left, tc.tokens - tu.tokens, sc.tokens - su.tokens});
       if (share_left <= 0 || tu.seqs >= tc.seqs || su.seqs >= sc.seqs) continue;
     }

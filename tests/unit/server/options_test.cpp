@@ -88,9 +88,12 @@ TEST_CASE("remote-serving flags: models by name, TLS, tokens, limits") {
                   "0.0.0.0:9000", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--token-file", "t", "--insecure",
                   "--handshake-timeout-ms", "500", "--idle-timeout-s", "60", "--max-open-documents", "5",
                   "--max-document-bytes", "4096", "--max-requests-in-flight", "3",
-                  "--max-requests-per-second", "20", "--prompt-threads", "3"});
+                  "--max-requests-per-second", "20", "--prompt-threads", "3", "--share-window-ms", "250"});
   REQUIRE(o.ok());
   CHECK(o->prompt_threads == 3);
+  CHECK(o->share_window_ms == 250);
+  CHECK(parse({"--model", "m"})->share_window_ms == 1000);
+  CHECK_FALSE(parse({"--model", "m", "--share-window-ms", "-1"}).ok());
   CHECK(o->model == "base.gguf");
   REQUIRE(o->named_models.size() == 2);
   CHECK(*find_named_model(*o, "small") == "/m/small");

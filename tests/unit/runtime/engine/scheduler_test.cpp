@@ -557,3 +557,51 @@ TEST_CASE("fairness: a lone session still gets the whole step") {
   h.run_all();
   h.check_no_leaks();
 }
+
+// A flood of 6 long prompts (session 1) and one short keystroke job (session
+// 2) that ends after a step or two; returns once session 2 has no job.
+static void flood_and_keystroke(Harness& h) {
+  for (JobId id = 1; id <= 6; ++id)
+    h.sched.submit(id, owned_job(seq_tokens(200, static_cast<int>(id)), 4, "t", 1, "f" + std::to_string(id)), h.now);
+  h.sched.submit(100, owned_job(seq_tokens(6, 100), 1, "t", 2, "k"), h.now);
+  while (!h.results.contains(100)) h.step();
+}
+
+TEST_CASE("fairness: between a typist's keystrokes a flooding session keeps its share (share window)") {
+  Harness h(1024, 4, SchedulerConfig{.max_batch_tokens = 64, .max_batch_seqs = 4});
+  flood_and_keystroke(h);
+  // The typist has no job now, but typed within the window: the backlog
+  // still gets half the step, so the next keystroke waits for a small step.
+  CHECK(h.step().num_tokens == 32);
+  CHECK(h.step().num_tokens == 32);
+  h.now += std::chrono::milliseconds(1500);  // the typist went quiet
+  CHECK(h.step().num_tokens == 64);
+  // A new keystroke job runs at once, beside the flood's share.
+  h.sched.submit(101, owned_job(seq_tokens(6, 101), 1, "t", 2, "k"), h.now);
+  StepPlan p = h.step();
+  bool keystroke = false;
+  for (const auto& s : p.seqs) keystroke = keystroke || s.id == 101;
+  CHECK(keystroke);
+  h.run_all();
+  for (const auto& [id, r] : h.results) CHECK(r.status == JobStatus::kFinished);
+  h.check_no_leaks();
+}
+
+TEST_CASE("fairness: the share window holds back backlogs only; 0 turns it off") {
+  SUBCASE("a session with one long job takes the whole step while the typist is between keystrokes") {
+    Harness h(1024, 4, SchedulerConfig{.max_batch_tokens = 64, .max_batch_seqs = 4});
+    h.sched.submit(100, owned_job(seq_tokens(6, 100), 1, "t", 2, "k"), h.now);
+    while (!h.results.contains(100)) h.step();
+    h.sched.submit(1, owned_job(seq_tokens(300, 1), 4, "t", 3, "long"), h.now);
+    CHECK(h.step().num_tokens == 64);
+    h.run_all();
+    h.check_no_leaks();
+  }
+  SUBCASE("share_window_ms = 0: the flood gets the whole step as soon as the typist has no job") {
+    Harness h(1024, 4, SchedulerConfig{.max_batch_tokens = 64, .max_batch_seqs = 4, .share_window_ms = 0});
+    flood_and_keystroke(h);
+    CHECK(h.step().num_tokens == 64);
+    h.run_all();
+    h.check_no_leaks();
+  }
+}
