@@ -76,6 +76,15 @@ inline void quantize_rows_q8(const float* x, int r_begin, int r_end, Q8Rows& out
 inline __m256i fold512(__m512i v) {
   return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
+// acc + madd(a, b): one VNNI dpwssd where the build has it (the same
+// wrapping int32 sums, so the same bits).
+inline __m512i madd_add(__m512i acc, __m512i a, __m512i b) {
+#ifdef __AVX512VNNI__
+  return _mm512_dpwssd_epi32(acc, a, b);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+#endif
+}
 #endif
 
 // The quantized x rows r0 .. r0 + R - 1 of a call.
@@ -166,7 +175,7 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
           sc16);
       for (int r = 0; r < R; ++r) {
         const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 64 * c;
-        sumi2[r] = _mm512_add_epi32(sumi2[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, _mm512_loadu_si512(q8)), s2));
+        sumi2[r] = madd_add(sumi2[r], _mm512_maddubs_epi16(q, _mm512_loadu_si512(q8)), s2);
       }
 #else
       __m256i lo, hi;
@@ -250,8 +259,7 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
               _mm512_castsi256_si512(sc16));
           for (int r = 0; r < R; ++r) {
             const int8_t* q8 = x.qrow(r0 + r) + 256 * b + 128 * half + 32 * k;
-            sumi2[r] = _mm512_add_epi32(sumi2[r],
-                                        _mm512_madd_epi16(_mm512_maddubs_epi16(qq[k / 2], _mm512_loadu_si512(q8)), s2));
+            sumi2[r] = madd_add(sumi2[r], _mm512_maddubs_epi16(qq[k / 2], _mm512_loadu_si512(q8)), s2);
           }
         }
       }

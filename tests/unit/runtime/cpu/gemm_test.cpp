@@ -314,6 +314,24 @@ TEST_CASE("int8 K-quant kernels: quantized x times the dequantized weights, batc
       impls[1].first(x.data(), rows, w, 0, n, b.data(), n);
       CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
     }
+    // So do the two-step kernels the backend calls, the VNNI build's included.
+    std::vector<float> a(static_cast<size_t>(rows) * n);
+    impls[0].first(x.data(), rows, w, 0, n, a.data(), n);
+    Q8Rows q;
+    q.resize(rows, cols);
+    quantize_q8_avx2(x.data(), 0, rows, q);
+    std::vector<std::pair<bool (*)(const Q8Rows&, const Weight&, int64_t, int64_t, float*, int64_t), const char*>>
+        two_step{{gemm_q8_avx2, "avx2"}};
+    if (impls.size() == 2) two_step.emplace_back(gemm_q8_avx512, "avx512");
+    if (impls.size() == 2 && __builtin_cpu_supports("avx512vnni")) two_step.emplace_back(gemm_q8_avx512vnni, "vnni");
+    for (const auto& k : two_step) {
+      const char* build = k.second;
+      CAPTURE(build);
+      std::vector<float> b(a.size());
+      CHECK(k.first(q, w, 0, 7, b.data(), n));
+      CHECK(k.first(q, w, 7, n, b.data(), n));
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    }
   }
 }
 
