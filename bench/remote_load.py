@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import ssl
 import statistics
@@ -176,6 +177,7 @@ def main():
     ap.add_argument("--flood-in-flight", type=int, default=48)
     ap.add_argument("--flood-tenant", choices=["team", "flood"], default="team",
                     help="the flooding session's tenant: the editors' own (default) or another")
+    ap.add_argument("--metrics-out", help="keep the daemon's metrics log (JSON lines) at this path")
     ap.add_argument("argv", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     argv = args.argv[1:] if args.argv and args.argv[0] == "--" else args.argv
@@ -206,6 +208,8 @@ def main():
             # then the quiet phase's.
             sessions = sorted({json.loads(l)["session"] for l in open(f"{tmp}/metrics.jsonl")
                                if '"completion"' in l and '"team"' in l})
+            if args.metrics_out:
+                shutil.copyfile(f"{tmp}/metrics.jsonl", args.metrics_out)
             w = args.editors if args.warmup > 0 else 0
             quiet["server"] = server_side(f"{tmp}/metrics.jsonl", set(sessions[w:w + args.editors]))
             flood["server"] = server_side(f"{tmp}/metrics.jsonl", set(sessions[w + args.editors:]))
