@@ -240,8 +240,10 @@ Scheduler::Shares Scheduler::fair_order(std::vector<Job*>& order) const {
   auto recent = distinct;
   for (const auto& [key, seen] : active_) recent.insert({key.first, key.second});
   shares.backlog = caps_over(recent);
-  for (const auto& [key, jobs] : by_session)
-    if (jobs.size() > 1) shares.backlogged.insert({std::get<1>(key), std::get<2>(key)});
+  std::map<std::pair<std::string_view, uint64_t>, size_t> jobs_of;  // over every priority class
+  for (const auto& [key, jobs] : by_session) jobs_of[{std::get<1>(key), std::get<2>(key)}] += jobs.size();
+  for (const auto& [session, n] : jobs_of)
+    if (n > 1) shares.backlogged.insert(session);
   return shares;
 }
 
