@@ -4,7 +4,7 @@
 // same run (bench/cpu_probes.h). Prints GFLOP/s, % of peak, and for row
 // counts up to 8 the weight GB/s and % of bandwidth.
 //
-//   bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536]
+//   bench_cpu_gemm [--threads N] [--dtype q8_0|q4_0|q4_1|q5_0|q5_1|f16|bf16|f32] [--hidden 1536]
 //                  [--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe]
 //                  [--memory vector|huge|mapped]
 //
@@ -64,7 +64,18 @@ std::vector<uint8_t> make_weight(DType dtype, int64_t rows, int64_t cols, std::m
           std::memcpy(dst + 2 * k, &h, 2);
         }
         break;
-      default: quantize_row_q8_0(row.data(), dst, cols); break;
+      case DType::kQ8_0: quantize_row_q8_0(row.data(), dst, cols); break;
+      default: {
+        // Q4_0, Q4_1, Q5_0, Q5_1: random quants (timing only), sane f16 scale and min.
+        for (size_t i = 0; i < row_bytes; ++i) dst[i] = static_cast<uint8_t>(rng());
+        const uint16_t d = f32_to_f16(0.01f), m = f32_to_f16(-0.05f);
+        const bool has_min = dtype == DType::kQ4_1 || dtype == DType::kQ5_1;
+        for (size_t off = 0; off < row_bytes; off += dtype_block_bytes(dtype)) {
+          std::memcpy(dst + off, &d, 2);
+          if (has_min) std::memcpy(dst + off + 2, &m, 2);
+        }
+        break;
+      }
     }
   }
   return bytes;
@@ -117,7 +128,7 @@ int main(int argc, char** argv) {
     else if (k == "--memory" && (v == "vector" || v == "huge" || v == "mapped")) memory = v;
     else {
       std::fprintf(stderr,
-                   "usage: bench_cpu_gemm [--threads N] [--dtype q8_0|f16|bf16|f32] [--hidden 1536] "
+                   "usage: bench_cpu_gemm [--threads N] [--dtype q8_0|q4_0|q4_1|q5_0|q5_1|f16|bf16|f32] [--hidden 1536] "
                    "[--intermediate 8960] [--rows 1,8,64,512] [--reps 5] [--no-probe] "
                    "[--memory vector|huge|mapped]\n");
       return 2;
@@ -127,6 +138,10 @@ int main(int argc, char** argv) {
   if (dtype_name == "f16") dtype = DType::kF16;
   else if (dtype_name == "bf16") dtype = DType::kBF16;
   else if (dtype_name == "f32") dtype = DType::kF32;
+  else if (dtype_name == "q4_0") dtype = DType::kQ4_0;
+  else if (dtype_name == "q4_1") dtype = DType::kQ4_1;
+  else if (dtype_name == "q5_0") dtype = DType::kQ5_0;
+  else if (dtype_name == "q5_1") dtype = DType::kQ5_1;
   else if (dtype_name != "q8_0") {
     std::fprintf(stderr, "unknown --dtype %s\n", dtype_name.c_str());
     return 2;

@@ -47,7 +47,7 @@ class CpuBackend : public Backend {
 
   std::string name() const override {
     return std::string("cpu-") + kernels_.isa + (kernels_.vnni ? "vnni" : "") + (kernels_.int8_kquants ? "-int8k" : "") +
-           (kernels_.int8_q8_0 ? "-int8q8" : "");
+           (kernels_.int8_block32 ? "-int8b32" : "");
   }
 
   Result<Buffer> alloc(size_t bytes) override {
@@ -151,7 +151,8 @@ class CpuBackend : public Backend {
   }
 
   // Which form of quantized x w's integer path reads: per 256 values (the
-  // K-quants, by default), per 32 (Q8_0, by default), or none (float).
+  // K-quants, by default), per 32 (the 32-value block types, by default), or
+  // none (float).
   struct XForms {
     bool k256 = false, k32 = false;
     explicit operator bool() const { return k256 || k32; }
@@ -164,8 +165,10 @@ class CpuBackend : public Backend {
   XForms int8_product(const Weight& w) const {
     if (kernels_.gemm_q8 == nullptr) return {};
     const bool k = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K || w.dtype == DType::kQ6_K;
+    const bool block32 = w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0 || w.dtype == DType::kQ4_1 ||
+                         w.dtype == DType::kQ5_0 || w.dtype == DType::kQ5_1;
     return {kernels_.int8_kquants && k && w.cols % 256 == 0,
-            kernels_.int8_q8_0 && w.dtype == DType::kQ8_0 && w.cols % 32 == 0};
+            kernels_.int8_block32 && block32 && w.cols % 32 == 0};
   }
   // x rounded to 8 bits once for all the threads (and products) that read it,
   // in parallel over its rows.

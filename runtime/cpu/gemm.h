@@ -39,7 +39,7 @@ void gemm_avx512_k8(const float* x, int rows, const Weight& w, int64_t n_begin, 
 // (s16, for Q6_K's offset) and each 32 (s32, for the Q4_K/Q5_K mins), as
 // int16 (at most 32 * 127) for madd. Per 32 values (Q8_0, ggml's Q8_0): q32,
 // d32[rows * cols / 32], and c4, -128 times the sum of each 4 quants (the
-// offset correction of the VNNI kernel, gemm_q8_0_int8.h).
+// offset terms of gemm_q8_0_int8.h and gemm_q4q5_int8.h).
 struct Q8Rows {
   std::vector<int8_t> q;
   std::vector<float> d;
@@ -99,18 +99,19 @@ struct Kernels {
   AxpyFn axpy;
   const char* isa;
   bool int8_kquants;  // Q4_K, Q5_K and Q6_K in integers (unless GHOSTD_CPU_KQUANT=float)
-  // With int8_kquants or int8_q8_0: the two steps of the integer path (null otherwise).
+  // With int8_kquants or int8_block32: the two steps of the integer path (null otherwise).
   void (*quantize_q8)(const float* x, int r_begin, int r_end, Q8Rows& xq) = nullptr;
   bool (*gemm_q8)(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                   int64_t out_stride) = nullptr;
-  bool int8_q8_0 = false;  // Q8_0 in integers (unless GHOSTD_CPU_Q8_0=float)
+  bool int8_block32 = false;  // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 in integers (unless GHOSTD_CPU_BLOCK32=float)
   bool vnni = false;       // gemm_q8 is the AVX512-VNNI build
 };
 
 // The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides.
 // Q4_K/Q5_K/Q6_K take the integer path (AVX2 and AVX-512 kernels) unless
-// GHOSTD_CPU_KQUANT=float keeps them within float32 rounding; Q8_0 likewise
-// unless GHOSTD_CPU_Q8_0=float.
+// GHOSTD_CPU_KQUANT=float keeps them within float32 rounding; the 32-value
+// block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) likewise unless
+// GHOSTD_CPU_BLOCK32=float.
 Kernels select_kernels();
 
 }  // namespace ghostd::runtime::cpu

@@ -54,9 +54,10 @@ Kernels select_kernels() {
   // K-quants in integers by default: their weights' own rounding (4-6 bits)
   // dwarfs x's 8 bits, and the float path is compute-bound on them (docs/
   // benchmarks.md); GHOSTD_CPU_KQUANT=float keeps float32 activations.
-  // Q8_0 likewise (x rounded per 32 values, as the weights are): 1.2-1.4x the
-  // decode speed of float, and 1.4x the prefill with AVX512-VNNI (about even
-  // without); GHOSTD_CPU_Q8_0=float keeps float32 activations.
+  // The 32-value block types likewise (x rounded per 32 values as ggml's
+  // Q8_0): Q8_0 1.2-1.4x the decode speed of float, and 1.4x the prefill
+  // with AVX512-VNNI (about even without); GHOSTD_CPU_BLOCK32=float keeps
+  // float32 activations.
   auto mode = [](const char* name, bool fallback) {
     const char* v = std::getenv(name);
     if (v == nullptr) return fallback;
@@ -68,12 +69,12 @@ Kernels select_kernels() {
   if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, "generic", false};
   const bool use512 = want != "avx2" && avx512 && avx2;
   const bool vnni = use512 && __builtin_cpu_supports("avx512vnni");
-  const bool int8 = mode("GHOSTD_CPU_KQUANT", true), q80 = mode("GHOSTD_CPU_Q8_0", true), any = int8 || q80;
+  const bool int8 = mode("GHOSTD_CPU_KQUANT", true), b32 = mode("GHOSTD_CPU_BLOCK32", true), any = int8 || b32;
   if (!use512)
     return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, "avx2", int8, any ? quantize_q8_avx2 : nullptr,
-            any ? gemm_q8_avx2 : nullptr, q80};
+            any ? gemm_q8_avx2 : nullptr, b32};
   return {int8 ? gemm_avx512_k8 : gemm_avx512, dot_avx2, axpy_avx2, "avx512", int8, any ? quantize_q8_avx2 : nullptr,
-          any ? (vnni ? gemm_q8_avx512vnni : gemm_q8_avx512) : nullptr, q80, any && vnni};
+          any ? (vnni ? gemm_q8_avx512vnni : gemm_q8_avx512) : nullptr, b32, any && vnni};
 }
 
 }  // namespace ghostd::runtime::cpu

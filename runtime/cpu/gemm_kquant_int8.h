@@ -23,7 +23,7 @@
 #include "runtime/core/backend.h"
 #include "runtime/core/quant_blocks.h"
 #include "runtime/cpu/gemm.h"
-#include "runtime/cpu/gemm_q8_0_int8.h"
+#include "runtime/cpu/gemm_q4q5_int8.h"
 #include "runtime/cpu/gemm_tiling.h"
 
 namespace ghostd::runtime::cpu {
@@ -325,19 +325,20 @@ void gemm_kquant_q8(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t 
 }
 
 // Any dtype against quantized x: the integer kernels for the K-quants (x per
-// 256) and Q8_0 (x per 32); false for the rest, or without x's form (the
-// caller takes the float kernels).
+// 256) and the 32-value block types (x per 32); false for the rest, or
+// without x's form (the caller takes the float kernels).
 inline bool gemm_q8_dispatch(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                              int64_t out_stride) {
-  const bool k = xq.per256 && w.cols % 256 == 0;
+  const bool k = xq.per256 && w.cols % 256 == 0, b32 = xq.per32 && w.cols % 32 == 0;
   switch (w.dtype) {
     case DType::kQ4_K: if (!k) return false; gemm_kquant_q8<DType::kQ4_K>(xq, w, n_begin, n_end, out, out_stride); return true;
     case DType::kQ5_K: if (!k) return false; gemm_kquant_q8<DType::kQ5_K>(xq, w, n_begin, n_end, out, out_stride); return true;
     case DType::kQ6_K: if (!k) return false; gemm_kquant_q8<DType::kQ6_K>(xq, w, n_begin, n_end, out, out_stride); return true;
-    case DType::kQ8_0:
-      if (!xq.per32 || w.cols % 32 != 0) return false;
-      gemm_q8_0_q8(xq, w, n_begin, n_end, out, out_stride);
-      return true;
+    case DType::kQ8_0: if (!b32) return false; gemm_block32_q8<DType::kQ8_0>(xq, w, n_begin, n_end, out, out_stride); return true;
+    case DType::kQ4_0: if (!b32) return false; gemm_block32_q8<DType::kQ4_0>(xq, w, n_begin, n_end, out, out_stride); return true;
+    case DType::kQ4_1: if (!b32) return false; gemm_block32_q8<DType::kQ4_1>(xq, w, n_begin, n_end, out, out_stride); return true;
+    case DType::kQ5_0: if (!b32) return false; gemm_block32_q8<DType::kQ5_0>(xq, w, n_begin, n_end, out, out_stride); return true;
+    case DType::kQ5_1: if (!b32) return false; gemm_block32_q8<DType::kQ5_1>(xq, w, n_begin, n_end, out, out_stride); return true;
     default: return false;
   }
 }

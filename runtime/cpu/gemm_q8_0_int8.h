@@ -1,5 +1,5 @@
-// Q8_0 products in integers (the default; GHOSTD_CPU_Q8_0=float turns it
-// off): each x row is rounded to 8 bits per 32 values, as llama.cpp rounds
+// Q8_0 products in integers (the default; GHOSTD_CPU_BLOCK32=float turns it
+// off, for the other 32-value block types too: gemm_q4q5_int8.h): each x row is rounded to 8 bits per 32 values, as llama.cpp rounds
 // activations for Q8_0 weights (ggml's Q8_0: one float scale per block), so
 // x's rounding is the weights' own, and each 32-value block's 32 products are
 // summed in integers (exact) before the two scales are applied. The float path
@@ -12,8 +12,9 @@
 // AVX-512 machines): the integer lanes are sums of the same 4 products
 // (maddubs + madd, or VNNI's dpbusd with a per-lane offset correction), and
 // the float sums are kept per block parity (two 8-lane accumulators, or one
-// 16-lane one whose halves are those two), added at the end. Included by
-// gemm_kquant_int8.h.
+// 16-lane one whose halves are those two), added at the end. The tile
+// driver, shared with the 4- and 5-bit types, is gemm_block32_q8
+// (gemm_q4q5_int8.h).
 #pragma once
 
 #include <immintrin.h>
@@ -173,38 +174,6 @@ void q8_0_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x, i
   }
   for (int n = 0; n < N; ++n)
     for (int r = 0; r < R; ++r) out[r * out_stride + n] = hsum8(_mm256_add_ps(acc[n][r][0], acc[n][r][1]));
-}
-
-// Q8_0 weight rows [n_begin, n_end) against every quantized x row: tiles of
-// 4 weight rows by 4 x rows (without VNNI, 1 weight row by 4 x rows, for
-// AVX2's 16 registers), and 2 by 1 for the last x rows (on an AMD EPYC, 2
-// read a little faster than 1, 4 or 8 at batch 1).
-inline void gemm_q8_0_q8(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
-                         int64_t out_stride) {
-  const int cols = static_cast<int>(w.cols), rows = xq.rows;
-  const Q8View32 xv{xq.q32.data(), xq.d32.data(), xq.c4.data(), cols};
-  const size_t row_bytes = dtype_bytes(DType::kQ8_0, cols);
-  const auto* wd = static_cast<const unsigned char*>(w.data);
-  auto run = [&]<int N, int R>(int r, int64_t n) {
-    q8_0_tile_q8<N, R>(wd + static_cast<size_t>(n) * row_bytes, row_bytes, xv, r, out + r * out_stride + n,
-                       out_stride);
-  };
-  constexpr int kN4 = kQ80Vnni ? 4 : 1;  // weight rows per tile with 4 x rows
-  constexpr int64_t kBlockN = 64;        // weight rows kept in cache across the x rows
-  for (int64_t nb = n_begin; nb < n_end; nb += kBlockN) {
-    const int64_t ne = std::min(n_end, nb + kBlockN);
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-      int64_t n = nb;
-      for (; n + kN4 <= ne; n += kN4) run.template operator()<kN4, 4>(r, n);
-      for (; n < ne; ++n) run.template operator()<1, 4>(r, n);
-    }
-    for (; r < rows; ++r) {
-      int64_t n = nb;
-      for (; n + 2 <= ne; n += 2) run.template operator()<2, 1>(r, n);
-      for (; n < ne; ++n) run.template operator()<1, 1>(r, n);
-    }
-  }
 }
 
 }  // namespace

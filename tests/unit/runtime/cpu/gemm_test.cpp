@@ -354,7 +354,7 @@ TEST_CASE("the CPU backend's int8 K-quant path (the default): x quantized once p
   std::vector<float> x(size_t(rows) * cols);
   for (auto& v : x) v = u(rng);
   unsetenv("GHOSTD_CPU_KQUANT");  // the default
-  setenv("GHOSTD_CPU_Q8_0", "float", 1);  // Q8_0 in floats beside them (its integer path: gemm_int8_q8_0_test)
+  setenv("GHOSTD_CPU_BLOCK32", "float", 1);  // Q8_0 in floats beside them (its integer path: gemm_int8_block32_test)
   for (int threads : {1, 2, 3}) {
     CAPTURE(threads);
     auto be = make_cpu_backend({.threads = threads});
@@ -394,7 +394,7 @@ TEST_CASE("the CPU backend's int8 K-quant path (the default): x quantized once p
     }
   }
   unsetenv("GHOSTD_CPU_KQUANT");
-  unsetenv("GHOSTD_CPU_Q8_0");
+  unsetenv("GHOSTD_CPU_BLOCK32");
 }
 
 TEST_CASE("k_scales_mins unpacks the eight K-quant scales and mins as k_scale_min does") {

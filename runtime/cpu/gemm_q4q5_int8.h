@@ -1,0 +1,187 @@
+// Q4_0, Q4_1, Q5_0 and Q5_1 products in integers (with Q8_0, the 32-value
+// block types of GHOSTD_CPU_BLOCK32=int8, the default): x rounded to 8 bits
+// per 32 values as for Q8_0 (gemm_q8_0_int8.h), each block's quants read as
+// unsigned bytes u (a nibble, with Q5's fifth bit from qh) and summed
+// against x in integers. The types' offsets come out exactly: Q4_0's
+// w = u - 8 and Q5_0's u - 16 start each lane at -8 or -16 times its 4 x
+// quants' sum (c4 >> 4 or >> 3, c4 being -128 times that sum); Q4_1's and
+// Q5_1's w = d * u + m add m * dx * sum(x) per block as a second FMA on the
+// same lanes. As for Q8_0, every build gives the same bits: VNNI's dpbusd
+// and AVX2's maddubs + madd (pairs of at most 2 * 31 * 127) make the same
+// 4-product lanes, the float sums are kept per block parity.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "runtime/core/dtype.h"
+#include "runtime/cpu/gemm.h"
+#include "runtime/cpu/gemm_q8_0_int8.h"
+#include "runtime/cpu/gemm_tiling.h"
+
+namespace ghostd::runtime::cpu {
+namespace {
+
+template <DType D>
+struct Block32 {
+  static_assert(D == DType::kQ4_0 || D == DType::kQ4_1 || D == DType::kQ5_0 || D == DType::kQ5_1);
+  static constexpr bool kMin = D == DType::kQ4_1 || D == DType::kQ5_1;   // w = d * u + m
+  static constexpr bool kFive = D == DType::kQ5_0 || D == DType::kQ5_1;  // a fifth bit per value in qh
+  static constexpr int kBytes = static_cast<int>(dtype_block_bytes(D));
+  static constexpr int kQh = kMin ? 4 : 2;                      // offset of qh (Q5)
+  static constexpr int kQs = 2 + (kMin ? 2 : 0) + (kFive ? 4 : 0);  // offset of the nibbles
+  // c4 >> kShift is the lane's offset term: -8 (Q4_0) or -16 (Q5_0) times its x sum.
+  static constexpr int kShift = D == DType::kQ4_0 ? 4 : D == DType::kQ5_0 ? 3 : 0;
+
+  // The block's 32 unsigned quants in value order: nibbles j in byte j's low
+  // half (values 0-15) and high half (16-31), bit j of qh as 16.
+  static __m256i quants(const unsigned char* p) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kQs));
+    __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+    if constexpr (kFive) {
+      uint32_t qh;
+      std::memcpy(&qh, p + kQh, 4);
+      // Byte j takes qh's byte j / 8 (each 128-bit lane holds all four), then bit j % 8 of it.
+      const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
+                                           3, 3, 3, 3, 3, 3, 3, 3);
+      const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8,
+                                           16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+      const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)), sel);
+      const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+      u = _mm256_or_si256(u, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    }
+    return u;
+  }
+};
+
+// N weight rows of D against R quantized x rows, as q8_0_tile_q8.
+template <DType D, int N, int R>
+void q4q5_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x, int r0, float* out,
+                  int64_t out_stride) {
+  using B = Block32<D>;
+  constexpr int kBb = B::kBytes;
+  const int blocks = x.cols / 32;
+  __m256 acc[N][R][2];
+  int b = 0;
+  const size_t tile = N * row_bytes, tiles = std::max<size_t>(2, (12288 + tile - 1) / tile);
+  const char* next = reinterpret_cast<const char*>(w) + tiles * tile;
+  const size_t share = (N * row_bytes / static_cast<size_t>(std::max(1, kQ80Vnni ? blocks / 2 : blocks)) + 63) / 64 * 64;
+  auto ahead = [&] {
+    for (size_t i = 0; i < share; i += 64) _mm_prefetch(next + i, _MM_HINT_T1);
+    next += share;
+  };
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  auto halves = [](const unsigned char* p, int off) {  // the f16 at off of blocks p and p + kBb
+    uint16_t h0, h1;
+    std::memcpy(&h0, p + off, 2);
+    std::memcpy(&h1, p + kBb + off, 2);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h0 | static_cast<uint32_t>(h1) << 16)));
+  };
+  // Two blocks per 512-bit dpbusd, lanes 0-7 block b's, 8-15 b + 1's.
+  __m512 acc2[N][R];
+  for (int n = 0; n < N; ++n)
+    for (int r = 0; r < R; ++r) acc2[n][r] = _mm512_setzero_ps();
+  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (; b + 2 <= blocks; b += 2) {
+    ahead();
+    __m512i u[N];
+    __m128 dw[N], mw[N];
+    for (int n = 0; n < N; ++n) {
+      const unsigned char* p = w + n * row_bytes + kBb * b;
+      u[n] = _mm512_inserti64x4(_mm512_castsi256_si512(B::quants(p)), B::quants(p + kBb), 1);
+      dw[n] = halves(p, 0);
+      if constexpr (B::kMin) mw[n] = halves(p, 2);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512i q = _mm512_loadu_si512(x.qrow(r0 + r) + 32 * b);
+      const __m512i c = _mm512_loadu_si512(x.crow(r0 + r) + 8 * b);
+      const __m512i start = B::kShift ? _mm512_srai_epi32(c, B::kShift) : _mm512_setzero_si512();
+      const __m128 dx = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(x.drow(r0 + r) + b)));
+      for (int n = 0; n < N; ++n) {
+        const __m512 s = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw[n], dx)));
+        acc2[n][r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, u[n], q)), acc2[n][r]);
+        if constexpr (B::kMin) {
+          // m * dx * sum(x): c4 >> 7 is minus each lane's x sum.
+          const __m512 sm = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(mw[n], dx)));
+          acc2[n][r] = _mm512_fnmadd_ps(sm, _mm512_cvtepi32_ps(_mm512_srai_epi32(c, 7)), acc2[n][r]);
+        }
+      }
+    }
+  }
+  for (int n = 0; n < N; ++n)
+    for (int r = 0; r < R; ++r) {
+      acc[n][r][0] = _mm512_castps512_ps256(acc2[n][r]);
+      acc[n][r][1] = _mm512_extractf32x8_ps(acc2[n][r], 1);
+    }
+#else
+  for (int n = 0; n < N; ++n)
+    for (int r = 0; r < R; ++r) acc[n][r][0] = acc[n][r][1] = _mm256_setzero_ps();
+#endif
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (; b < blocks; ++b) {
+    if constexpr (!kQ80Vnni) ahead();
+    __m256i u[N];
+    float d[N], m[N];
+    for (int n = 0; n < N; ++n) {
+      const unsigned char* p = w + n * row_bytes + kBb * b;
+      u[n] = B::quants(p);
+      d[n] = f16_at(p);
+      m[n] = B::kMin ? f16_at(p + 2) : 0.0f;
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qrow(r0 + r) + 32 * b));
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.crow(r0 + r) + 8 * b));
+      const float dx = x.drow(r0 + r)[b];
+      for (int n = 0; n < N; ++n) {
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u[n], xq), ones);
+        if constexpr (B::kShift != 0) p = _mm256_add_epi32(p, _mm256_srai_epi32(c, B::kShift));
+        __m256& a = acc[n][r][b % 2];
+        a = _mm256_fmadd_ps(_mm256_set1_ps(d[n] * dx), _mm256_cvtepi32_ps(p), a);
+        if constexpr (B::kMin) a = _mm256_fnmadd_ps(_mm256_set1_ps(m[n] * dx), _mm256_cvtepi32_ps(_mm256_srai_epi32(c, 7)), a);
+      }
+    }
+  }
+  for (int n = 0; n < N; ++n)
+    for (int r = 0; r < R; ++r) out[r * out_stride + n] = hsum8(_mm256_add_ps(acc[n][r][0], acc[n][r][1]));
+}
+
+// Rows [n_begin, n_end) of a 32-value block type (Q8_0, Q4_0, Q4_1, Q5_0,
+// Q5_1) against every quantized x row: tiles of 4 weight rows by 4 x rows
+// (without VNNI, 1 weight row by 4 x rows, for AVX2's 16 registers), and 2 by
+// 1 for the last x rows (on an AMD EPYC, Q8_0 at batch 1 read a little faster
+// with 2 than with 1, 4 or 8).
+template <DType D>
+void gemm_block32_q8(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
+                     int64_t out_stride) {
+  const int cols = static_cast<int>(w.cols), rows = xq.rows;
+  const Q8View32 xv{xq.q32.data(), xq.d32.data(), xq.c4.data(), cols};
+  const size_t row_bytes = dtype_bytes(D, cols);
+  const auto* wd = static_cast<const unsigned char*>(w.data);
+  auto run = [&]<int N, int R>(int r, int64_t n) {
+    const unsigned char* wr = wd + static_cast<size_t>(n) * row_bytes;
+    if constexpr (D == DType::kQ8_0) q8_0_tile_q8<N, R>(wr, row_bytes, xv, r, out + r * out_stride + n, out_stride);
+    else q4q5_tile_q8<D, N, R>(wr, row_bytes, xv, r, out + r * out_stride + n, out_stride);
+  };
+  constexpr int kN4 = kQ80Vnni ? 4 : 1;  // weight rows per tile with 4 x rows
+  constexpr int64_t kBlockN = 64;        // weight rows kept in cache across the x rows
+  for (int64_t nb = n_begin; nb < n_end; nb += kBlockN) {
+    const int64_t ne = std::min(n_end, nb + kBlockN);
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      int64_t n = nb;
+      for (; n + kN4 <= ne; n += kN4) run.template operator()<kN4, 4>(r, n);
+      for (; n < ne; ++n) run.template operator()<1, 4>(r, n);
+    }
+    for (; r < rows; ++r) {
+      int64_t n = nb;
+      for (; n + 2 <= ne; n += 2) run.template operator()<2, 1>(r, n);
+      for (; n < ne; ++n) run.template operator()<1, 1>(r, n);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ghostd::runtime::cpu
