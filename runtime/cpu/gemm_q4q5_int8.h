@@ -44,6 +44,10 @@ struct Block32 {
     if constexpr (kFive) {
       uint32_t qh;
       std::memcpy(&qh, p + kQh, 4);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+      // qh is the byte mask itself (bit 4 of a nibble is clear: adding 16 sets it).
+      return _mm256_mask_add_epi8(u, static_cast<__mmask32>(qh), u, _mm256_set1_epi8(0x10));
+#else
       // Byte j takes qh's byte j / 8 (each 128-bit lane holds all four), then bit j % 8 of it.
       const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
                                            3, 3, 3, 3, 3, 3, 3, 3);
@@ -52,6 +56,7 @@ struct Block32 {
       const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)), sel);
       const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
       u = _mm256_or_si256(u, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+#endif
     }
     return u;
   }
