@@ -60,6 +60,27 @@ struct Block32 {
     }
     return u;
   }
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  // Blocks p and p + kBytes: their 64 quants in value order, split in one
+  // 512-bit register ([qs, qs, qs', qs'] with the second and fourth 128-bit
+  // lanes shifted down a nibble), Q5's fifth bits as a 64-bit byte mask.
+  static __m512i pair(const unsigned char* p) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kQs));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kBytes + kQs));
+    const __m512i ab = _mm512_castsi256_si512(_mm256_set_m128i(b, a));
+    const __m512i z = _mm512_shuffle_i64x2(ab, ab, _MM_SHUFFLE(1, 1, 0, 0));
+    __m512i u = _mm512_and_si512(_mm512_mask_srli_epi16(z, 0xFF00FF00u, z, 4), _mm512_set1_epi8(0x0F));
+    if constexpr (kFive) {
+      uint32_t h0, h1;
+      std::memcpy(&h0, p + kQh, 4);
+      std::memcpy(&h1, p + kBytes + kQh, 4);
+      u = _mm512_mask_add_epi8(u, static_cast<__mmask64>(h0 | static_cast<uint64_t>(h1) << 32), u,
+                               _mm512_set1_epi8(0x10));
+    }
+    return u;
+  }
+#endif
 };
 
 // N weight rows of D against R quantized x rows, as q8_0_tile_q8.
@@ -96,7 +117,7 @@ void q4q5_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x, i
     __m128 dw[N], mw[N];
     for (int n = 0; n < N; ++n) {
       const unsigned char* p = w + n * row_bytes + kBb * b;
-      u[n] = _mm512_inserti64x4(_mm512_castsi256_si512(B::quants(p)), B::quants(p + kBb), 1);
+      u[n] = B::pair(p);
       dw[n] = halves(p, 0);
       if constexpr (B::kMin) mw[n] = halves(p, 2);
     }
