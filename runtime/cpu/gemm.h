@@ -39,7 +39,7 @@ void gemm_avx512_k8(const float* x, int rows, const Weight& w, int64_t n_begin, 
 // (s16, for Q6_K's offset) and each 32 (s32, for the Q4_K/Q5_K mins), as
 // int16 (at most 32 * 127) for madd. Per 32 values (Q8_0, ggml's Q8_0): q32,
 // d32[rows * cols / 32], and c4, -128 times the sum of each 4 quants (the
-// offset terms of gemm_q8_0_int8.h and gemm_q4q5_int8.h).
+// offset terms of gemm_block32_int8.h).
 struct Q8Rows {
   std::vector<int8_t> q;
   std::vector<float> d;

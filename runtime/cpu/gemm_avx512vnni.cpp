@@ -1,7 +1,8 @@
 // The integer kernels built with AVX512-VNNI as well (compiled with the
-// AVX-512 flags and -mavx512vnni; called after a CPU check): Q8_0 takes its
-// 512-bit dpbusd step (gemm_q8_0_int8.h), the K-quants the AVX-512 file's
-// code. The bits are those of the AVX2 and AVX-512 builds.
+// AVX-512 flags and -mavx512vnni; called after a CPU check): the 32-value
+// block types take their 512-bit dpbusd step (gemm_block32_int8.h), the
+// K-quants dpwssd for madd + add (gemm_kquant_int8.h). The bits are those of
+// the AVX2 and AVX-512 builds.
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/gemm_kquant_int8.h"
 

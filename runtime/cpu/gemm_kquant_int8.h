@@ -23,7 +23,7 @@
 #include "runtime/core/backend.h"
 #include "runtime/core/quant_blocks.h"
 #include "runtime/cpu/gemm.h"
-#include "runtime/cpu/gemm_q4q5_int8.h"
+#include "runtime/cpu/gemm_block32_int8.h"
 #include "runtime/cpu/gemm_tiling.h"
 
 namespace ghostd::runtime::cpu {
@@ -33,7 +33,6 @@ namespace {
 inline void quantize_rows_q8(const float* x, int r_begin, int r_end, Q8Rows& out) {
   const int cols = out.cols, blocks = cols / 256;
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int r = r_begin; r < r_end; ++r) {
     for (int b = 0; b < blocks; ++b) {
       const float* xb = x + static_cast<int64_t>(r) * cols + b * 256;
@@ -47,15 +46,7 @@ inline void quantize_rows_q8(const float* x, int r_begin, int r_end, Q8Rows& out
       out.d[static_cast<size_t>(r) * blocks + b] = amax / 127.0f;
       const __m256 vid = _mm256_set1_ps(id);
       int8_t* qb = out.q.data() + static_cast<int64_t>(r) * cols + b * 256;
-      for (int i = 0; i < 256; i += 32) {
-        // Round to nearest even (the MXCSR default), |q| <= 127.
-        const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i), vid));
-        const __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 8), vid));
-        const __m256i e = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 16), vid));
-        const __m256i f = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 24), vid));
-        const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(a, c), _mm256_packs_epi32(e, f));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb + i), _mm256_permutevar8x32_epi32(packed, order));
-      }
+      for (int i = 0; i < 256; i += 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb + i), round32(xb + i, vid));
       int16_t* s16 = out.s16.data() + static_cast<size_t>(r) * (cols / 16) + b * 16;
       int16_t* s32 = out.s32.data() + static_cast<size_t>(r) * (cols / 32) + b * 8;
       for (int s = 0; s < 16; ++s) {

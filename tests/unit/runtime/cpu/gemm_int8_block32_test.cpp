@@ -1,6 +1,5 @@
-// The integer path of the 32-value block types (gemm_q8_0_int8.h,
-// gemm_q4q5_int8.h): x rounded to 8 bits per 32 values, each block's products
-// summed in integers. Every build (AVX2's maddubs, AVX-512, AVX512-VNNI's
+// The integer path of the 32-value block types (gemm_block32_int8.h): x
+// rounded to 8 bits per 32 values, each block's products summed in integers. Every build (AVX2's maddubs, AVX-512, AVX512-VNNI's
 // dpbusd) gives the same bits, batch and split invariant, and the CPU backend
 // takes it by default.
 #include <doctest/doctest.h>
