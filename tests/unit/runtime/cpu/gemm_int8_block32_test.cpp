@@ -16,6 +16,7 @@
 #include "runtime/core/dtype.h"
 #include "runtime/core/quant_blocks.h"
 #include "runtime/cpu/gemm.h"
+#include "tests/unit/runtime/cpu/int8_reference.h"
 
 using namespace ghostd::runtime;
 using namespace ghostd::runtime::cpu;
@@ -121,17 +122,10 @@ TEST_CASE(
                                       x.begin() + static_cast<ptrdiff_t>(r + 1) * cols);
           const auto one = run(f, xr, 1, w, n);
           for (int j = 0; j < n; ++j) {
-            double ref_q = 0, mag_q = 0, ref = 0, mag = 0;
-            for (int k = 0; k < cols; ++k) {
-              const double wv = deq[static_cast<size_t>(j) * cols + k];
-              ref_q += xq[static_cast<size_t>(r) * cols + k] * wv;
-              mag_q += std::fabs(xq[static_cast<size_t>(r) * cols + k] * wv);
-              ref += static_cast<double>(x[static_cast<size_t>(r) * cols + k]) * wv;
-              mag += std::fabs(static_cast<double>(x[static_cast<size_t>(r) * cols + k]) * wv);
-            }
-            const double got = out[static_cast<size_t>(r) * n + j];
-            worst_exact = std::max(worst_exact, std::fabs(got - ref_q) / (mag_q + 1e-30));
-            worst_float = std::max(worst_float, std::fabs(got - ref) / (mag + 1e-30));
+            const auto e = testing::int8_errors(out[static_cast<size_t>(r) * n + j], &xq[static_cast<size_t>(r) * cols],
+                                                &x[static_cast<size_t>(r) * cols], &deq[static_cast<size_t>(j) * cols], cols);
+            worst_exact = std::max(worst_exact, e.exact);
+            worst_float = std::max(worst_float, e.vs_float);
             CHECK(std::memcmp(&out[static_cast<size_t>(r) * n + j], &one[static_cast<size_t>(j)],
                               sizeof(float)) == 0);
           }
