@@ -130,6 +130,7 @@ EndedJob Scheduler::end_job(Job& job, JobStatus status, Clock::time_point now) {
   // usually wants exactly this prefix.
   if (status != JobStatus::kFailed) cache_blocks(job);
   job.blocks.release(pool_);
+  if (config_.share_window_ms > 0) active_[{job.tenant, job.session_id}] = now;  // its session's last job
   EndedJob e;
   e.id = job.id;
   e.result.status = status;
@@ -177,8 +178,7 @@ void Scheduler::make_room(int need, const std::vector<Job*>& order, size_t after
   }
 }
 
-void Scheduler::note_active(Clock::time_point now) {
-  for (const auto& [id, job] : jobs_) active_[{job.tenant, job.session_id}] = now;
+void Scheduler::forget_inactive(Clock::time_point now) {
   const auto window = std::chrono::milliseconds(std::max(0, config_.share_window_ms));
   std::erase_if(active_, [&](const auto& kv) { return now - kv.second > window; });
 }
@@ -237,13 +237,15 @@ Scheduler::Shares Scheduler::fair_order(std::vector<Job*>& order) const {
   };
   Shares shares;
   shares.now = caps_over(distinct);
-  auto recent = distinct;
-  for (const auto& [key, seen] : active_) recent.insert({key.first, key.second});
-  shares.backlog = caps_over(recent);
   std::map<std::pair<std::string_view, uint64_t>, size_t> jobs_of;  // over every priority class
   for (const auto& [key, jobs] : by_session) jobs_of[{std::get<1>(key), std::get<2>(key)}] += jobs.size();
   for (const auto& [session, n] : jobs_of)
     if (n > 1) shares.backlogged.insert(session);
+  if (!shares.backlogged.empty()) {
+    auto recent = distinct;  // with the sessions whose last job ended within the window
+    for (const auto& [key, ended] : active_) recent.insert({key.first, key.second});
+    shares.backlog = caps_over(recent);
+  }
   return shares;
 }
 
@@ -264,7 +266,7 @@ StepPlan Scheduler::schedule(Clock::time_point now) {
   std::vector<Job*> order;
   order.reserve(jobs_.size());
   for (auto& [id, job] : jobs_) order.push_back(&job);
-  note_active(now);
+  forget_inactive(now);
   const Shares shares = fair_order(order);
 
   // 3./4. Fill the batch.

@@ -214,14 +214,16 @@ class Scheduler {
   };
   // Step 2: sorts `order`; returns the shares of step 3.
   Shares fair_order(std::vector<Job*>& order) const;
-  void note_active(Clock::time_point now);
+  // Drops from active_ the sessions whose last job ended before the window.
+  void forget_inactive(Clock::time_point now);
 
   SchedulerConfig config_;
   BlockPool& pool_;
   PrefixCache* cache_;
   std::map<JobId, Job> jobs_;
   uint64_t next_arrival_ = 0;
-  // (tenant, session) -> the last step it had a job in.
+  // (tenant, session) -> when its last job ended (within share_window_ms;
+  // a session with jobs counts anyway).
   std::map<std::pair<std::string, uint64_t>, Clock::time_point> active_;
 };
 
