@@ -118,6 +118,12 @@ int main(int argc, char** argv) {
   for (const auto& name : loaded->weights->names()) weight_bytes += loaded->weights->find(name)->nbytes;
   std::printf("model %s: %.1f MB of weights, backend %s, prompt %d, decode %d, median of %d\n", model.c_str(),
               weight_bytes / 1e6, backend->name().c_str(), prompt, decode, reps);
+  for (const auto& [file, r] : loaded->page_cache) {
+    if (r.measured)
+      std::printf("weights read in place: %.0f of %.0f MiB on 2 MiB pages%s (%.0f before), read in %.2f s\n",
+                  r.huge / 1048576.0, r.bytes / 1048576.0, r.refreshed ? " after re-reading the page cache" : "",
+                  r.huge_before / 1048576.0, r.seconds);
+  }
   const int nthreads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   double bandwidth = 0, peak = 0;
   if (probe_mb > 0) {

@@ -153,6 +153,9 @@ class Backend {
   // Makes a weight usable by the ops: on the CPU the stored bytes are used in
   // place; a GPU backend copies them to the device.
   virtual Result<Weight> load_weight(const TensorView& t) = 0;
+  // True when load_weight keeps pointers into the model file's mapping, so
+  // the loader reads the file in before binding (MappedFile::settle).
+  virtual bool reads_weights_in_place() const { return false; }
 
   // out[i, :] = table[ids[i], :] as float.
   virtual void embedding(const Weight& table, const int32_t* ids, int n, float* out) = 0;
@@ -288,12 +291,14 @@ class Backend {
 };
 
 // Where the CPU backend keeps weights. kMapped reads them in place from the
-// mapped model file (no copy; the page cache's 4 KiB pages). kHugePages
+// mapped model file (no copy): the loader reads the file in and, where the
+// kernel can (Linux 6.x page caches in 2 MiB folios: ext4 from 6.16, XFS),
+// has it mapped with 2 MiB entries (MappedFile::settle), which decodes as
+// fast as kHugePages; elsewhere the page cache's 4 KiB pages. kHugePages
 // copies them at load into anonymous memory on 2 MiB pages
-// (runtime/cpu/host_memory.h): fewer TLB misses and prefetcher restarts per
-// decode step, for twice the load time and, during the load, twice the
-// resident memory (docs/benchmarks.md has the figures that keep it opt-in).
-// GHOSTD_CPU_WEIGHTS=mapped|huge overrides the option.
+// (runtime/cpu/host_memory.h), for kernels whose page cache cannot: twice the
+// load time and, during the load, twice the resident memory
+// (docs/benchmarks.md). GHOSTD_CPU_WEIGHTS=mapped|huge overrides the option.
 enum class CpuWeightMemory { kMapped, kHugePages };
 
 struct CpuBackendOptions {

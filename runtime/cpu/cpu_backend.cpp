@@ -45,6 +45,8 @@ class CpuBackend : public Backend {
                   weights_ == CpuWeightMemory::kMapped ? "read in place" : "copied into huge pages");
   }
 
+  bool reads_weights_in_place() const override { return weights_ == CpuWeightMemory::kMapped; }
+
   std::string name() const override {
     return std::string("cpu-") + kernels_.isa + (kernels_.vnni ? "vnni" : "") + (kernels_.int8_kquants ? "-int8k" : "") +
            (kernels_.int8_block32 ? "-int8b32" : "");

@@ -75,6 +75,8 @@ class GgufFile {
   uint32_t version() const { return version_; }
   uint32_t alignment() const { return alignment_; }
   const std::filesystem::path& path() const { return file_.path(); }
+  // The mapping, for MappedFile::settle (which keeps the bytes and their address).
+  MappedFile& mapped_file() { return file_; }
   // Metadata keys in file order.
   const std::vector<std::string>& keys() const { return key_order_; }
 

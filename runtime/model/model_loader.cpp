@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "runtime/model/gguf.h"
 
 namespace ghostd::runtime {
@@ -104,6 +106,25 @@ Result<LoadedModel> load_model(const fs::path& path, std::span<Backend* const> b
     return tok.error();
   } else {
     spdlog::debug("no tokenizer: {}", tok.error().message);
+  }
+  if (std::any_of(backends.begin(), backends.end(), [](Backend* b) { return b->reads_weights_in_place(); })) {
+    report(0.35, "reading weights into memory");
+    m.page_cache = m.weights->settle();
+    for (const auto& [file, r] : m.page_cache) {
+      if (!r.measured) continue;
+      const double mb = 1.0 / (1 << 20);
+      if (r.huge == 0) {
+        spdlog::info("{}: {:.0f} MiB read in on 4 KiB pages in {:.2f} s (the page cache holds it in small pages "
+                     "here; GHOSTD_CPU_WEIGHTS=huge copies weights onto 2 MiB pages)",
+                     file.string(), r.bytes * mb, r.seconds);
+      } else if (r.refreshed) {
+        spdlog::info("{}: {:.0f} of {:.0f} MiB on 2 MiB pages after re-reading the page cache ({:.0f} before; "
+                     "{:.2f} s)", file.string(), r.huge * mb, r.bytes * mb, r.huge_before * mb, r.seconds);
+      } else {
+        spdlog::info("{}: {:.0f} of {:.0f} MiB on 2 MiB pages ({:.2f} s)", file.string(), r.huge * mb,
+                     r.bytes * mb, r.seconds);
+      }
+    }
   }
   report(0.4, "binding weights");
   auto model = Model::create(m.config, *m.weights, backends, comms);

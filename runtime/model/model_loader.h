@@ -7,6 +7,8 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "runtime/core/backend.h"
 #include "runtime/model/model.h"
@@ -28,6 +30,8 @@ struct LoadedModel {
   std::unique_ptr<WeightStore> weights;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Model> model;
+  // Per mapped file, when a backend reads weights in place (MappedFile::settle).
+  std::vector<std::pair<std::filesystem::path, PageCacheReport>> page_cache;
 };
 
 // The tokenizer alone: tokenizer.json of an HF directory, or the

@@ -116,6 +116,13 @@ Result<WeightStore> WeightStore::open(const std::filesystem::path& path) {
   return store;
 }
 
+std::vector<std::pair<std::filesystem::path, PageCacheReport>> WeightStore::settle() {
+  std::vector<std::pair<std::filesystem::path, PageCacheReport>> out;
+  for (auto& f : files_) out.emplace_back(f.path(), f.settle());
+  if (gguf_) out.emplace_back(gguf_->path(), gguf_->mapped_file().settle());
+  return out;
+}
+
 Status WeightStore::add(TensorView view, const std::string& file) {
   // Kernels read elements in place; copy the rare tensor whose file offset
   // leaves it misaligned (safetensors headers need not pad to 8).

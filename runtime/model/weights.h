@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "runtime/model/gguf.h"
@@ -45,6 +46,10 @@ class WeightStore {
   bool is_gguf() const { return gguf_ != nullptr; }
   const GgufFile* gguf() const { return gguf_.get(); }
   const std::filesystem::path& path() const { return path_; }
+
+  // MappedFile::settle on every mapped file, for backends that read weights in
+  // place (Backend::reads_weights_in_place); not while anything reads them.
+  std::vector<std::pair<std::filesystem::path, PageCacheReport>> settle();
 
  private:
   struct Entry {

@@ -91,6 +91,14 @@ TEST_CASE("load_model: weights copied into huge pages give the bits of weights r
     auto backend = make_cpu_backend({.threads = 2, .weights = modes[m]});
     auto loaded = load_model(kMixed, *backend, /*need_tokenizer=*/false);
     REQUIRE_MESSAGE(loaded.ok(), (loaded.ok() ? "" : loaded.error().message));
+    // Weights read in place are read in at load (MappedFile::settle); copied ones need not be.
+    if (modes[m] == CpuWeightMemory::kMapped) {
+      REQUIRE(loaded->page_cache.size() == 1);
+      CHECK(loaded->page_cache[0].first == kMixed);
+      CHECK(loaded->page_cache[0].second.bytes == std::filesystem::file_size(kMixed));
+    } else {
+      CHECK(loaded->page_cache.empty());
+    }
     logits[m] = forward_all(*loaded->model, loaded->config, {a});
   }
   REQUIRE(logits[0].size() == logits[1].size());
