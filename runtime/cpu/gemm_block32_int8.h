@@ -213,14 +213,19 @@ void block32_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x
   int b = 0;
   // The N rows are read side by side, which the hardware prefetcher does not
   // follow on short rows (as in gemm_direct.h): each step also prefetches its
-  // share of the N rows some tiles on into L2, at least 12 KiB ahead (on an
-  // AMD EPYC, Q8_0 at batch 1 at hidden 1536 read 15 GB/s one tile ahead,
-  // 19-24 two, 23-26 three).
+  // share of the rows ahead. With several x rows (prefill) into L2, some tiles
+  // on, at least 12 KiB ahead (on an AMD EPYC Zen 4, Q8_0 at batch 1 at
+  // hidden 1536 read 15 GB/s one tile ahead, 19-24 two, 23-26 three). With
+  // one x row (decode) a step is short, and the weights go straight into L1,
+  // 8 KiB ahead in memory order: on a Zen 5 this read 29 / 29 / 26 GB/s (qo,
+  // gate/up, down) on one thread against 26 / 25 / 22 into L2 12 KiB ahead,
+  // and 43-50 against 31-40 on two (bench_cpu_gemm, medians of 4-5 rounds).
+  constexpr bool kDecode = R == 1;
   const size_t tile = N * row_bytes, tiles = std::max<size_t>(2, (12288 + tile - 1) / tile);
-  const char* next = reinterpret_cast<const char*>(w) + tiles * tile;
+  const char* next = reinterpret_cast<const char*>(w) + (kDecode ? size_t{8192} : tiles * tile);
   const size_t share = (N * row_bytes / static_cast<size_t>(std::max(1, kQ80Vnni ? blocks / 2 : blocks)) + 63) / 64 * 64;
   auto ahead = [&] {
-    for (size_t i = 0; i < share; i += 64) _mm_prefetch(next + i, _MM_HINT_T1);
+    for (size_t i = 0; i < share; i += 64) _mm_prefetch(next + i, kDecode ? _MM_HINT_T0 : _MM_HINT_T1);
     next += share;
   };
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
