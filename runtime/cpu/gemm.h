@@ -93,10 +93,26 @@ float dot_avx2(const float* a, const float* b, int n);
 void axpy_generic(float a, const float* x, float* y, int n);
 void axpy_avx2(float a, const float* x, float* y, int n);
 
+// An attention span's two passes over KV rows base + rows[i] (n floats
+// each): out[i] = dot(q, row i), and o[j] += w[i] * row i [j] for i in
+// order. Each result has the bits of the one-row dot or the axpy chain of
+// the same ISA; the AVX2 versions run four rows' dots side by side (one row's
+// dot is a chain of dependent FMAs) and keep o in registers across the rows
+// (axpy stores and reloads it per row).
+using SpanScoresFn = void (*)(const float* q, const float* base, const int64_t* rows, int count, int n, float* out);
+using SpanValuesFn = void (*)(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
+
+void span_scores_generic(const float* q, const float* base, const int64_t* rows, int count, int n, float* out);
+void span_scores_avx2(const float* q, const float* base, const int64_t* rows, int count, int n, float* out);
+void span_values_generic(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
+void span_values_avx2(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
+
 struct Kernels {
   GemmFn gemm;
   DotFn dot;
   AxpyFn axpy;
+  SpanScoresFn span_scores;
+  SpanValuesFn span_values;
   const char* isa;
   bool int8_kquants;  // Q4_K, Q5_K and Q6_K in integers (unless GHOSTD_CPU_KQUANT=float)
   // With int8_kquants or int8_block32: the two steps of the integer path (null otherwise).

@@ -1,8 +1,10 @@
 // AVX2/FMA/F16C kernels (this file is compiled with -mavx2 -mfma -mf16c and
 // only called after a CPU check): the shared direct-conversion GEMM
-// (gemm_direct.h) on 8-lane vectors, dot and axpy.
+// (gemm_direct.h) on 8-lane vectors, dot, axpy and the attention span passes.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstdint>
 
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/gemm_direct.h"
@@ -91,6 +93,66 @@ void axpy_avx2(float a, const float* x, float* y, int n) {
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void span_scores_avx2(const float* q, const float* base, const int64_t* rows, int count, int n, float* out) {
+  int i = 0;
+  if (n % 16 == 0) {
+    // dot_avx2's two chains per row (lanes k and k + 8), for four rows at once.
+    for (; i + 4 <= count; i += 4) {
+      const float* r[4] = {base + rows[i], base + rows[i + 1], base + rows[i + 2], base + rows[i + 3]};
+      __m256 a0[4], a1[4];
+      for (int j = 0; j < 4; ++j) a0[j] = a1[j] = _mm256_setzero_ps();
+      for (int k = 0; k < n; k += 16) {
+        const __m256 qa = _mm256_loadu_ps(q + k), qb = _mm256_loadu_ps(q + k + 8);
+        for (int j = 0; j < 4; ++j) {
+          a0[j] = _mm256_fmadd_ps(qa, _mm256_loadu_ps(r[j] + k), a0[j]);
+          a1[j] = _mm256_fmadd_ps(qb, _mm256_loadu_ps(r[j] + k + 8), a1[j]);
+        }
+      }
+      for (int j = 0; j < 4; ++j) out[i + j] = hsum(_mm256_add_ps(a0[j], a1[j]));
+    }
+  }
+  for (; i < count; ++i) out[i] = dot_avx2(q, base + rows[i], n);
+}
+
+namespace {
+
+// o[0, 8 * M) over every row, held in M registers.
+template <int M>
+void values_chunk(const float* w, const float* base, const int64_t* rows, int count, float* o) {
+  __m256 acc[M];
+  for (int j = 0; j < M; ++j) acc[j] = _mm256_loadu_ps(o + 8 * j);
+  for (int i = 0; i < count; ++i) {
+    const __m256 a = _mm256_set1_ps(w[i]);
+    const float* v = base + rows[i];
+    for (int j = 0; j < M; ++j) acc[j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * j), acc[j]);
+  }
+  for (int j = 0; j < M; ++j) _mm256_storeu_ps(o + 8 * j, acc[j]);
+}
+
+}  // namespace
+
+void span_values_avx2(const float* w, const float* base, const int64_t* rows, int count, int n, float* o) {
+  if (n % 8 != 0) {
+    for (int i = 0; i < count; ++i) axpy_avx2(w[i], base + rows[i], o, n);
+    return;
+  }
+  // axpy_avx2's FMA per lane and row, in row order, 64 lanes at a time.
+  for (int c = 0; c < n; c += 64) {
+    const float* b = base + c;
+    float* oc = o + c;
+    switch (std::min(64, n - c) / 8) {
+      case 8: values_chunk<8>(w, b, rows, count, oc); break;
+      case 7: values_chunk<7>(w, b, rows, count, oc); break;
+      case 6: values_chunk<6>(w, b, rows, count, oc); break;
+      case 5: values_chunk<5>(w, b, rows, count, oc); break;
+      case 4: values_chunk<4>(w, b, rows, count, oc); break;
+      case 3: values_chunk<3>(w, b, rows, count, oc); break;
+      case 2: values_chunk<2>(w, b, rows, count, oc); break;
+      default: values_chunk<1>(w, b, rows, count, oc); break;
+    }
+  }
 }
 
 }  // namespace ghostd::runtime::cpu

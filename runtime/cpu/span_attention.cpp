@@ -61,13 +61,14 @@ void SpanAttention::run(ThreadPool& pool, const Kernels& kernels, const float* q
 void SpanAttention::span(const Kernels& kernels, const float* q, const BatchView& batch, const AttentionShape& shape,
                          KvLayerView layer, int t, int h, int span, float* partial, float* out) {
   thread_local std::vector<float> scores;  // kept per thread: no allocation per step
+  thread_local std::vector<int64_t> rows;  // the positions' KV rows (floats from the layer's start)
   const int hd = shape.head_dim, nh = shape.n_heads, group = shape.n_heads / shape.n_kv_heads;
   const int64_t kv_dim = static_cast<int64_t>(shape.n_kv_heads) * hd;
   const int64_t q_dim = static_cast<int64_t>(nh) * hd;
   const int s = batch.token_seq[t];
   const int n_ctx = batch.positions[t] + 1;
   const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;  // first attended position
-  const int p0 = lo + span * kSpan, p1 = std::min(n_ctx, p0 + kSpan);
+  const int p0 = lo + span * kSpan, p1 = std::min(n_ctx, p0 + kSpan), count = p1 - p0;
   const int32_t* table = batch.block_tables + batch.block_table_start[s];
   const float* qv = q + t * q_dim + static_cast<int64_t>(h) * hd;
   const int64_t head_off = static_cast<int64_t>(h / group) * hd;
@@ -75,16 +76,17 @@ void SpanAttention::span(const Kernels& kernels, const float* q, const BatchView
   // context; the order of the sums is that of a chain.
   const uint64_t mask = batch.tree_mask != nullptr ? batch.tree_mask[t] : 0;
   const int base = mask != 0 ? tree_base(mask, batch.positions[t]) : n_ctx;
-  auto slot_of = [&](int p) {
-    const int i = tree_kv_index(mask, base, p);
-    return static_cast<int64_t>(table[i / batch.block_size]) * batch.block_size + i % batch.block_size;
-  };
-  scores.resize(static_cast<size_t>(p1 - p0));
-  float mx = -INFINITY;
+  rows.resize(static_cast<size_t>(count));
+  scores.resize(static_cast<size_t>(count));
   for (int p = p0; p < p1; ++p) {
-    const int64_t slot = slot_of(p);
-    float sc = kernels.dot(qv, layer.k + slot * kv_dim + head_off, hd) * shape.scale;
-    scores[p - p0] = sc;
+    const int i = tree_kv_index(mask, base, p);
+    const int64_t slot = static_cast<int64_t>(table[i / batch.block_size]) * batch.block_size + i % batch.block_size;
+    rows[p - p0] = slot * kv_dim + head_off;
+  }
+  kernels.span_scores(qv, layer.k, rows.data(), count, hd, scores.data());
+  float mx = -INFINITY;
+  for (float& sc : scores) {
+    sc *= shape.scale;
     mx = std::max(mx, sc);
   }
   float sum = 0;
@@ -94,11 +96,11 @@ void SpanAttention::span(const Kernels& kernels, const float* q, const BatchView
   }
   float* o = partial != nullptr ? partial + 2 : out + t * q_dim + static_cast<int64_t>(h) * hd;
   std::fill(o, o + hd, 0.0f);
-  const float inv = partial != nullptr ? 1.0f : 1.0f / sum;
-  for (int p = p0; p < p1; ++p) {
-    const int64_t slot = slot_of(p);
-    kernels.axpy(scores[p - p0] * inv, layer.v + slot * kv_dim + head_off, o, hd);
+  if (partial == nullptr) {
+    const float inv = 1.0f / sum;
+    for (float& sc : scores) sc *= inv;
   }
+  kernels.span_values(scores.data(), layer.v, rows.data(), count, hd, o);
   if (partial != nullptr) {
     partial[0] = mx;
     partial[1] = sum;

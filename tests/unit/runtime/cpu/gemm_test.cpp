@@ -118,6 +118,43 @@ TEST_CASE("dot and axpy kernels agree with the reference") {
   for (int i = 0; i < 77; ++i) CHECK(y[i] == doctest::Approx(y2[i]));
 }
 
+TEST_CASE("attention span passes have the bits of per-row dot and axpy") {
+  // KV rows scattered in a pool (as paged KV is), head sizes with and
+  // without the blocked paths' multiples, and row counts around the 4-row
+  // groups.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<float> pool(64 * 160), q(160);
+  for (float& v : pool) v = u(rng);
+  for (float& v : q) v = u(rng);
+  Kernels k = select_kernels();
+  for (int n : {64, 77, 80, 96, 128, 160}) {
+    for (int count : {0, 1, 3, 4, 5, 8, 37}) {
+      CAPTURE(n);
+      CAPTURE(count);
+      std::vector<int64_t> rows(count);
+      for (int i = 0; i < count; ++i) rows[i] = static_cast<int64_t>((i * 29 + 11) % 64) * 160;
+      std::vector<float> w(count);
+      for (float& v : w) v = u(rng);
+      struct Pair {
+        DotFn dot;
+        AxpyFn axpy;
+        SpanScoresFn scores;
+        SpanValuesFn values;
+      };
+      for (const Pair& f : {Pair{dot_generic, axpy_generic, span_scores_generic, span_values_generic},
+                            Pair{k.dot, k.axpy, k.span_scores, k.span_values}}) {
+        std::vector<float> got(count, -1.0f), o(n, 0.25f), o_ref(n, 0.25f);
+        f.scores(q.data(), pool.data(), rows.data(), count, n, got.data());
+        for (int i = 0; i < count; ++i) CHECK(got[i] == f.dot(q.data(), pool.data() + rows[i], n));
+        f.values(w.data(), pool.data(), rows.data(), count, n, o.data());
+        for (int i = 0; i < count; ++i) f.axpy(w[i], pool.data() + rows[i], o_ref.data(), n);
+        CHECK(std::memcmp(o.data(), o_ref.data(), sizeof(float) * n) == 0);
+      }
+    }
+  }
+}
+
 namespace {
 
 // Random ggml blocks: random quant bytes, with the f16 scale fields set to
