@@ -180,6 +180,16 @@ class CpuBackend : public Backend {
       kernels_.quantize_q8(x, static_cast<int>(b), static_cast<int>(e), q8_);
     });
   }
+  // Output columns [0, n) of a product with `rows` x rows, across the
+  // threads. With few x rows (decode) a product is a stream of weight bytes
+  // and a core that streams slower would keep the other waiting at the end:
+  // the threads take pieces of about an eighth of their share as they go.
+  // With more, one chunk each (the tiles' weights stay in cache across the
+  // x rows). Each output's sum does not depend on the split (gemm.h).
+  void split_outputs(int rows, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+    if (rows >= 4 || pool_.size() == 1) return pool_.parallel_for(n, 16, fn);
+    pool_.parallel_pieces(n, std::max<int64_t>(16, (n / (8 * pool_.size()) + 15) / 16 * 16), fn);
+  }
   void gemm_cols(const float* x, int rows, const Weight& w, bool q8, int64_t b, int64_t e, float* out, int64_t n) {
     if (!q8 || !kernels_.gemm_q8(q8_, w, b, e, out, n)) kernels_.gemm(x, rows, w, b, e, out, n);
   }
@@ -193,7 +203,7 @@ class CpuBackend : public Backend {
     // Split output columns across threads; 16-column grain keeps chunks
     // cache-line aligned in the output. The bias is added per chunk, in the
     // same region, after its products.
-    pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) {
+    split_outputs(rows, n, [&](int64_t b, int64_t e) {
       gemm_cols(x, rows, w, q8, b, e, out, n);
       if (bv)
         for (int r = 0; r < rows; ++r)
@@ -218,7 +228,7 @@ class CpuBackend : public Backend {
       const Weight* bias = outs[i].bias;
       group_bias_ptr_[i] = bias && *bias ? as_floats(*bias, group_bias_[i]) : nullptr;
     }
-    pool_.parallel_for(total, 16, [&](int64_t b, int64_t e) {
+    split_outputs(rows, total, [&](int64_t b, int64_t e) {
       int64_t base = 0;
       for (size_t i = 0; i < outs.size(); ++i) {
         const Projection& p = outs[i];
@@ -244,7 +254,7 @@ class CpuBackend : public Backend {
     forms |= int8_product(up);
     const bool q8 = static_cast<bool>(forms);
     if (q8) quantize_x(x, rows, gate.cols, forms);
-    pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) {
+    split_outputs(rows, n, [&](int64_t b, int64_t e) {
       gemm_cols(x, rows, gate, q8 && int8_product(gate), b, e, gate_buf, n);
       gemm_cols(x, rows, up, q8 && int8_product(up), b, e, up_buf, n);
       for (int r = 0; r < rows; ++r) {

@@ -94,4 +94,16 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   for (int left = pending_.load(std::memory_order_acquire); left != 0;) left = await_change(pending_, left);
 }
 
+void ThreadPool::parallel_pieces(int64_t n, int64_t piece,
+                                 const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  piece = std::max<int64_t>(1, piece);
+  const int64_t pieces = (n + piece - 1) / piece;
+  next_piece_.store(0, std::memory_order_relaxed);  // published to the workers by parallel_for's region
+  parallel_for(std::min<int64_t>(size(), pieces), 1, [&](int64_t, int64_t) {
+    for (int64_t i; (i = next_piece_.fetch_add(1, std::memory_order_relaxed)) < pieces;)
+      fn(i * piece, std::min(n, (i + 1) * piece));
+  });
+}
+
 }  // namespace ghostd::runtime::cpu

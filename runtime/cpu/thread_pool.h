@@ -37,6 +37,13 @@ class ThreadPool {
   // The split depends on n, grain and the thread count only.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+  // Runs fn(begin, end) over [0, n) in pieces of `piece` items (the last one
+  // shorter) that the threads take in turn as they finish their last, so a
+  // thread slowed down (a busier core, a slower stretch of memory) does less
+  // of the work instead of making the others wait. Which thread runs a piece
+  // varies from call to call: fn's result for an item must not depend on it.
+  void parallel_pieces(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn);
+
  private:
   void worker_loop(int index);
 
@@ -48,6 +55,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> region_{0};
   std::atomic<int> pending_{0};  // participating workers still running
+  std::atomic<int64_t> next_piece_{0};  // parallel_pieces: the next piece to take
   std::atomic<bool> stop_{false};
   // Read by participating workers only, published by region_ (release).
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 using ghostd::runtime::cpu::ThreadPool;
@@ -44,4 +46,43 @@ TEST_CASE("thread pool: a region right after construction runs (no lost start), 
   std::atomic<int64_t> total{0};
   for (int r = 0; r < 20000; ++r) pool.parallel_for(3, 1, [&](int64_t b, int64_t e) { total += e - b; });
   CHECK(total.load() == 60000);
+}
+
+TEST_CASE("thread pool: pieces cover every index once, in order within a piece, taken by whoever is free") {
+  for (int threads : {1, 2, 3, 8}) {
+    CAPTURE(threads);
+    ThreadPool pool(threads);
+    for (int64_t n : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{1000}, int64_t{8960}}) {
+      for (int64_t piece : {int64_t{0}, int64_t{1}, int64_t{16}, int64_t{112}, int64_t{100000}}) {
+        CAPTURE(n);
+        CAPTURE(piece);
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> pieces{0};
+        std::atomic<bool> bad{false};
+        const int64_t p = piece < 1 ? 1 : piece;
+        pool.parallel_pieces(n, piece, [&](int64_t b, int64_t e) {
+          ++pieces;
+          if (b % p != 0 || (e - b != p && e != n)) bad = true;  // whole pieces; only the last one short
+          for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+        });
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+        CHECK(pieces.load() == (n + p - 1) / p);
+        CHECK_FALSE(bad.load());
+      }
+    }
+  }
+  // A slow piece does not hold the others: with one thread stuck on its
+  // first piece, the rest are taken by the other threads.
+  ThreadPool pool(2);
+  std::atomic<int> by_slow{0};
+  std::atomic<bool> first{true};
+  thread_local bool slow = false;
+  pool.parallel_pieces(64, 1, [&](int64_t, int64_t) {
+    if (first.exchange(false)) {
+      slow = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (slow) ++by_slow;
+  });
+  CHECK(by_slow.load() < 32);
 }
