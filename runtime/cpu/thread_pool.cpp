@@ -100,9 +100,15 @@ void ThreadPool::parallel_pieces(int64_t n, int64_t piece,
   piece = std::max<int64_t>(1, piece);
   const int64_t pieces = (n + piece - 1) / piece;
   next_piece_.store(0, std::memory_order_relaxed);  // published to the workers by parallel_for's region
-  parallel_for(std::min<int64_t>(size(), pieces), 1, [&](int64_t, int64_t) {
-    for (int64_t i; (i = next_piece_.fetch_add(1, std::memory_order_relaxed)) < pieces;)
-      fn(i * piece, std::min(n, (i + 1) * piece));
+  // One pointer captured: the std::function keeps it inline (no allocation).
+  struct Job {
+    std::atomic<int64_t>& next;
+    int64_t n, piece, pieces;
+    const std::function<void(int64_t, int64_t)>& fn;
+  } job{next_piece_, n, piece, pieces, fn};
+  parallel_for(std::min<int64_t>(size(), pieces), 1, [&job](int64_t, int64_t) {
+    for (int64_t i; (i = job.next.fetch_add(1, std::memory_order_relaxed)) < job.pieces;)
+      job.fn(i * job.piece, std::min(job.n, (i + 1) * job.piece));
   });
 }
 
