@@ -83,11 +83,8 @@ bool gemm_q8_avx512(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t 
 bool gemm_q8_avx512vnni(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t n_end, float* out,
                         int64_t out_stride);
 
-// Dot product of two float vectors (attention scores), same per-ISA split.
-using DotFn = float (*)(const float* a, const float* b, int n);
-// y[i] += a * x[i] (attention value accumulation).
-using AxpyFn = void (*)(float a, const float* x, float* y, int n);
-
+// Dot product of two float vectors, and y[i] += a * x[i]: one KV row's step
+// of attention, per ISA (the span passes below run them over many rows).
 float dot_generic(const float* a, const float* b, int n);
 float dot_avx2(const float* a, const float* b, int n);
 void axpy_generic(float a, const float* x, float* y, int n);
@@ -109,8 +106,6 @@ void span_values_avx2(const float* w, const float* base, const int64_t* rows, in
 
 struct Kernels {
   GemmFn gemm;
-  DotFn dot;
-  AxpyFn axpy;
   SpanScoresFn span_scores;
   SpanValuesFn span_values;
   const char* isa;

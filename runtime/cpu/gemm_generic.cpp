@@ -74,15 +74,17 @@ Kernels select_kernels() {
       spdlog::warn("{}={}: expected float or int8; {} is used", name, s, fallback ? "int8" : "float");
     return s == "int8" || (s != "float" && fallback);
   };
-  if (want == "generic" || (!avx2 && !avx512)) return {gemm_generic, dot_generic, axpy_generic, span_scores_generic, span_values_generic, "generic", false};
+  if (want == "generic" || (!avx2 && !avx512))
+    return {gemm_generic, span_scores_generic, span_values_generic, "generic", false};
   const bool use512 = want != "avx2" && avx512 && avx2;
   const bool vnni = use512 && __builtin_cpu_supports("avx512vnni");
   const bool int8 = mode("GHOSTD_CPU_KQUANT", true), b32 = mode("GHOSTD_CPU_BLOCK32", true), any = int8 || b32;
   if (!use512)
-    return {int8 ? gemm_avx2_k8 : gemm_avx2, dot_avx2, axpy_avx2, span_scores_avx2, span_values_avx2, "avx2", int8, any ? quantize_q8_avx2 : nullptr,
-            any ? gemm_q8_avx2 : nullptr, b32};
-  return {int8 ? gemm_avx512_k8 : gemm_avx512, dot_avx2, axpy_avx2, span_scores_avx2, span_values_avx2, "avx512", int8, any ? quantize_q8_avx2 : nullptr,
-          any ? (vnni ? gemm_q8_avx512vnni : gemm_q8_avx512) : nullptr, b32, any && vnni};
+    return {int8 ? gemm_avx2_k8 : gemm_avx2, span_scores_avx2, span_values_avx2, "avx2", int8,
+            any ? quantize_q8_avx2 : nullptr, any ? gemm_q8_avx2 : nullptr, b32};
+  return {int8 ? gemm_avx512_k8 : gemm_avx512, span_scores_avx2, span_values_avx2, "avx512", int8,
+          any ? quantize_q8_avx2 : nullptr, any ? (vnni ? gemm_q8_avx512vnni : gemm_q8_avx512) : nullptr, b32,
+          any && vnni};
 }
 
 }  // namespace ghostd::runtime::cpu
