@@ -205,7 +205,7 @@ struct Block32 {
 // those of N = R = 1.
 template <DType D, int N, int R>
 void block32_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x, int r0, float* out,
-                     int64_t out_stride) {
+                     int64_t out_stride, bool fetch) {
   using B = Block32<D>;
   constexpr int kBb = B::kBytes;
   const int blocks = x.cols / 32;
@@ -225,46 +225,49 @@ void block32_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x
   const char* next = reinterpret_cast<const char*>(w) + (kDecode ? size_t{8192} : tiles * tile);
   const size_t share = (N * row_bytes / static_cast<size_t>(std::max(1, kQ80Vnni ? blocks / 2 : blocks)) + 63) / 64 * 64;
   auto ahead = [&] {
+    if (!fetch) return;
     for (size_t i = 0; i < share; i += 64) _mm_prefetch(next + i, kDecode ? _MM_HINT_T0 : _MM_HINT_T1);
     next += share;
   };
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  // The two f16 at off of blocks p and p + kBb as one int (two 16-bit stores
-  // read back as one 32-bit load would stall store forwarding).
-  auto halves = [](const unsigned char* p, int off) {
-    uint16_t h0, h1;
-    std::memcpy(&h0, p + off, 2);
-    std::memcpy(&h1, p + kBb + off, 2);
-    return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h0 | static_cast<uint32_t>(h1) << 16)));
-  };
-  // Two blocks per 512-bit dpbusd, lanes 0-7 block b's, 8-15 b + 1's.
+  // Two blocks per 512-bit dpbusd, lanes 0-7 block b's, 8-15 b + 1's. The
+  // scales are spread over those lanes once per weight row and once per x
+  // row, so each (n, r) pair costs one multiply for its dw * dx (the same
+  // products as a one-row call's): on a Zen 5 the per-pair permutes and the
+  // register moves around them had made the tile issue-bound.
   __m512 acc2[N][R];
   for (int n = 0; n < N; ++n)
     for (int r = 0; r < R; ++r) acc2[n][r] = _mm512_setzero_ps();
-  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  // The f16 at off of blocks p and p + kBb, each over its 8 lanes.
+  auto spread = [](const unsigned char* p, int off) {
+    uint16_t h0, h1;
+    std::memcpy(&h0, p + off, 2);
+    std::memcpy(&h1, p + kBb + off, 2);
+    return _mm512_cvtph_ps(_mm256_mask_set1_epi16(_mm256_set1_epi16(static_cast<int16_t>(h0)), 0xFF00,
+                                                  static_cast<int16_t>(h1)));
+  };
   for (; b + 2 <= blocks; b += 2) {
     ahead();
     __m512i u[N];
-    __m128 dw[N], mw[N];
+    __m512 dw[N], mw[N];
     for (int n = 0; n < N; ++n) {
       const unsigned char* p = w + n * row_bytes + kBb * b;
       u[n] = B::pair(p);
-      dw[n] = halves(p, 0);
-      if constexpr (B::kMin) mw[n] = halves(p, 2);
+      dw[n] = spread(p, 0);
+      if constexpr (B::kMin) mw[n] = spread(p, 2);
     }
     for (int r = 0; r < R; ++r) {
       const __m512i q = _mm512_loadu_si512(x.qrow(r0 + r) + 32 * b);
       const __m512i c = _mm512_loadu_si512(x.crow(r0 + r) + 8 * b);
       const __m512i start = B::start(c);
-      const __m128 dx = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(x.drow(r0 + r) + b)));
+      const float* dxp = x.drow(r0 + r) + b;
+      const __m512 dx = _mm512_mask_broadcastss_ps(_mm512_set1_ps(dxp[0]), 0xFF00, _mm_load_ss(dxp + 1));
+      [[maybe_unused]] __m512 xsum;
+      if constexpr (B::kMin) xsum = _mm512_cvtepi32_ps(_mm512_srai_epi32(c, 7));  // minus each lane's x sum
       for (int n = 0; n < N; ++n) {
-        const __m512 s = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(dw[n], dx)));
-        acc2[n][r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, u[n], q)), acc2[n][r]);
-        if constexpr (B::kMin) {
-          // m * dx * sum(x): c4 >> 7 is minus each lane's x sum.
-          const __m512 sm = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_mul_ps(mw[n], dx)));
-          acc2[n][r] = _mm512_fnmadd_ps(sm, _mm512_cvtepi32_ps(_mm512_srai_epi32(c, 7)), acc2[n][r]);
-        }
+        acc2[n][r] = _mm512_fmadd_ps(_mm512_mul_ps(dw[n], dx), _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, u[n], q)),
+                                     acc2[n][r]);
+        if constexpr (B::kMin) acc2[n][r] = _mm512_fnmadd_ps(_mm512_mul_ps(mw[n], dx), xsum, acc2[n][r]);  // m * dx * sum(x)
       }
     }
   }
@@ -316,9 +319,11 @@ void gemm_block32_q8(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t
   const Q8View32 xv{xq.q32.data(), xq.d32.data(), xq.c4.data(), cols};
   const size_t row_bytes = dtype_bytes(D, cols);
   const auto* wd = static_cast<const unsigned char*>(w.data);
+  // With several x rows a block of weight rows comes from memory on its
+  // first pass (prefetched) and from L2 on the others (not prefetched again).
   auto run = [&]<int N, int R>(int r, int64_t n) {
     const unsigned char* wr = wd + static_cast<size_t>(n) * row_bytes;
-    block32_tile_q8<D, N, R>(wr, row_bytes, xv, r, out + r * out_stride + n, out_stride);
+    block32_tile_q8<D, N, R>(wr, row_bytes, xv, r, out + r * out_stride + n, out_stride, R == 1 || r == 0);
   };
   constexpr int kN4 = kQ80Vnni ? 4 : 1;  // weight rows per tile with 4 x rows
   constexpr int64_t kBlockN = 64;        // weight rows kept in cache across the x rows
