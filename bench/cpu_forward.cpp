@@ -1,14 +1,20 @@
 // CPU forward throughput: prefill and decode tokens/s at batch 1 and 8, the
 // effective weight bandwidth of a decode step (weight bytes / step time) and
 // the prefill's GFLOP/s, each beside the machine's own limit measured in the
-// same run (bench/cpu_probes.h): streaming read bandwidth and FMA peak.
+// same run (bench/cpu_probes.h): streaming read bandwidth and FMA peak. The
+// bandwidth is probed again just before each repetition, and decode's share
+// of that probe is given rep by rep, with the share of CPU time the host
+// took (steal) during the reps: on a shared virtual machine the limit moves
+// from one second to the next, and a ratio to a probe taken earlier says
+// as much about the neighbours as about the code.
 //
 //   bench_cpu_forward --model PATH [--threads N] [--prompt 128] [--decode 32] [--reps 5]
-//                     [--probe-mb 1024 | --no-probe]
+//                     [--probe-mb 1024 | --no-probe] [--batches 1,8]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,11 +33,16 @@ namespace {
 
 struct Figures {
   double prefill_tps, decode_tps, decode_step_ms;
+  double beside_gbs = 0;  // the read probe just before the decode steps (0: not probed)
+  ghostd::bench::HostCpuTimes h0, h1, h2;  // the machine's CPU times at the start, between the phases, at the end
 };
 
 // One run: `batch` sequences prefill `prompt` tokens each, then decode
-// `decode` steps together.
-Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
+// `decode` steps together; the bandwidth is probed between the two when
+// `probe` is given, with `threads` threads.
+Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed,
+                 ghostd::bench::ReadProbe* probe = nullptr, int threads = 1) {
+  Figures fig{};
   const ModelConfig& c = m.config();
   const int bs = 16, per_seq = (prompt + decode + bs - 1) / bs;
   auto kv = KvStorage::create(m.backend(), c, per_seq * batch, bs);
@@ -51,11 +62,15 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
     std::fprintf(stderr, "%s\n", st.message().c_str());
     std::exit(1);
   }
+  fig.h0 = ghostd::bench::host_cpu_times();
   auto t0 = Clock::now();
   if (auto st = m.forward(in, *kv, logits); !st) {
     std::fprintf(stderr, "%s\n", st.message().c_str());
     std::exit(1);
   }
+  const double pre = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (probe != nullptr) fig.beside_gbs = probe->measure(threads, 1);
+  fig.h1 = ghostd::bench::host_cpu_times();
   auto t1 = Clock::now();
   std::vector<int32_t> next(batch);
   for (int d = 0; d < decode; ++d) {
@@ -69,9 +84,12 @@ Figures run_once(Model& m, int batch, int prompt, int decode, uint32_t seed) {
     }
   }
   auto t2 = Clock::now();
-  double pre = std::chrono::duration<double>(t1 - t0).count();
+  fig.h2 = ghostd::bench::host_cpu_times();
   double dec = std::chrono::duration<double>(t2 - t1).count();
-  return {batch * prompt / pre, batch * decode / dec, dec / decode * 1e3};
+  fig.prefill_tps = batch * prompt / pre;
+  fig.decode_tps = batch * decode / dec;
+  fig.decode_step_ms = dec / decode * 1e3;
+  return fig;
 }
 
 }  // namespace
@@ -126,9 +144,11 @@ int main(int argc, char** argv) {
   }
   const int nthreads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   double bandwidth = 0, peak = 0;
+  std::unique_ptr<ghostd::bench::ReadProbe> probe;  // kept: probed again beside each rep
   if (probe_mb > 0) {
     const char* isa = ghostd::runtime::cpu::select_kernels().isa;
-    bandwidth = ghostd::bench::probe_read_bandwidth(nthreads, static_cast<size_t>(probe_mb) << 20);
+    probe = std::make_unique<ghostd::bench::ReadProbe>(static_cast<size_t>(probe_mb) << 20);
+    bandwidth = probe->measure(nthreads);
     const double one = ghostd::bench::probe_fma_peak(isa, 1);
     const double all = ghostd::bench::probe_fma_peak(isa, nthreads);
     peak = one * nthreads;
@@ -150,13 +170,24 @@ int main(int argc, char** argv) {
               "prefill GFLOP/s");
   double base = 0;
   for (int batch : batches) {
-    std::vector<double> p, d, ms;
+    std::vector<double> p, d, ms, beside, share;
+    ghostd::bench::HostCpuTimes pre_steal, dec_steal;  // summed over the reps, per phase
+    bool steal_ok = true;
     run_once(m, batch, prompt, 4, 99);  // warm-up
     for (int r = 0; r < reps; ++r) {
-      Figures f = run_once(m, batch, prompt, decode, r);
+      Figures f = run_once(m, batch, prompt, decode, r, probe.get(), nthreads);
+      steal_ok = steal_ok && f.h0.ok && f.h1.ok && f.h2.ok;
+      pre_steal.steal += f.h1.steal - f.h0.steal;
+      pre_steal.total += f.h1.total - f.h0.total;
+      dec_steal.steal += f.h2.steal - f.h1.steal;
+      dec_steal.total += f.h2.total - f.h1.total;
       p.push_back(f.prefill_tps);
       d.push_back(f.decode_tps);
       ms.push_back(f.decode_step_ms);
+      if (f.beside_gbs > 0) {
+        beside.push_back(f.beside_gbs);
+        share.push_back(100 * weight_bytes / (f.decode_step_ms * 1e-3) / 1e9 / f.beside_gbs);
+      }
     }
     double step = median(ms);
     const double gbs = weight_bytes / (step * 1e-3) / 1e9;
@@ -165,6 +196,19 @@ int main(int argc, char** argv) {
     if (bandwidth > 0)
       std::printf("batch %d: decode reads weights at %.0f%% of the probed bandwidth; prefill at %.0f%% of the FMA peak\n",
                   batch, 100 * gbs / bandwidth, 100 * gflops / peak);
+    if (!share.empty())
+      std::printf("batch %d: probed just before each rep's decode steps: %.1f-%.1f GB/s; decode read weights at "
+                  "%.0f%% of it (median; %.0f-%.0f%% over %zu reps)\n",
+                  batch, *std::min_element(beside.begin(), beside.end()), *std::max_element(beside.begin(), beside.end()),
+                  median(share), *std::min_element(share.begin(), share.end()),
+                  *std::max_element(share.begin(), share.end()), share.size());
+    auto pct = [](const ghostd::bench::HostCpuTimes& t) {
+      return t.total > 0 ? 100.0 * static_cast<double>(t.steal) / static_cast<double>(t.total) : 0.0;
+    };
+    if (steal_ok)
+      std::printf("batch %d: the host took %.1f%% of this machine's CPU time during prefill, %.1f%% during decode "
+                  "(steal)\n",
+                  batch, pct(pre_steal), pct(dec_steal));
     if (base == 0) base = median(d);
     else std::printf("batch %d decode throughput = %.2fx batch %d\n", batch, median(d) / base, batches[0]);
   }

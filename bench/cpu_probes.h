@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -18,54 +19,100 @@
 
 namespace ghostd::bench {
 
-// GB/s of `threads` threads each reading its part of a `bytes` buffer (far
-// larger than the caches), summing 64-bit words so no pass is skipped; the
-// best of `passes` per read pattern, after a pass that faults the pages in.
-// Three patterns: the hardware prefetcher alone, and software prefetches 8
-// KiB ahead into L2 or into L1 (the CPU kernels prefetch too; on an AMD EPYC
-// the prefetching reads gave 26-28 GB/s on one thread against 24-26 without,
-// so a probe without them understated the machine). The buffer is on 2 MiB
-// pages where the kernel grants them, as the CPU backend's weights are: the
-// machine's limit. huge_pages = false reads malloc'd memory instead.
-inline double probe_read_bandwidth(int threads, size_t bytes, int passes = 3, bool huge_pages = true) {
-  const size_t words = bytes / sizeof(uint64_t);
-  ghostd::runtime::cpu::HostRegion region(huge_pages ? words * sizeof(uint64_t) : 0);
-  std::unique_ptr<uint64_t[]> small(huge_pages ? nullptr : new uint64_t[words]);
-  auto* buf = huge_pages ? static_cast<uint64_t*>(region.data()) : small.get();
-  if (buf == nullptr) return 0;
-  for (size_t i = 0; i < words; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
-  volatile uint64_t sink = 0;
-  double best = 0;
-  constexpr size_t kAhead = 8192 / sizeof(uint64_t);
-  for (int p = 0; p < 3 * passes; ++p) {
-    const int pattern = p % 3;  // 0: none, 1: L2, 2: L1
-    std::vector<uint64_t> sums(static_cast<size_t>(threads));
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        const size_t b = words * t / threads, e = words * (t + 1) / threads;
-        uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        size_t i = b;
-        for (; i + 8 <= e; i += 8) {  // one 64-byte line per step
-          const char* ahead = reinterpret_cast<const char*>(buf + std::min(i + kAhead, e - 1));
-          if (pattern == 1) _mm_prefetch(ahead, _MM_HINT_T1);
-          else if (pattern == 2) _mm_prefetch(ahead, _MM_HINT_T0);
-          a0 += buf[i] + buf[i + 4];
-          a1 += buf[i + 1] + buf[i + 5];
-          a2 += buf[i + 2] + buf[i + 6];
-          a3 += buf[i + 3] + buf[i + 7];
-        }
-        for (; i < e; ++i) a0 += buf[i];
-        sums[static_cast<size_t>(t)] = a0 + a1 + a2 + a3;
-      });
-    }
-    for (auto& th : pool) th.join();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (uint64_t v : sums) sink = sink + v;
-    best = std::max(best, static_cast<double>(words * sizeof(uint64_t)) / s / 1e9);
+// GB/s of `threads` threads each reading their part of a buffer (far larger
+// than the caches), summing 64-bit words so no pass is skipped; the best of
+// `passes` per read pattern. Three patterns: the hardware prefetcher alone,
+// and software prefetches 8 KiB ahead into L2 or into L1 (the CPU kernels
+// prefetch too; on an AMD EPYC the prefetching reads gave 26-28 GB/s on one
+// thread against 24-26 without, so a probe without them understated the
+// machine). The buffer is on 2 MiB pages where the kernel grants them, as
+// the CPU backend's weights are: the machine's limit. huge_pages = false
+// reads malloc'd memory instead. The buffer is kept between measurements,
+// so a benchmark can probe beside each of its repetitions: on a shared host
+// the limit moves from one second to the next.
+class ReadProbe {
+ public:
+  explicit ReadProbe(size_t bytes, bool huge_pages = true)
+      : words_(bytes / sizeof(uint64_t)),
+        region_(huge_pages ? words_ * sizeof(uint64_t) : 0),
+        small_(huge_pages ? nullptr : new uint64_t[words_]) {
+    buf_ = huge_pages ? static_cast<uint64_t*>(region_.data()) : small_.get();
+    if (buf_ != nullptr)  // faults the pages in
+      for (size_t i = 0; i < words_; ++i) buf_[i] = i * 0x9e3779b97f4a7c15ull;
   }
-  return best;
+
+  // 0 when the buffer could not be had.
+  double measure(int threads, int passes = 3) {
+    if (buf_ == nullptr) return 0;
+    const uint64_t* buf = buf_;
+    const size_t words = words_;
+    double best = 0;
+    constexpr size_t kAhead = 8192 / sizeof(uint64_t);
+    for (int p = 0; p < 3 * passes; ++p) {
+      const int pattern = p % 3;  // 0: none, 1: L2, 2: L1
+      std::vector<uint64_t> sums(static_cast<size_t>(threads));
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+          const size_t b = words * t / threads, e = words * (t + 1) / threads;
+          uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+          size_t i = b;
+          for (; i + 8 <= e; i += 8) {  // one 64-byte line per step
+            const char* ahead = reinterpret_cast<const char*>(buf + std::min(i + kAhead, e - 1));
+            if (pattern == 1) _mm_prefetch(ahead, _MM_HINT_T1);
+            else if (pattern == 2) _mm_prefetch(ahead, _MM_HINT_T0);
+            a0 += buf[i] + buf[i + 4];
+            a1 += buf[i + 1] + buf[i + 5];
+            a2 += buf[i + 2] + buf[i + 6];
+            a3 += buf[i + 3] + buf[i + 7];
+          }
+          for (; i < e; ++i) a0 += buf[i];
+          sums[static_cast<size_t>(t)] = a0 + a1 + a2 + a3;
+        });
+      }
+      for (auto& th : pool) th.join();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      for (uint64_t v : sums) sink_ = sink_ + v;
+      best = std::max(best, static_cast<double>(words * sizeof(uint64_t)) / s / 1e9);
+    }
+    return best;
+  }
+
+ private:
+  size_t words_;
+  ghostd::runtime::cpu::HostRegion region_;
+  std::unique_ptr<uint64_t[]> small_;
+  uint64_t* buf_ = nullptr;
+  volatile uint64_t sink_ = 0;
+};
+
+inline double probe_read_bandwidth(int threads, size_t bytes, int passes = 3, bool huge_pages = true) {
+  return ReadProbe(bytes, huge_pages).measure(threads, passes);
+}
+
+// The machine's CPU time so far (/proc/stat's first line, in clock ticks).
+// On a virtual machine `steal` is time the host gave to someone else while
+// this machine wanted to run: a benchmark's figures are only as good as the
+// share of the CPU it was given.
+struct HostCpuTimes {
+  uint64_t steal = 0, total = 0;
+  bool ok = false;
+};
+
+inline HostCpuTimes host_cpu_times() {
+  HostCpuTimes t;
+  FILE* f = std::fopen("/proc/stat", "r");
+  if (f == nullptr) return t;
+  unsigned long long v[8] = {};
+  const int got = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                              &v[5], &v[6], &v[7]);
+  std::fclose(f);
+  if (got < 8) return t;
+  for (unsigned long long x : v) t.total += x;
+  t.steal = v[7];
+  t.ok = true;
+  return t;
 }
 
 namespace probe_detail {
