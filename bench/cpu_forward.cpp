@@ -199,8 +199,8 @@ int main(int argc, char** argv) {
     if (!share.empty())
       std::printf("batch %d: probed just before each rep's decode steps: %.1f-%.1f GB/s; decode read weights at "
                   "%.0f%% of it (median; %.0f-%.0f%% over %zu reps)\n",
-                  batch, *std::min_element(beside.begin(), beside.end()), *std::max_element(beside.begin(), beside.end()),
-                  median(share), *std::min_element(share.begin(), share.end()),
+                  batch, *std::min_element(beside.begin(), beside.end()),
+                  *std::max_element(beside.begin(), beside.end()), median(share), *std::min_element(share.begin(), share.end()),
                   *std::max_element(share.begin(), share.end()), share.size());
     auto pct = [](const ghostd::bench::HostCpuTimes& t) {
       return t.total > 0 ? 100.0 * static_cast<double>(t.steal) / static_cast<double>(t.total) : 0.0;

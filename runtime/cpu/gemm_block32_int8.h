@@ -213,13 +213,14 @@ void block32_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x
   int b = 0;
   // The N rows are read side by side, which the hardware prefetcher does not
   // follow on short rows (as in gemm_direct.h): each step also prefetches its
-  // share of the rows ahead. With several x rows (prefill) into L2, some tiles
-  // on, at least 12 KiB ahead (on an AMD EPYC Zen 4, Q8_0 at batch 1 at
-  // hidden 1536 read 15 GB/s one tile ahead, 19-24 two, 23-26 three). With
-  // one x row (decode) a step is short, and the weights go straight into L1,
-  // 8 KiB ahead in memory order: on a Zen 5 this read 29 / 29 / 26 GB/s (qo,
-  // gate/up, down) on one thread against 26 / 25 / 22 into L2 12 KiB ahead,
-  // and 43-50 against 31-40 on two (bench_cpu_gemm, medians of 4-5 rounds).
+  // share of the rows ahead, on a block's first pass (`fetch`). With several
+  // x rows (prefill) into L2, some tiles on, at least 12 KiB ahead (on an AMD
+  // EPYC Zen 4, Q8_0 at batch 1 at hidden 1536 read 15 GB/s one tile ahead,
+  // 19-24 two, 23-26 three). With one x row (decode) a step is short, and
+  // the weights go straight into L1, 8 KiB ahead in memory order: on a Zen 5
+  // this read 29 / 29 / 26 GB/s (qo, gate/up, down) on one thread against
+  // 26 / 25 / 22 into L2 12 KiB ahead, and 43-50 against 31-40 on two
+  // (bench_cpu_gemm, medians of 4-5 rounds).
   constexpr bool kDecode = R == 1;
   const size_t tile = N * row_bytes, tiles = std::max<size_t>(2, (12288 + tile - 1) / tile);
   const char* next = reinterpret_cast<const char*>(w) + (kDecode ? size_t{8192} : tiles * tile);
@@ -267,7 +268,8 @@ void block32_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x
       for (int n = 0; n < N; ++n) {
         acc2[n][r] = _mm512_fmadd_ps(_mm512_mul_ps(dw[n], dx), _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, u[n], q)),
                                      acc2[n][r]);
-        if constexpr (B::kMin) acc2[n][r] = _mm512_fnmadd_ps(_mm512_mul_ps(mw[n], dx), xsum, acc2[n][r]);  // m * dx * sum(x)
+        if constexpr (B::kMin)  // m * dx * sum(x)
+          acc2[n][r] = _mm512_fnmadd_ps(_mm512_mul_ps(mw[n], dx), xsum, acc2[n][r]);
       }
     }
   }
