@@ -91,6 +91,16 @@ struct Q8View {
   const int16_t* s32row(int r) const { return s32 + static_cast<int64_t>(r) * (cols / 32); }
 };
 
+// With one x row (decode) a block's work is short and the weights stream:
+// each block prefetches the lines 8 KiB ahead of it into L1, in memory order
+// (the rows lie end to end), as the 32-value block kernels do. On a Zen 5,
+// Q4_K_M decode 1.13x on one thread and 1.17x on two (4 KiB and 16 KiB
+// ahead were slower; docs/benchmarks.md).
+template <size_t kBb>
+inline void kquant_ahead(const unsigned char* w) {
+  for (size_t i = 0; i < kBb; i += 64) _mm_prefetch(reinterpret_cast<const char*>(w) + 8192 + i, _MM_HINT_T0);
+}
+
 // One Q4_K or Q5_K weight row against R quantized x rows: per block,
 // d * dx * sum_j sc_j * (q . q8)_j - dmin * dx * sum_j m_j * sum(q8)_j.
 // Q5_K is Q4_K with a fifth bit per value in qh (bit 2c of qh[l] for value l
@@ -110,6 +120,7 @@ void q45k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, i
     mins[r] = _mm_setzero_ps();
   }
   for (int b = 0; b < blocks; ++b, w += kBb) {
+    if constexpr (R == 1) kquant_ahead<kBb>(w);
     const float d = f16_at(w), dmin = f16_at(w + 2);
     uint8_t sc[8], m[8];
     quant::k_scales_mins(w + 4, sc, m);
@@ -205,6 +216,7 @@ void q6k_rows_q8(const unsigned char* w, const Q8View& x, int r0, float* out, in
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int b = 0; b < blocks; ++b, w += kBb) {
+    if constexpr (R == 1) kquant_ahead<kBb>(w);
     const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
     const float d = f16_at(w + 208);
     // Values 16j..16j+15 of the block have scale sc[j] (j = 8 * half + 2 * k
