@@ -2,7 +2,7 @@
 // effective weight bandwidth of a decode step (weight bytes / step time) and
 // the prefill's GFLOP/s, each beside the machine's own limit measured in the
 // same run (bench/cpu_probes.h): streaming read bandwidth and FMA peak. The
-// bandwidth is probed again just before each repetition, and decode's share
+// bandwidth is probed again just before each repetition's decode steps, and decode's share
 // of that probe is given rep by rep, with the share of CPU time the host
 // took (steal) during the reps: on a shared virtual machine the limit moves
 // from one second to the next, and a ratio to a probe taken earlier says
@@ -200,8 +200,9 @@ int main(int argc, char** argv) {
       std::printf("batch %d: probed just before each rep's decode steps: %.1f-%.1f GB/s; decode read weights at "
                   "%.0f%% of it (median; %.0f-%.0f%% over %zu reps)\n",
                   batch, *std::min_element(beside.begin(), beside.end()),
-                  *std::max_element(beside.begin(), beside.end()), median(share), *std::min_element(share.begin(), share.end()),
-                  *std::max_element(share.begin(), share.end()), share.size());
+                  *std::max_element(beside.begin(), beside.end()), median(share),
+                  *std::min_element(share.begin(), share.end()), *std::max_element(share.begin(), share.end()),
+                  share.size());
     auto pct = [](const ghostd::bench::HostCpuTimes& t) {
       return t.total > 0 ? 100.0 * static_cast<double>(t.steal) / static_cast<double>(t.total) : 0.0;
     };

@@ -38,6 +38,10 @@
 namespace ghostd::runtime::cpu {
 namespace {
 
+// How far ahead in memory the batch-1 integer kernels (these and the
+// K-quants') prefetch their weights into L1: the rows lie end to end.
+constexpr size_t kDecodeAhead = 8192;
+
 // 32 floats times id rounded to int8 in order (round to nearest even, the
 // MXCSR default; |q| <= 127 when id = 127 / amax). Shared with the per-256
 // quantizer of gemm_kquant_int8.h.
@@ -223,7 +227,7 @@ void block32_tile_q8(const unsigned char* w, size_t row_bytes, const Q8View32& x
   // (bench_cpu_gemm, medians of 4-5 rounds).
   constexpr bool kDecode = R == 1;
   const size_t tile = N * row_bytes, tiles = std::max<size_t>(2, (12288 + tile - 1) / tile);
-  const char* next = reinterpret_cast<const char*>(w) + (kDecode ? size_t{8192} : tiles * tile);
+  const char* next = reinterpret_cast<const char*>(w) + (kDecode ? kDecodeAhead : tiles * tile);
   const size_t share = (N * row_bytes / static_cast<size_t>(std::max(1, kQ80Vnni ? blocks / 2 : blocks)) + 63) / 64 * 64;
   auto ahead = [&] {
     if (!fetch) return;
@@ -321,11 +325,11 @@ void gemm_block32_q8(const Q8Rows& xq, const Weight& w, int64_t n_begin, int64_t
   const Q8View32 xv{xq.q32.data(), xq.d32.data(), xq.c4.data(), cols};
   const size_t row_bytes = dtype_bytes(D, cols);
   const auto* wd = static_cast<const unsigned char*>(w.data);
-  // With several x rows a block of weight rows comes from memory on its
-  // first pass (prefetched) and from L2 on the others (not prefetched again).
+  // A block of weight rows comes from memory on its first pass over the x
+  // rows (prefetched) and from L2 on the others (not prefetched again).
   auto run = [&]<int N, int R>(int r, int64_t n) {
     const unsigned char* wr = wd + static_cast<size_t>(n) * row_bytes;
-    block32_tile_q8<D, N, R>(wr, row_bytes, xv, r, out + r * out_stride + n, out_stride, R == 1 || r == 0);
+    block32_tile_q8<D, N, R>(wr, row_bytes, xv, r, out + r * out_stride + n, out_stride, r == 0);
   };
   constexpr int kN4 = kQ80Vnni ? 4 : 1;  // weight rows per tile with 4 x rows
   constexpr int64_t kBlockN = 64;        // weight rows kept in cache across the x rows

@@ -98,7 +98,7 @@ struct Q8View {
 // ahead were slower; docs/benchmarks.md).
 template <size_t kBb>
 inline void kquant_ahead(const unsigned char* w) {
-  for (size_t i = 0; i < kBb; i += 64) _mm_prefetch(reinterpret_cast<const char*>(w) + 8192 + i, _MM_HINT_T0);
+  for (size_t i = 0; i < kBb; i += 64) _mm_prefetch(reinterpret_cast<const char*>(w) + kDecodeAhead + i, _MM_HINT_T0);
 }
 
 // One Q4_K or Q5_K weight row against R quantized x rows: per block,
