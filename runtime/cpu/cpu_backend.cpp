@@ -21,13 +21,11 @@ namespace ghostd::runtime {
 
 namespace {
 
-using cpu::gelu_tanh;
 using cpu::kLightGrain;
 using cpu::layer_norm_row;
 using cpu::norm_row;
 using cpu::rope_row;
 using cpu::row_grain;
-using cpu::silu;
 
 // Host-memory backend. Ops run on the calling (engine) thread plus the pool.
 // Thread-safety: single owner thread, like every Backend.
@@ -258,11 +256,8 @@ class CpuBackend : public Backend {
       gemm_cols(x, rows, gate, q8 && int8_product(gate), b, e, gate_buf, n);
       gemm_cols(x, rows, up, q8 && int8_product(up), b, e, up_buf, n);
       for (int r = 0; r < rows; ++r) {
-        const int64_t o = r * n;
-        if (act == GluAct::kSilu)
-          for (int64_t j = b; j < e; ++j) out[o + j] = silu(gate_buf[o + j]) * up_buf[o + j];
-        else
-          for (int64_t j = b; j < e; ++j) out[o + j] = gelu_tanh(gate_buf[o + j]) * up_buf[o + j];
+        const int64_t o = r * n + b;
+        kernels_.act(act, gate_buf + o, up_buf + o, e - b, out + o);
       }
     });
   }
@@ -292,21 +287,18 @@ class CpuBackend : public Backend {
   }
 
   void silu_mul(const float* gate, const float* up, int64_t n, float* out) override {
-    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) out[i] = silu(gate[i]) * up[i];
-    });
+    pool_.parallel_for(n, kLightGrain,
+                       [&](int64_t b, int64_t e) { kernels_.act(GluAct::kSilu, gate + b, up + b, e - b, out + b); });
   }
 
   void gelu_mul(const float* gate, const float* up, int64_t n, float* out) override {
-    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) out[i] = gelu_tanh(gate[i]) * up[i];
-    });
+    pool_.parallel_for(n, kLightGrain,
+                       [&](int64_t b, int64_t e) { kernels_.act(GluAct::kGelu, gate + b, up + b, e - b, out + b); });
   }
 
   void gelu(const float* x, int64_t n, float* out) override {
-    pool_.parallel_for(n, kLightGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) out[i] = gelu_tanh(x[i]);
-    });
+    pool_.parallel_for(n, kLightGrain,
+                       [&](int64_t b, int64_t e) { kernels_.act(GluAct::kGelu, x + b, nullptr, e - b, out + b); });
   }
 
   void scale(float* x, float s, int64_t n) override {

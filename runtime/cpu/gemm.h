@@ -104,6 +104,14 @@ void span_scores_avx2(const float* q, const float* base, const int64_t* rows, in
 void span_values_generic(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
 void span_values_avx2(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
 
+// out[i] = act(g[i]) * u[i] (with u null, act(g[i])) for the gated MLP: SiLU
+// or tanh-GELU. Elementwise: an element's bits do not depend on n or on where
+// it falls in the call. The AVX2 version (a vector exp within 2 ulp, GELU as
+// x * sigmoid(2y)) serves AVX-512 too; generic is row_ops.h's scalar math.
+using ActFn = void (*)(GluAct act, const float* g, const float* u, int64_t n, float* out);
+void act_generic(GluAct act, const float* g, const float* u, int64_t n, float* out);
+void act_avx2(GluAct act, const float* g, const float* u, int64_t n, float* out);
+
 struct Kernels {
   GemmFn gemm;
   SpanScoresFn span_scores;
@@ -116,6 +124,7 @@ struct Kernels {
                   int64_t out_stride) = nullptr;
   bool int8_block32 = false;  // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 in integers (unless GHOSTD_CPU_BLOCK32=float)
   bool vnni = false;       // gemm_q8 is the AVX512-VNNI build
+  ActFn act = act_generic;
 };
 
 // The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides.

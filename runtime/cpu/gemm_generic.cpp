@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "runtime/cpu/gemm.h"
+#include "runtime/cpu/row_ops.h"
 
 namespace ghostd::runtime::cpu {
 
@@ -39,6 +40,13 @@ void span_scores_generic(const float* q, const float* base, const int64_t* rows,
 
 void span_values_generic(const float* w, const float* base, const int64_t* rows, int count, int n, float* o) {
   for (int i = 0; i < count; ++i) axpy_generic(w[i], base + rows[i], o, n);
+}
+
+void act_generic(GluAct act, const float* g, const float* u, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = act == GluAct::kSilu ? silu(g[i]) : gelu_tanh(g[i]);
+    out[i] = u != nullptr ? a * u[i] : a;
+  }
 }
 
 void gemm_generic(const float* x, int rows, const Weight& w, int64_t n_begin, int64_t n_end,
@@ -81,10 +89,10 @@ Kernels select_kernels() {
   const bool int8 = mode("GHOSTD_CPU_KQUANT", true), b32 = mode("GHOSTD_CPU_BLOCK32", true), any = int8 || b32;
   if (!use512)
     return {int8 ? gemm_avx2_k8 : gemm_avx2, span_scores_avx2, span_values_avx2, "avx2", int8,
-            any ? quantize_q8_avx2 : nullptr, any ? gemm_q8_avx2 : nullptr, b32};
+            any ? quantize_q8_avx2 : nullptr, any ? gemm_q8_avx2 : nullptr, b32, false, act_avx2};
   return {int8 ? gemm_avx512_k8 : gemm_avx512, span_scores_avx2, span_values_avx2, "avx512", int8,
           any ? quantize_q8_avx2 : nullptr, any ? (vnni ? gemm_q8_avx512vnni : gemm_q8_avx512) : nullptr, b32,
-          any && vnni};
+          any && vnni, act_avx2};
 }
 
 }  // namespace ghostd::runtime::cpu
