@@ -91,18 +91,26 @@ void axpy_generic(float a, const float* x, float* y, int n);
 void axpy_avx2(float a, const float* x, float* y, int n);
 
 // An attention span's two passes over KV rows base + rows[i] (n floats
-// each): out[i] = dot(q, row i), and o[j] += w[i] * row i [j] for i in
-// order. Each result has the bits of the one-row dot or the axpy chain of
-// the same ISA; the AVX2 versions run four rows' dots side by side (one row's
-// dot is a chain of dependent FMAs) and keep o in registers across the rows
-// (axpy stores and reloads it per row).
-using SpanScoresFn = void (*)(const float* q, const float* base, const int64_t* rows, int count, int n, float* out);
-using SpanValuesFn = void (*)(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
+// each) for `heads` query heads that share them (a GQA group, or one head):
+// out[h * out_stride + i] = dot(q + h * n, row i), and o[h * o_stride + j] +=
+// w[h * w_stride + i] * row i [j] for i in order. Each result has the bits of
+// the one-row dot or the axpy chain of the same ISA, whatever `heads`; the
+// AVX2 versions read each row once for up to 6 heads, run several dots side
+// by side (one row's dot is a chain of dependent FMAs) and keep o in
+// registers across the rows (axpy stores and reloads it per row).
+using SpanScoresFn = void (*)(const float* q, int heads, const float* base, const int64_t* rows, int count, int n,
+                              float* out, int64_t out_stride);
+using SpanValuesFn = void (*)(const float* w, int64_t w_stride, int heads, const float* base, const int64_t* rows,
+                              int count, int n, float* o, int64_t o_stride);
 
-void span_scores_generic(const float* q, const float* base, const int64_t* rows, int count, int n, float* out);
-void span_scores_avx2(const float* q, const float* base, const int64_t* rows, int count, int n, float* out);
-void span_values_generic(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
-void span_values_avx2(const float* w, const float* base, const int64_t* rows, int count, int n, float* o);
+void span_scores_generic(const float* q, int heads, const float* base, const int64_t* rows, int count, int n,
+                         float* out, int64_t out_stride);
+void span_scores_avx2(const float* q, int heads, const float* base, const int64_t* rows, int count, int n,
+                      float* out, int64_t out_stride);
+void span_values_generic(const float* w, int64_t w_stride, int heads, const float* base, const int64_t* rows,
+                         int count, int n, float* o, int64_t o_stride);
+void span_values_avx2(const float* w, int64_t w_stride, int heads, const float* base, const int64_t* rows, int count,
+                      int n, float* o, int64_t o_stride);
 
 // out[i] = act(g[i]) * u[i] (with u null, act(g[i])) for the gated MLP: SiLU
 // or tanh-GELU. Elementwise: an element's bits do not depend on n or on where
@@ -111,6 +119,14 @@ void span_values_avx2(const float* w, const float* base, const int64_t* rows, in
 using ActFn = void (*)(GluAct act, const float* g, const float* u, int64_t n, float* out);
 void act_generic(GluAct act, const float* g, const float* u, int64_t n, float* out);
 void act_avx2(GluAct act, const float* g, const float* u, int64_t n, float* out);
+
+// An attention span's softmax pieces over its scores: s[i] *= scale, then
+// s[i] = e^(s[i] - max); the max and the sum of the exponentials out. Each
+// result depends on the span's scores alone. The AVX2 version uses the
+// vector exp and sums in 8 lanes; generic is std::exp, summed in order.
+using SpanSoftmaxFn = void (*)(float* s, int count, float scale, float* max_out, float* sum_out);
+void span_softmax_generic(float* s, int count, float scale, float* max_out, float* sum_out);
+void span_softmax_avx2(float* s, int count, float scale, float* max_out, float* sum_out);
 
 struct Kernels {
   GemmFn gemm;
@@ -125,6 +141,7 @@ struct Kernels {
   bool int8_block32 = false;  // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 in integers (unless GHOSTD_CPU_BLOCK32=float)
   bool vnni = false;       // gemm_q8 is the AVX512-VNNI build
   ActFn act = act_generic;
+  SpanSoftmaxFn span_softmax = span_softmax_generic;
 };
 
 // The best kernels this CPU runs; GHOSTD_CPU_ISA=generic|avx2|avx512 overrides.

@@ -95,64 +95,124 @@ void axpy_avx2(float a, const float* x, float* y, int n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-void span_scores_avx2(const float* q, const float* base, const int64_t* rows, int count, int n, float* out) {
-  int i = 0;
-  if (n % 16 == 0) {
-    // dot_avx2's two chains per row (lanes k and k + 8), for four rows at once.
-    for (; i + 4 <= count; i += 4) {
-      const float* r[4] = {base + rows[i], base + rows[i + 1], base + rows[i + 2], base + rows[i + 3]};
-      __m256 a0[4], a1[4];
-      for (int j = 0; j < 4; ++j) a0[j] = a1[j] = _mm256_setzero_ps();
-      for (int k = 0; k < n; k += 16) {
-        const __m256 qa = _mm256_loadu_ps(q + k), qb = _mm256_loadu_ps(q + k + 8);
-        for (int j = 0; j < 4; ++j) {
-          a0[j] = _mm256_fmadd_ps(qa, _mm256_loadu_ps(r[j] + k), a0[j]);
-          a1[j] = _mm256_fmadd_ps(qb, _mm256_loadu_ps(r[j] + k + 8), a1[j]);
-        }
-      }
-      for (int j = 0; j < 4; ++j) out[i + j] = hsum(_mm256_add_ps(a0[j], a1[j]));
-    }
-  }
-  for (; i < count; ++i) out[i] = dot_avx2(q, base + rows[i], n);
-}
-
 namespace {
 
-// o[0, 8 * M) over every row, held in M registers.
-template <int M>
-void values_chunk(const float* w, const float* base, const int64_t* rows, int count, float* o) {
-  __m256 acc[M];
-  for (int j = 0; j < M; ++j) acc[j] = _mm256_loadu_ps(o + 8 * j);
-  for (int i = 0; i < count; ++i) {
-    const __m256 a = _mm256_set1_ps(w[i]);
-    const float* v = base + rows[i];
-    for (int j = 0; j < M; ++j) acc[j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * j), acc[j]);
+// Scores of H heads (q + h * n) against R rows from i: per (head, row)
+// dot_avx2's two chains (lanes k and k + 8, in steps of 16) and its sum. A
+// GQA group's heads read each K row once (from L2: a span's 256 rows are
+// 128 KiB at head size 128), where head by head they read it H times.
+template <int H, int R>
+void scores_tile(const float* q, const float* const* r, int n, float* out, int64_t out_stride) {
+  // Chain (h, j)'s two halves at 2 (h R + j) and the next: one flat array
+  // (GCC zeroed two-dimensional ones in memory with rep stos).
+  __m256 a[2 * H * R];
+  for (int i = 0; i < 2 * H * R; ++i) a[i] = _mm256_setzero_ps();
+  int k = 0;
+  do {  // n > 0: the chains stay in registers from their zeros to their sums
+    __m256 ka[R], kb[R];
+    for (int j = 0; j < R; ++j) {
+      ka[j] = _mm256_loadu_ps(r[j] + k);
+      kb[j] = _mm256_loadu_ps(r[j] + k + 8);
+    }
+    for (int h = 0; h < H; ++h) {
+      const __m256 qa = _mm256_loadu_ps(q + h * n + k), qb = _mm256_loadu_ps(q + h * n + k + 8);
+      for (int j = 0; j < R; ++j) {
+        __m256* c = a + 2 * (h * R + j);
+        c[0] = _mm256_fmadd_ps(qa, ka[j], c[0]);
+        c[1] = _mm256_fmadd_ps(qb, kb[j], c[1]);
+      }
+    }
+    k += 16;
+  } while (k < n);
+  for (int h = 0; h < H; ++h)
+    for (int j = 0; j < R; ++j) {
+      const __m256* c = a + 2 * (h * R + j);
+      out[h * out_stride + j] = hsum(_mm256_add_ps(c[0], c[1]));
+    }
+}
+
+// Every head over every row, R rows a step (the last rows R - 1 at a time),
+// the heads K at a time on those rows (the later ones read them from L1).
+// Registers: 2 K R chains and 2 R K vectors (with one head, its FMAs take
+// them from memory): K = 3 at R = 2 (GCC kept 5 or 6 heads' chains in memory,
+// zeroed with rep stos), R = 4 with one head.
+template <int R, int K>
+void scores_rows(const float* q, int heads, const float* base, const int64_t* rows, int count, int n, float* out,
+                 int64_t out_stride) {
+  int i = 0;
+  for (; i + R <= count; i += R) {
+    const float* r[R];
+    for (int j = 0; j < R; ++j) r[j] = base + rows[i + j];
+    int h = 0;
+    for (; h + K <= heads; h += K) scores_tile<K, R>(q + h * n, r, n, out + h * out_stride + i, out_stride);
+    if constexpr (K > 2)
+      if (heads - h == 2) scores_tile<2, R>(q + h * n, r, n, out + h * out_stride + i, out_stride);
+    if constexpr (K > 1)
+      if (heads - h == 1) scores_tile<1, R>(q + h * n, r, n, out + h * out_stride + i, out_stride);
   }
-  for (int j = 0; j < M; ++j) _mm256_storeu_ps(o + 8 * j, acc[j]);
+  if constexpr (R > 1)
+    if (i < count) scores_rows<R - 1, K>(q, heads, base, rows + i, count - i, n, out + i, out_stride);
+}
+
+// o[h][c, c + 8 M) of H heads over every row, held in H * M registers: per
+// lane axpy_avx2's FMA, in row order. The heads share each V load.
+template <int H, int M>
+void values_tile(const float* w, int64_t w_stride, const float* base, const int64_t* rows, int count, int c,
+                 float* o, int64_t o_stride) {
+  __m256 acc[H][M];
+  for (int h = 0; h < H; ++h)
+    for (int j = 0; j < M; ++j) acc[h][j] = _mm256_loadu_ps(o + h * o_stride + c + 8 * j);
+  for (int i = 0; i < count; ++i) {
+    const float* v = base + rows[i] + c;
+    __m256 vv[M];
+    for (int j = 0; j < M; ++j) vv[j] = _mm256_loadu_ps(v + 8 * j);
+    for (int h = 0; h < H; ++h) {
+      const __m256 a = _mm256_set1_ps(w[h * w_stride + i]);
+      for (int j = 0; j < M; ++j) acc[h][j] = _mm256_fmadd_ps(a, vv[j], acc[h][j]);
+    }
+  }
+  for (int h = 0; h < H; ++h)
+    for (int j = 0; j < M; ++j) _mm256_storeu_ps(o + h * o_stride + c + 8 * j, acc[h][j]);
+}
+
+template <int H, int M>
+void values_heads(const float* w, int64_t w_stride, const float* base, const int64_t* rows, int count, int n, int c,
+                  float* o, int64_t o_stride) {
+  for (; c + 8 * M <= n; c += 8 * M) values_tile<H, M>(w, w_stride, base, rows, count, c, o, o_stride);
+  if constexpr (M > 1)
+    if (c < n) values_heads<H, M - 1>(w, w_stride, base, rows, count, n, c, o, o_stride);
+}
+
+// Heads in groups of up to 6.
+template <int H>
+void values_groups(const float* a, int64_t a_stride, int heads, const float* base, const int64_t* rows, int count,
+                   int n, float* out, int64_t out_stride) {
+  for (; heads >= H; heads -= H, a += H * a_stride, out += H * out_stride) {
+    // Registers: H M accumulators and M V vectors (with one head, its FMAs
+    // take them from memory) and a weight.
+    values_heads<H, (H == 1 ? 8 : 15 / (H + 1))>(a, a_stride, base, rows, count, n, 0, out, out_stride);
+  }
+  if constexpr (H > 1)
+    if (heads > 0) values_groups<H - 1>(a, a_stride, heads, base, rows, count, n, out, out_stride);
 }
 
 }  // namespace
 
-void span_values_avx2(const float* w, const float* base, const int64_t* rows, int count, int n, float* o) {
-  if (n % 8 != 0) {
-    for (int i = 0; i < count; ++i) axpy_avx2(w[i], base + rows[i], o, n);
-    return;
+void span_scores_avx2(const float* q, int heads, const float* base, const int64_t* rows, int count, int n,
+                      float* out, int64_t out_stride) {
+  if (n > 0 && n % 16 == 0) {
+    if (heads == 1) return scores_rows<4, 1>(q, heads, base, rows, count, n, out, out_stride);
+    return scores_rows<2, 3>(q, heads, base, rows, count, n, out, out_stride);
   }
-  // axpy_avx2's FMA per lane and row, in row order, 64 lanes at a time.
-  for (int c = 0; c < n; c += 64) {
-    const float* b = base + c;
-    float* oc = o + c;
-    switch (std::min(64, n - c) / 8) {
-      case 8: values_chunk<8>(w, b, rows, count, oc); break;
-      case 7: values_chunk<7>(w, b, rows, count, oc); break;
-      case 6: values_chunk<6>(w, b, rows, count, oc); break;
-      case 5: values_chunk<5>(w, b, rows, count, oc); break;
-      case 4: values_chunk<4>(w, b, rows, count, oc); break;
-      case 3: values_chunk<3>(w, b, rows, count, oc); break;
-      case 2: values_chunk<2>(w, b, rows, count, oc); break;
-      default: values_chunk<1>(w, b, rows, count, oc); break;
-    }
-  }
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < count; ++i) out[h * out_stride + i] = dot_avx2(q + h * n, base + rows[i], n);
+}
+
+void span_values_avx2(const float* w, int64_t w_stride, int heads, const float* base, const int64_t* rows, int count,
+                      int n, float* o, int64_t o_stride) {
+  if (n % 8 == 0) return values_groups<6>(w, w_stride, heads, base, rows, count, n, o, o_stride);
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < count; ++i) axpy_avx2(w[h * w_stride + i], base + rows[i], o + h * o_stride, n);
 }
 
 }  // namespace ghostd::runtime::cpu

@@ -1,5 +1,7 @@
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -34,12 +36,25 @@ void axpy_generic(float a, const float* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-void span_scores_generic(const float* q, const float* base, const int64_t* rows, int count, int n, float* out) {
-  for (int i = 0; i < count; ++i) out[i] = dot_generic(q, base + rows[i], n);
+void span_scores_generic(const float* q, int heads, const float* base, const int64_t* rows, int count, int n,
+                         float* out, int64_t out_stride) {
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < count; ++i) out[h * out_stride + i] = dot_generic(q + h * n, base + rows[i], n);
 }
 
-void span_values_generic(const float* w, const float* base, const int64_t* rows, int count, int n, float* o) {
-  for (int i = 0; i < count; ++i) axpy_generic(w[i], base + rows[i], o, n);
+void span_values_generic(const float* w, int64_t w_stride, int heads, const float* base, const int64_t* rows,
+                         int count, int n, float* o, int64_t o_stride) {
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < count; ++i) axpy_generic(w[h * w_stride + i], base + rows[i], o + h * o_stride, n);
+}
+
+void span_softmax_generic(float* s, int count, float scale, float* max_out, float* sum_out) {
+  float mx = -INFINITY;
+  for (int i = 0; i < count; ++i) mx = std::max(mx, s[i] *= scale);
+  float sum = 0;
+  for (int i = 0; i < count; ++i) sum += (s[i] = std::exp(s[i] - mx));
+  *max_out = mx;
+  *sum_out = sum;
 }
 
 void act_generic(GluAct act, const float* g, const float* u, int64_t n, float* out) {
@@ -89,10 +104,10 @@ Kernels select_kernels() {
   const bool int8 = mode("GHOSTD_CPU_KQUANT", true), b32 = mode("GHOSTD_CPU_BLOCK32", true), any = int8 || b32;
   if (!use512)
     return {int8 ? gemm_avx2_k8 : gemm_avx2, span_scores_avx2, span_values_avx2, "avx2", int8,
-            any ? quantize_q8_avx2 : nullptr, any ? gemm_q8_avx2 : nullptr, b32, false, act_avx2};
+            any ? quantize_q8_avx2 : nullptr, any ? gemm_q8_avx2 : nullptr, b32, false, act_avx2, span_softmax_avx2};
   return {int8 ? gemm_avx512_k8 : gemm_avx512, span_scores_avx2, span_values_avx2, "avx512", int8,
           any ? quantize_q8_avx2 : nullptr, any ? (vnni ? gemm_q8_avx512vnni : gemm_q8_avx512) : nullptr, b32,
-          any && vnni, act_avx2};
+          any && vnni, act_avx2, span_softmax_avx2};
 }
 
 }  // namespace ghostd::runtime::cpu

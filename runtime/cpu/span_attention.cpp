@@ -15,8 +15,22 @@ void SpanAttention::run(ThreadPool& pool, const Kernels& kernels, const float* q
     const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;
     return std::max(1, (n_ctx - lo + kSpan - 1) / kSpan);
   };
-  // Items laid out token by token, then head by head, then span by span;
-  // tokens with several spans also get partial results (max, sum, values).
+  // A GQA group's heads share their K and V rows: an item takes `hg` of them
+  // (a divisor of the group), as many as leave at least 4 items per thread
+  // (a decode over a short context has few). A head's result does not depend
+  // on hg (gemm.h's span passes).
+  const int group = nh / shape.n_kv_heads;
+  int64_t token_spans = 0;
+  for (int t = 0; t < T; ++t) token_spans += span_count(t);
+  int hg = group;
+  while (hg > 1 && token_spans * (nh / hg) < 4 * static_cast<int64_t>(pool.size())) {
+    do --hg;
+    while (group % hg != 0);
+  }
+  const int chunks = nh / hg;
+  // Items laid out token by token, then head chunk by chunk, then span by
+  // span; tokens with several spans also get partial results (max, sum,
+  // values) per head and span.
   first_.resize(static_cast<size_t>(T) + 1);
   partial_first_.resize(static_cast<size_t>(T));
   multi_.clear();
@@ -25,7 +39,7 @@ void SpanAttention::run(ThreadPool& pool, const Kernels& kernels, const float* q
     const int spans = span_count(t);
     first_[t] = items;
     partial_first_[t] = partials;
-    items += static_cast<int64_t>(spans) * nh;
+    items += static_cast<int64_t>(spans) * chunks;
     if (spans > 1) {
       partials += static_cast<int64_t>(spans) * nh;
       multi_.push_back(t);
@@ -44,9 +58,11 @@ void SpanAttention::run(ThreadPool& pool, const Kernels& kernels, const float* q
       while (item >= first_[t + 1]) ++t;
       const int spans = span_count(t);
       const int64_t local = item - first_[t];
-      const int h = static_cast<int>(local / spans), sp = static_cast<int>(local % spans);
-      float* partial = spans > 1 ? partial_.data() + (partial_first_[t] + local) * (hd + 2) : nullptr;
-      span(kernels, q, batch, shape, layer, t, h, sp, partial, out);
+      const int h0 = static_cast<int>(local / spans) * hg, sp = static_cast<int>(local % spans);
+      float* partial = spans > 1
+                           ? partial_.data() + (partial_first_[t] + static_cast<int64_t>(h0) * spans + sp) * (hd + 2)
+                           : nullptr;
+      span(kernels, q, batch, shape, layer, t, h0, hg, sp, partial, static_cast<int64_t>(spans) * (hd + 2), out);
     }
   });
   if (multi_.empty()) return;
@@ -63,7 +79,8 @@ void SpanAttention::run(ThreadPool& pool, const Kernels& kernels, const float* q
 }
 
 void SpanAttention::span(const Kernels& kernels, const float* q, const BatchView& batch, const AttentionShape& shape,
-                         KvLayerView layer, int t, int h, int span, float* partial, float* out) {
+                         KvLayerView layer, int t, int h0, int heads, int span, float* partial, int64_t partial_stride,
+                         float* out) {
   thread_local std::vector<float> scores;  // kept per thread: no allocation per step
   thread_local std::vector<int64_t> rows;  // the positions' KV rows (floats from the layer's start)
   const int hd = shape.head_dim, nh = shape.n_heads, group = shape.n_heads / shape.n_kv_heads;
@@ -74,41 +91,36 @@ void SpanAttention::span(const Kernels& kernels, const float* q, const BatchView
   const int lo = shape.window > 0 ? std::max(0, n_ctx - shape.window) : 0;  // first attended position
   const int p0 = lo + span * kSpan, p1 = std::min(n_ctx, p0 + kSpan), count = p1 - p0;
   const int32_t* table = batch.block_tables + batch.block_table_start[s];
-  const float* qv = q + t * q_dim + static_cast<int64_t>(h) * hd;
-  const int64_t head_off = static_cast<int64_t>(h / group) * hd;
+  const float* qv = q + t * q_dim + static_cast<int64_t>(h0) * hd;
+  const int64_t head_off = static_cast<int64_t>(h0 / group) * hd;  // the heads share one KV head
   // A draft-tree token reads its ancestors' KV at the positions past the
   // context; the order of the sums is that of a chain.
   const uint64_t mask = batch.tree_mask != nullptr ? batch.tree_mask[t] : 0;
   const int base = mask != 0 ? tree_base(mask, batch.positions[t]) : n_ctx;
   rows.resize(static_cast<size_t>(count));
-  scores.resize(static_cast<size_t>(count));
+  scores.resize(static_cast<size_t>(count) * heads);
   for (int p = p0; p < p1; ++p) {
     const int i = tree_kv_index(mask, base, p);
     const int64_t slot = static_cast<int64_t>(table[i / batch.block_size]) * batch.block_size + i % batch.block_size;
     rows[p - p0] = slot * kv_dim + head_off;
   }
-  kernels.span_scores(qv, layer.k, rows.data(), count, hd, scores.data());
-  float mx = -INFINITY;
-  for (float& sc : scores) {
-    sc *= shape.scale;
-    mx = std::max(mx, sc);
+  kernels.span_scores(qv, heads, layer.k, rows.data(), count, hd, scores.data(), count);
+  float* o = partial != nullptr ? partial + 2 : out + t * q_dim + static_cast<int64_t>(h0) * hd;
+  const int64_t o_stride = partial != nullptr ? partial_stride : hd;
+  for (int j = 0; j < heads; ++j) {
+    float* sc = scores.data() + static_cast<int64_t>(j) * count;
+    float mx, sum;
+    kernels.span_softmax(sc, count, shape.scale, &mx, &sum);
+    std::fill(o + j * o_stride, o + j * o_stride + hd, 0.0f);
+    if (partial == nullptr) {
+      const float inv = 1.0f / sum;
+      for (int i = 0; i < count; ++i) sc[i] *= inv;
+    } else {
+      partial[j * partial_stride] = mx;
+      partial[j * partial_stride + 1] = sum;
+    }
   }
-  float sum = 0;
-  for (float& sc : scores) {
-    sc = std::exp(sc - mx);
-    sum += sc;
-  }
-  float* o = partial != nullptr ? partial + 2 : out + t * q_dim + static_cast<int64_t>(h) * hd;
-  std::fill(o, o + hd, 0.0f);
-  if (partial == nullptr) {
-    const float inv = 1.0f / sum;
-    for (float& sc : scores) sc *= inv;
-  }
-  kernels.span_values(scores.data(), layer.v, rows.data(), count, hd, o);
-  if (partial != nullptr) {
-    partial[0] = mx;
-    partial[1] = sum;
-  }
+  kernels.span_values(scores.data(), count, heads, layer.v, rows.data(), count, hd, o, o_stride);
 }
 
 void SpanAttention::merge(const float* partial, int spans, int hd, float* out) {

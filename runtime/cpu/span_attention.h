@@ -27,11 +27,13 @@ class SpanAttention {
            const AttentionShape& shape, KvLayerView layer, float* out);
 
  private:
-  // One item: token t, head h, positions of span `span`. With no partial (the
-  // token's only span) the normalized output; else the span's max, sum of
-  // exponentials and unnormalized values into partial.
+  // One item: token t, heads [h0, h0 + heads) of one KV head, positions of
+  // span `span`. With no partial (the token's only span) the normalized
+  // outputs; else each head's max, sum of exponentials and unnormalized
+  // values into partial (head h0's; the next heads' partial_stride apart).
   static void span(const Kernels& kernels, const float* q, const BatchView& batch, const AttentionShape& shape,
-                   KvLayerView layer, int t, int h, int span, float* partial, float* out);
+                   KvLayerView layer, int t, int h0, int heads, int span, float* partial, int64_t partial_stride,
+                   float* out);
   // out = the softmax-weighted values of `spans` partials ([max, sum,
   // values[hd]] each), rescaled to the largest max and added in span order.
   static void merge(const float* partial, int spans, int hd, float* out);

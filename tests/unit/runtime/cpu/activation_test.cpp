@@ -112,3 +112,31 @@ TEST_CASE(
   act_avx2(GluAct::kGelu, &nan, nullptr, 1, one.data());
   CHECK(std::isnan(one[0]));
 }
+
+TEST_CASE("an attention span's softmax pieces: the max exactly, each exponential within a few ulp, the sum close") {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 4.0f);
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  for (int count : {1, 3, 7, 8, 9, 16, 37, 255, 256}) {
+    CAPTURE(count);
+    std::vector<float> s(static_cast<size_t>(count) + 1);
+    for (float& v : s) v = nd(rng);
+    const float scale = 0.125f;
+    for (SpanSoftmaxFn f : {span_softmax_generic, avx2 ? span_softmax_avx2 : span_softmax_generic}) {
+      std::vector<float> got = s;
+      float mx = 0, sum = 0;
+      f(got.data(), count, scale, &mx, &sum);
+      float want_max = -INFINITY;
+      for (int i = 0; i < count; ++i) want_max = std::max(want_max, s[i] * scale);
+      CHECK(mx == want_max);
+      double want_sum = 0;
+      for (int i = 0; i < count; ++i) {
+        const double e = std::exp(static_cast<double>(s[i] * scale) - mx);
+        want_sum += e;
+        CHECK(ulps(got[i], e) <= 4.0);
+      }
+      CHECK(got[count] == s[count]);  // nothing written past count
+      CHECK(std::abs(sum - want_sum) <= 1e-6 * want_sum);
+    }
+  }
+}

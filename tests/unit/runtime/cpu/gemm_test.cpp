@@ -118,40 +118,49 @@ TEST_CASE("dot and axpy kernels agree with the reference") {
   for (int i = 0; i < 77; ++i) CHECK(y[i] == doctest::Approx(y2[i]));
 }
 
-TEST_CASE("attention span passes have the bits of per-row dot and axpy") {
+TEST_CASE("attention span passes have the bits of per-row dot and axpy, for one head or a group sharing the rows") {
   // KV rows scattered in a pool (as paged KV is), head sizes with and
-  // without the blocked paths' multiples, and row counts around the 4-row
-  // groups.
+  // without the blocked paths' multiples, row counts around the row groups,
+  // and head counts around the head groups (the heads of a GQA group share
+  // each row's loads; results and outputs at strides, as partials are).
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  std::vector<float> pool(64 * 160), q(160);
+  constexpr int kMaxHeads = 13;
+  std::vector<float> pool(64 * 160), q(kMaxHeads * 160);
   for (float& v : pool) v = u(rng);
   for (float& v : q) v = u(rng);
   Kernels k = select_kernels();
   for (int n : {64, 77, 80, 96, 128, 160}) {
     for (int count : {0, 1, 3, 4, 5, 8, 37}) {
-      CAPTURE(n);
-      CAPTURE(count);
-      std::vector<int64_t> rows(count);
-      for (int i = 0; i < count; ++i) rows[i] = static_cast<int64_t>((i * 29 + 11) % 64) * 160;
-      std::vector<float> w(count);
-      for (float& v : w) v = u(rng);
-      struct Pair {
-        float (*dot)(const float*, const float*, int);
-        void (*axpy)(float, const float*, float*, int);
-        SpanScoresFn scores;
-        SpanValuesFn values;
-      };
-      const bool generic = std::string(k.isa) == "generic";
-      for (const Pair& f : {Pair{dot_generic, axpy_generic, span_scores_generic, span_values_generic},
-                            Pair{generic ? dot_generic : dot_avx2, generic ? axpy_generic : axpy_avx2, k.span_scores,
-                                 k.span_values}}) {
-        std::vector<float> got(count, -1.0f), o(n, 0.25f), o_ref(n, 0.25f);
-        f.scores(q.data(), pool.data(), rows.data(), count, n, got.data());
-        for (int i = 0; i < count; ++i) CHECK(got[i] == f.dot(q.data(), pool.data() + rows[i], n));
-        f.values(w.data(), pool.data(), rows.data(), count, n, o.data());
-        for (int i = 0; i < count; ++i) f.axpy(w[i], pool.data() + rows[i], o_ref.data(), n);
-        CHECK(std::memcmp(o.data(), o_ref.data(), sizeof(float) * n) == 0);
+      for (int heads : {1, 2, 3, 4, 5, 6, 7, 13}) {
+        CAPTURE(n);
+        CAPTURE(count);
+        CAPTURE(heads);
+        std::vector<int64_t> rows(count);
+        for (int i = 0; i < count; ++i) rows[i] = static_cast<int64_t>((i * 29 + 11) % 64) * 160;
+        const int64_t stride = count + 3, o_stride = n + 5;
+        std::vector<float> w(static_cast<size_t>(heads) * stride);
+        for (float& v : w) v = u(rng);
+        struct Pair {
+          float (*dot)(const float*, const float*, int);
+          void (*axpy)(float, const float*, float*, int);
+          SpanScoresFn scores;
+          SpanValuesFn values;
+        };
+        const bool generic = std::string(k.isa) == "generic";
+        for (const Pair& f : {Pair{dot_generic, axpy_generic, span_scores_generic, span_values_generic},
+                              Pair{generic ? dot_generic : dot_avx2, generic ? axpy_generic : axpy_avx2,
+                                   k.span_scores, k.span_values}}) {
+          std::vector<float> got(w.size(), -1.0f), o(heads * o_stride, 0.25f), o_ref(heads * o_stride, 0.25f);
+          f.scores(q.data(), heads, pool.data(), rows.data(), count, n, got.data(), stride);
+          f.values(w.data(), stride, heads, pool.data(), rows.data(), count, n, o.data(), o_stride);
+          for (int h = 0; h < heads; ++h) {
+            for (int i = 0; i < count; ++i) CHECK(got[h * stride + i] == f.dot(q.data() + h * n, pool.data() + rows[i], n));
+            for (int i = count; i < stride; ++i) CHECK(got[h * stride + i] == -1.0f);
+            for (int i = 0; i < count; ++i) f.axpy(w[h * stride + i], pool.data() + rows[i], o_ref.data() + h * o_stride, n);
+          }
+          CHECK(std::memcmp(o.data(), o_ref.data(), sizeof(float) * o.size()) == 0);
+        }
       }
     }
   }
