@@ -170,7 +170,8 @@ TEST_CASE(
     "the CPU backend's 32-value block path: integers by default, float on request, the kernels' "
     "bits on any thread count") {
   const auto kernels = q8_kernels();
-  if (kernels.empty()) return;
+  // GHOSTD_CPU_ISA=generic picks kernels with no integer path.
+  if (kernels.empty() || std::string(select_kernels().isa) == "generic") return;
   std::mt19937 rng(41);
   std::uniform_real_distribution<float> u(-1, 1);
   for (DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ5_1}) {
