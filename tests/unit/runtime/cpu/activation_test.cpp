@@ -31,7 +31,8 @@ double tolerance(GluAct act, float x) {
 // Distance in float ulps at the reference's magnitude, with an absolute
 // floor for results that round to (near) zero.
 double ulps(float got, double want) {
-  const double ulp = std::max(std::ldexp(1.0, std::ilogb(static_cast<float>(want)) - 23), 1e-38);
+  const float w = static_cast<float>(want);  // ilogb(0) is INT_MIN: the floor applies first
+  const double ulp = std::abs(w) < 1e-38f ? 1e-38 : std::max(std::ldexp(1.0, std::ilogb(w) - 23), 1e-38);
   return std::abs(got - want) / ulp;
 }
 
